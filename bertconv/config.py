@@ -1,0 +1,109 @@
+"""The model configuration: read from ``bert_config.json``, inferred from tensor shapes, and
+checked one against the other so that every disagreement is named."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+#: Google's released models all use 64-wide attention heads; the head count is not in any shape.
+DEFAULT_HEAD_SIZE = 64
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    type_vocab_size: int
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    #: set for ALBERT / ELECTRA when the embedding width differs from hidden_size
+    embedding_size: int | None = None
+    #: anything else the source config held, kept for the output config
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
+        if d["embedding_size"] is None:
+            del d["embedding_size"]
+        return {**self.extra, **d}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, path: str | Path | None = None) -> "BertConfig":
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(data))
+        if missing:
+            raise ConfigError(f"missing field(s) {', '.join(missing)}", path=path,
+                              hint="add them, or remove the file to infer the config from the weights")
+        kwargs = {}
+        for name in names & set(data):
+            value = data[name]
+            want = cls.__dataclass_fields__[name].type
+            if "int" in str(want) and not (isinstance(value, int) and not isinstance(value, bool)):
+                if not (name == "embedding_size" and value is None):
+                    raise ConfigError(f"field {name!r} must be an integer, got {value!r}", path=path)
+            if "float" in str(want) and not isinstance(value, (int, float)):
+                raise ConfigError(f"field {name!r} must be a number, got {value!r}", path=path)
+            kwargs[name] = value
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            if kwargs[name] <= 0:
+                raise ConfigError(f"field {name!r} must be positive, got {kwargs[name]}", path=path)
+        if kwargs["hidden_size"] % kwargs["num_attention_heads"]:
+            raise ConfigError(f"hidden_size {kwargs['hidden_size']} is not a multiple of "
+                              f"num_attention_heads {kwargs['num_attention_heads']}", path=path)
+        extra = {k: v for k, v in data.items() if k not in names}
+        return cls(**kwargs, extra=extra)
+
+
+def load_config_file(path: str | Path) -> BertConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", path=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", path=path) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a JSON object", path=path)
+    return BertConfig.from_dict(data, path=path)
+
+
+def compare_configs(declared: BertConfig, inferred: dict[str, int]) -> list[str]:
+    """Each field the weights determine whose declared value differs, as one sentence."""
+    problems = []
+    for name, value in inferred.items():
+        have = getattr(declared, name, None)
+        if have is not None and have != value:
+            problems.append(f"{name} is {have} in the config but {value} in the weights")
+    return problems
+
+
+_LAYER = re.compile(r"layer_(\d+)/")
+
+
+def count_layers(names) -> int:
+    seen = {int(m.group(1)) for n in names for m in [_LAYER.search(n)] if m}
+    return max(seen) + 1 if seen else 0

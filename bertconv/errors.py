@@ -1,0 +1,70 @@
+"""bertconv's own exception types.
+
+Every failure a user can cause is one of these, and each renders as one line that names the file,
+the tensor when there is one, what is wrong and what to do. The CLI maps them to exit codes:
+2 for bad input or usage (``InputError`` and its subclasses), 1 for a check that ran and failed
+(``CheckFailed``). A traceback is shown only with ``--debug``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BertconvError(Exception):
+    """Base class. ``str(err)`` is the one line shown to the user."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | Path | None = None, tensor: str | None = None,
+                 hint: str | None = None):
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.tensor = tensor
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        parts = []
+        if self.path:
+            parts.append(f"{self.path}:")
+        if self.tensor:
+            parts.append(f"tensor {self.tensor!r}:")
+        parts.append(self.message.rstrip("."))
+        line = " ".join(parts)
+        if self.hint:
+            line += f" ({self.hint.rstrip('.')})"
+        return line
+
+
+class InputError(BertconvError):
+    """Bad input or usage: a missing file, a wrong option, a contradiction. Exit code 2."""
+
+
+class CheckpointFormatError(InputError):
+    """A file is not a checkpoint of a supported format, or its structure is damaged."""
+
+
+class CorruptDataError(CheckpointFormatError):
+    """Stored bytes fail their checksum or do not fit the size the index claims."""
+
+
+class ConfigError(InputError):
+    """A config file is malformed or contradicts the weights."""
+
+
+class VocabError(InputError):
+    """A vocabulary file is malformed or does not fit the embeddings."""
+
+
+class MappingError(InputError):
+    """Tensor names that cannot be mapped, or expected tensors that are missing."""
+
+
+class OutputError(InputError):
+    """The output path exists, is of the wrong kind, or cannot be written."""
+
+
+class CheckFailed(BertconvError):
+    """A validation or diff ran to completion and found differences. Exit code 1."""
+
+    exit_code = 1

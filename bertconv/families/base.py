@@ -1,0 +1,152 @@
+"""Name mapping as data.
+
+A family's mapping is a table of :class:`Rule` rows: a source (TensorFlow) name pattern, a target
+(PyTorch) name pattern and a transform. ``{layer}`` in a pattern stands for a layer index. The
+same table maps in both directions (TF -> PyTorch for ``tf2pt`` and ``diff``, PyTorch -> TF for
+``pt2tf``), so a row is the single statement of how one tensor corresponds to another.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+#: Transforms a rule may name. Each is its own inverse or has one below.
+TRANSPOSE = "transpose"  # dense kernel [in, out] <-> nn.Linear weight [out, in]
+
+
+@dataclass(frozen=True)
+class Rule:
+    source: str
+    target: str
+    transform: str | None = None
+    #: the head the tensor belongs to (None: the encoder itself, present in every model)
+    head: str | None = None
+
+    def _regex(self, pattern: str) -> re.Pattern:
+        parts = re.split(r"(\{layer\})", pattern)
+        body = "".join(r"(?P<layer>\d+)" if part == "{layer}" else re.escape(part) for part in parts)
+        return re.compile(f"^{body}$")
+
+    @property
+    def source_regex(self) -> re.Pattern:
+        return _compiled(self, "source")
+
+    @property
+    def target_regex(self) -> re.Pattern:
+        return _compiled(self, "target")
+
+    @property
+    def per_layer(self) -> bool:
+        return "{layer}" in self.source
+
+
+_REGEX_CACHE: dict[tuple[Rule, str], re.Pattern] = {}
+
+
+def _compiled(rule: Rule, side: str) -> re.Pattern:
+    key = (rule, side)
+    if key not in _REGEX_CACHE:
+        _REGEX_CACHE[key] = rule._regex(getattr(rule, side))
+    return _REGEX_CACHE[key]
+
+
+@dataclass(frozen=True)
+class Match:
+    rule: Rule
+    source: str
+    target: str
+    layer: int | None
+
+
+def apply_transform(transform: str | None, array: np.ndarray) -> np.ndarray:
+    """Source layout -> target layout (a view where possible)."""
+    if transform is None:
+        return array
+    if transform == TRANSPOSE:
+        return array.T
+    raise ValueError(f"unknown transform {transform!r}")
+
+
+def invert_transform(transform: str | None, array: np.ndarray) -> np.ndarray:
+    """Target layout -> source layout."""
+    if transform is None:
+        return array
+    if transform == TRANSPOSE:
+        return array.T
+    raise ValueError(f"unknown transform {transform!r}")
+
+
+def transformed_shape(transform: str | None, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if transform == TRANSPOSE:
+        return tuple(reversed(shape))
+    return tuple(shape)
+
+
+@dataclass
+class Mapping:
+    rules: tuple[Rule, ...]
+    #: source prefix that some exports add (``module/`` for TF-Hub); stripped before matching
+    optional_prefixes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_target(self, source_name: str) -> Match | None:
+        name = source_name
+        for prefix in self.optional_prefixes:
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                break
+        for rule in self.rules:
+            m = rule.source_regex.match(name)
+            if m:
+                layer = int(m.group("layer")) if rule.per_layer else None
+                return Match(rule, source_name, _fill(rule.target, layer), layer)
+        return None
+
+    def to_source(self, target_name: str) -> Match | None:
+        for rule in self.rules:
+            m = rule.target_regex.match(target_name)
+            if m:
+                layer = int(m.group("layer")) if rule.per_layer else None
+                return Match(rule, _fill(rule.source, layer), target_name, layer)
+        return None
+
+    def expected(self, num_layers: int, heads: Iterable[str | None]) -> list[Match]:
+        """Every tensor a model with these heads must have, as matches (source and target)."""
+        wanted = set(heads) | {None}
+        out = []
+        for rule in self.rules:
+            if rule.head not in wanted:
+                continue
+            for layer in (range(num_layers) if rule.per_layer else [None]):
+                out.append(Match(rule, _fill(rule.source, layer), _fill(rule.target, layer), layer))
+        return out
+
+
+def _fill(pattern: str, layer: int | None) -> str:
+    return pattern.replace("{layer}", str(layer)) if layer is not None else pattern
+
+
+# Names that training leaves in a checkpoint. A name counts as training state only when it is one
+# of the standalone counters below, or a slot suffix appended to a tensor the model itself has:
+# anything else stays "unknown" rather than being guessed into either bin.
+TRAINING_COUNTERS = re.compile(
+    r"^(global_step|beta1_power|beta2_power|\w*_power(_\d+)?|good_steps|loss_scale|"
+    r"current_loss_scale|save_counter(/\.ATTRIBUTES/VARIABLE_VALUE)?|"
+    r"optimizer/.*|.*/\.OPTIMIZER_SLOT/.*)$")
+SLOT_SUFFIX = re.compile(
+    r"^(?P<var>.+)/(?P<slot>adam_m|adam_v|Adam|Adam_\d+|Momentum|lamb_m|lamb_v|LAMB|LAMB_\d+|"
+    r"Adagrad|Adadelta|Adadelta_\d+|RMSProp|RMSProp_\d+|Ftrl|Ftrl_\d+|ExponentialMovingAverage|"
+    r"accumulator|Adafactor\w*|m|v)$")
+
+
+def training_state_kind(name: str, is_model_tensor) -> str | None:
+    """``"counter"``, ``"slot:<name>"`` or None. ``is_model_tensor(name)`` says whether a name is
+    one of the model's own tensors, so that a slot is recognised only next to a real variable."""
+    if TRAINING_COUNTERS.match(name):
+        return "counter"
+    m = SLOT_SUFFIX.match(name)
+    if m and is_model_tensor(m.group("var")):
+        return f"slot:{m.group('slot')}"
+    return None

@@ -1,0 +1,111 @@
+"""The interface every reader implements. Nothing above ``bertconv.formats`` knows file formats:
+it sees names, dtypes, shapes and lazily loaded NumPy arrays.
+
+Dtype names are NumPy's spelling (``float32``, ``int64``, ``bool``...) plus ``bfloat16``,
+``float8_e5m2``, ``float8_e4m3fn`` (arrays of the ``ml_dtypes`` types), ``string`` (an object
+array of ``bytes``) and ``variant`` (listed, never loaded as numbers).
+"""
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import InputError
+
+#: dtypes that hold numbers a model can use as weights.
+FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "float8_e5m2", "float8_e4m3fn"})
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+
+class TensorSource(abc.ABC):
+    """A checkpoint opened for reading. Use as a context manager, or call ``close()``.
+
+    ``path`` is what the user named; ``directory`` is where side files (``bert_config.json``,
+    ``vocab.txt``, ``config.json``) are looked for.
+    """
+
+    format_name: str = "?"
+
+    def __init__(self, path: str | Path, directory: str | Path | None = None):
+        self.path = Path(path)
+        self.directory = Path(directory) if directory is not None else (
+            self.path if self.path.is_dir() else self.path.parent)
+        self._infos: dict[str, TensorInfo] | None = None
+
+    # -- what each reader provides -------------------------------------------------------------
+    @abc.abstractmethod
+    def _list(self) -> list[TensorInfo]:
+        """Every tensor, without loading any data."""
+
+    @abc.abstractmethod
+    def _read(self, name: str) -> np.ndarray:
+        """The tensor's values; zero-copy (read-only) where the format allows."""
+
+    def close(self) -> None:  # noqa: B027 - optional for readers that hold no resources
+        pass
+
+    # -- shared behaviour -----------------------------------------------------------------------
+    @property
+    def infos(self) -> dict[str, TensorInfo]:
+        if self._infos is None:
+            self._infos = {info.name: info for info in sorted(self._list(), key=lambda i: i.name)}
+        return self._infos
+
+    def names(self) -> list[str]:
+        return list(self.infos)
+
+    def info(self, name: str) -> TensorInfo:
+        try:
+            return self.infos[name]
+        except KeyError:
+            raise InputError("no such tensor in the checkpoint", path=self.path, tensor=name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.infos
+
+    def __iter__(self) -> Iterator[TensorInfo]:
+        return iter(self.infos.values())
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def read(self, name: str) -> np.ndarray:
+        self.info(name)
+        return self._read(name)
+
+    def sidecar(self, *candidates: str) -> Path | None:
+        """The first of ``candidates`` that exists as a file in ``directory``."""
+        for candidate in candidates:
+            p = self.directory / candidate
+            if p.is_file():
+                return p
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path}>"
