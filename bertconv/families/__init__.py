@@ -1,0 +1,121 @@
+"""Model families: each is a declarative mapping table plus the few facts that cannot be a table
+(how to recognise it, which architecture a set of heads means, how to read sizes off shapes)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from ..errors import InputError
+from .base import Mapping
+
+#: user-facing head names accepted by ``--head``, besides ``auto``
+HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
+
+
+@dataclass(frozen=True, repr=False)
+class Family:
+    name: str
+    model_type: str
+    mapping: Mapping
+    #: a name that only this family's checkpoints contain
+    marker: re.Pattern
+    #: frozenset of heads -> Hugging Face architecture class name
+    architectures: dict[frozenset, str]
+    #: the Hugging Face ``hidden_act`` that computes what the original code computed for the
+    #: config's activation name (BERT's modeling.py "gelu" is the tanh approximation)
+    faithful_activation: dict[str, str]
+    #: the exact-erf spelling, for ``--gelu exact``
+    exact_activation: dict[str, str]
+    #: symbolic shape of each source tensor, for checking weights against the config
+    shapes: dict[str, tuple] = field(default_factory=dict)
+    infer_sizes: Callable[[dict], dict] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Family {self.name}>"
+
+    def heads_present(self, names: Iterable[str]) -> set[str]:
+        heads = set()
+        for name in names:
+            m = self.mapping.to_target(name)
+            if m and m.rule.head:
+                heads.add(m.rule.head)
+        return heads
+
+    def architecture(self, heads: frozenset) -> str:
+        try:
+            return self.architectures[heads]
+        except KeyError:
+            raise InputError(f"no {self.model_type} architecture carries the heads "
+                             f"{', '.join(sorted(heads))} together",
+                             hint="choose one with --head") from None
+
+
+def _bert() -> Family:
+    from . import bert
+    return bert.FAMILY
+
+
+_LOADERS = {"bert": _bert}
+
+
+def family_names() -> list[str]:
+    return list(_LOADERS)
+
+
+def get_family(name: str) -> Family:
+    try:
+        return _LOADERS[name]()
+    except KeyError:
+        raise InputError(f"unknown model family {name!r}",
+                         hint=f"choose one of {', '.join(family_names())}") from None
+
+
+def register(name: str, loader: Callable[[], Family]) -> None:
+    _LOADERS[name] = loader
+
+
+def detect_family(names: Iterable[str]) -> Family | None:
+    """The family whose marker the names contain (None when no family matches)."""
+    names = list(names)
+    for loader in _LOADERS.values():
+        family = loader()
+        if any(family.marker.search(n) for n in names):
+            return family
+    return None
+
+
+def source_view(names: Iterable[str], family: str | None = None) -> tuple[Family | None, str, dict[str, str]]:
+    """Recognise a checkpoint's family from either naming side.
+
+    Returns ``(family, side, to_source)``: ``side`` is ``"tf"`` when the names are the original
+    TensorFlow ones and ``"pt"`` when they are PyTorch names; ``to_source`` maps each recognised
+    name to its TensorFlow name (identity on the TF side). Hugging Face's duplicate keys of tied
+    weights are recognised as their originals.
+    """
+    names = list(names)
+    candidates = [get_family(family)] if family else [loader() for loader in _LOADERS.values()]
+    for fam in candidates:
+        if any(fam.marker.search(n) for n in names):
+            return fam, "tf", {n: n for n in names if fam.mapping.to_target(n)}
+    for fam in candidates:
+        prefix = fam.model_type + "."
+        to_source = {}
+        for n in names:
+            for candidate in (n, prefix + n, _TIED_ALIASES.get(n)):
+                if candidate is None:
+                    continue
+                m = fam.mapping.to_source(candidate)
+                if m:
+                    to_source[n] = m.source
+                    break
+        if any(fam.marker.search(s) for s in to_source.values()):
+            return fam, "pt", to_source
+    return (get_family(family) if family else None), "?", {}
+
+
+#: Hugging Face state dicts may repeat tied weights under the decoder's own names.
+_TIED_ALIASES = {
+    "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+    "cls.predictions.decoder.bias": "cls.predictions.bias",
+}

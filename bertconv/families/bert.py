@@ -53,3 +53,91 @@ RULES = (
 )
 
 MAPPING = Mapping(RULES)
+
+
+# Symbolic shapes of the source tensors: config field names, or literal sizes.
+H, I, V = "hidden_size", "intermediate_size", "vocab_size"
+SHAPES = {
+    "bert/embeddings/word_embeddings":              (V, H),
+    "bert/embeddings/position_embeddings":          ("max_position_embeddings", H),
+    "bert/embeddings/token_type_embeddings":        ("type_vocab_size", H),
+    "bert/embeddings/LayerNorm/gamma":              (H,),
+    "bert/embeddings/LayerNorm/beta":               (H,),
+    L + "attention/self/query/kernel":              (H, H),
+    L + "attention/self/query/bias":                (H,),
+    L + "attention/self/key/kernel":                (H, H),
+    L + "attention/self/key/bias":                  (H,),
+    L + "attention/self/value/kernel":              (H, H),
+    L + "attention/self/value/bias":                (H,),
+    L + "attention/output/dense/kernel":            (H, H),
+    L + "attention/output/dense/bias":              (H,),
+    L + "attention/output/LayerNorm/gamma":         (H,),
+    L + "attention/output/LayerNorm/beta":          (H,),
+    L + "intermediate/dense/kernel":                (H, I),
+    L + "intermediate/dense/bias":                  (I,),
+    L + "output/dense/kernel":                      (I, H),
+    L + "output/dense/bias":                        (H,),
+    L + "output/LayerNorm/gamma":                   (H,),
+    L + "output/LayerNorm/beta":                    (H,),
+    "bert/pooler/dense/kernel":                     (H, H),
+    "bert/pooler/dense/bias":                       (H,),
+    "cls/predictions/transform/dense/kernel":       (H, H),
+    "cls/predictions/transform/dense/bias":         (H,),
+    "cls/predictions/transform/LayerNorm/gamma":    (H,),
+    "cls/predictions/transform/LayerNorm/beta":     (H,),
+    "cls/predictions/output_bias":                  (V,),
+    "cls/seq_relationship/output_weights":          (2, H),
+    "cls/seq_relationship/output_bias":             (2,),
+    "output_weights":                               ("num_labels", H),
+    "output_bias":                                  ("num_labels",),
+    "cls/squad/output_weights":                     (2, H),
+    "cls/squad/output_bias":                        (2,),
+}
+
+
+def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """Every config field the shapes determine (the head count is not among them)."""
+    from ..config import count_layers
+
+    def dim(name, axis):
+        shape = shapes.get(name)
+        return shape[axis] if shape is not None and len(shape) > axis else None
+
+    sizes = {
+        "vocab_size": dim("bert/embeddings/word_embeddings", 0),
+        "hidden_size": dim("bert/embeddings/word_embeddings", 1),
+        "max_position_embeddings": dim("bert/embeddings/position_embeddings", 0),
+        "type_vocab_size": dim("bert/embeddings/token_type_embeddings", 0),
+        "intermediate_size": dim("bert/encoder/layer_0/intermediate/dense/kernel", 1),
+        "num_hidden_layers": count_layers(n for n in shapes if n.startswith("bert/encoder/")) or None,
+        "num_labels": dim("output_weights", 0),
+    }
+    return {k: v for k, v in sizes.items() if v is not None}
+
+
+def _family():
+    import re
+
+    from . import Family
+    return Family(
+        name="bert",
+        model_type="bert",
+        mapping=MAPPING,
+        marker=re.compile(r"^bert/(embeddings|encoder/layer_\d+)/"),
+        architectures={
+            frozenset(): "BertModel",
+            frozenset({"mlm", "nsp"}): "BertForPreTraining",
+            frozenset({"mlm"}): "BertForMaskedLM",
+            frozenset({"nsp"}): "BertForNextSentencePrediction",
+            frozenset({"classifier"}): "BertForSequenceClassification",
+            frozenset({"squad"}): "BertForQuestionAnswering",
+        },
+        faithful_activation={"gelu": "gelu_new", "gelu_new": "gelu_new", "relu": "relu",
+                             "tanh": "tanh", "swish": "swish"},
+        exact_activation={"gelu": "gelu", "gelu_new": "gelu"},
+        shapes=SHAPES,
+        infer_sizes=infer_sizes,
+    )
+
+
+FAMILY = _family()

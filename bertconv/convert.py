@@ -1,0 +1,216 @@
+"""``bertconv tf2pt``: source reader -> name mapping (the plan) -> target writer, then a check of
+what was written against the original."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_dir, atomic_file
+from .errors import InputError
+from .families.base import apply_transform
+from .formats import open_source
+from .plan import Plan, plan_conversion
+from .vocab import infer_lower_case, write_tokenizer_files
+
+OUTPUT_DTYPES = ("float32", "float16", "bfloat16")
+FORMATS = ("hf", "safetensors")
+
+
+@dataclass
+class ConversionReport:
+    source: str
+    output: str
+    format: str
+    family: str
+    architecture: str
+    heads_present: list[str]
+    heads: list[str]
+    config_origin: str
+    dtype: str
+    tensors_written: int
+    parameters: int
+    training_state_dropped: dict[str, int]
+    heads_dropped: list[str]
+    unknown_dropped: list[str]
+    files: list[str]
+    do_lower_case: bool | None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    validation: Any = None   # a validate.ValidationReport when the output was checked
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "validation"}
+        d["validation"] = self.validation.to_dict() if self.validation is not None else None
+        return d
+
+    def summary_lines(self) -> list[str]:
+        dropped = sum(self.training_state_dropped.values())
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.training_state_dropped.items()))
+        lines = [
+            f"source       {self.source} ({self.family}; config {self.config_origin})",
+            f"model        {self.architecture}: {self.tensors_written} tensors, "
+            f"{self.parameters:,} parameters, {self.dtype}",
+            f"heads        found: {', '.join(self.heads_present) or 'none'}; "
+            f"exported: {', '.join(self.heads) or 'none (base model)'}",
+            f"dropped      {dropped} training-state tensor(s)" + (f" ({kinds})" if kinds else ""),
+        ]
+        if self.heads_dropped:
+            lines.append(f"             {len(self.heads_dropped)} tensor(s) of heads not exported")
+        if self.unknown_dropped:
+            lines.append(f"             {len(self.unknown_dropped)} unknown tensor(s) (--allow-unknown)")
+        lines.append(f"wrote        {self.output}: {', '.join(self.files)} in {self.seconds:.2f} s")
+        for note in self.notes:
+            lines.append(f"note         {note}")
+        return lines
+
+
+def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "bfloat16":
+        import ml_dtypes
+        target = np.dtype(ml_dtypes.bfloat16)
+    else:
+        target = np.dtype(dtype)
+    if array.dtype == target:
+        return array
+    # Going through float32 keeps bfloat16 -> float16 (and the like) correctly rounded once.
+    if array.dtype != np.float32 and target != np.float32:
+        array = array.astype(np.float32)
+    return array.astype(target)
+
+
+def hf_config(plan: Plan, *, gelu: str, labels: list[str] | None, dtype: str) -> dict:
+    cfg = plan.config
+    fam = plan.family
+    acts = fam.exact_activation if gelu == "exact" else fam.faithful_activation
+    act = acts.get(cfg.hidden_act, cfg.hidden_act)
+    out = {"architectures": [plan.architecture], "model_type": fam.model_type}
+    out.update({k: v for k, v in cfg.to_dict().items() if k != "hidden_act"})
+    out["hidden_act"] = act
+    out.update({"pad_token_id": 0, "position_embedding_type": "absolute", "dtype": dtype,
+                "tie_word_embeddings": True, "use_cache": False})
+    if plan.num_labels is not None and "classifier" in plan.heads:
+        names = labels or [f"LABEL_{i}" for i in range(plan.num_labels)]
+        out["id2label"] = {str(i): n for i, n in enumerate(names)}
+        out["label2id"] = {n: i for i, n in enumerate(names)}
+    out["bertconv"] = {"version": __version__, "source_hidden_act": cfg.hidden_act}
+    return out
+
+
+def _target_names(plan: Plan) -> dict[str, str]:
+    """Source name -> name in the written file. A bare BertModel is saved without the ``bert.``
+    prefix, as Hugging Face saves it."""
+    strip = plan.architecture.endswith("Model") and not plan.heads
+    prefix = plan.family.model_type + "."
+    return {t.source: (t.target[len(prefix):] if strip and t.target.startswith(prefix) else t.target)
+            for t in plan.tensors}
+
+
+def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[str, str],
+                  progress: bool = False) -> None:
+    from .formats.safetensors_io import SafetensorsWriter
+
+    targets = _target_names(plan)
+    entries = [(targets[t.source], dtype, t.target_shape) for t in plan.tensors]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=sum(int(np.prod(t.target_shape)) for t in plan.tensors), unit="param",
+                   unit_scale=True, file=sys.stderr, desc="converting", leave=False)
+    writer = SafetensorsWriter(path, entries, metadata=metadata)
+    try:
+        for t in plan.tensors:
+            array = apply_transform(t.transform, source.read(t.source))
+            writer.write(targets[t.source], _cast(array, dtype))
+            if bar is not None:
+                bar.update(array.size)
+        writer.close()
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype: str = "float32",
+            head: str = "auto", labels: list[str] | None = None, lower_case: bool | None = None,
+            gelu: str = "faithful", family: str | None = None, config: str | Path | None = None,
+            vocab: str | Path | None = None, allow_unknown: bool = False, overwrite: bool = False,
+            validate: bool = True, verify_crc: bool = True, progress: bool = False) -> ConversionReport:
+    """Convert a TensorFlow checkpoint to a Hugging Face directory (``format="hf"``) or one
+    ``.safetensors`` file, and (by default) check the result against the original."""
+    if format not in FORMATS:
+        raise InputError(f"unknown output format {format!r}", hint=f"choose one of {', '.join(FORMATS)}")
+    if dtype not in OUTPUT_DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}", hint=f"choose one of {', '.join(OUTPUT_DTYPES)}")
+    if gelu not in ("faithful", "exact"):
+        raise InputError(f"unknown --gelu {gelu!r}", hint="choose faithful or exact")
+    started = time.perf_counter()
+    output = Path(output)
+    with open_source(source, verify_crc=verify_crc) as src:
+        plan = plan_conversion(src, family=family, head=head, config_path=config, vocab_path=vocab,
+                               allow_unknown=allow_unknown)
+        if labels is not None and "classifier" in plan.heads and len(labels) != plan.num_labels:
+            raise InputError(f"--labels names {len(labels)} labels but the classifier has {plan.num_labels}")
+        notes = list(plan.notes)
+        config_json = hf_config(plan, gelu=gelu, labels=labels, dtype=dtype)
+        metadata = {"format": "pt", "bertconv.version": __version__, "bertconv.source": str(Path(source)),
+                    "bertconv.architecture": plan.architecture,
+                    "bertconv.config": json.dumps(config_json, sort_keys=True)}
+        do_lower = None
+        if format == "hf":
+            files = []
+            with atomic_dir(output, overwrite=overwrite) as tmp:
+                write_weights(plan, src, tmp / "model.safetensors", dtype=dtype, metadata=metadata,
+                              progress=progress)
+                files.append("model.safetensors")
+                (tmp / "config.json").write_text(json.dumps(config_json, indent=2) + "\n", encoding="utf-8")
+                files.append("config.json")
+                if plan.vocab is not None:
+                    hints = [str(Path(source).resolve()), str(plan.vocab.path.resolve().parent)]
+                    if lower_case is None:
+                        do_lower, why = infer_lower_case(plan.vocab, hints)
+                        notes.append(f"do_lower_case={do_lower} ({why}; override with --cased/--uncased)")
+                    else:
+                        do_lower = lower_case
+                    files += write_tokenizer_files(tmp, plan.vocab, do_lower_case=do_lower,
+                                                   model_max_length=plan.config.max_position_embeddings)
+                validation = _check_before_publishing(tmp, src, plan, dtype) if validate else None
+        else:
+            files = [output.name]
+            with atomic_file(output, overwrite=overwrite) as tmp:
+                write_weights(plan, src, tmp, dtype=dtype, metadata=metadata, progress=progress)
+                validation = _check_before_publishing(tmp, src, plan, dtype) if validate else None
+
+        counts: dict[str, int] = {}
+        for kind in plan.training_state.values():
+            key = kind.split(":", 1)[-1]
+            counts[key] = counts.get(key, 0) + 1
+        report = ConversionReport(
+            source=str(source), output=str(output), format=format, family=plan.family.name,
+            architecture=plan.architecture, heads_present=sorted(plan.heads_present),
+            heads=sorted(plan.heads), config_origin=plan.config_origin, dtype=dtype,
+            tensors_written=len(plan.tensors), parameters=plan.parameters,
+            training_state_dropped=counts, heads_dropped=plan.dropped_heads,
+            unknown_dropped=plan.unknown, files=files, do_lower_case=do_lower, notes=notes)
+        report.validation = validation
+        report.seconds = time.perf_counter() - started
+    return report
+
+
+def _check_before_publishing(written: Path, src, plan: Plan, dtype: str):
+    """Run the written model against the original before it gets its final name: a conversion
+    that does not compute what the original computed is never published."""
+    from .errors import CheckFailed
+    from .validate import quick_check
+
+    report = quick_check(written, src, plan.config, dtype=dtype)
+    if not report.passed:
+        raise CheckFailed(f"the converted model does not match the original ({report.summary_line()}); "
+                          "nothing was written", path=src.path,
+                          hint="run `bertconv validate` for details, or --no-validate to write anyway")
+    return report

@@ -1,0 +1,168 @@
+"""``bertconv inspect``: what a checkpoint holds, in any supported format, without loading a model
+(no torch for TF bundles and safetensors files)."""
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import DEFAULT_HEAD_SIZE, compare_configs, load_config_file
+from .errors import BertconvError
+from .families import source_view
+from .families.base import training_state_kind, transformed_shape
+from .formats import open_source
+from .plan import METADATA_NAMES
+from .vocab import load_vocab
+
+CATEGORIES = ("model", "training", "other")
+SORT_KEYS = ("name", "size", "params", "dtype")
+_STATS_CHUNK = 1 << 20  # elements per chunk: stats never hold more than ~8 MB of float64
+
+
+@dataclass
+class TensorRow:
+    name: str
+    dtype: str
+    shape: list[int]
+    params: int
+    bytes: int
+    category: str          # model | training | other
+    role: str              # the TF name it maps to, the optimizer slot kind, or ""
+    stats: dict[str, float] | None = None
+
+
+@dataclass
+class InspectReport:
+    path: str
+    format: str
+    family: str | None
+    naming: str                      # tf | pt | ?
+    tensors: list[TensorRow]
+    totals: dict[str, dict[str, int]]
+    heads: dict[str, Any]
+    global_step: int | None
+    inferred_config: dict[str, int]
+    config_file: str | None
+    config_problems: list[str]
+    vocab_file: str | None
+    vocab_size: int | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tensor_stats(array: np.ndarray) -> dict[str, float]:
+    """min, max, mean, std, NaN and Inf counts, in float64, a chunk at a time."""
+    flat = array.reshape(-1)
+    n = flat.size
+    if n == 0 or flat.dtype.kind not in "fiucb" and str(flat.dtype) not in ("bfloat16",) and "float8" not in str(flat.dtype):
+        return {"min": math.nan, "max": math.nan, "mean": math.nan, "std": math.nan, "nan": 0, "inf": 0}
+    lo, hi, total, total_sq, nans, infs, finite = math.inf, -math.inf, 0.0, 0.0, 0, 0, 0
+    for start in range(0, n, _STATS_CHUNK):
+        chunk = flat[start:start + _STATS_CHUNK].astype(np.float64)
+        bad_nan = np.isnan(chunk)
+        bad_inf = np.isinf(chunk)
+        nans += int(bad_nan.sum())
+        infs += int(bad_inf.sum())
+        good = chunk[~(bad_nan | bad_inf)] if nans or infs else chunk
+        if good.size:
+            lo = min(lo, float(good.min()))
+            hi = max(hi, float(good.max()))
+            total += float(good.sum())
+            total_sq += float(np.dot(good, good))
+            finite += good.size
+    mean = total / finite if finite else math.nan
+    var = max(total_sq / finite - mean * mean, 0.0) if finite else math.nan
+    return {"min": lo if finite else math.nan, "max": hi if finite else math.nan, "mean": mean,
+            "std": math.sqrt(var) if finite else math.nan, "nan": nans, "inf": infs}
+
+
+def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | None = None,
+                       sort: str = "name", family: str | None = None, verify_crc: bool = True) -> InspectReport:
+    with open_source(path, verify_crc=verify_crc) as src:
+        infos = list(src)
+        fam, naming, to_source = source_view((i.name for i in infos), family)
+        tf_names = set(to_source.values())
+        rows = []
+        for info in infos:
+            if info.name in to_source:
+                category, role = "model", ("" if naming == "tf" else to_source[info.name])
+            elif info.name in METADATA_NAMES:
+                category, role = "other", "checkpoint metadata"
+            else:
+                kind = training_state_kind(info.name, lambda v: v in tf_names or v in to_source)
+                category, role = ("training", kind) if kind else ("other", "")
+            rows.append(TensorRow(info.name, info.dtype, list(info.shape), info.numel, info.nbytes,
+                                  category, role))
+        totals = {c: {"tensors": 0, "params": 0, "bytes": 0} for c in CATEGORIES}
+        for r in rows:
+            t = totals[r.category]
+            t["tensors"] += 1
+            t["params"] += r.params
+            t["bytes"] += r.bytes
+        totals["all"] = {k: sum(totals[c][k] for c in CATEGORIES) for k in ("tensors", "params", "bytes")}
+
+        global_step = None
+        for name in ("global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE"):
+            if name in src and src.info(name).numel == 1:
+                global_step = int(np.asarray(src.read(name)).reshape(-1)[0])
+
+        heads: dict[str, Any] = {}
+        inferred: dict[str, int] = {}
+        notes: list[str] = []
+        if fam is not None:
+            # Shapes seen from the TF side, whichever side the file is on.
+            shapes = {}
+            for info in infos:
+                if info.name in to_source:
+                    tf_name = to_source[info.name]
+                    m = fam.mapping.to_target(tf_name)
+                    shape = tuple(info.shape) if naming == "tf" else transformed_shape(m.rule.transform, tuple(info.shape))
+                    shapes[tf_name] = shape
+            inferred = fam.infer_sizes(shapes) if fam.infer_sizes else {}
+            present = fam.heads_present(shapes)
+            heads = {h: (h in present) for h in ("mlm", "nsp", "classifier", "squad")}
+            if present & {"classifier"}:
+                heads["num_labels"] = inferred.get("num_labels")
+            if "hidden_size" in inferred:
+                inferred_heads = max(1, inferred["hidden_size"] // DEFAULT_HEAD_SIZE)
+                notes.append(f"num_attention_heads is not in any shape; {inferred_heads} if the head size is "
+                             f"{DEFAULT_HEAD_SIZE} as in Google's releases")
+
+        config_file = src.sidecar("bert_config.json", "config.json", "albert_config.json")
+        problems: list[str] = []
+        if config_file is not None:
+            try:
+                declared = load_config_file(config_file)
+                problems = compare_configs(declared, {k: v for k, v in inferred.items() if k != "num_labels"})
+            except BertconvError as e:
+                problems = [str(e)]
+        vocab_file = src.sidecar("vocab.txt")
+        vocab_size = None
+        if vocab_file is not None:
+            try:
+                vocab_size = len(load_vocab(vocab_file))
+                if "vocab_size" in inferred and vocab_size != inferred["vocab_size"]:
+                    problems.append(f"vocab.txt has {vocab_size} tokens but the word embeddings have "
+                                    f"{inferred['vocab_size']} rows")
+            except BertconvError as e:
+                problems.append(str(e))
+
+        if filter:
+            rows = [r for r in rows if fnmatch.fnmatchcase(r.name, filter)]
+        if stats:
+            for r in rows:
+                if src.info(r.name).dtype not in ("string", "variant"):
+                    r.stats = tensor_stats(np.asarray(src.read(r.name)))
+        keys = {"name": lambda r: r.name, "size": lambda r: (-r.bytes, r.name),
+                "params": lambda r: (-r.params, r.name), "dtype": lambda r: (r.dtype, r.name)}
+        rows.sort(key=keys[sort])
+        return InspectReport(str(path), src.format_name, fam.name if fam else None, naming, rows, totals,
+                             heads, global_step, inferred, str(config_file) if config_file else None,
+                             problems, str(vocab_file) if vocab_file else None, vocab_size, notes)
+

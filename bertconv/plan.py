@@ -1,0 +1,212 @@
+"""Planning a conversion: every source tensor is put in exactly one place (a parameter of the
+model, training state that is dropped, a head that is not exported, or unknown) and every
+problem is collected before a single byte of tensor data is read."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import DEFAULT_HEAD_SIZE, BertConfig, compare_configs, load_config_file
+from .errors import ConfigError, InputError, MappingError
+from .families import Family, detect_family, get_family
+from .families.base import Match, training_state_kind, transformed_shape
+from .formats.base import TensorSource
+from .vocab import Vocab, check_vocab_size, load_vocab
+
+#: bookkeeping entries that are neither weights nor optimizer state
+METADATA_NAMES = frozenset({"_CHECKPOINTABLE_OBJECT_GRAPH"})
+
+
+@dataclass
+class TensorPlan:
+    source: str
+    target: str
+    transform: str | None
+    source_shape: tuple[int, ...]
+    target_shape: tuple[int, ...]
+    source_dtype: str
+    head: str | None
+
+
+@dataclass
+class Plan:
+    family: Family
+    config: BertConfig
+    config_origin: str                     # a path, or "inferred from the weights"
+    heads_present: frozenset
+    heads: frozenset                       # the heads exported
+    architecture: str
+    tensors: list[TensorPlan]
+    training_state: dict[str, str]         # name -> kind ("counter", "slot:adam_m", ...)
+    dropped_heads: list[str]               # source names of heads present but not exported
+    metadata: list[str]
+    unknown: list[str]
+    num_labels: int | None
+    vocab: Vocab | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def parameters(self) -> int:
+        total = 0
+        for t in self.tensors:
+            n = 1
+            for d in t.target_shape:
+                n *= d
+            total += n
+        return total
+
+
+def select_heads(family: Family, present: frozenset, requested: str) -> tuple[frozenset, list[str]]:
+    notes = []
+    if requested == "base":
+        return frozenset(), notes
+    if requested == "auto":
+        task = present & {"classifier", "squad"}
+        if len(task) > 1:
+            raise MappingError(f"the checkpoint has several task heads ({', '.join(sorted(task))})",
+                               hint="choose one with --head")
+        if task:
+            others = present - task
+            if others:
+                notes.append(f"exporting the fine-tuned {next(iter(task))} head; "
+                             f"the {', '.join(sorted(others))} head(s) are left out (choose with --head)")
+            return frozenset(task), notes
+        return frozenset(present & {"mlm", "nsp"}), notes
+    wanted = frozenset({"mlm", "nsp"}) if requested == "pretraining" else frozenset({requested})
+    lacking = wanted - present
+    if lacking:
+        found = ", ".join(sorted(present)) or "none"
+        raise MappingError(f"--head {requested}: the checkpoint has no {', '.join(sorted(lacking))} head "
+                           f"(heads found: {found})",
+                           hint="a head missing from the checkpoint is never made up; choose one it has")
+    return wanted, notes
+
+
+def resolve_config(family: Family, source: TensorSource, *, config_path: str | Path | None,
+                   notes: list[str]) -> tuple[BertConfig, str, dict]:
+    shapes = {i.name: i.shape for i in source}
+    inferred = family.infer_sizes(shapes) if family.infer_sizes else {}
+    if config_path is None:
+        config_path = source.sidecar("bert_config.json", "config.json", "albert_config.json")
+    num_labels = inferred.pop("num_labels", None)
+    if config_path is not None:
+        config = load_config_file(config_path)
+        problems = compare_configs(config, inferred)
+        if problems:
+            raise ConfigError("contradicts the weights: " + "; ".join(problems), path=config_path,
+                              hint="use the config released with this checkpoint, or --config")
+        return config, str(config_path), {"num_labels": num_labels}
+    required = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
+                "max_position_embeddings", "type_vocab_size")
+    lacking = [r for r in required if r not in inferred]
+    if lacking:
+        raise ConfigError(f"no config file and the weights do not determine {', '.join(lacking)}",
+                          path=source.path, hint="pass --config bert_config.json")
+    heads = max(1, inferred["hidden_size"] // DEFAULT_HEAD_SIZE)
+    config = BertConfig(num_attention_heads=heads, hidden_act="gelu", **inferred)
+    notes.append(f"no config file: sizes inferred from the weights; num_attention_heads={heads} assumed "
+                 f"(head size {DEFAULT_HEAD_SIZE}, as in Google's releases) and hidden_act 'gelu' "
+                 f"(the original tanh form)")
+    return config, "inferred from the weights", {"num_labels": num_labels}
+
+
+def expected_shape(symbolic: tuple, config: BertConfig, num_labels: int | None) -> tuple[int, ...] | None:
+    out = []
+    for d in symbolic:
+        if isinstance(d, int):
+            out.append(d)
+        elif d == "num_labels":
+            if num_labels is None:
+                return None
+            out.append(num_labels)
+        else:
+            out.append(getattr(config, d))
+    return tuple(out)
+
+
+def plan_conversion(source: TensorSource, *, family: str | None = None, head: str = "auto",
+                    config_path: str | Path | None = None, vocab_path: str | Path | None = None,
+                    allow_unknown: bool = False) -> Plan:
+    names = source.names()
+    fam = get_family(family) if family else detect_family(names)
+    if fam is None:
+        raise InputError("no BERT-family tensors found (this is not a checkpoint of a model bertconv converts)",
+                         path=source.path, hint="see `bertconv inspect` for what it holds")
+    notes: list[str] = []
+    matches: dict[str, Match] = {}
+    for name in names:
+        m = fam.mapping.to_target(name)
+        if m is not None:
+            matches[name] = m
+    training, metadata, unknown = {}, [], []
+    for name in names:
+        if name in matches:
+            continue
+        if name in METADATA_NAMES:
+            metadata.append(name)
+            continue
+        kind = training_state_kind(name, lambda var: var in matches)
+        if kind:
+            training[name] = kind
+        else:
+            unknown.append(name)
+
+    config, origin, facts = resolve_config(fam, source, config_path=config_path, notes=notes)
+    num_labels = facts["num_labels"]
+    present = frozenset(fam.heads_present(matches))
+    heads, head_notes = select_heads(fam, present, head)
+    notes += head_notes
+    architecture = fam.architecture(heads)
+
+    problems = []
+    expected = fam.mapping.expected(config.num_hidden_layers, heads)
+    missing = [e.source for e in expected if e.source not in matches]
+    if missing:
+        problems.append(f"missing {len(missing)} expected tensor(s): " + ", ".join(missing[:8])
+                        + (" ..." if len(missing) > 8 else ""))
+    expected_sources = {e.source for e in expected}
+    tensors, dropped = [], []
+    for name, m in matches.items():
+        if name not in expected_sources:
+            if m.rule.head and m.rule.head not in heads:
+                dropped.append(name)
+            else:  # e.g. layer_12 in a 12-layer config
+                unknown.append(name)
+            continue
+        info = source.info(name)
+        want = expected_shape(fam.shapes.get(m.rule.source, ()), config, num_labels) if fam.shapes else None
+        if want is not None and tuple(info.shape) != want:
+            problems.append(f"{name} has shape {list(info.shape)} but the config implies {list(want)}")
+        if not info.is_float:
+            problems.append(f"{name} has dtype {info.dtype}, not a floating-point weight")
+        tensors.append(TensorPlan(name, m.target, m.rule.transform, tuple(info.shape),
+                                  transformed_shape(m.rule.transform, tuple(info.shape)), info.dtype,
+                                  m.rule.head))
+    if unknown and not allow_unknown:
+        shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+        problems.append(f"{len(unknown)} tensor(s) are neither {fam.name} weights nor known training state: "
+                        f"{shown} (pass --allow-unknown to drop them with a warning)")
+    elif unknown:
+        notes.append(f"dropped {len(unknown)} unknown tensor(s): {', '.join(unknown[:5])}"
+                     + (" ..." if len(unknown) > 5 else ""))
+    if problems:
+        raise MappingError("; ".join(problems), path=source.path)
+
+    vocab = None
+    if vocab_path is None:
+        vocab_path = source.sidecar("vocab.txt")
+    if vocab_path is not None:
+        vocab = load_vocab(vocab_path)
+        check_vocab_size(vocab, config.vocab_size)
+    else:
+        notes.append("no vocab.txt beside the checkpoint: weights converted, no tokenizer written (pass --vocab)")
+
+    tensors.sort(key=lambda t: _target_order(t.target))
+    return Plan(fam, config, origin, present, heads, architecture, tensors, training, sorted(dropped),
+                metadata, sorted(unknown), num_labels, vocab, notes)
+
+
+def _target_order(target: str):
+    # layer.10 after layer.9: sort numerically on digit runs, like a human reading the list
+    import re
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", target)]

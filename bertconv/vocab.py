@@ -1,0 +1,130 @@
+"""WordPiece vocabularies: checking ``vocab.txt`` against the embeddings, inferring casing, and
+writing the tokenizer files of a Hugging Face directory."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import VocabError
+
+SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                  "cls_token": "[CLS]", "mask_token": "[MASK]"}
+_BRACKETED = re.compile(r"^\[[^\]]+\]$")
+_ASCII_UPPER = re.compile(r"[A-Z]")
+
+
+@dataclass
+class Vocab:
+    path: Path
+    tokens: list[str]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def index(self) -> dict[str, int]:
+        return {tok: i for i, tok in enumerate(self.tokens)}
+
+    def capitalised_pieces(self) -> int:
+        """Word pieces with an ASCII capital, special tokens aside: an uncased vocab has none."""
+        return sum(1 for t in self.tokens if not _BRACKETED.match(t) and _ASCII_UPPER.search(t))
+
+
+def load_vocab(path: str | Path) -> Vocab:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise VocabError(f"cannot read: {e.strerror}", path=path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise VocabError(f"not UTF-8 text (byte {e.start})", path=path) from None
+    # google-research/bert's load_vocab strips each line, one token per line
+    tokens = [line.strip() for line in text.splitlines()]
+    while tokens and tokens[-1] == "":
+        tokens.pop()
+    if not tokens:
+        raise VocabError("the vocabulary is empty", path=path)
+    seen: dict[str, int] = {}
+    dupes = []
+    for i, tok in enumerate(tokens):
+        if tok in seen:
+            dupes.append(f"{tok!r} (lines {seen[tok] + 1} and {i + 1})")
+        else:
+            seen[tok] = i
+    if dupes:
+        shown = ", ".join(dupes[:5]) + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
+        raise VocabError(f"duplicate tokens: {shown}", path=path,
+                         hint="each token must appear once; ids are line numbers")
+    return Vocab(path, tokens)
+
+
+def check_vocab_size(vocab: Vocab, vocab_size: int) -> None:
+    if len(vocab) != vocab_size:
+        raise VocabError(f"has {len(vocab)} tokens but the word embeddings have {vocab_size} rows",
+                         path=vocab.path, hint="use the vocab.txt released with this checkpoint, or --vocab")
+
+
+def infer_lower_case(vocab: Vocab | None, names: list[str]) -> tuple[bool, str]:
+    """(do_lower_case, why). Casing is not stored in the config: read it from the release's name,
+    else from the vocabulary (an uncased vocabulary has no capitalised word pieces)."""
+    for name in names:
+        low = name.lower()
+        if "uncased" in low:
+            return True, f"'uncased' in {name!r}"
+        if re.search(r"(^|[^a-z])cased", low):
+            return False, f"'cased' in {name!r}"
+    if vocab is None:
+        return True, "no vocabulary; assumed uncased"
+    caps = vocab.capitalised_pieces()
+    if caps:
+        return False, f"vocab.txt has {caps} capitalised word pieces"
+    return True, "vocab.txt has no capitalised word pieces"
+
+
+def write_tokenizer_files(directory: Path, vocab: Vocab, *, do_lower_case: bool, model_max_length: int) -> list[str]:
+    """Write vocab.txt, tokenizer.json, tokenizer_config.json and special_tokens_map.json."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    index = vocab.index()
+    missing = [t for t in SPECIAL_TOKENS.values() if t not in index]
+    if missing:
+        raise VocabError(f"lacks the special tokens {', '.join(missing)}", path=vocab.path,
+                         hint="a BERT WordPiece vocabulary has [PAD] [UNK] [CLS] [SEP] [MASK]")
+    (directory / "vocab.txt").write_text("".join(t + "\n" for t in vocab.tokens), encoding="utf-8")
+
+    # The normaliser and pre-tokeniser reproduce google-research/bert's BasicTokenizer: control
+    # characters dropped, whitespace unified, CJK characters split apart, accents stripped exactly
+    # when lower-casing, then split on whitespace and punctuation; WordPiece caps words at 100 chars.
+    tok = Tokenizer(models.WordPiece(vocab=index, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                strip_accents=None, lowercase=do_lower_case)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls_id, sep_id = index["[CLS]"], index["[SEP]"]
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    tok.decoder = decoders.WordPiece(prefix="##")
+    from tokenizers import AddedToken
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS.values()])
+    tok.save(str(directory / "tokenizer.json"))
+
+    tokenizer_config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": do_lower_case,
+        "strip_accents": None,
+        "tokenize_chinese_chars": True,
+        "do_basic_tokenize": True,
+        "model_max_length": model_max_length,
+        "clean_up_tokenization_spaces": False,
+        **SPECIAL_TOKENS,
+    }
+    _write_json(directory / "tokenizer_config.json", tokenizer_config)
+    _write_json(directory / "special_tokens_map.json", SPECIAL_TOKENS)
+    return ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
