@@ -1,0 +1,133 @@
+"""Keras HDF5 weight files, Hugging Face's ``tf_model.h5`` among them.
+
+Keras' ``save_weights`` (HDF5) layout: the root (or the ``model_weights`` group of a whole-model
+file) lists its layers in the attribute ``layer_names``; each layer's group lists its weights in
+``weight_names``, and each weight is a dataset at that path inside the layer's group. Keras splits
+an attribute that would pass HDF5's 64 KB header limit into ``name0``, ``name1``, ...; both forms
+are read. Tensor names are the weight names as stored, e.g.
+``tf_bert_model/bert/encoder/layer_._0/attention/self/query/kernel:0``. A file without these
+attributes is read as a plain tree: every dataset, named by its path.
+
+Contiguous, uncompressed datasets are memory-mapped (zero copy, read-only); chunked or filtered
+ones are read through h5py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CheckpointFormatError, InputError
+from .base import TensorInfo, TensorSource
+
+__all__ = ["KerasH5Source"]
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    if dtype.kind in "SUO":
+        return "string"
+    return dtype.newbyteorder("=").name if dtype.byteorder in "<>" else dtype.name
+
+
+def _attribute_list(group, name: str) -> list[str] | None:
+    """A string-list attribute, whole or split into numbered chunks; None when absent."""
+    attrs = group.attrs
+    if name in attrs:
+        values = list(attrs[name])
+    elif f"{name}0" in attrs:
+        values, index = [], 0
+        while f"{name}{index}" in attrs:
+            values.extend(attrs[f"{name}{index}"])
+            index += 1
+    else:
+        return None
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+class KerasH5Source(TensorSource):
+    format_name = "keras-h5"
+
+    def __init__(self, path: str | Path, directory: str | Path | None = None):
+        super().__init__(path, directory)
+        import h5py
+
+        if not self.path.is_file():
+            raise InputError("no such file", path=self.path)
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as e:
+            raise CheckpointFormatError(f"not a readable HDF5 file ({e})", path=self.path) from None
+        self._datasets: dict[str, object] = {}
+        try:
+            self._index(h5py)
+        except BaseException:
+            self._h5.close()
+            raise
+
+    def _index(self, h5py) -> None:
+        root = self._h5
+        if _attribute_list(root, "layer_names") is None and isinstance(root.get("model_weights"), h5py.Group):
+            root = root["model_weights"]
+        layer_names = _attribute_list(root, "layer_names")
+        #: "keras" when the file's own weight lists were followed, "tree" for a plain walk
+        self.layout = "keras" if layer_names is not None else "tree"
+        if layer_names is None:
+            def visit(path, obj):
+                if isinstance(obj, h5py.Dataset):
+                    self._datasets[path] = obj
+            root.visititems(visit)
+            return
+        for layer in layer_names:
+            group = root.get(layer)
+            if not isinstance(group, h5py.Group):
+                raise CheckpointFormatError(f"layer {layer!r} is listed in layer_names but has no group",
+                                            path=self.path)
+            for weight in _attribute_list(group, "weight_names") or []:
+                dataset = group.get(weight)
+                if not isinstance(dataset, h5py.Dataset):
+                    raise CheckpointFormatError(f"weight listed in layer {layer!r} has no dataset",
+                                                path=self.path, tensor=weight)
+                # Weight names carry the model's scope and so are unique in files Keras writes;
+                # should two layers still share one, the layer name keeps them apart.
+                name = weight if weight not in self._datasets else f"{layer}/{weight}"
+                if name in self._datasets:
+                    raise CheckpointFormatError("weight listed twice", path=self.path, tensor=name)
+                self._datasets[name] = dataset
+
+    def _list(self) -> list[TensorInfo]:
+        out = []
+        for name, dataset in self._datasets.items():
+            shape = tuple(int(d) for d in dataset.shape)
+            dtype = _dtype_name(dataset.dtype)
+            itemsize = dataset.dtype.itemsize if dtype != "string" else 0
+            out.append(TensorInfo(name, dtype, shape, int(np.prod(shape, dtype=np.int64)) * itemsize))
+        return out
+
+    def _read(self, name: str) -> np.ndarray:
+        dataset = self._datasets[name]
+        try:
+            mapped = self._mapped(dataset)
+            if mapped is not None:
+                return mapped
+            array = np.asarray(dataset[()])
+        except OSError as e:
+            raise CheckpointFormatError(f"cannot read dataset ({e})", path=self.path, tensor=name) from None
+        if array.dtype.kind in "SU":
+            array = array.astype(object)
+        array.flags.writeable = False
+        return array
+
+    def _mapped(self, dataset) -> np.ndarray | None:
+        if dataset.dtype.kind not in "biufc" or dataset.chunks is not None or dataset.size == 0:
+            return None
+        offset = dataset.id.get_offset()
+        if offset is None:  # never written: HDF5 returns the fill value
+            return None
+        array = np.memmap(self.path, dtype=dataset.dtype, mode="r", offset=offset, shape=dataset.shape)
+        return array.view(np.ndarray)
+
+    def close(self) -> None:
+        self._datasets = {}
+        h5 = getattr(self, "_h5", None)
+        if h5 is not None:
+            h5.close()

@@ -1,0 +1,514 @@
+"""TensorFlow V2 checkpoints (tensor bundles: ``<prefix>.index`` + ``<prefix>.data-*``), without
+TensorFlow.
+
+Layers: :mod:`._wire` (protobuf and OrderedCode bytes) → :mod:`.sstable` (the ``.index`` table) →
+:class:`TFBundleSource` (entries, data shards, dtypes, slices, checksums).
+
+The whole index is parsed and checked when the source is opened: every entry decodes, its dtype is
+known, its bytes lie inside an existing data shard and their count fits its dtype and shape, and
+every sliced tensor's slices exist and tile it exactly. Tensor bytes are checked against their
+stored CRC-32C when first read (``verify_crc``). Numeric tensors are zero-copy, read-only NumPy
+views of a memory map of their shard.
+"""
+from __future__ import annotations
+
+import codecs
+import math
+import mmap
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+from ..errors import CheckpointFormatError, CorruptDataError, InputError
+from . import _wire
+from ._wire import BundleEntry, WireError
+from .base import TensorInfo, TensorSource
+from .sstable import crc32c, read_table, unmask_crc
+
+__all__ = ["TFBundleSource", "resolve_prefix", "DTYPES", "OBJECT_GRAPH_KEY"]
+
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+_DATA_FILE = re.compile(r"^(?P<prefix>.+)\.data-\d{5,}-of-\d{5,}$")
+_DAMAGED = "the file is damaged; download or copy it again"
+_V1_HINT = ("re-save it as V2 with TensorFlow: restore it with tf.compat.v1.train.Saver and save "
+            "again (V2 is the default)")
+# Readers reject bundles whose version says they need a newer reader (kTensorBundleVersion = 1).
+_READER_VERSION = 1
+_MAX_SHARDS = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Dtype:
+    name: str
+    #: Little-endian NumPy dtype of one element; None for STRING and VARIANT.
+    numpy: np.dtype | None
+    #: Width of the unit to byte-swap in big-endian bundles (complex numbers swap each half).
+    swap_unit: int = 0
+
+
+def _numeric(name: str, numpy_dtype, swap_unit: int | None = None) -> _Dtype:
+    dtype = np.dtype(numpy_dtype)
+    return _Dtype(name, dtype, dtype.itemsize if swap_unit is None else swap_unit)
+
+
+#: TensorFlow DataType code → how bertconv names and decodes it (types.proto). Quantized types
+#: read as their storage integers.
+DTYPES: dict[int, _Dtype] = {
+    1: _numeric("float32", "<f4"),
+    2: _numeric("float64", "<f8"),
+    3: _numeric("int32", "<i4"),
+    4: _numeric("uint8", "u1"),
+    5: _numeric("int16", "<i2"),
+    6: _numeric("int8", "i1"),
+    7: _Dtype("string", None),
+    8: _numeric("complex64", "<c8", 4),
+    9: _numeric("int64", "<i8"),
+    10: _numeric("bool", "?"),
+    11: _numeric("int8", "i1"),       # QINT8
+    12: _numeric("uint8", "u1"),      # QUINT8
+    13: _numeric("int32", "<i4"),     # QINT32
+    14: _numeric("bfloat16", ml_dtypes.bfloat16),
+    15: _numeric("int16", "<i2"),     # QINT16
+    16: _numeric("uint16", "<u2"),    # QUINT16
+    17: _numeric("uint16", "<u2"),
+    18: _numeric("complex128", "<c16", 8),
+    19: _numeric("float16", "<f2"),
+    21: _Dtype("variant", None),
+    22: _numeric("uint32", "<u4"),
+    23: _numeric("uint64", "<u8"),
+    24: _numeric("float8_e5m2", ml_dtypes.float8_e5m2),
+    25: _numeric("float8_e4m3fn", ml_dtypes.float8_e4m3fn),
+    26: _numeric("float8_e4m3fnuz", ml_dtypes.float8_e4m3fnuz),
+    27: _numeric("float8_e4m3b11fnuz", ml_dtypes.float8_e4m3b11fnuz),
+    28: _numeric("float8_e5m2fnuz", ml_dtypes.float8_e5m2fnuz),
+    # TensorFlow stores 4-bit integers one per byte, like ml_dtypes does in memory.
+    29: _numeric("int4", ml_dtypes.int4),
+    30: _numeric("uint4", ml_dtypes.uint4),
+}
+_STRING, _VARIANT = 7, 21
+
+
+# -- finding the bundle ---------------------------------------------------------------------------
+def _index_of(prefix: Path) -> Path:
+    return Path(f"{prefix}.index")
+
+
+def _is_v1_table(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(64 << 20)
+        items = read_table(data, path=path)
+    except (OSError, CheckpointFormatError):
+        return False
+    return bool(items) and items[0][0] == b"" and _wire.looks_like_saved_tensor_slices(items[0][1])
+
+
+def _v1_error(path: Path) -> CheckpointFormatError:
+    return CheckpointFormatError(
+        "a V1 checkpoint (SavedTensorSlices tables, no .index file); bertconv reads V2 checkpoints",
+        path=path, hint=_V1_HINT)
+
+
+def _prefix_from_state_file(state: Path) -> str | None:
+    """``model_checkpoint_path`` from a text-format CheckpointState file."""
+    try:
+        text = state.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as err:
+        raise InputError(f"cannot read ({err.strerror})", path=state) from None
+    match = re.search(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.MULTILINE)
+    if not match:
+        return None
+    escaped = match.group(1).encode("utf-8", errors="surrogateescape")
+    return codecs.escape_decode(escaped)[0].decode("utf-8", errors="surrogateescape")
+
+
+def _prefix_in_directory(directory: Path) -> Path:
+    state = directory / "checkpoint"
+    if state.is_file():
+        named = _prefix_from_state_file(state)
+        if named is None:
+            raise CheckpointFormatError("has no model_checkpoint_path line", path=state,
+                                        hint="name the checkpoint prefix directly")
+        named_path = Path(named)
+        candidates = [named_path if named_path.is_absolute() else directory / named_path]
+        # A state file copied from another machine names absolute paths that do not exist here.
+        candidates.append(directory / named_path.name)
+        for candidate in candidates:
+            if _index_of(candidate).is_file():
+                return candidate
+        if Path(f"{candidates[0]}.meta").is_file() or candidates[0].is_file():
+            raise _v1_error(candidates[0])
+        raise InputError(f"names checkpoint {named!r}, but {candidates[0]}.index does not exist",
+                         path=state, hint="name the checkpoint prefix directly")
+    indexes = sorted(directory.glob("*.index"))
+    if len(indexes) == 1:
+        return indexes[0].with_name(indexes[0].name[:-len(".index")])
+    if len(indexes) > 1:
+        names = ", ".join(p.name[:-len(".index")] for p in indexes)
+        raise InputError(f"holds {len(indexes)} checkpoints ({names}) and no 'checkpoint' file "
+                         "says which to use", path=directory,
+                         hint="name one of them, e.g. " + str(indexes[0])[:-len(".index")])
+    if any(directory.glob("*.meta")):
+        raise _v1_error(directory)
+    raise InputError("holds no TensorFlow checkpoint (no *.index file)", path=directory)
+
+
+def resolve_prefix(path: str | Path) -> Path:
+    """The bundle prefix (``.../bert_model.ckpt``) for a prefix, an ``.index`` or ``.data-*`` file,
+    or a directory (through its ``checkpoint`` file, or the single bundle in it)."""
+    given = Path(path)
+    if given.is_dir():
+        return _prefix_in_directory(given)
+    name = given.name
+    data_match = _DATA_FILE.match(name)
+    if name.endswith(".index"):
+        prefix = given.with_name(name[:-len(".index")])
+    elif data_match:
+        prefix = given.with_name(data_match.group("prefix"))
+    elif name.endswith(".meta"):
+        prefix = given.with_name(name[:-len(".meta")])
+    else:
+        prefix = given
+    if _index_of(prefix).is_file():
+        return prefix
+    if Path(f"{prefix}.meta").is_file() or (prefix.is_file() and _is_v1_table(prefix)):
+        raise _v1_error(prefix)
+    if given.exists():
+        if data_match:
+            raise CheckpointFormatError(f"the index file {prefix.name}.index beside it is missing",
+                                        path=given, hint="copy the .index file next to the data files")
+        raise CheckpointFormatError("not a TensorFlow checkpoint (expected <prefix>.index beside it)",
+                                    path=given)
+    raise InputError(f"no such checkpoint: neither {given} nor {given}.index exists", path=given)
+
+
+# -- the reader -------------------------------------------------------------------------------------
+def _display(key: bytes) -> str:
+    return key.decode("utf-8", errors="surrogateescape")
+
+
+def _describe_extents(extents) -> str:
+    return ",".join("-" if length is None else f"{start}:{start + length}" for start, length in extents)
+
+
+class TFBundleSource(TensorSource):
+    """A TensorFlow V2 checkpoint opened for reading."""
+
+    format_name = "tf-bundle"
+
+    def __init__(self, path: str | Path, *, verify_crc: bool = True):
+        super().__init__(path)
+        self.prefix = resolve_prefix(path)
+        self.index_path = _index_of(self.prefix)
+        self.verify_crc = verify_crc
+        self._maps: dict[int, mmap.mmap | bytes] = {}
+        self._verified: set[bytes] = set()
+        self._entries: dict[bytes, BundleEntry] = {}
+        self._load_index()
+
+    # -- opening -------------------------------------------------------------------------------------
+    def shard_path(self, shard_id: int) -> Path:
+        return Path(f"{self.prefix}.data-{shard_id:05d}-of-{self.num_shards:05d}")
+
+    def _fail(self, message: str, key: bytes | None = None, *, path: Path | None = None,
+              corrupt: bool = False, hint: str | None = _DAMAGED) -> CheckpointFormatError:
+        kind = CorruptDataError if corrupt else CheckpointFormatError
+        return kind(message, path=path or self.index_path,
+                    tensor=_display(key) if key is not None else None, hint=hint)
+
+    def _load_index(self) -> None:
+        try:
+            with open(self.index_path, "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise InputError(f"cannot read ({err.strerror})", path=self.index_path) from None
+        items = read_table(data, path=self.index_path, verify_crc=self.verify_crc)
+        if not items or items[0][0] != b"":
+            raise self._fail("has no bundle header entry (the first key must be empty)")
+        if _wire.looks_like_saved_tensor_slices(items[0][1]):
+            raise _v1_error(self.index_path)
+        try:
+            self.header = _wire.parse_header(items[0][1])
+        except WireError as err:
+            raise self._fail(f"bundle header does not decode ({err})") from None
+        self._check_header()
+        for key, value in items[1:]:
+            try:
+                self._entries[key] = _wire.parse_entry(value)
+            except WireError as err:
+                raise self._fail(f"index entry does not decode ({err})", key) from None
+        self._shard_sizes: dict[int, int] = {}
+        for key, entry in self._entries.items():
+            if not entry.slices:
+                self._check_stored(key, entry)
+        infos = []
+        for key, entry in self._entries.items():
+            if key.startswith(b"\x00"):
+                continue  # slice keys are parts of the tensor listed under its own name
+            if entry.slices:
+                nbytes = self._check_sliced(key, entry)
+            else:
+                nbytes = self._nbytes(entry)
+            infos.append(TensorInfo(_display(key), DTYPES[entry.dtype].name, entry.shape, nbytes))
+        self._info_list = infos
+
+    def _check_header(self) -> None:
+        header = self.header
+        if header.min_consumer > _READER_VERSION or _READER_VERSION in header.bad_consumers:
+            raise self._fail(
+                f"bundle format version needs a newer reader (producer {header.producer}, "
+                f"min_consumer {header.min_consumer}, bad_consumers {list(header.bad_consumers)})",
+                hint="this checkpoint was written by a newer TensorFlow than bertconv understands")
+        if header.endianness not in (_wire.LITTLE_ENDIAN, _wire.BIG_ENDIAN):
+            raise self._fail(f"bundle header names unknown byte order {header.endianness}")
+        if not 1 <= header.num_shards <= _MAX_SHARDS:
+            raise self._fail(f"bundle header claims {header.num_shards} data shards")
+        self.num_shards = header.num_shards
+        self.big_endian = header.endianness == _wire.BIG_ENDIAN
+
+    def _dtype_of(self, key: bytes, entry: BundleEntry) -> _Dtype:
+        dtype = DTYPES.get(entry.dtype)
+        if dtype is None:
+            raise self._fail(f"unsupported dtype code {entry.dtype}", key,
+                             hint="a newer TensorFlow type, or a damaged index")
+        if entry.shape is None or any(d < 0 for d in entry.shape):
+            raise self._fail(f"stored shape is not fully known ({entry.shape})", key)
+        return dtype
+
+    def _shard_size(self, key: bytes, shard_id: int) -> int:
+        if not 0 <= shard_id < self.num_shards:
+            raise self._fail(f"index entry names data shard {shard_id}, but the bundle has "
+                             f"{self.num_shards}", key)
+        if shard_id not in self._shard_sizes:
+            shard = self.shard_path(shard_id)
+            try:
+                self._shard_sizes[shard_id] = shard.stat().st_size
+            except OSError:
+                raise CheckpointFormatError("data file is missing", path=shard,
+                                            hint="copy every .data-* file of the checkpoint") from None
+        return self._shard_sizes[shard_id]
+
+    def _check_stored(self, key: bytes, entry: BundleEntry) -> None:
+        """An entry whose bytes are in a data shard: check they exist and fit dtype and shape."""
+        dtype = self._dtype_of(key, entry)
+        numel = math.prod(entry.shape)  # type: ignore[arg-type]
+        shard_size = self._shard_size(key, entry.shard_id)
+        shard = self.shard_path(entry.shard_id)
+        if entry.offset < 0 or entry.size < 0 or entry.offset + entry.size > shard_size:
+            raise self._fail(
+                f"index claims bytes {entry.offset}..{entry.offset + entry.size} but the data file "
+                f"has {shard_size}", key, path=shard, corrupt=True,
+                hint="the data file is truncated or the index damaged; download or copy both again")
+        if dtype.numpy is not None:
+            expected = numel * dtype.numpy.itemsize
+            if entry.size != expected:
+                raise self._fail(f"index claims {entry.size} bytes for {numel} {dtype.name} values "
+                                 f"({expected} bytes)", key, corrupt=True)
+        else:
+            # Each string has a varint length (1+ bytes) and there is a 4-byte checksum; each
+            # variant element has a length (1+) and a 4-byte checksum.
+            minimum = numel + 4 if entry.dtype == _STRING else numel * 5
+            if entry.size < minimum:
+                raise self._fail(f"index claims {entry.size} bytes for {numel} {dtype.name} "
+                                 f"elements, fewer than their lengths need", key, corrupt=True)
+
+    def _nbytes(self, entry: BundleEntry) -> int:
+        dtype = DTYPES[entry.dtype]
+        if dtype.numpy is not None:
+            return math.prod(entry.shape) * dtype.numpy.itemsize  # type: ignore[arg-type]
+        return entry.size
+
+    def _slice_parts(self, key: bytes, entry: BundleEntry):
+        """``(slice key, slice entry, tuple of python slices)`` for each slice of a full entry."""
+        parts = []
+        for extents in entry.slices:
+            if len(extents) != len(entry.shape):  # type: ignore[arg-type]
+                raise self._fail(f"slice of rank {len(extents)} for a tensor of shape "
+                                 f"{entry.shape}", key)
+            index = []
+            for (start, length), dim in zip(extents, entry.shape):  # type: ignore[arg-type]
+                stop = dim if length is None else start + length
+                if start < 0 or stop < start or stop > dim:
+                    raise self._fail(f"slice [{_describe_extents(extents)}] lies outside shape "
+                                     f"{entry.shape}", key)
+                index.append((start, stop))
+            slice_key = _wire.encode_slice_key(key, extents)
+            part = self._entries.get(slice_key)
+            if part is None:
+                raise self._fail(f"slice [{_describe_extents(extents)}] is listed but not stored", key)
+            if part.slices or part.dtype != entry.dtype or part.shape != tuple(b - a for a, b in index):
+                raise self._fail(f"slice [{_describe_extents(extents)}] is stored with dtype code "
+                                 f"{part.dtype} and shape {part.shape}", key)
+            parts.append((slice_key, part, index))
+        return parts
+
+    def _check_sliced(self, key: bytes, entry: BundleEntry) -> int:
+        self._dtype_of(key, entry)
+        parts = self._slice_parts(key, entry)
+        covered = sum(math.prod(b - a for a, b in index) for _, _, index in parts)
+        for i, (_, _, first) in enumerate(parts):
+            for _, _, second in parts[i + 1:]:
+                if all(a0 < b1 and a1 < b0 for (a0, b0), (a1, b1) in zip(first, second)):
+                    raise self._fail("two of its slices overlap", key)
+        if covered != math.prod(entry.shape):  # type: ignore[arg-type]
+            raise self._fail(f"its slices cover {covered} of {math.prod(entry.shape)} elements",  # type: ignore[arg-type]
+                             key, hint="a partial save; bertconv needs every part of the tensor")
+        return sum(self._nbytes(part) for _, part, _ in parts)
+
+    # -- the TensorSource interface -----------------------------------------------------------------
+    def _list(self) -> list[TensorInfo]:
+        return list(self._info_list)
+
+    def _read(self, name: str) -> np.ndarray:
+        key = name.encode("utf-8", errors="surrogateescape")
+        entry = self._entries[key]
+        if not entry.slices:
+            return self._read_stored(key, entry, key)
+        dtype = DTYPES[entry.dtype]
+        # Safe to allocate: _check_sliced proved the slices (all inside the data files) tile it.
+        out = np.empty(entry.shape, dtype=dtype.numpy if dtype.numpy is not None else object)
+        for slice_key, part, index in self._slice_parts(key, entry):
+            out[tuple(slice(a, b) for a, b in index)] = self._read_stored(slice_key, part, key)
+        out.flags.writeable = False
+        return out
+
+    def close(self) -> None:
+        maps, self._maps = self._maps, {}
+        for mapped in maps.values():
+            if isinstance(mapped, mmap.mmap):
+                try:
+                    mapped.close()
+                except BufferError:
+                    pass  # arrays still view it; the map is freed with the last of them
+
+    # -- reading bytes -------------------------------------------------------------------------------
+    def _shard_map(self, shard_id: int) -> mmap.mmap | bytes:
+        mapped = self._maps.get(shard_id)
+        if mapped is None:
+            path = self.shard_path(shard_id)
+            try:
+                with open(path, "rb") as f:
+                    size = f.seek(0, 2)
+                    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            except (OSError, ValueError) as err:
+                raise InputError(f"cannot read ({err})", path=path) from None
+            self._maps[shard_id] = mapped
+        return mapped
+
+    def _read_stored(self, key: bytes, entry: BundleEntry, name_key: bytes) -> np.ndarray:
+        dtype = DTYPES[entry.dtype]
+        mapped = self._shard_map(entry.shard_id)
+        shard = self.shard_path(entry.shard_id)
+        if entry.offset + entry.size > len(mapped):
+            raise self._fail(f"index claims bytes {entry.offset}..{entry.offset + entry.size} but "
+                             f"the data file has {len(mapped)}", name_key, path=shard, corrupt=True)
+        raw = np.frombuffer(mapped, np.uint8, entry.size, entry.offset) if entry.size else \
+            np.empty(0, np.uint8)
+        if dtype.numpy is not None:
+            if self.verify_crc and key not in self._verified:
+                self._check_crc(crc32c(raw), entry, name_key, shard)
+                self._verified.add(key)
+            values = raw.view(dtype.numpy).reshape(entry.shape)
+            if self.big_endian and dtype.swap_unit > 1:
+                unit = np.dtype(f"<u{dtype.swap_unit}")
+                values = raw.view(unit).byteswap().view(dtype.numpy).reshape(entry.shape)
+            values.flags.writeable = False
+            return values
+        if entry.dtype == _STRING:
+            return self._decode_strings(key, entry, raw, name_key, shard)
+        return self._decode_variants(key, entry, raw, name_key, shard)
+
+    def _check_crc(self, computed: int, entry: BundleEntry, name_key: bytes, shard: Path) -> None:
+        stored = unmask_crc(entry.crc32c or 0)
+        if stored != computed:
+            raise self._fail(f"crc32c mismatch (stored 0x{stored:08x}, computed 0x{computed:08x})",
+                             name_key, path=shard, corrupt=True)
+
+    def _decode_strings(self, key, entry, raw: np.ndarray, name_key, shard) -> np.ndarray:
+        """``WriteStringTensor``: varint lengths, a masked CRC of the lengths, then the bytes."""
+        data = raw.tobytes()
+        count = math.prod(entry.shape)
+        lengths = []
+        pos = 0
+        try:
+            for _ in range(count):
+                length, pos = _wire.read_varint(data, pos)
+                lengths.append(length)
+        except WireError as err:
+            raise self._fail(f"string lengths do not decode ({err})", name_key, path=shard,
+                             corrupt=True) from None
+        # The length checksum is over each length as a fixed-width integer in the writer's byte
+        # order, 4 bytes unless the length needs 8.
+        order = ">" if self.big_endian else "<"
+        widths = b"".join(struct.pack(order + ("I" if n <= 0xFFFFFFFF else "Q"), n) for n in lengths)
+        crc = crc32c(widths)
+        if pos + 4 > len(data) or sum(lengths) != len(data) - pos - 4:
+            raise self._fail(f"string lengths add up to {sum(lengths)} bytes, but the entry holds "
+                             f"{max(len(data) - pos - 4, 0)}", name_key, path=shard, corrupt=True)
+        stored_length_crc = struct.unpack_from(order + "I", data, pos)[0]
+        if self.verify_crc and unmask_crc(stored_length_crc) != crc:
+            raise self._fail(f"crc32c mismatch in string lengths (stored "
+                             f"0x{unmask_crc(stored_length_crc):08x}, computed 0x{crc:08x})",
+                             name_key, path=shard, corrupt=True)
+        pos += 4
+        if self.verify_crc:
+            self._check_crc(crc32c(data[pos - 4:], crc), entry, name_key, shard)
+        out = np.empty(count, dtype=object)
+        for i, length in enumerate(lengths):
+            out[i] = data[pos:pos + length]
+            pos += length
+        return out.reshape(entry.shape)
+
+    def _decode_variants(self, key, entry, raw: np.ndarray, name_key, shard) -> np.ndarray:
+        """``WriteVariantTensor``: per element a varint length, a serialized VariantTensorDataProto
+        and a masked running CRC; returned as the raw proto bytes of each element."""
+        data = raw.tobytes()
+        count = math.prod(entry.shape)
+        out = np.empty(count, dtype=object)
+        crc = 0
+        pos = 0
+        for i in range(count):
+            try:
+                length, pos = _wire.read_varint(data, pos)
+            except WireError as err:
+                raise self._fail(f"variant element {i} does not decode ({err})", name_key,
+                                 path=shard, corrupt=True) from None
+            if length + 4 > len(data) - pos:
+                raise self._fail(f"variant element {i} runs past the entry's {len(data)} bytes",
+                                 name_key, path=shard, corrupt=True)
+            out[i] = data[pos:pos + length]
+            crc = crc32c(out[i], crc32c(struct.pack("<Q", length), crc))
+            stored = data[pos + length:pos + length + 4]
+            if self.verify_crc and unmask_crc(int.from_bytes(stored, "little")) != crc:
+                raise self._fail(f"crc32c mismatch in variant element {i}", name_key, path=shard,
+                                 corrupt=True)
+            crc = crc32c(stored, crc)
+            pos += length + 4
+        if pos != len(data):
+            raise self._fail(f"variant elements end at byte {pos} of {len(data)}", name_key,
+                             path=shard, corrupt=True)
+        if self.verify_crc:
+            self._check_crc(crc, entry, name_key, shard)
+        return out.reshape(entry.shape)
+
+    # -- TF2 object graph --------------------------------------------------------------------------
+    def object_graph(self) -> list[_wire.TrackableObject] | None:
+        """The parsed ``_CHECKPOINTABLE_OBJECT_GRAPH`` of a TF2 object-based checkpoint (node 0 is
+        the root), or None for a name-based (TF1) checkpoint."""
+        key = OBJECT_GRAPH_KEY.encode()
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.dtype != _STRING or entry.shape != ():
+            raise self._fail(f"is not a string scalar (dtype code {entry.dtype}, shape "
+                             f"{entry.shape})", key)
+        serialized = self._read(OBJECT_GRAPH_KEY).item()
+        try:
+            return _wire.parse_object_graph(serialized)
+        except WireError as err:
+            raise self._fail(f"object graph does not decode ({err})", key,
+                             path=self.shard_path(entry.shard_id), corrupt=True) from None

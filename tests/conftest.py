@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+BERT_FIXTURES = ("bert_pretrain", "bert_classifier", "bert_squad", "bert_adam", "bert_noheads")
+
+
+def fixture_dir(name: str) -> Path:
+    path = FIXTURES / name
+    if not (path / "bert_model.ckpt.index").is_file():
+        pytest.skip(f"fixture {name} is missing: run `.venv/bin/python fixtures/make_bert_fixtures.py`")
+    return path
+
+
+@pytest.fixture
+def copy_fixture(tmp_path):
+    """A writable copy of a fixture directory, for tests that damage or edit it."""
+    def make(name: str) -> Path:
+        dst = tmp_path / name
+        shutil.copytree(fixture_dir(name), dst)
+        return dst
+    return make

@@ -1,0 +1,187 @@
+"""tf2pt on checkpoints written by real TensorFlow in Google's layout."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from bertconv.convert import convert
+from bertconv.errors import ConfigError, MappingError, OutputError, VocabError
+from bertconv.families.bert import MAPPING
+from bertconv.formats import open_source
+
+from .conftest import fixture_dir
+
+tf = pytest.importorskip("tensorflow", reason="TensorFlow is the oracle for checkpoint contents")
+
+EXPECTED = {
+    "bert_pretrain": ("BertForPreTraining", ["mlm", "nsp"]),
+    "bert_classifier": ("BertForSequenceClassification", ["classifier"]),
+    "bert_squad": ("BertForQuestionAnswering", ["squad"]),
+    "bert_adam": ("BertForPreTraining", ["mlm", "nsp"]),
+    "bert_noheads": ("BertModel", []),
+}
+
+
+def load_safetensors(path):
+    with safe_open(str(path), framework="numpy") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_every_tensor_bit_exact(name, tmp_path):
+    src = fixture_dir(name)
+    report = convert(src, tmp_path / "out", validate=False)
+    arch, heads = EXPECTED[name]
+    assert report.architecture == arch
+    assert report.heads == heads
+    written, metadata = load_safetensors(tmp_path / "out" / "model.safetensors")
+    assert metadata["format"] == "pt"
+    assert metadata["bertconv.architecture"] == arch
+    reader = tf.train.load_checkpoint(str(src / "bert_model.ckpt"))
+    model_names = []
+    for tf_name in reader.get_variable_to_shape_map():
+        m = MAPPING.to_target(tf_name)
+        if m is None:
+            continue
+        target = m.target if arch != "BertModel" else m.target.removeprefix("bert.")
+        expected = reader.get_tensor(tf_name)
+        if m.rule.transform == "transpose":
+            expected = expected.T
+        assert written[target].dtype == np.float32
+        np.testing.assert_array_equal(written[target], expected, err_msg=tf_name)
+        model_names.append(target)
+    assert sorted(model_names) == sorted(written)
+    assert report.tensors_written == len(written)
+
+
+def test_training_state_dropped_not_mapped(tmp_path):
+    report = convert(fixture_dir("bert_classifier"), tmp_path / "out", validate=False)
+    assert report.training_state_dropped.get("adam_m") == report.training_state_dropped.get("adam_v") > 0
+    assert report.training_state_dropped.get("counter", 0) >= 1  # global_step
+    report = convert(fixture_dir("bert_adam"), tmp_path / "out2", validate=False)
+    assert report.training_state_dropped.get("Adam") == report.training_state_dropped.get("Adam_1") > 0
+
+
+def test_config_json_faithful_activation_and_labels(tmp_path):
+    convert(fixture_dir("bert_classifier"), tmp_path / "out", labels=["neg", "neu", "pos"], validate=False)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["model_type"] == "bert"
+    assert config["architectures"] == ["BertForSequenceClassification"]
+    assert config["hidden_act"] == "gelu_new"
+    assert config["id2label"] == {"0": "neg", "1": "neu", "2": "pos"}
+    convert(fixture_dir("bert_classifier"), tmp_path / "exact", gelu="exact", validate=False)
+    assert json.loads((tmp_path / "exact" / "config.json").read_text())["hidden_act"] == "gelu"
+
+
+def test_wrong_label_count(tmp_path):
+    with pytest.raises(Exception, match="labels"):
+        convert(fixture_dir("bert_classifier"), tmp_path / "out", labels=["a", "b"], validate=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_head_choices(tmp_path):
+    report = convert(fixture_dir("bert_pretrain"), tmp_path / "base", head="base", validate=False)
+    assert report.architecture == "BertModel" and len(report.heads_dropped) > 0
+    written, _ = load_safetensors(tmp_path / "base" / "model.safetensors")
+    assert "embeddings.word_embeddings.weight" in written and not any(k.startswith("cls.") for k in written)
+    report = convert(fixture_dir("bert_pretrain"), tmp_path / "mlm", head="mlm", validate=False)
+    assert report.architecture == "BertForMaskedLM"
+    with pytest.raises(MappingError, match="no classifier head"):
+        convert(fixture_dir("bert_pretrain"), tmp_path / "cls", head="classifier", validate=False)
+    assert not (tmp_path / "cls").exists()
+
+
+def test_safetensors_format_and_dtypes(tmp_path):
+    import ml_dtypes
+    src = fixture_dir("bert_pretrain")
+    convert(src, tmp_path / "m32.safetensors", format="safetensors", validate=False)
+    ref, meta = load_safetensors(tmp_path / "m32.safetensors")
+    assert json.loads(meta["bertconv.config"])["architectures"] == ["BertForPreTraining"]
+    convert(src, tmp_path / "m16.safetensors", format="safetensors", dtype="float16", validate=False)
+    half, _ = load_safetensors(tmp_path / "m16.safetensors")
+    for k in ref:
+        np.testing.assert_array_equal(half[k], ref[k].astype(np.float16))
+    convert(src, tmp_path / "bf.safetensors", format="safetensors", dtype="bfloat16", validate=False)
+    from safetensors.torch import load_file
+    bf = load_file(str(tmp_path / "bf.safetensors"))
+    for k in ref:
+        got = bf[k].view(dtype=__import__("torch").int16).numpy().view(ml_dtypes.bfloat16)
+        np.testing.assert_array_equal(got, ref[k].astype(ml_dtypes.bfloat16))
+
+
+def test_existing_output_refused(tmp_path):
+    out = tmp_path / "out"
+    convert(fixture_dir("bert_noheads"), out, validate=False)
+    with pytest.raises(OutputError, match="--overwrite"):
+        convert(fixture_dir("bert_noheads"), out, validate=False)
+    convert(fixture_dir("bert_noheads"), out, validate=False, overwrite=True)
+    assert (out / "model.safetensors").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_config_contradiction_named(copy_fixture, tmp_path):
+    src = copy_fixture("bert_pretrain")
+    cfg = json.loads((src / "bert_config.json").read_text())
+    cfg["intermediate_size"] += 1
+    (src / "bert_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"intermediate_size is \d+ in the config but \d+ in the weights"):
+        convert(src, tmp_path / "out", validate=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_config_inferred(copy_fixture, tmp_path):
+    src = copy_fixture("bert_pretrain")
+    declared = json.loads((src / "bert_config.json").read_text())
+    (src / "bert_config.json").unlink()
+    report = convert(src, tmp_path / "out", validate=False)
+    assert report.config_origin == "inferred from the weights"
+    assert any("inferred" in n for n in report.notes)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size"):
+        assert config[key] == declared[key]
+
+
+def test_missing_vocab_writes_no_tokenizer(copy_fixture, tmp_path):
+    src = copy_fixture("bert_pretrain")
+    (src / "vocab.txt").unlink()
+    report = convert(src, tmp_path / "out", validate=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors"]
+    assert any("no vocab.txt" in n for n in report.notes)
+
+
+def test_vocab_size_mismatch(copy_fixture, tmp_path):
+    src = copy_fixture("bert_pretrain")
+    with open(src / "vocab.txt", "a") as f:
+        f.write("extra_token\n")
+    with pytest.raises(VocabError, match="tokens but the word embeddings have"):
+        convert(src, tmp_path / "out", validate=False)
+
+
+def test_unknown_tensor_is_an_error(tmp_path):
+    from bertconv.formats.tf_bundle_writer import write_tf_bundle
+    with open_source(fixture_dir("bert_noheads")) as src:
+        tensors = [(n, np.asarray(src.read(n))) for n in src.names()]
+    tensors.append(("bert/encoder/mystery/kernel", np.zeros((2, 2), np.float32)))
+    (tmp_path / "ck").mkdir()
+    write_tf_bundle(tmp_path / "ck" / "bert_model.ckpt", tensors)
+    for f in ("bert_config.json", "vocab.txt"):
+        (tmp_path / "ck" / f).write_bytes((fixture_dir("bert_noheads") / f).read_bytes())
+    with pytest.raises(MappingError, match="mystery"):
+        convert(tmp_path / "ck", tmp_path / "out", validate=False)
+    report = convert(tmp_path / "ck", tmp_path / "out", validate=False, allow_unknown=True)
+    assert report.unknown_dropped == ["bert/encoder/mystery/kernel"]
+
+
+def test_missing_expected_tensor_named(tmp_path):
+    from bertconv.formats.tf_bundle_writer import write_tf_bundle
+    with open_source(fixture_dir("bert_noheads")) as src:
+        tensors = [(n, np.asarray(src.read(n))) for n in src.names()
+                   if n != "bert/encoder/layer_1/output/dense/bias"]
+    (tmp_path / "ck").mkdir()
+    write_tf_bundle(tmp_path / "ck" / "bert_model.ckpt", tensors)
+    (tmp_path / "ck" / "bert_config.json").write_bytes((fixture_dir("bert_noheads") / "bert_config.json").read_bytes())
+    with pytest.raises(MappingError, match="layer_1/output/dense/bias"):
+        convert(tmp_path / "ck", tmp_path / "out", validate=False)
