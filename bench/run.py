@@ -23,6 +23,7 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -135,21 +136,27 @@ def time_once(case: Case, env: dict, timeout: float, scratch: Path) -> Run:
     time_report = scratch / f"{case.key}.time"
     stderr_file = scratch / f"{case.key}.stderr"
     start = time.perf_counter()
-    try:
-        with open(stderr_file, "w") as stderr:
-            completed = subprocess.run([GNU_TIME, "-v", "-o", str(time_report), *case.command],
-                                       stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=REPO_DIR,
-                                       timeout=timeout)
-        seconds = time.perf_counter() - start
-    except subprocess.TimeoutExpired:
-        return Run(timeout, 0, -1, f"timed out after {timeout:.0f} s")
+    with open(stderr_file, "w") as stderr:
+        # its own session, so that a timeout ends the measured command too, not only GNU time
+        process = subprocess.Popen([GNU_TIME, "-v", "-o", str(time_report), *case.command],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=REPO_DIR,
+                                   start_new_session=True)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return Run(timeout, 0, -1, f"timed out after {timeout:.0f} s")
+    seconds = time.perf_counter() - start
     report = time_report.read_text(errors="replace") if time_report.exists() else ""
-    rss, status, signal = parse_gnu_time(report)
-    returncode = completed.returncode if status is None else status
+    rss, status, killed = parse_gnu_time(report)
+    returncode = process.returncode if status is None else status
     stderr_text = stderr_file.read_text(errors="replace")
     error = ""
-    if returncode != 0 or signal:
-        error = f"exit {returncode}" + (f", {signal}" if signal else "") + ": " + error_lines(stderr_text)
+    if killed:
+        error = f"{killed}: " + error_lines(stderr_text)
+    elif returncode != 0:
+        error = f"exit {returncode}: " + error_lines(stderr_text)
     else:
         missing = [str(p.relative_to(REPO_DIR)) if p.is_relative_to(REPO_DIR) else str(p)
                    for p in case.produces if not p.exists()]
@@ -234,7 +241,19 @@ def machine_description() -> dict:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu": cpu, "cores": usable, "logical_cpus": os.cpu_count(), "memory": memory,
-            "kernel": platform.release(), "system": platform.system()}
+            "kernel": platform.release(), "system": platform.system(),
+            # cp's speed depends on both: coreutils 9 copies in the kernel, and a reflink filesystem
+            # would not copy at all
+            "filesystem": first_line(["stat", "-f", "-c", "%T", str(WORK_DIR)]),
+            "cp": first_line(["cp", "--version"])}
+
+
+def first_line(command: list[str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True)
+    except OSError:
+        return "?"
+    return (done.stdout.splitlines() or ["?"])[0].strip()
 
 
 def load_average() -> str:
@@ -258,7 +277,7 @@ def git_revision() -> str:
 
 
 def build_cases(checkpoints: dict[str, Path], bertconv: str, tf_python: str, hf4_python: str | None,
-                out: Path, quick: bool) -> tuple[list[Case], dict[str, str]]:
+                out: Path) -> tuple[list[Case], dict[str, str]]:
     """The cases to time, and the reason for any case that cannot run at all."""
     cases, unavailable = [], {}
     base = checkpoints["base"]
@@ -289,6 +308,8 @@ def build_cases(checkpoints: dict[str, Path], bertconv: str, tf_python: str, hf4
             unavailable[case.key] = "no transformers 4.46.3 environment"
         return case
 
+    # no target: the fixed cost (interpreter start and imports) that every bertconv command pays
+    cases.append(Case("startup", "`bertconv --version` (start-up cost only)", [bertconv, "--version"]))
     cases.append(cp_case("base", base))
     if large is not None:
         cases.append(cp_case("large", large))
@@ -332,7 +353,7 @@ class Target:
     passed: bool | None  # None: could not be measured
 
 
-def evaluate_targets(results: dict[str, Result], quick: bool) -> list[Target]:
+def evaluate_targets(results: dict[str, Result]) -> list[Target]:
     def median(key):
         r = results.get(key)
         return r.median_seconds() if r else None
@@ -346,7 +367,7 @@ def evaluate_targets(results: dict[str, Result], quick: bool) -> list[Target]:
         for key in keys:
             r = results.get(key)
             if r is None:
-                reasons.append(f"{key} not run" + (" (--quick)" if quick else ""))
+                reasons.append(f"{key} not run")
             elif r.failure:
                 reasons.append(f"{key} failed")
         return "; ".join(reasons)
@@ -409,11 +430,12 @@ def render_markdown(results: list[Result], targets: list[Target], info: dict) ->
     lines += ["## Machine", "",
               f"- CPU: {machine['cpu']}, {machine['cores']} usable core(s) ({machine['logical_cpus']} logical)",
               f"- Memory: {machine['memory']}; {machine['system']} {machine['kernel']}",
+              f"- Filesystem of bench/work: {machine['filesystem']}; {machine['cp']}",
               f"- Load average (1, 5, 15 min) before: {info['load_before']}; after: {info['load_after']}",
               f"- bertconv environment: Python {ours.get('python', '?')}, torch {ours.get('torch', '?')}, "
               f"tensorflow-cpu {ours.get('tensorflow-cpu', ours.get('tensorflow', '?'))}, "
               f"safetensors {ours.get('safetensors', '?')}, numpy {ours.get('numpy', '?')}",
-              f"- Baseline environment (bench/work/venv-hf4): "
+              f"- Baseline environment ({info['hf4_venv']}): "
               + (f"Python {hf4.get('python', '?')}, transformers {hf4.get('transformers', '?')}, torch "
                  f"{hf4.get('torch', '?')}, tensorflow-cpu {hf4.get('tensorflow-cpu', '?')}, numpy "
                  f"{hf4.get('numpy', '?')}" if hf4 else "unavailable"),
@@ -423,6 +445,8 @@ def render_markdown(results: list[Result], targets: list[Target], info: dict) ->
               "(the whole process). Wall time is measured around it.",
               "- Rounds are interleaved: every round runs every case once, in the order of the table, so load "
               "from elsewhere falls on all cases alike. Ratios compare medians from the same run.",
+              f"- {info['rounds']} timed round(s), after {info['warmup']} untimed warm-up round(s). "
+              "The table's peak RSS is the largest of the runs; a range after it means the runs differed.",
               "- The page cache is warmed before the first round: all cases read checkpoints from memory. "
               "Outputs are deleted before each run, untimed.",
               "- Checkpoints are written by `bench/make_checkpoints.py` with TensorFlow's own "
@@ -430,7 +454,7 @@ def render_markdown(results: list[Result], targets: list[Target], info: dict) ->
               "BERT-Large: 1345 MB), pretraining heads included, random values.",
               "- MB = 10^6 bytes.", "",
               "## Results", "",
-              "| case | median s | min s | max s | peak RSS MB | runs | status |",
+              "| case | median s | min s | max s | peak RSS MB (max over runs) | runs | status |",
               "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for result in results:
         ok = result.ok_runs
@@ -440,8 +464,10 @@ def render_markdown(results: list[Result], targets: list[Target], info: dict) ->
             status = "ok"
         if ok and not result.failure:
             seconds = [r.seconds for r in ok]
-            cells = [f"{statistics.median(seconds):.2f}", f"{min(seconds):.2f}", f"{max(seconds):.2f}",
-                     f"{max(r.peak_rss_bytes for r in ok) / MB:.0f}"]
+            rss = [r.peak_rss_bytes / MB for r in ok]
+            # a spread in peak RSS means the command did not do the same work each time: show it
+            rss_cell = f"{max(rss):.0f}" if max(rss) <= 1.05 * min(rss) + 1 else f"{max(rss):.0f} ({min(rss):.0f}-{max(rss):.0f})"
+            cells = [f"{statistics.median(seconds):.2f}", f"{min(seconds):.2f}", f"{max(seconds):.2f}", rss_cell]
         else:
             cells = ["-", "-", "-", "-"]
         lines.append(f"| {result.case.label} | " + " | ".join(cells) + f" | {len(result.runs)} | {status} |")
@@ -485,6 +511,8 @@ def main(argv=None) -> int:
                         help="a Python with tensorflow, for make_checkpoints.py and tf.train.list_variables")
     parser.add_argument("--hf4-venv", type=Path, default=WORK_DIR / "venv-hf4",
                         help="virtual environment of the transformers 4.46.3 baseline (created if absent)")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="untimed rounds before the timed ones (default 0: the median absorbs a slow first run)")
     parser.add_argument("--only", help="comma-separated case keys to run (e.g. cp_base,tf2pt_base)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per command")
     parser.add_argument("--doc", type=Path, help="where to write the report (default: docs/benchmarks.md, "
@@ -508,7 +536,7 @@ def main(argv=None) -> int:
     sizes = ["base"] if args.quick else ["base", "large"]
     checkpoints = ensure_checkpoints(sizes, args.tf_python)
     hf4_python, hf4_problem = ensure_hf4_venv(args.hf4_venv)
-    cases, unavailable = build_cases(checkpoints, args.bertconv, args.tf_python, hf4_python, out, args.quick)
+    cases, unavailable = build_cases(checkpoints, args.bertconv, args.tf_python, hf4_python, out)
     if args.only:
         keep = {k.strip() for k in args.only.split(",")}
         cases = [c for c in cases if c.key in keep]
@@ -519,13 +547,14 @@ def main(argv=None) -> int:
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
     info = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "revision": git_revision(),
-            "rounds": rounds, "quick": args.quick, "machine": machine_description(), "note": args.note or "",
+            "rounds": rounds, "warmup": args.warmup, "quick": args.quick, "machine": machine_description(), "note": args.note or "",
             "versions": package_versions(args.tf_python, ["torch", "tensorflow-cpu", "tensorflow", "safetensors",
                                                           "numpy", "bertconv"]),
             "hf4_versions": package_versions(hf4_python, ["transformers", "torch", "tensorflow-cpu", "numpy"])
             if hf4_python else {},
+            "hf4_venv": display_command([str(args.hf4_venv)]),
             "reproduce": "python3 bench/run.py" + (" --quick" if args.quick else "")
-            + (f" --repeats {rounds}" if args.repeats else "") + (f" --only {args.only}" if args.only else "")}
+            + (f" --repeats {rounds}" if args.repeats else "") + (f" --warmup {args.warmup}" if args.warmup else "") + (f" --only {args.only}" if args.only else "")}
 
     warm_page_cache([d / CHECKPOINT_DATA for d in checkpoints.values()])
     for result in results.values():
@@ -535,6 +564,10 @@ def main(argv=None) -> int:
             if problem:
                 result.skipped = problem
 
+    for _ in range(args.warmup):
+        for result in results.values():
+            if not result.skipped:
+                time_once(result.case, env, args.timeout, scratch)
     info["load_before"] = load_average()
     for round_number in range(1, rounds + 1):
         for result in results.values():
@@ -547,7 +580,7 @@ def main(argv=None) -> int:
                   f"{run.peak_rss_bytes / MB:.0f} MB, {status}", file=sys.stderr)
     info["load_after"] = load_average()
 
-    targets = evaluate_targets(results, args.quick)
+    targets = evaluate_targets(results)
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(render_markdown(list(results.values()), targets, info), encoding="utf-8")
     raw = {"info": info, "results": {k: {"label": r.case.label, "command": r.case.command, "failure": r.failure,

@@ -62,7 +62,8 @@ class ConversionReport:
             f"dropped      {dropped} training-state tensor(s)" + (f" ({kinds})" if kinds else ""),
         ]
         if self.heads_dropped:
-            lines.append(f"             {len(self.heads_dropped)} tensor(s) of heads not exported")
+            lines.append(f"             {len(self.heads_dropped)} tensor(s) not part of {self.architecture} "
+                         f"(heads not exported, or a pooler it does not have)")
         if self.unknown_dropped:
             lines.append(f"             {len(self.unknown_dropped)} unknown tensor(s) (--allow-unknown)")
         lines.append(f"wrote        {self.output}: {', '.join(self.files)} in {self.seconds:.2f} s")
@@ -128,6 +129,7 @@ def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[
         for t in plan.tensors:
             array = apply_transform(t.transform, source.read(t.source))
             writer.write(targets[t.source], _cast(array, dtype))
+            source.release(t.source)
             if bar is not None:
                 bar.update(array.size)
         writer.close()

@@ -437,13 +437,38 @@ def _resolve_files(path: Path) -> tuple[Path, Path | None]:
     return path, None
 
 
+def _weights_header(path: Path) -> tuple[list[str], dict[str, str]]:
+    """Tensor names and metadata, without reading tensor data where the format allows."""
+    if path.suffix in (".bin", ".pt", ".pth"):
+        tensors, metadata = _read_weights(path)
+        return list(tensors), metadata
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys()), dict(f.metadata() or {})
+    except (SafetensorError, OSError) as e:
+        raise InputError(f"cannot read as safetensors: {e}", path=path) from None
+
+
+def describe_converted(path: str | Path, *, config: BertConfig | dict | str | Path | None = None
+                       ) -> tuple[BertConfig, dict[str, Any], str]:
+    """Config, the config as a dict (Hugging Face keys) and the architecture of a converted output
+    (a Hugging Face directory or a bare weights file), reading no tensor data."""
+    weights_path, config_path = _resolve_files(Path(path))
+    names, metadata = _weights_header(weights_path)
+    return _describe(weights_path, config_path, names, metadata, config)
+
+
 def read_converted(path: str | Path, *, config: BertConfig | dict | str | Path | None = None
                    ) -> tuple[dict[str, torch.Tensor], BertConfig, dict[str, Any], str]:
-    """Weights, config, the config as a dict (Hugging Face keys) and the architecture of a converted
-    output: a Hugging Face directory or a bare weights file."""
-    path = Path(path)
-    weights_path, config_path = _resolve_files(path)
+    """Weights, config, the config as a dict and the architecture of a converted output."""
+    weights_path, config_path = _resolve_files(Path(path))
     tensors, metadata = _read_weights(weights_path)
+    return (tensors, *_describe(weights_path, config_path, list(tensors), metadata, config))
+
+
+def _describe(weights_path: Path, config_path: Path | None, names: list[str], metadata: dict[str, str],
+              config) -> tuple[BertConfig, dict[str, Any], str]:
     config_dict: dict[str, Any] | None = None
     origin = None
     if isinstance(config, BertConfig):
@@ -459,6 +484,8 @@ def read_converted(path: str | Path, *, config: BertConfig | dict | str | Path |
             config_dict = json.loads(metadata["bertconv.config"])
         except json.JSONDecodeError:
             raise ConfigError("the file's bertconv.config metadata is not valid JSON", path=weights_path) from None
+        if not isinstance(config_dict, dict):
+            raise ConfigError("the file's bertconv.config metadata is not a JSON object", path=weights_path)
         origin = weights_path
     else:
         raise ConfigError("no config: the file has no bertconv.config metadata and no config.json is beside it",
@@ -471,11 +498,11 @@ def read_converted(path: str | Path, *, config: BertConfig | dict | str | Path |
     elif "bertconv.architecture" in metadata:
         architecture = metadata["bertconv.architecture"]
     if architecture is None:
-        architecture = infer_architecture(tensors)
+        architecture = infer_architecture(names)
     if architecture not in ARCHITECTURE_HEADS:
         raise ConfigError(f"architecture {architecture!r} is not one bertconv runs", path=origin or weights_path,
                           hint=f"supported: {', '.join(ARCHITECTURES)}")
-    return tensors, parsed, config_dict, architecture
+    return parsed, config_dict, architecture
 
 
 def load_state_dict_strict(model: nn.Module, tensors: dict[str, torch.Tensor], *,

@@ -157,9 +157,10 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     heads, head_notes = select_heads(fam, present, head)
     notes += head_notes
     architecture = fam.architecture(heads)
+    parts = fam.exported_parts(heads, architecture)
 
     problems = []
-    expected = fam.mapping.expected(config.num_hidden_layers, heads)
+    expected = fam.mapping.expected(config.num_hidden_layers, parts)
     missing = [e.source for e in expected if e.source not in matches]
     if missing:
         problems.append(f"missing {len(missing)} expected tensor(s): " + ", ".join(missing[:8])
@@ -168,7 +169,7 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     tensors, dropped = [], []
     for name, m in matches.items():
         if name not in expected_sources:
-            if m.rule.head and m.rule.head not in heads:
+            if m.rule.head and m.rule.head not in parts:
                 dropped.append(name)
             else:  # e.g. layer_12 in a 12-layer config
                 unknown.append(name)

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 from bertconv import outputs as out
 from bertconv.config import BertConfig
 from bertconv.errors import CheckFailed, InputError
 from bertconv.families.base import apply_transform
 from bertconv.families.bert import MAPPING, SHAPES
-from bertconv.validate import compare_output, load_golden, quick_check, validate
+from bertconv.validate import DEFAULT_TOLERANCES, compare_output, load_golden, quick_check, validate
 
 from .conftest import fixture_dir
 
@@ -43,7 +43,7 @@ def tf_weights(sizes: dict, heads=("mlm", "nsp"), seed: int = 0) -> dict[str, np
     weights = {}
     for pattern, symbolic in SHAPES.items():
         match = MAPPING.to_target(pattern.replace("{layer}", "0"))
-        if match.rule.head is not None and match.rule.head not in heads:
+        if match.rule.head not in (None, "pooler") and match.rule.head not in heads:
             continue
         shape = tuple(dims[d] if isinstance(d, str) else d for d in symbolic)
         for layer in range(sizes["num_hidden_layers"]) if "{layer}" in pattern else [None]:
@@ -161,7 +161,7 @@ def test_broken_conversion_fails_at_the_right_output(tmp_path, case):
         report.raise_for_failure()
 
 
-@pytest.mark.parametrize("mask_value", [0.0, -1.0, -10.0])
+@pytest.mark.parametrize("mask_value", [0.0, -1.0, -5.0])
 def test_wrong_attention_mask_constant_fails(tmp_path, mask_value):
     report = check(tmp_path, model_options={"attention_mask_value": mask_value})
     assert not report.passed
@@ -225,12 +225,35 @@ def test_golden_fixture_from_real_tensorflow(tmp_path):
     assert report.worst_max_abs() <= 1e-5  # against TensorFlow's own float32 outputs
 
 
+@pytest.mark.parametrize("name", ["bert_pretrain", "bert_classifier", "bert_squad", "bert_adam", "bert_noheads"])
+def test_fixture_conversions_validate(tmp_path, name):
+    """Checkpoints written by real TensorFlow, converted by tf2pt (which checks its own output),
+    then validated against the checkpoint and against TensorFlow's stored outputs."""
+    from bertconv.convert import convert
+
+    directory = fixture_dir(name)
+    conversion = convert(directory, tmp_path / "out")
+    assert conversion.validation is not None and conversion.validation.passed
+    against = validate(tmp_path / "out", against=directory, device="cpu")
+    assert against.passed, against.render()
+    assert against.worst_max_abs() <= 1e-5
+    golden = validate(tmp_path / "out", golden=directory / "golden.npz", device="cpu")
+    assert golden.passed, golden.render()
+    assert golden.worst_max_abs() <= 1e-5
+    assert golden.inputs["padded_rows"] >= 1
+
+
 def test_several_dtypes_report_drift(tmp_path):
     report = check(tmp_path, dtypes=("float32", "bfloat16", "float64"))
     assert report.passed, report.render()
     worst = {run.dtype: max(o.max_abs for o in run.outputs) for run in report.runs}
     assert worst["float64"] < 1e-10 < worst["float32"] < 1e-5 < worst["bfloat16"]
     assert "drift against the float64 reference" in report.render()
+
+
+def test_gross_bugs_show_in_lower_precisions_too(tmp_path):
+    report = check(tmp_path, BROKEN["gamma_beta_swapped"][0], dtypes=("float32", "bfloat16", "float16"))
+    assert [run.first_diverging for run in report.runs] == [out.layer(2)] * 3, report.render()
 
 
 def test_half_precision_weights_are_judged_by_their_precision(tmp_path):
@@ -253,8 +276,6 @@ def test_quick_check_on_a_bare_file(tmp_path):
     weights = tf_weights(TINY, ("classifier",))
     directory = write_converted(tmp_path / "c", weights, TINY, "BertForSequenceClassification")
     bare = tmp_path / "bare.weights"  # the converter checks a temporary name without a suffix
-    state = {}
-    from safetensors.numpy import load_file
     state = load_file(str(directory / "model.safetensors"))
     config = json.loads((directory / "config.json").read_text())
     save_file(state, str(bare), metadata={"bertconv.config": json.dumps(config),
@@ -275,7 +296,7 @@ def test_text_inputs_use_the_converted_tokenizer(tmp_path):
     report = validate(converted, against=weights, source_config=BertConfig.from_dict(TINY), device="cpu", text=text)
     assert report.passed, report.render()
     assert report.inputs["batch"] == 3 and report.inputs["padded_rows"] == 2
-    assert report.inputs["seq_len"] == 1 + 4 + 1 + 4 + 1  # the pair: [CLS] a [SEP] b [SEP]
+    assert report.inputs["seq_len"] == 1 + 2 + 1 + 4 + 1  # the pair: [CLS] w4 w5 [SEP] w6 w7 w8 w9 [SEP]
 
 
 def test_with_transformers_runs_the_same_directory(tmp_path):
@@ -314,8 +335,7 @@ def test_usage_errors(tmp_path):
 
 
 def test_compare_output_flags_non_finite():
-    result = compare_output("x", np.array([1.0, np.nan]), np.array([1.0, 2.0]), __import__(
-        "bertconv.validate", fromlist=["DEFAULT_TOLERANCES"]).DEFAULT_TOLERANCES["float32"])
+    result = compare_output("x", np.array([1.0, np.nan]), np.array([1.0, 2.0]), DEFAULT_TOLERANCES["float32"])
     assert not result.passed and math.isinf(result.max_abs)
 
 

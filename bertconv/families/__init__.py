@@ -9,6 +9,9 @@ from typing import Callable, Iterable
 from ..errors import InputError
 from .base import Mapping
 
+#: optional parts of a model that are not task heads
+STRUCTURAL_PARTS = frozenset({"pooler"})
+
 #: user-facing head names accepted by ``--head``, besides ``auto``
 HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
 
@@ -27,20 +30,34 @@ class Family:
     faithful_activation: dict[str, str]
     #: the exact-erf spelling, for ``--gelu exact``
     exact_activation: dict[str, str]
+    #: architectures whose Hugging Face class has no pooler, though the checkpoint may have one
+    without_pooler: frozenset = frozenset()
     #: symbolic shape of each source tensor, for checking weights against the config
     shapes: dict[str, tuple] = field(default_factory=dict)
     infer_sizes: Callable[[dict], dict] | None = None
+    structural_parts: frozenset = frozenset({"pooler"})
 
     def __repr__(self) -> str:
         return f"<Family {self.name}>"
 
     def heads_present(self, names: Iterable[str]) -> set[str]:
-        heads = set()
+        """Task heads whose tensors appear among ``names`` (the pooler is a part, not a head)."""
+        return {p for p in self.parts_present(names) if p not in STRUCTURAL_PARTS}
+
+    def parts_present(self, names: Iterable[str]) -> set[str]:
+        parts = set()
         for name in names:
             m = self.mapping.to_target(name)
             if m and m.rule.head:
-                heads.add(m.rule.head)
-        return heads
+                parts.add(m.rule.head)
+        return parts
+
+    def exported_parts(self, heads: frozenset, architecture: str) -> frozenset:
+        """The optional parts a model of ``architecture`` with ``heads`` is made of."""
+        extra = set()
+        if "pooler" in self.structural_parts and architecture not in self.without_pooler:
+            extra.add("pooler")
+        return frozenset(heads | extra)
 
     def architecture(self, heads: frozenset) -> str:
         try:

@@ -36,8 +36,8 @@ RULES = (
     Rule(L + "output/dense/bias",                        P + "output.dense.bias"),
     Rule(L + "output/LayerNorm/gamma",                   P + "output.LayerNorm.weight"),
     Rule(L + "output/LayerNorm/beta",                    P + "output.LayerNorm.bias"),
-    Rule("bert/pooler/dense/kernel",                     "bert.pooler.dense.weight",                    T),
-    Rule("bert/pooler/dense/bias",                       "bert.pooler.dense.bias"),
+    Rule("bert/pooler/dense/kernel",                     "bert.pooler.dense.weight",                    T,    "pooler"),
+    Rule("bert/pooler/dense/bias",                       "bert.pooler.dense.bias",                      None, "pooler"),
     # heads
     Rule("cls/predictions/transform/dense/kernel",       "cls.predictions.transform.dense.weight",      T,    "mlm"),
     Rule("cls/predictions/transform/dense/bias",         "cls.predictions.transform.dense.bias",        None, "mlm"),
@@ -132,6 +132,8 @@ def _family():
             frozenset({"classifier"}): "BertForSequenceClassification",
             frozenset({"squad"}): "BertForQuestionAnswering",
         },
+        # Hugging Face builds these without a pooler (add_pooling_layer=False)
+        without_pooler=frozenset({"BertForMaskedLM", "BertForQuestionAnswering"}),
         faithful_activation={"gelu": "gelu_new", "gelu_new": "gelu_new", "relu": "relu",
                              "tanh": "tanh", "swish": "swish"},
         exact_activation={"gelu": "gelu", "gelu_new": "gelu"},

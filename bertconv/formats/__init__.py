@@ -30,6 +30,8 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
         for filename, fmt in _HF_WEIGHT_FILES:
             if (p / filename).is_file():
                 return fmt, p / filename
+        if (p / "model.safetensors.index.json").is_file():
+            return "safetensors", p / "model.safetensors.index.json"
         if any(p.glob("*.index")) or (p / "checkpoint").is_file():
             return "tf-bundle", p
         if any(p.glob("*.safetensors")):
@@ -51,7 +53,7 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
                 path=p, hint="re-save it with TensorFlow's tf.train.Saver (V2 is its default)")
         raise InputError("no such file or directory", path=p)
     suffix = p.suffix.lower()
-    if suffix == ".safetensors":
+    if suffix == ".safetensors" or name.endswith(".safetensors.index.json"):
         return "safetensors", p
     if suffix in (".bin", ".pt", ".pth"):
         return "torch-bin", p

@@ -64,6 +64,10 @@ class TensorSource(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional for readers that hold no resources
         pass
 
+    def release(self, name: str) -> None:  # noqa: B027 - a hint; readers without a map ignore it
+        """Say that ``name`` will not be read again soon, so its mapped pages may leave memory.
+        Arrays already returned stay valid (file-backed pages are read back in on access)."""
+
     # -- shared behaviour -----------------------------------------------------------------------
     @property
     def infos(self) -> dict[str, TensorInfo]:

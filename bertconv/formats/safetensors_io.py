@@ -60,11 +60,6 @@ INDEX_NAME = "model.safetensors.index.json"
 METADATA_KEY = "__metadata__"
 
 
-def dtype_name(array: np.ndarray) -> str:
-    """Our name for an array's dtype (NumPy's, with the ml_dtypes types by their own names)."""
-    return array.dtype.name
-
-
 # ------------------------------------------------------------------------------------- reading
 class _SafetensorsFile:
     """One .safetensors file: its validated header and a read-only memory map of it."""
@@ -159,7 +154,9 @@ class _SafetensorsFile:
         np_dtype, shape, begin = self._layout[name]
         count = math.prod(shape)
         if count == 0:
-            return np.empty(shape, dtype=np_dtype)
+            empty = np.empty(shape, dtype=np_dtype)
+            empty.flags.writeable = False
+            return empty
         array = np.frombuffer(self._map, dtype=np_dtype, count=count, offset=self.data_start + begin)
         return array.reshape(shape)
 
@@ -383,8 +380,9 @@ class SafetensorsWriter:
             raise OutputError(f"{count} declared tensor(s) never written; the partial file was removed",
                               path=self.path, tensor=missing)
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            # No fsync: atomicity comes from the rename the caller does once the file is complete;
+            # forcing the bytes to disk would double the time of a conversion for protection
+            # against power loss only, which a re-run repairs.
             self._file.close()
         except OSError as e:
             self.abort()

@@ -158,10 +158,14 @@ def block_handles(data: bytes, *, path: str | Path, verify_crc: bool = True) -> 
             f"no table magic number at the end (found 0x{magic:016x})", path=path,
             hint="the file is truncated or is not a TensorFlow checkpoint index")
     try:
-        _meta_offset, _meta_size, pos = _decode_handle(data, footer_at, size - 8)
+        meta_offset, meta_size, pos = _decode_handle(data, footer_at, size - 8)
         index_offset, index_size, _ = _decode_handle(data, pos, size - 8)
     except WireError as err:
         raise CheckpointFormatError(f"table footer is damaged ({err})", path=path, hint=_DAMAGED) from None
+    # The metaindex block is always empty in TensorFlow tables; it is checked, not used, so that
+    # damage there is reported rather than passed over.
+    read_block(data, meta_offset, meta_size, path=path, where="metaindex block", limit=footer_at,
+               verify_crc=verify_crc)
     index_block = read_block(data, index_offset, index_size, path=path, where="index block",
                              limit=footer_at, verify_crc=verify_crc)
     handles = []

@@ -25,11 +25,13 @@ import numpy as np
 
 from ..errors import CheckpointFormatError, CorruptDataError, InputError
 from . import _wire
-from ._wire import BundleEntry, WireError
+from ._wire import (BundleEntry, ObjectReference, SerializedTensor, SlotVariableReference,
+                    TrackableObject, WireError)
 from .base import TensorInfo, TensorSource
 from .sstable import crc32c, read_table, unmask_crc
 
-__all__ = ["TFBundleSource", "resolve_prefix", "DTYPES", "OBJECT_GRAPH_KEY"]
+__all__ = ["TFBundleSource", "resolve_prefix", "DTYPES", "OBJECT_GRAPH_KEY", "TrackableObject",
+           "ObjectReference", "SerializedTensor", "SlotVariableReference"]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _DATA_FILE = re.compile(r"^(?P<prefix>.+)\.data-\d{5,}-of-\d{5,}$")
@@ -385,6 +387,24 @@ class TFBundleSource(TensorSource):
                 except BufferError:
                     pass  # arrays still view it; the map is freed with the last of them
 
+    def release(self, name: str) -> None:
+        # A streaming conversion touches each tensor once: dropping its pages from this process
+        # keeps peak RSS near one tensor instead of the whole data file. The pages stay in the
+        # page cache, and a view still in use simply faults them back in from the file.
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        entry = self._entries.get(name.encode("utf-8", errors="surrogateescape"))
+        if entry is None or entry.slices or not entry.size:
+            return
+        mapped = self._maps.get(entry.shard_id)
+        if not isinstance(mapped, mmap.mmap):
+            return
+        start = entry.offset - entry.offset % mmap.PAGESIZE
+        try:
+            mapped.madvise(mmap.MADV_DONTNEED, start, entry.offset + entry.size - start)
+        except (OSError, ValueError):
+            pass  # only a hint
+
     # -- reading bytes -------------------------------------------------------------------------------
     def _shard_map(self, shard_id: int) -> mmap.mmap | bytes:
         mapped = self._maps.get(shard_id)
@@ -496,7 +516,7 @@ class TFBundleSource(TensorSource):
         return out.reshape(entry.shape)
 
     # -- TF2 object graph --------------------------------------------------------------------------
-    def object_graph(self) -> list[_wire.TrackableObject] | None:
+    def object_graph(self) -> list[TrackableObject] | None:
         """The parsed ``_CHECKPOINTABLE_OBJECT_GRAPH`` of a TF2 object-based checkpoint (node 0 is
         the root), or None for a name-based (TF1) checkpoint."""
         key = OBJECT_GRAPH_KEY.encode()

@@ -56,8 +56,9 @@ def write_tf_bundle(prefix: str | Path, tensors: Iterable[tuple[str, np.ndarray]
                     overwrite: bool = False, big_endian: bool = False) -> Path:
     """Write ``<prefix>.index`` and ``<prefix>.data-00000-of-00001``; return the prefix.
 
-    ``tensors`` yields ``(name, array)``; arrays may be any dtype in the table above (including
-    ``ml_dtypes.bfloat16``) or object/``bytes``/``str`` arrays for DT_STRING. ``big_endian``
+    ``tensors`` yields ``(name, array)``; arrays may be float16/32/64, bfloat16, float8_e5m2,
+    float8_e4m3fn, (u)int8/16/32/64, bool, complex64/128, or object/``bytes``/``str`` arrays for
+    DT_STRING. Data is streamed: only one tensor is held at a time. ``big_endian``
     writes what TensorFlow writes on a big-endian host (for testing readers).
     """
     prefix = Path(prefix)

@@ -7,7 +7,6 @@ here, when such a file is opened.
 from __future__ import annotations
 
 import functools
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +111,12 @@ class TorchBinSource(TensorSource):
         return out
 
     def _read(self, name: str) -> np.ndarray:
-        array = _to_numpy(self._tensors[name])
+        tensor = self._tensors[name]
+        try:
+            array = _to_numpy(tensor)
+        except (TypeError, RuntimeError) as e:  # quantized, sparse or other non-strided tensors
+            raise CheckpointFormatError(f"a {tensor.dtype} {tensor.layout} tensor cannot be read as plain "
+                                        f"numbers ({_first_line(e)})", path=self.path, tensor=name) from None
         array.flags.writeable = False
         return array
 

@@ -1,0 +1,355 @@
+"""Weight-level comparison of two checkpoints of any supported formats.
+
+Names are paired through the model family's mapping table when the two sides use different
+namings: a TensorFlow checkpoint against its PyTorch conversion compares each TF tensor with its
+mapped counterpart, transposed as the mapping says. Hugging Face's duplicate keys of tied weights
+(``cls.predictions.decoder.*``) are compared against what they duplicate. Optimizer slots and
+counters are listed as training state, never as missing. Differences are computed in float64 (or
+complex128), a bounded block at a time, so that memory stays small whatever the tensor size.
+
+``passed`` means: the same tensors, the same shapes, and every value within tolerance
+(``|a - b| <= atol + rtol * |b|``). ``identical`` additionally needs equal dtypes and zero
+difference. A dtype difference alone (a float16 export of a float32 model) is reported but judged
+only through the values.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckFailed, InputError
+from .families import _TIED_ALIASES, source_view
+from .families.base import apply_transform, training_state_kind
+from .formats import open_source
+from .formats.base import TensorSource
+
+__all__ = ["diff", "DiffReport", "TensorDiff"]
+
+#: elements per block when computing differences
+BLOCK_ELEMENTS = 1 << 20
+
+
+@dataclass
+class TensorDiff:
+    """One compared pair. ``name`` is the tensor's name in A, ``name_b`` in B."""
+    name: str
+    name_b: str
+    shape: tuple[int, ...]
+    dtype_a: str
+    dtype_b: str
+    #: transform applied to A's tensor to bring it to B's layout (``transpose`` or None)
+    transform: str | None
+    max_abs: float
+    #: elements whose values differ at all
+    num_different: int
+    within_tolerance: bool
+    #: True when B's tensor is a tied duplicate (or A's is) compared against its original
+    alias: bool = False
+
+
+@dataclass
+class DiffReport:
+    a: str
+    b: str
+    format_a: str
+    format_b: str
+    naming_a: str
+    naming_b: str
+    family: str | None
+    atol: float
+    rtol: float
+    compared: list[TensorDiff] = field(default_factory=list)
+    missing_in_b: list[str] = field(default_factory=list)
+    unexpected_in_b: list[str] = field(default_factory=list)
+    #: (name in A, name in B, shape A after the mapping's transform, shape B)
+    shape_mismatches: list[tuple[str, str, tuple, tuple]] = field(default_factory=list)
+    #: (name in A, name in B, dtype A, dtype B); these pairs are still compared by value
+    dtype_mismatches: list[tuple[str, str, str, str]] = field(default_factory=list)
+    #: (side "a"/"b", name, kind): optimizer slots and counters, not compared
+    ignored_training_state: list[tuple[str, str, str]] = field(default_factory=list)
+    #: (side, name): index buffers older Hugging Face state dicts carry (not weights)
+    ignored_buffers: list[tuple[str, str]] = field(default_factory=list)
+    #: (name in A, name in B, reason): pairs whose values cannot be compared as numbers
+    not_compared: list[tuple[str, str, str]] = field(default_factory=list)
+
+    # -- verdicts -------------------------------------------------------------------------------
+    @property
+    def beyond_tolerance(self) -> list[TensorDiff]:
+        return [d for d in self.compared if not d.within_tolerance]
+
+    @property
+    def passed(self) -> bool:
+        return not (self.missing_in_b or self.unexpected_in_b or self.shape_mismatches
+                    or self.beyond_tolerance)
+
+    @property
+    def identical(self) -> bool:
+        return (self.passed and not self.dtype_mismatches and not self.not_compared
+                and all(d.max_abs == 0 for d in self.compared))
+
+    @property
+    def worst(self) -> TensorDiff | None:
+        nonzero = [d for d in self.compared if d.max_abs != 0]
+        return max(nonzero, key=lambda d: (math.isnan(d.max_abs), d.max_abs)) if nonzero else None
+
+    def summary(self) -> dict:
+        worst = self.worst
+        return {
+            "compared": len(self.compared),
+            "identical_values": sum(d.max_abs == 0 for d in self.compared),
+            "beyond_tolerance": len(self.beyond_tolerance),
+            "missing_in_b": len(self.missing_in_b),
+            "unexpected_in_b": len(self.unexpected_in_b),
+            "shape_mismatches": len(self.shape_mismatches),
+            "dtype_mismatches": len(self.dtype_mismatches),
+            "aliases": sum(d.alias for d in self.compared),
+            "ignored_training_state": len(self.ignored_training_state),
+            "ignored_buffers": len(self.ignored_buffers),
+            "not_compared": len(self.not_compared),
+            "worst": {"name": worst.name, "name_b": worst.name_b, "max_abs": worst.max_abs} if worst else None,
+        }
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["compared"] = [asdict(d) for d in self.compared]
+        out["passed"] = self.passed
+        out["identical"] = self.identical
+        out["summary"] = self.summary()
+        return out
+
+    def render(self) -> str:
+        s = self.summary()
+        lines = [f"A: {self.a} ({self.format_a}, {self.naming_a} names)",
+                 f"B: {self.b} ({self.format_b}, {self.naming_b} names)"]
+        if self.naming_a != self.naming_b and self.family:
+            lines.append(f"names paired through the {self.family} mapping")
+        for d in self.beyond_tolerance:
+            target = d.name if d.name == d.name_b else f"{d.name} -> {d.name_b}"
+            lines.append(f"DIFFERS  {target}: max abs {d.max_abs:.6g} ({d.num_different} elements differ)")
+        for name in self.missing_in_b:
+            lines.append(f"MISSING in B  {name}")
+        for name in self.unexpected_in_b:
+            lines.append(f"UNEXPECTED in B  {name}")
+        for a, b, sa, sb in self.shape_mismatches:
+            lines.append(f"SHAPE  {a} {list(sa)} vs {b} {list(sb)}")
+        for a, b, da, db in self.dtype_mismatches[:10]:
+            lines.append(f"dtype  {a} {da} vs {b} {db}")
+        if len(self.dtype_mismatches) > 10:
+            lines.append(f"dtype  ... and {len(self.dtype_mismatches) - 10} more")
+        for a, b, reason in self.not_compared:
+            lines.append(f"not compared  {a}: {reason}")
+        for side in ("a", "b"):
+            kinds: dict[str, int] = {}
+            for where, _, kind in self.ignored_training_state:
+                if where == side:
+                    kinds[kind] = kinds.get(kind, 0) + 1
+            if kinds:
+                lines.append(f"ignored in {side.upper()} (training state): "
+                             + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+        for side, name in self.ignored_buffers:
+            lines.append(f"ignored in {side.upper()} (index buffer, not a weight): {name}")
+        worst = s["worst"]
+        lines.append(
+            f"{s['compared']} compared ({s['identical_values']} equal, {s['beyond_tolerance']} beyond "
+            f"atol={self.atol:g} rtol={self.rtol:g}), {s['missing_in_b']} missing in B, "
+            f"{s['unexpected_in_b']} unexpected in B, {s['shape_mismatches']} shape and "
+            f"{s['dtype_mismatches']} dtype mismatches"
+            + (f"; worst {worst['name']}: max abs {worst['max_abs']:.6g}" if worst else ""))
+        lines.append("IDENTICAL" if self.identical else "PASSED" if self.passed else "FAILED")
+        return "\n".join(lines)
+
+    def raise_for_failure(self) -> None:
+        if self.passed:
+            return
+        parts = []
+        beyond = self.beyond_tolerance
+        if beyond:
+            worst = max(beyond, key=lambda d: (math.isnan(d.max_abs), d.max_abs))
+            parts.append(f"{len(beyond)} tensor(s) differ beyond atol={self.atol:g} rtol={self.rtol:g}, "
+                         f"worst {worst.name} (max abs {worst.max_abs:.6g})")
+        if self.missing_in_b:
+            parts.append(f"{len(self.missing_in_b)} missing in B (first {self.missing_in_b[0]})")
+        if self.unexpected_in_b:
+            parts.append(f"{len(self.unexpected_in_b)} unexpected in B (first {self.unexpected_in_b[0]})")
+        if self.shape_mismatches:
+            a, _, sa, sb = self.shape_mismatches[0]
+            parts.append(f"{len(self.shape_mismatches)} shape mismatch(es) (first {a}: {list(sa)} vs {list(sb)})")
+        raise CheckFailed("checkpoints differ: " + "; ".join(parts), path=self.b)
+
+
+# ------------------------------------------------------------------------------------- pairing
+@dataclass
+class _Side:
+    source: TensorSource
+    naming: str
+    #: name -> pairing key: ("tf", TF name) when the family recognises it, else ("raw", name)
+    keys: dict[str, tuple[str, str]]
+    aliases: set[str]
+    ignored: dict[str, str]
+    buffers: list[str]
+
+
+#: Non-weight buffers that Hugging Face models register and older releases saved in their state
+#: dicts (``arange`` position ids, zero token type ids); transformers itself ignores them on load.
+_HF_BUFFERS = re.compile(r"^(\w+\.)?embeddings\.(position_ids|token_type_ids)$")
+
+
+def _describe(source: TensorSource, family: str | None) -> tuple[_Side, str | None]:
+    names = source.names()
+    fam, naming, to_source = source_view(names, family)
+    present = set(names)
+    ignored = {}
+    for name in names:
+        kind = training_state_kind(name, present.__contains__)
+        if kind is not None:
+            ignored[name] = kind
+    buffers = [n for n in names if naming == "pt" and _HF_BUFFERS.match(n)]
+    keys = {}
+    for name in names:
+        if name in ignored or name in buffers:
+            continue
+        keys[name] = ("tf", to_source[name]) if name in to_source else ("raw", name)
+    aliases = {n for n in names if n in _TIED_ALIASES and naming == "pt"}
+    return _Side(source, naming, keys, aliases, ignored, buffers), (fam.name if fam else None)
+
+
+def _pairs(side_a: _Side, side_b: _Side):
+    """Yield (name_a | None, name_b | None, alias) over the union of both sides."""
+    if "?" in (side_a.naming, side_b.naming):
+        # Without a recognised family on both sides, only equal names can be paired.
+        key_a = {n: ("raw", n) for n in side_a.keys}
+        key_b = {n: ("raw", n) for n in side_b.keys}
+        aliases_a = aliases_b = set()
+    else:
+        key_a, key_b = side_a.keys, side_b.keys
+        aliases_a, aliases_b = side_a.aliases, side_b.aliases
+    primary_a = {k: n for n, k in key_a.items() if n not in aliases_a}
+    primary_b = {k: n for n, k in key_b.items() if n not in aliases_b}
+    for name_a, key in key_a.items():
+        if name_a in aliases_a:
+            continue
+        yield name_a, primary_b.get(key), False
+    for name_b, key in key_b.items():
+        if name_b in aliases_b:
+            continue
+        if key not in primary_a:
+            yield None, name_b, False
+    # Tied duplicates: compared against the other side's original; reported as missing or
+    # unexpected only when that original is absent too.
+    for name_a in sorted(aliases_a):
+        counterpart = primary_b.get(key_a[name_a])
+        yield (name_a, counterpart, True) if counterpart else (name_a, None, False)
+    for name_b in sorted(aliases_b):
+        counterpart = primary_a.get(key_b[name_b])
+        yield (counterpart, name_b, True) if counterpart else (None, name_b, False)
+
+
+# ------------------------------------------------------------------------------------- numbers
+def _max_abs_difference(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> tuple[float, int, bool]:
+    """(max |a - b|, elements that differ, all within atol + rtol*|b|), a block at a time.
+
+    NaN equals NaN and an infinity equals itself, so a checkpoint compared with itself is
+    identical; a NaN against a number is an infinite difference."""
+    work = np.complex128 if (a.dtype.kind == "c" or b.dtype.kind == "c") else np.float64
+    if a.ndim == 0:
+        a, b = a.reshape(1), b.reshape(1)
+    rows = a.shape[0]
+    per_row = max(1, math.prod(a.shape[1:]))
+    step = max(1, BLOCK_ELEMENTS // per_row)
+    worst, different, within = 0.0, 0, True
+    for start in range(0, rows, step):
+        block_a = np.asarray(a[start:start + step]).astype(work)
+        block_b = np.asarray(b[start:start + step]).astype(work)
+        with np.errstate(invalid="ignore", over="ignore"):
+            delta = np.abs(block_a - block_b)
+            same = (block_a == block_b) | (np.isnan(block_a) & np.isnan(block_b))
+        delta[same] = 0.0
+        delta[np.isnan(delta)] = np.inf
+        different += int(np.count_nonzero(delta))
+        if delta.size:
+            worst = max(worst, float(delta.max()))
+            if within:
+                with np.errstate(invalid="ignore"):  # rtol * inf where both sides are infinite
+                    within = bool(np.all((delta == 0) | (delta <= atol + rtol * np.abs(block_b))))
+    return worst, different, within
+
+
+def _numeric(dtype: str) -> bool:
+    return dtype not in ("string", "variant")
+
+
+def _compare(report: DiffReport, side_a: _Side, side_b: _Side, name_a: str, name_b: str,
+             alias: bool, transform: str | None) -> None:
+    info_a, info_b = side_a.source.info(name_a), side_b.source.info(name_b)
+    shape_a = info_a.shape
+    if transform == "transpose":
+        shape_a = tuple(reversed(shape_a))
+    if shape_a != info_b.shape:
+        report.shape_mismatches.append((name_a, name_b, shape_a, info_b.shape))
+        return
+    if info_a.dtype != info_b.dtype and not alias:
+        report.dtype_mismatches.append((name_a, name_b, info_a.dtype, info_b.dtype))
+    if not (_numeric(info_a.dtype) and _numeric(info_b.dtype)):
+        if info_a.dtype == info_b.dtype == "string":
+            equal = np.array_equal(side_a.source.read(name_a), side_b.source.read(name_b))
+            report.compared.append(TensorDiff(name_a, name_b, info_b.shape, info_a.dtype, info_b.dtype,
+                                              None, 0.0 if equal else math.inf, 0 if equal else 1, equal,
+                                              alias))
+        else:
+            report.not_compared.append((name_a, name_b, f"{info_a.dtype} vs {info_b.dtype} holds no numbers"))
+        return
+    array_a = apply_transform(transform, side_a.source.read(name_a))
+    array_b = side_b.source.read(name_b)
+    max_abs, different, within = _max_abs_difference(array_a, array_b, report.atol, report.rtol)
+    report.compared.append(TensorDiff(name_a, name_b, info_b.shape, info_a.dtype, info_b.dtype,
+                                      transform, max_abs, different, within, alias))
+
+
+def diff(a: str | Path, b: str | Path, *, atol: float = 0.0, rtol: float = 0.0,
+         family: str | None = None) -> DiffReport:
+    """Compare the weights of checkpoint ``a`` with those of ``b`` (any supported formats)."""
+    if atol < 0 or rtol < 0 or math.isnan(atol) or math.isnan(rtol):
+        raise InputError("atol and rtol must be non-negative numbers")
+    with open_source(a) as source_a, open_source(b) as source_b:
+        side_a, family_a = _describe(source_a, family)
+        side_b, family_b = _describe(source_b, family or family_a)
+        report = DiffReport(str(a), str(b), source_a.format_name, source_b.format_name,
+                            side_a.naming, side_b.naming, family_a or family_b, atol, rtol)
+        report.ignored_training_state = (
+            [("a", n, k) for n, k in sorted(side_a.ignored.items())]
+            + [("b", n, k) for n, k in sorted(side_b.ignored.items())])
+        report.ignored_buffers = [("a", n) for n in side_a.buffers] + [("b", n) for n in side_b.buffers]
+        fam = None
+        if report.family and side_a.naming != side_b.naming and "?" not in (side_a.naming, side_b.naming):
+            from .families import get_family
+            fam = get_family(report.family)
+        for name_a, name_b, alias in _pairs(side_a, side_b):
+            if name_a is None and name_b is None:
+                continue
+            if name_b is None:
+                report.missing_in_b.append(name_a)
+            elif name_a is None:
+                report.unexpected_in_b.append(name_b)
+            else:
+                transform = _transform_between(fam, side_a, side_b, name_a, name_b)
+                _compare(report, side_a, side_b, name_a, name_b, alias, transform)
+        report.missing_in_b.sort()
+        report.unexpected_in_b.sort()
+        report.compared.sort(key=lambda d: (d.alias, d.name, d.name_b))
+        return report
+
+
+def _transform_between(fam, side_a: _Side, side_b: _Side, name_a: str, name_b: str) -> str | None:
+    """The transform that brings A's tensor to B's layout (None for equal namings)."""
+    if fam is None:
+        return None
+    if side_a.naming == "tf":
+        match = fam.mapping.to_target(name_a)
+        return match.rule.transform if match else None
+    match = fam.mapping.to_target(side_b.keys[name_b][1])
+    # PyTorch -> TensorFlow: the inverse of the rule's transform; a transpose is its own inverse.
+    return match.rule.transform if match else None
