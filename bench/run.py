@@ -478,7 +478,11 @@ def render_markdown(results: list[Result], targets: list[Target], info: dict) ->
     lines += ["", "## Commands", "", "Paths are relative to the repository root.", "", "```"]
     for result in results:
         lines.append(display_command(result.case.command))
-    lines += ["```", "", "## Reproduce", "", "```",
+    lines += ["```", "", "## Reproduce", "",
+              "From the repository root, with the project's environment in `.venv`. The first run writes the "
+              "checkpoints into bench/work (about 30 s, 2 GB of memory) and the baseline's environment "
+              "bench/work/venv-hf4 (1-2 minutes); later runs reuse both. `--quick` times Base only, once, and "
+              "writes bench/work/benchmarks-quick.md instead of this file.", "", "```",
               "apt-get update && apt-get install -y time   # if /usr/bin/time is missing",
               info["reproduce"], "```", ""]
     return "\n".join(lines)
@@ -517,6 +521,7 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per command")
     parser.add_argument("--doc", type=Path, help="where to write the report (default: docs/benchmarks.md, "
                         "or bench/work/benchmarks-quick.md with --quick)")
+    parser.add_argument("--keep-outputs", action="store_true", help="keep the converted models in bench/work/out")
     parser.add_argument("--note", help="a line to put at the top of the report (e.g. about machine load)")
     args = parser.parse_args(argv)
     rounds = args.repeats or (1 if args.quick else 3)
@@ -579,6 +584,8 @@ def main(argv=None) -> int:
             print(f"[{round_number}/{rounds}] {result.case.key}: {run.seconds:.2f} s, "
                   f"{run.peak_rss_bytes / MB:.0f} MB, {status}", file=sys.stderr)
     info["load_after"] = load_average()
+    if not args.keep_outputs:
+        remove(out)  # gigabytes of converted models nobody reads
 
     targets = evaluate_targets(results)
     doc.parent.mkdir(parents=True, exist_ok=True)

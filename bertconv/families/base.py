@@ -97,7 +97,7 @@ class Mapping:
             if name.startswith(prefix):
                 name = name[len(prefix):]
                 break
-        for rule in self.rules:
+        for rule in self._candidates("source", name):
             m = rule.source_regex.match(name)
             if m:
                 layer = int(m.group("layer")) if rule.per_layer else None
@@ -105,12 +105,24 @@ class Mapping:
         return None
 
     def to_source(self, target_name: str) -> Match | None:
-        for rule in self.rules:
+        for rule in self._candidates("target", target_name):
             m = rule.target_regex.match(target_name)
             if m:
                 layer = int(m.group("layer")) if rule.per_layer else None
                 return Match(rule, _fill(rule.source, layer), target_name, layer)
         return None
+
+    def _candidates(self, side: str, name: str) -> list[Rule]:
+        # Checkpoints hold thousands of names and tables dozens of rows: rather than trying each
+        # row's regex on each name, index the rows by their "skeleton" (digit runs and {layer}
+        # both read as '#'), so a name is matched against the one or two rows that can fit it.
+        index = self.__dict__.get(f"_index_{side}")
+        if index is None:
+            index = {}
+            for rule in self.rules:
+                index.setdefault(_skeleton(getattr(rule, side).replace("{layer}", "0")), []).append(rule)
+            self.__dict__[f"_index_{side}"] = index
+        return index.get(_skeleton(name), [])
 
     def expected(self, num_layers: int, heads: Iterable[str | None]) -> list[Match]:
         """Every tensor a model with these heads must have, as matches (source and target)."""
@@ -122,6 +134,13 @@ class Mapping:
             for layer in (range(num_layers) if rule.per_layer else [None]):
                 out.append(Match(rule, _fill(rule.source, layer), _fill(rule.target, layer), layer))
         return out
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _skeleton(name: str) -> str:
+    return _DIGITS.sub("#", name)
 
 
 def _fill(pattern: str, layer: int | None) -> str:
