@@ -61,7 +61,10 @@ def atomic_file(target: str | Path, *, overwrite: bool = False) -> Iterator[Path
     target = Path(target)
     check_target(target, overwrite=overwrite, kind="file")
     _clean_stale(target)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write here: {e.strerror}", path=target.parent) from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -80,7 +83,10 @@ def atomic_dir(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]
     target = Path(target)
     check_target(target, overwrite=overwrite, kind="dir")
     _clean_stale(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
+    except OSError as e:
+        raise OutputError(f"cannot write here: {e.strerror}", path=target.parent) from None
     try:
         yield tmp
         os.chmod(tmp, 0o755)

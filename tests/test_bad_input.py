@@ -119,6 +119,23 @@ def test_output_not_writable(tmp_path, capsys):
     assert rc == 2 and "not writable" in err
 
 
+def test_output_directory_immutable(tmp_path, capsys):
+    """Even root cannot create files in a directory marked immutable (chattr +i)."""
+    import shutil
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(locked)]).returncode != 0:
+        pytest.skip("chattr +i is not available on this filesystem")
+    try:
+        for fmt in ("hf", "safetensors"):
+            rc, err = convert_cli(capsys, fixture_dir("bert_noheads"), locked / "out", "--format", fmt)
+            assert rc == 2 and ("not writable" in err or "cannot write here" in err), err
+            assert len(err.splitlines()) == 1
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)])
+    assert list(locked.iterdir()) == []
+
+
 def test_sigkill_mid_write_leaves_nothing(tmp_path):
     """Kill a conversion while it writes; the target must not exist; a re-run succeeds."""
     from bertconv.formats.tf_bundle_writer import write_tf_bundle
