@@ -181,7 +181,10 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
         for line in report.summary_lines():
             click.echo(line)
         if report.validation is not None:
-            click.echo(f"validation   {report.validation.summary_line()}")
+            v = report.validation
+            compared = sum(len(run.outputs) for run in v.runs)
+            click.echo(f"validation   {v.summary_line()} ({compared} outputs compared with the float64 "
+                       f"reference, {v.seconds:.2f} s)")
 
 
 # -------------------------------------------------------------------------------------- validate

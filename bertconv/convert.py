@@ -43,7 +43,8 @@ class ConversionReport:
     files: list[str]
     do_lower_case: bool | None
     notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0          # the whole conversion, validation included
+    write_seconds: float = 0.0    # planning and writing, up to the check
     validation: Any = None   # a validate.ValidationReport when the output was checked
 
     def to_dict(self) -> dict:
@@ -67,7 +68,7 @@ class ConversionReport:
                          f"(heads not exported, or a pooler it does not have)")
         if self.unknown_dropped:
             lines.append(f"             {len(self.unknown_dropped)} unknown tensor(s) (--allow-unknown)")
-        lines.append(f"wrote        {self.output}: {', '.join(self.files)} in {self.seconds:.2f} s")
+        lines.append(f"wrote        {self.output}: {', '.join(self.files)} in {self.write_seconds:.2f} s")
         for note in self.notes:
             lines.append(f"note         {note}")
         return lines
@@ -230,11 +231,13 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
                         do_lower = lower_case
                     files += write_tokenizer_files(tmp, plan.vocab, do_lower_case=do_lower,
                                                    model_max_length=plan.config.max_position_embeddings)
+                write_seconds = time.perf_counter() - started
                 validation = _check_before_publishing(tmp, src, plan, dtype) if validate else None
         else:
             files = [output.name]
             with atomic_file(output, overwrite=overwrite) as tmp:
                 write_weights(plan, src, tmp, dtype=dtype, metadata=metadata, progress=progress)
+                write_seconds = time.perf_counter() - started
                 validation = _check_before_publishing(tmp, src, plan, dtype) if validate else None
 
         counts: dict[str, int] = {}
@@ -249,6 +252,7 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
             training_state_dropped=counts, heads_dropped=plan.dropped_heads,
             unknown_dropped=plan.unknown, files=files, do_lower_case=do_lower, notes=notes)
         report.validation = validation
+        report.write_seconds = write_seconds
         report.seconds = time.perf_counter() - started
     return report
 
