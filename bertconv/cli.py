@@ -187,6 +187,29 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
                        f"reference, {v.seconds:.2f} s)")
 
 
+# ----------------------------------------------------------------------------------------- pt2tf
+@cli.command()
+@click.argument("source", type=click.Path())
+@click.argument("output", type=click.Path())
+@click.option("--allow-exact-gelu", is_flag=True,
+              help="Write a model whose hidden_act is the exact erf 'gelu' although Google's 'gelu' is the "
+                   "tanh form (the TF model's outputs then differ slightly).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary.")
+@json_option
+@debug_option
+def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
+    """Convert a Hugging Face BERT (directory or .safetensors) to a google-research/bert checkpoint."""
+    from .pt2tf import pt2tf as run_pt2tf
+
+    report = run_pt2tf(source, output, overwrite=overwrite, allow_exact_gelu=allow_exact_gelu)
+    if as_json:
+        _emit_json(report.to_dict())
+    elif not quiet:
+        for line in report.summary_lines():
+            click.echo(line)
+
+
 # -------------------------------------------------------------------------------------- validate
 @cli.command()
 @click.argument("converted", type=click.Path())

@@ -86,7 +86,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                        sort: str = "name", family: str | None = None, verify_crc: bool = True) -> InspectReport:
     with open_source(path, verify_crc=verify_crc) as src:
         infos = list(src)
-        fam, naming, to_source = source_view((i.name for i in infos), family)
+        fam, naming, to_source = source_view((i.name for i in infos), family, source=src)
         tf_names = set(to_source.values())
         rows = []
         for info in infos:
@@ -129,7 +129,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
             heads = {h: (h in present) for h in ("mlm", "nsp", "classifier", "squad")}
             if present & {"classifier"}:
                 heads["num_labels"] = inferred.get("num_labels")
-            if "hidden_size" in inferred:
+            if "hidden_size" in inferred and "num_attention_heads" not in inferred:
                 inferred_heads = max(1, inferred["hidden_size"] // DEFAULT_HEAD_SIZE)
                 notes.append(f"num_attention_heads is not in any shape; {inferred_heads} if the head size is "
                              f"{DEFAULT_HEAD_SIZE} as in Google's releases")

@@ -89,7 +89,11 @@ def resolve_config(family: Family, source: TensorSource, *, config_path: str | P
     if config_path is None:
         config_path = source.sidecar("bert_config.json", "config.json", "albert_config.json")
     num_labels = inferred.pop("num_labels", None)
+    # Some layouts state the head count in a shape (TF2 Model Garden: [H, heads, head_size]).
+    stated_heads = inferred.pop("num_attention_heads", None)
     if config_path is not None:
+        if stated_heads is not None:
+            inferred["num_attention_heads"] = stated_heads
         config = load_config_file(config_path)
         problems = compare_configs(config, inferred)
         if problems:
@@ -102,6 +106,11 @@ def resolve_config(family: Family, source: TensorSource, *, config_path: str | P
     if lacking:
         raise ConfigError(f"no config file and the weights do not determine {', '.join(lacking)}",
                           path=source.path, hint="pass --config bert_config.json")
+    if stated_heads is not None:
+        config = BertConfig(num_attention_heads=stated_heads, hidden_act="gelu", **inferred)
+        notes.append(f"no config file: sizes inferred from the weights, num_attention_heads={stated_heads} "
+                     f"from the attention kernels' shapes; hidden_act 'gelu' (the original tanh form)")
+        return config, "inferred from the weights", {"num_labels": num_labels}
     heads = max(1, inferred["hidden_size"] // DEFAULT_HEAD_SIZE)
     config = BertConfig(num_attention_heads=heads, hidden_act="gelu", **inferred)
     notes.append(f"no config file: sizes inferred from the weights; num_attention_heads={heads} assumed "
@@ -132,6 +141,7 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     if fam is None:
         raise InputError("no BERT-family tensors found (this is not a checkpoint of a model bertconv converts)",
                          path=source.path, hint="see `bertconv inspect` for what it holds")
+    fam = fam.for_checkpoint(names, source)
     notes: list[str] = []
     matches: dict[str, Match] = {}
     for name in names:

@@ -36,9 +36,17 @@ class Family:
     shapes: dict[str, tuple] = field(default_factory=dict)
     infer_sizes: Callable[[dict], dict] | None = None
     structural_parts: frozenset = frozenset({"pooler"})
+    #: for families whose table cannot be fixed in advance (an index that depends on the layer
+    #: count, a variable shared under another object's name): ``bind(family, names, source)``
+    #: returns the family specialised to one checkpoint; ``source`` may be None (names only)
+    bind: Callable[["Family", list, object], "Family"] | None = None
 
     def __repr__(self) -> str:
         return f"<Family {self.name}>"
+
+    def for_checkpoint(self, names: Iterable[str], source=None) -> "Family":
+        """This family with its table resolved for one checkpoint (itself when nothing depends on it)."""
+        return self.bind(self, list(names), source) if self.bind is not None else self
 
     def heads_present(self, names: Iterable[str]) -> set[str]:
         """Task heads whose tensors appear among ``names`` (the pooler is a part, not a head)."""
@@ -73,7 +81,17 @@ def _bert() -> Family:
     return bert.FAMILY
 
 
-_LOADERS = {"bert": _bert}
+def _tf2_garden() -> Family:
+    from . import tf2_garden
+    return tf2_garden.FAMILY
+
+
+def _keras_hf() -> Family:
+    from . import keras_hf
+    return keras_hf.FAMILY
+
+
+_LOADERS = {"bert": _bert, "tf2_garden": _tf2_garden, "keras_hf": _keras_hf}
 
 
 def family_names() -> list[str]:
@@ -102,18 +120,21 @@ def detect_family(names: Iterable[str]) -> Family | None:
     return None
 
 
-def source_view(names: Iterable[str], family: str | None = None) -> tuple[Family | None, str, dict[str, str]]:
+def source_view(names: Iterable[str], family: str | None = None, *,
+                source=None) -> tuple[Family | None, str, dict[str, str]]:
     """Recognise a checkpoint's family from either naming side.
 
     Returns ``(family, side, to_source)``: ``side`` is ``"tf"`` when the names are the original
     TensorFlow ones and ``"pt"`` when they are PyTorch names; ``to_source`` maps each recognised
     name to its TensorFlow name (identity on the TF side). Hugging Face's duplicate keys of tied
-    weights are recognised as their originals.
+    weights are recognised as their originals. ``source``, when given, lets a family resolve
+    its table from the checkpoint itself (see :meth:`Family.for_checkpoint`).
     """
     names = list(names)
     candidates = [get_family(family)] if family else [loader() for loader in _LOADERS.values()]
     for fam in candidates:
         if any(fam.marker.search(n) for n in names):
+            fam = fam.for_checkpoint(names, source)
             return fam, "tf", {n: n for n in names if fam.mapping.to_target(n)}
     for fam in candidates:
         prefix = fam.model_type + "."

@@ -15,6 +15,15 @@ import numpy as np
 
 #: Transforms a rule may name. Each is its own inverse or has one below.
 TRANSPOSE = "transpose"  # dense kernel [in, out] <-> nn.Linear weight [out, in]
+# Einsum-dense layers (TF2 Model Garden, Keras MultiHeadAttention) keep the head axis apart.
+#: query/key/value kernel [in, heads, head_size] -> merge the heads -> [in, out] -> transpose
+MERGE_HEADS_OUT_T = "merge_heads_out_transpose"
+#: attention output kernel [heads, head_size, out] -> merge the heads -> [in, out] -> transpose
+MERGE_HEADS_IN_T = "merge_heads_in_transpose"
+#: query/key/value bias [heads, head_size] -> [out]
+MERGE_HEADS = "merge_heads"
+#: transforms whose inverse needs the source shape (the head count is in no PyTorch shape)
+SHAPE_AWARE = frozenset({MERGE_HEADS_OUT_T, MERGE_HEADS_IN_T, MERGE_HEADS})
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,10 @@ class Rule:
     transform: str | None = None
     #: the head the tensor belongs to (None: the encoder itself, present in every model)
     head: str | None = None
+    #: the number a source name carries for layer 0: Keras functional models number their
+    #: weighted layers in order (``layer_with_weights-4`` is encoder layer 0 when four embedding
+    #: layers come first); target names always count from 0
+    layer_offset: int = 0
 
     def _regex(self, pattern: str) -> re.Pattern:
         parts = re.split(r"(\{layer\})", pattern)
@@ -67,22 +80,62 @@ def apply_transform(transform: str | None, array: np.ndarray) -> np.ndarray:
         return array
     if transform == TRANSPOSE:
         return array.T
+    if transform == MERGE_HEADS_OUT_T:
+        n_in, heads, head_size = _dims(transform, array.shape, 3)
+        return array.reshape(n_in, heads * head_size).T
+    if transform == MERGE_HEADS_IN_T:
+        heads, head_size, n_out = _dims(transform, array.shape, 3)
+        return array.reshape(heads * head_size, n_out).T
+    if transform == MERGE_HEADS:
+        heads, head_size = _dims(transform, array.shape, 2)
+        return array.reshape(heads * head_size)
     raise ValueError(f"unknown transform {transform!r}")
 
 
-def invert_transform(transform: str | None, array: np.ndarray) -> np.ndarray:
-    """Target layout -> source layout."""
+def invert_transform(transform: str | None, array: np.ndarray,
+                     source_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Target layout -> source layout. The head-merging transforms lose the head count, so their
+    inverse needs ``source_shape`` (the shape the source tensor has, or is to have)."""
     if transform is None:
         return array
     if transform == TRANSPOSE:
         return array.T
+    if transform in SHAPE_AWARE:
+        if source_shape is None:
+            raise ValueError(f"the inverse of {transform!r} needs the source shape")
+        source_shape = tuple(source_shape)
+        if transformed_shape(transform, source_shape) != tuple(array.shape):
+            raise ValueError(f"{transform!r}: shape {list(array.shape)} does not come from "
+                             f"{list(source_shape)}")
+        if transform == MERGE_HEADS:
+            return array.reshape(source_shape)
+        return array.T.reshape(source_shape)
     raise ValueError(f"unknown transform {transform!r}")
 
 
 def transformed_shape(transform: str | None, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The target shape of a source tensor of ``shape``. A head-merging transform given a shape
+    of the wrong rank leaves it as it is: the planner's shape check names that tensor."""
+    if transform in SHAPE_AWARE and len(shape) != (2 if transform == MERGE_HEADS else 3):
+        return tuple(shape)
     if transform == TRANSPOSE:
         return tuple(reversed(shape))
+    if transform == MERGE_HEADS_OUT_T:
+        n_in, heads, head_size = _dims(transform, shape, 3)
+        return (heads * head_size, n_in)
+    if transform == MERGE_HEADS_IN_T:
+        heads, head_size, n_out = _dims(transform, shape, 3)
+        return (n_out, heads * head_size)
+    if transform == MERGE_HEADS:
+        heads, head_size = _dims(transform, shape, 2)
+        return (heads * head_size,)
     return tuple(shape)
+
+
+def _dims(transform: str, shape, rank: int) -> tuple[int, ...]:
+    if len(shape) != rank:
+        raise ValueError(f"{transform!r} takes a rank-{rank} tensor, not shape {list(shape)}")
+    return tuple(int(d) for d in shape)
 
 
 @dataclass
@@ -100,7 +153,9 @@ class Mapping:
         for rule in self._candidates("source", name):
             m = rule.source_regex.match(name)
             if m:
-                layer = int(m.group("layer")) if rule.per_layer else None
+                layer = int(m.group("layer")) - rule.layer_offset if rule.per_layer else None
+                if layer is not None and layer < 0:
+                    continue
                 return Match(rule, source_name, _fill(rule.target, layer), layer)
         return None
 
@@ -109,7 +164,7 @@ class Mapping:
             m = rule.target_regex.match(target_name)
             if m:
                 layer = int(m.group("layer")) if rule.per_layer else None
-                return Match(rule, _fill(rule.source, layer), target_name, layer)
+                return Match(rule, _fill(rule.source, layer, rule.layer_offset), target_name, layer)
         return None
 
     def _candidates(self, side: str, name: str) -> list[Rule]:
@@ -132,7 +187,8 @@ class Mapping:
             if rule.head not in wanted:
                 continue
             for layer in (range(num_layers) if rule.per_layer else [None]):
-                out.append(Match(rule, _fill(rule.source, layer), _fill(rule.target, layer), layer))
+                out.append(Match(rule, _fill(rule.source, layer, rule.layer_offset),
+                                 _fill(rule.target, layer), layer))
         return out
 
 
@@ -143,8 +199,8 @@ def _skeleton(name: str) -> str:
     return _DIGITS.sub("#", name)
 
 
-def _fill(pattern: str, layer: int | None) -> str:
-    return pattern.replace("{layer}", str(layer)) if layer is not None else pattern
+def _fill(pattern: str, layer: int | None, offset: int = 0) -> str:
+    return pattern.replace("{layer}", str(layer + offset)) if layer is not None else pattern
 
 
 # Names that training leaves in a checkpoint. A name counts as training state only when it is one

@@ -1,0 +1,333 @@
+"""TF2 Model Garden BERT (tensorflow/models ``official/nlp``): object-based checkpoints -> Hugging
+Face ``Bert*`` state-dict names.
+
+Two layouts exist, both tables below:
+
+- ``model/layer_with_weights-N/...`` (the Keras functional ``TransformerEncoder`` saved as
+  ``tf.train.Checkpoint(model=encoder)``, tf-models <= 2.3). A functional model names its weighted
+  layers by position: 0 word embeddings, 1 positions, 2 token types, 3 the embedding LayerNorm,
+  ``4 + i`` encoder layer ``i``, and the pooler comes last, at ``4 + num_layers``.
+- ``encoder/_transformer_layers/{i}/...``, ``encoder/_embedding_layer``, ``masked_lm/...`` (the
+  ``BertEncoder`` and masked-LM head of a ``BertPretrainerV2``, saved by their attribute names).
+
+Attention kernels are einsum kernels that keep the head axis apart: query/key/value
+``[H, heads, head_size]`` with biases ``[heads, head_size]``, the attention output
+``[heads, head_size, H]``; the head count is stated by those shapes. Every key ends in
+``/.ATTRIBUTES/VARIABLE_VALUE``. The Garden's GELU is the tanh form, as in google-research/bert.
+
+Two facts are not in any single name, so the table is resolved once per checkpoint
+(:func:`bind`) rather than guessed per name:
+
+- the pooler's ``layer_with_weights`` index, ``4 + num_layers``: the layer count is read from the
+  encoder layers present (their indices must run 4, 5, ... without a gap), and only then is the
+  pooler's row written. Encoder layers themselves need no count: ``Rule.layer_offset`` says that
+  ``layer_with_weights-{4 + i}`` is layer ``i``;
+- which key holds a shared variable. An object checkpoint stores a variable once, under the path
+  by which the save first reached it: with the masked-LM head sharing the word embeddings the
+  table is stored as ``masked_lm/embedding_table`` and the encoder's own key does not exist. The
+  ``_CHECKPOINTABLE_OBJECT_GRAPH`` names every object and says under which key each variable's
+  value was stored, so a row whose key is absent is followed through the graph to where its
+  variable actually is. Without the graph nothing is substituted (the row is reported missing).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping as MappingABC
+from functools import partial
+
+import numpy as np
+
+from .base import MERGE_HEADS as MH
+from .base import MERGE_HEADS_IN_T as MHI
+from .base import MERGE_HEADS_OUT_T as MHO
+from .base import TRANSPOSE as T
+from .base import Mapping, Rule, apply_transform, invert_transform
+
+SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+#: the first ``layer_with_weights`` index of an encoder layer (after word, position, type, LayerNorm)
+FIRST_LAYER_INDEX = 4
+
+P = "bert.encoder.layer.{layer}."
+
+# One encoder layer, relative to its object; the attention output dense is the one row whose
+# object differs between the layouts.
+_BLOCK = (
+    # source (relative)                          target (relative)                      transform
+    ("_attention_layer/_query_dense/kernel",     "attention.self.query.weight",          MHO),
+    ("_attention_layer/_query_dense/bias",       "attention.self.query.bias",            MH),
+    ("_attention_layer/_key_dense/kernel",       "attention.self.key.weight",            MHO),
+    ("_attention_layer/_key_dense/bias",         "attention.self.key.bias",              MH),
+    ("_attention_layer/_value_dense/kernel",     "attention.self.value.weight",          MHO),
+    ("_attention_layer/_value_dense/bias",       "attention.self.value.bias",            MH),
+    ("{attention_output}/kernel",                "attention.output.dense.weight",        MHI),
+    ("{attention_output}/bias",                  "attention.output.dense.bias",          None),
+    ("_attention_layer_norm/gamma",              "attention.output.LayerNorm.weight",    None),
+    ("_attention_layer_norm/beta",               "attention.output.LayerNorm.bias",      None),
+    ("_intermediate_dense/kernel",               "intermediate.dense.weight",            T),
+    ("_intermediate_dense/bias",                 "intermediate.dense.bias",              None),
+    ("_output_dense/kernel",                     "output.dense.weight",                  T),
+    ("_output_dense/bias",                       "output.dense.bias",                    None),
+    ("_output_layer_norm/gamma",                 "output.LayerNorm.weight",              None),
+    ("_output_layer_norm/beta",                  "output.LayerNorm.bias",                None),
+)
+
+
+def _block(prefix: str, attention_output: str, layer_offset: int = 0) -> tuple[Rule, ...]:
+    return tuple(Rule(prefix + source.replace("{attention_output}", attention_output) + SUFFIX, P + target,
+                      transform, None, layer_offset)
+                 for source, target, transform in _BLOCK)
+
+
+def _v(path: str) -> str:
+    return path + SUFFIX
+
+
+# encoder/_transformer_layers/{i}/... (BertEncoder, BertPretrainerV2 checkpoint items)
+ENCODER_RULES = (
+    Rule(_v("encoder/_embedding_layer/embeddings"),          "bert.embeddings.word_embeddings.weight"),
+    Rule(_v("encoder/_position_embedding_layer/embeddings"), "bert.embeddings.position_embeddings.weight"),
+    Rule(_v("encoder/_type_embedding_layer/embeddings"),     "bert.embeddings.token_type_embeddings.weight"),
+    Rule(_v("encoder/_embedding_norm_layer/gamma"),          "bert.embeddings.LayerNorm.weight"),
+    Rule(_v("encoder/_embedding_norm_layer/beta"),           "bert.embeddings.LayerNorm.bias"),
+    *_block("encoder/_transformer_layers/{layer}/", "_attention_layer/_output_dense"),
+    Rule(_v("encoder/_pooler_layer/kernel"),                 "bert.pooler.dense.weight",                   T,    "pooler"),
+    Rule(_v("encoder/_pooler_layer/bias"),                   "bert.pooler.dense.bias",                     None, "pooler"),
+    # masked-LM head; its embedding_table is the word embeddings (resolved by bind when stored there)
+    Rule(_v("masked_lm/dense/kernel"),                       "cls.predictions.transform.dense.weight",     T,    "mlm"),
+    Rule(_v("masked_lm/dense/bias"),                         "cls.predictions.transform.dense.bias",       None, "mlm"),
+    Rule(_v("masked_lm/layer_norm/gamma"),                   "cls.predictions.transform.LayerNorm.weight", None, "mlm"),
+    Rule(_v("masked_lm/layer_norm/beta"),                    "cls.predictions.transform.LayerNorm.bias",   None, "mlm"),
+    Rule(_v("masked_lm/output_bias.Sbias"),                  "cls.predictions.bias",                       None, "mlm"),
+)
+
+# model/layer_with_weights-N/... (Keras functional TransformerEncoder); the pooler row is added by bind
+KERAS_FUNCTIONAL = "model/layer_with_weights-"
+FUNCTIONAL_RULES = (
+    Rule(_v(KERAS_FUNCTIONAL + "0/embeddings"), "bert.embeddings.word_embeddings.weight"),
+    Rule(_v(KERAS_FUNCTIONAL + "1/embeddings"), "bert.embeddings.position_embeddings.weight"),
+    Rule(_v(KERAS_FUNCTIONAL + "2/embeddings"), "bert.embeddings.token_type_embeddings.weight"),
+    Rule(_v(KERAS_FUNCTIONAL + "3/gamma"),      "bert.embeddings.LayerNorm.weight"),
+    Rule(_v(KERAS_FUNCTIONAL + "3/beta"),       "bert.embeddings.LayerNorm.bias"),
+    *_block(KERAS_FUNCTIONAL + "{layer}/", "_attention_output_dense", FIRST_LAYER_INDEX),
+)
+
+
+def functional_pooler_rules(num_layers: int) -> tuple[Rule, ...]:
+    index = FIRST_LAYER_INDEX + num_layers
+    return (Rule(_v(f"{KERAS_FUNCTIONAL}{index}/kernel"), "bert.pooler.dense.weight", T, "pooler"),
+            Rule(_v(f"{KERAS_FUNCTIONAL}{index}/bias"), "bert.pooler.dense.bias", None, "pooler"))
+
+
+RULES = ENCODER_RULES + FUNCTIONAL_RULES
+MAPPING = Mapping(RULES)
+
+# Symbolic source shapes, by target name (the same for both layouts).
+H, I, V, A, D = "hidden_size", "intermediate_size", "vocab_size", "num_attention_heads", "head_size"
+TARGET_SHAPES = {
+    "bert.embeddings.word_embeddings.weight":       (V, H),
+    "bert.embeddings.position_embeddings.weight":   ("max_position_embeddings", H),
+    "bert.embeddings.token_type_embeddings.weight": ("type_vocab_size", H),
+    "bert.embeddings.LayerNorm.weight":             (H,),
+    "bert.embeddings.LayerNorm.bias":               (H,),
+    P + "attention.self.query.weight":              (H, A, D),
+    P + "attention.self.query.bias":                (A, D),
+    P + "attention.self.key.weight":                (H, A, D),
+    P + "attention.self.key.bias":                  (A, D),
+    P + "attention.self.value.weight":              (H, A, D),
+    P + "attention.self.value.bias":                (A, D),
+    P + "attention.output.dense.weight":            (A, D, H),
+    P + "attention.output.dense.bias":              (H,),
+    P + "attention.output.LayerNorm.weight":        (H,),
+    P + "attention.output.LayerNorm.bias":          (H,),
+    P + "intermediate.dense.weight":                (H, I),
+    P + "intermediate.dense.bias":                  (I,),
+    P + "output.dense.weight":                      (I, H),
+    P + "output.dense.bias":                        (H,),
+    P + "output.LayerNorm.weight":                  (H,),
+    P + "output.LayerNorm.bias":                    (H,),
+    "bert.pooler.dense.weight":                     (H, H),
+    "bert.pooler.dense.bias":                       (H,),
+    "cls.predictions.transform.dense.weight":       (H, H),
+    "cls.predictions.transform.dense.bias":         (H,),
+    "cls.predictions.transform.LayerNorm.weight":   (H,),
+    "cls.predictions.transform.LayerNorm.bias":     (H,),
+    "cls.predictions.bias":                         (V,),
+}
+
+
+def _shapes_by_source(rules) -> dict[str, tuple]:
+    return {rule.source: TARGET_SHAPES[rule.target] for rule in rules}
+
+
+def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """Every config field the shapes determine, the head count included."""
+    by_target: dict[str, tuple[int, ...]] = {}
+    layers = set()
+    for name, shape in shapes.items():
+        m = mapping.to_target(name)
+        if m is None:
+            continue
+        by_target[m.target] = tuple(shape)
+        if m.layer is not None:
+            layers.add(m.layer)
+
+    def dim(target, axis):
+        shape = by_target.get(target)
+        return shape[axis] if shape is not None and len(shape) > axis else None
+
+    query = "bert.encoder.layer.0.attention.self.query.weight"
+    sizes = {
+        "vocab_size": dim("bert.embeddings.word_embeddings.weight", 0),
+        "hidden_size": dim("bert.embeddings.word_embeddings.weight", 1),
+        "max_position_embeddings": dim("bert.embeddings.position_embeddings.weight", 0),
+        "type_vocab_size": dim("bert.embeddings.token_type_embeddings.weight", 0),
+        "intermediate_size": dim("bert.encoder.layer.0.intermediate.dense.weight", 1),
+        "num_hidden_layers": (max(layers) + 1) if layers else None,
+        # stated outright by the einsum kernel [H, heads, head_size]
+        "num_attention_heads": dim(query, 1) if len(by_target.get(query, ())) == 3 else None,
+    }
+    return {k: v for k, v in sizes.items() if v is not None}
+
+
+# -- resolving the table for one checkpoint ------------------------------------------------------
+
+_FUNCTIONAL_LAYER = re.compile(r"^model/layer_with_weights-(\d+)/_attention_layer/")
+
+
+def functional_layer_count(names) -> int | None:
+    """The number of encoder layers of a ``layer_with_weights`` checkpoint, when their indices
+    run from 4 without a gap (None when there are none, or a gap makes the numbering unknown)."""
+    found = {int(m.group(1)) for n in names for m in [_FUNCTIONAL_LAYER.match(n)] if m}
+    if not found or found != set(range(FIRST_LAYER_INDEX, FIRST_LAYER_INDEX + len(found))):
+        return None
+    return len(found)
+
+
+def _unescape(component: str) -> str:
+    # checkpoint keys escape a name's "." as ".." and "/" as ".S"
+    return re.sub(r"\.(.)", lambda m: "." if m.group(1) == "." else "/" if m.group(1) == "S" else m.group(0),
+                  component)
+
+
+def stored_key(graph, key: str) -> str | None:
+    """Where the variable reached by the object path of ``key`` is stored (its checkpoint key),
+    following the object graph; None when the path does not lead to a variable."""
+    if not key.endswith(SUFFIX) or not graph:
+        return None
+    node = graph[0]
+    for component in key[:-len(SUFFIX)].split("/"):
+        local = _unescape(component)
+        child = next((c for c in node.children if c.local_name == local), None)
+        if child is None or not 0 <= child.node_id < len(graph):
+            return None
+        node = graph[child.node_id]
+    for attribute in node.attributes:
+        if attribute.name == "VARIABLE_VALUE":
+            return attribute.checkpoint_key
+    return None
+
+
+def bind(family, names: list[str], source=None):
+    """The family with its table resolved for this checkpoint (see the module docstring)."""
+    present = set(names)
+    # One layout per checkpoint: the other layout's rows would only be reported missing.
+    if any(n.startswith(KERAS_FUNCTIONAL) for n in names):
+        rules = list(FUNCTIONAL_RULES)
+        count = functional_layer_count(names)
+        if count is not None:
+            rules += functional_pooler_rules(count)
+    else:
+        rules = list(ENCODER_RULES)
+    graph = None
+    if source is not None and hasattr(source, "object_graph"):
+        graph = source.object_graph()
+    if graph:
+        resolved = []
+        for rule in rules:
+            if not rule.per_layer and rule.source not in present:
+                where = stored_key(graph, rule.source)
+                if where is not None and where != rule.source and where in present:
+                    rule = dataclasses.replace(rule, source=where)
+            resolved.append(rule)
+        rules = resolved
+    mapping = Mapping(tuple(rules), family.mapping.optional_prefixes)
+    return dataclasses.replace(family, mapping=mapping, shapes=_shapes_by_source(rules),
+                               infer_sizes=partial(_infer_sizes, mapping), bind=None)
+
+
+def _family():
+    from . import Family
+    from .bert import FAMILY as BERT
+
+    return Family(
+        name="tf2_garden",
+        model_type="bert",
+        mapping=MAPPING,
+        marker=re.compile(r"^(model/layer_with_weights-\d+/_attention_layer/|"
+                          r"encoder/_transformer_layers/\d+/_attention_layer/)"),
+        architectures=BERT.architectures,
+        without_pooler=BERT.without_pooler,
+        # tf-models' BertEncoder and MaskedLM default to the tanh GELU
+        faithful_activation=BERT.faithful_activation,
+        exact_activation=BERT.exact_activation,
+        shapes=_shapes_by_source(RULES),
+        infer_sizes=partial(_infer_sizes, MAPPING),
+        bind=bind,
+    )
+
+
+FAMILY = _family()
+
+
+# -- the original's tensors under google-research/bert names, for the float64 reference ----------
+
+class GoogleNamesView(MappingABC):
+    """A read-only, lazy mapping from google-research/bert (TF1) variable names to arrays, over a
+    checkpoint of another layout: each name goes through its family's table to the Hugging Face
+    name, then back through the BERT table, and each array through both transforms (a pure
+    relayout, no arithmetic). Reading happens on access, one tensor at a time."""
+
+    def __init__(self, source, family=None):
+        from . import detect_family
+        from .bert import MAPPING as BERT_MAPPING
+
+        names = source.names()
+        fam = family if family is not None else detect_family(names)
+        if fam is None:
+            from ..errors import InputError
+            raise InputError("no BERT-family tensors found", path=getattr(source, "path", None))
+        fam = fam.for_checkpoint(names, source)
+        self._source = source
+        self.family = fam
+        self._where: dict[str, tuple[str, str | None, str | None]] = {}
+        for name in names:
+            forward = fam.mapping.to_target(name)
+            if forward is None:
+                continue
+            back = BERT_MAPPING.to_source(forward.target)
+            if back is not None:
+                self._where[back.source] = (name, forward.rule.transform, back.rule.transform)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        name, forward, back = self._where[key]
+        return invert_transform(back, apply_transform(forward, self._source.read(name)))
+
+    def __iter__(self):
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def source_name(self, key: str) -> str:
+        """The checkpoint's own name for a google-research/bert name."""
+        return self._where[key][0]
+
+    def sidecar(self, *candidates: str):
+        return self._source.sidecar(*candidates)
+
+
+def google_names_view(source, family=None) -> GoogleNamesView:
+    """``source`` (an open TF2 Model Garden checkpoint, or any layout a family maps) seen under
+    google-research/bert's TF1 names, lazily: what ``bertconv.reference`` reads."""
+    return GoogleNamesView(source, family)

@@ -1,0 +1,243 @@
+"""``bertconv pt2tf``: a Hugging Face BERT (directory or ``.safetensors`` file) -> a checkpoint in
+google-research/bert's own format (``bert_model.ckpt.*``, ``checkpoint``, ``bert_config.json``,
+``vocab.txt``), written without TensorFlow.
+
+The BERT table is used in reverse (``MAPPING.to_source`` and ``invert_transform``), strictly:
+every tensor must be a weight of the table, the tied duplicates Hugging Face may save
+(``cls.predictions.decoder.weight``/``.bias``) must equal what they duplicate, and anything else is
+an error, named. Values are copied bit for bit (float16/bfloat16 are widened to float32, exactly,
+since Google's code builds float32 variables).
+
+Activation: google-research/bert's ``"gelu"`` IS the tanh approximation, so Hugging Face's
+``gelu_new`` / ``gelu_pytorch_tanh`` are written as ``"gelu"``. Hugging Face's ``"gelu"`` is the
+exact erf GELU, which modeling.py cannot compute: that is an error unless ``allow_exact_gelu``,
+which writes ``"gelu"`` and says in the report that the TF model will compute the tanh form
+(a difference of about 1e-3 in the outputs of a BERT-base).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_dir
+from .config import BertConfig, compare_configs
+from .errors import ConfigError, InputError, MappingError
+from .families import _TIED_ALIASES
+from .families.base import invert_transform
+from .families.bert import FAMILY as BERT
+from .families.bert import MAPPING, infer_sizes
+from .formats import open_source
+
+CHECKPOINT_NAME = "bert_model.ckpt"
+GOOGLE_CONFIG_KEYS = ("attention_probs_dropout_prob", "hidden_act", "hidden_dropout_prob", "hidden_size",
+                      "initializer_range", "intermediate_size", "max_position_embeddings",
+                      "num_attention_heads", "num_hidden_layers", "type_vocab_size", "vocab_size")
+#: Hugging Face activation name -> google-research/bert's (modeling.get_activation) for the same function
+GOOGLE_ACTIVATION = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "relu", "tanh": "tanh",
+                     "linear": "linear"}
+#: index buffers older Hugging Face state dicts carry: not weights, nothing to write
+_HF_BUFFERS = re.compile(r"^(bert\.)?embeddings\.(position_ids|token_type_ids)$")
+#: google-research/bert hard-codes its LayerNorm epsilon
+GOOGLE_LAYER_NORM_EPS = 1e-12
+
+
+@dataclass
+class Pt2TfReport:
+    source: str
+    output: str
+    architecture: str | None
+    heads: list[str]
+    tensors_written: int
+    parameters: int
+    hidden_act: str
+    files: list[str]
+    aliases_checked: list[str] = field(default_factory=list)
+    buffers_ignored: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def summary_lines(self) -> list[str]:
+        lines = [
+            f"source       {self.source} ({self.architecture or 'architecture not stated'})",
+            f"model        {self.tensors_written} tensors, {self.parameters:,} parameters, float32; "
+            f"heads: {', '.join(self.heads) or 'none'}; hidden_act {self.hidden_act!r}",
+            f"wrote        {self.output}: {', '.join(self.files)} in {self.seconds:.2f} s",
+        ]
+        if self.aliases_checked:
+            lines.append(f"tied         {', '.join(self.aliases_checked)} equal what they duplicate (not written twice)")
+        for note in self.notes:
+            lines.append(f"note         {note}")
+        return lines
+
+
+def _hf_config(source, path: Path) -> tuple[dict, Path]:
+    found = source.sidecar("config.json")
+    embedded = getattr(source, "metadata", {}).get("bertconv.config")
+    if found is None and embedded:
+        # a single .safetensors file written by tf2pt carries its config in its metadata
+        try:
+            data = json.loads(embedded)
+        except json.JSONDecodeError:
+            raise ConfigError("the file's bertconv.config metadata is not JSON", path=path) from None
+        if isinstance(data, dict):
+            return data, path
+    if found is None:
+        raise ConfigError("no config.json beside the weights: the head count and activation are in no "
+                          "tensor", path=path, hint="point at the Hugging Face model directory")
+    try:
+        data = json.loads(found.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read: {e}", path=found) from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a JSON object", path=found)
+    return data, found
+
+
+def google_config(hf: dict, config_path: Path, *, allow_exact_gelu: bool, notes: list[str]) -> dict:
+    """A Hugging Face BERT config.json -> google-research/bert's bert_config.json."""
+    model_type = hf.get("model_type", "bert")
+    if model_type != "bert":
+        raise ConfigError(f"model_type is {model_type!r}; pt2tf writes BERT checkpoints", path=config_path)
+    if hf.get("position_embedding_type", "absolute") != "absolute":
+        raise ConfigError(f"position_embedding_type {hf['position_embedding_type']!r} has no counterpart in "
+                          "google-research/bert (absolute positions only)", path=config_path)
+    eps = hf.get("layer_norm_eps", GOOGLE_LAYER_NORM_EPS)
+    if eps != GOOGLE_LAYER_NORM_EPS:
+        raise ConfigError(f"layer_norm_eps is {eps}; google-research/bert's LayerNorm uses 1e-12 always",
+                          path=config_path)
+    act = hf.get("hidden_act", "gelu")
+    if act == "gelu":
+        if not allow_exact_gelu:
+            raise ConfigError("hidden_act 'gelu' is Hugging Face's exact erf GELU; google-research/bert's "
+                              "'gelu' is the tanh approximation, so the TF model would compute something else",
+                              path=config_path,
+                              hint="pass --allow-exact-gelu to write it anyway (outputs differ by ~1e-3)")
+        notes.append("hidden_act 'gelu' (exact erf) written as Google's 'gelu', which computes the tanh "
+                     "approximation: the TF model's outputs differ slightly from this model's")
+        google_act = "gelu"
+    elif act in GOOGLE_ACTIVATION:
+        google_act = GOOGLE_ACTIVATION[act]
+    else:
+        raise ConfigError(f"hidden_act {act!r} has no counterpart in google-research/bert "
+                          f"(it knows gelu, relu, tanh, linear)", path=config_path)
+    config = BertConfig.from_dict({**hf, "hidden_act": google_act}, path=config_path)
+    out = {k: v for k, v in config.to_dict().items() if k in GOOGLE_CONFIG_KEYS}
+    return {k: out[k] for k in sorted(out)}
+
+
+def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,
+          allow_exact_gelu: bool = False) -> Pt2TfReport:
+    """Write ``output/`` as a google-research/bert checkpoint directory from a Hugging Face BERT."""
+    started = time.perf_counter()
+    output = Path(output)
+    notes: list[str] = []
+    with open_source(source) as src:
+        hf, config_path = _hf_config(src, Path(source))
+        architecture = (hf.get("architectures") or [None])[0]
+        google = google_config(hf, config_path, allow_exact_gelu=allow_exact_gelu, notes=notes)
+
+        # Map every name first; report every problem at once before any data is read.
+        plan: dict[str, tuple[str, str | None]] = {}      # TF name -> (PT name, transform)
+        aliases, buffers, unknown, problems = [], [], [], []
+        for name in src.names():
+            if _HF_BUFFERS.match(name):
+                buffers.append(name)
+                continue
+            if name in _TIED_ALIASES:
+                aliases.append(name)
+                continue
+            match = MAPPING.to_source(name) or MAPPING.to_source("bert." + name)
+            if match is None:
+                unknown.append(name)
+                continue
+            if match.source in plan:
+                problems.append(f"{name} and {plan[match.source][0]} are the same weight ({match.source})")
+                continue
+            plan[match.source] = (name, match.rule.transform)
+        if unknown:
+            problems.append(f"{len(unknown)} tensor(s) are not BERT weights: " + ", ".join(unknown[:8])
+                            + (" ..." if len(unknown) > 8 else ""))
+
+        shapes = {}
+        for tf_name, (pt_name, transform) in plan.items():
+            info = src.info(pt_name)
+            if not info.is_float:
+                problems.append(f"{pt_name} has dtype {info.dtype}, not a floating-point weight")
+            shapes[tf_name] = tuple(reversed(info.shape)) if transform else tuple(info.shape)
+        config = BertConfig.from_dict(google, path=config_path)
+        disagreements = compare_configs(config, {k: v for k, v in infer_sizes(shapes).items() if k != "num_labels"})
+        if disagreements:
+            problems.append("config.json contradicts the weights: " + "; ".join(disagreements))
+        parts = frozenset(BERT.parts_present(plan))
+        expected = {m.source for m in MAPPING.expected(config.num_hidden_layers, parts)}
+        missing = sorted(expected - set(plan))
+        if missing:
+            problems.append(f"missing {len(missing)} tensor(s): " + ", ".join(missing[:8])
+                            + (" ..." if len(missing) > 8 else ""))
+        extra = sorted(set(plan) - expected)
+        if extra:
+            problems.append(f"{len(extra)} tensor(s) beyond the config's {config.num_hidden_layers} layers: "
+                            + ", ".join(extra[:8]))
+        if problems:
+            raise MappingError("; ".join(problems), path=src.path)
+
+        for alias in aliases:
+            original = _TIED_ALIASES[alias]
+            original = original if original in src else original.removeprefix("bert.")
+            if original not in src:
+                raise MappingError(f"{alias} duplicates {original}, which is missing", path=src.path)
+            if not np.array_equal(np.asarray(src.read(alias)), np.asarray(src.read(original))):
+                raise MappingError(f"{alias} differs from {original}: google-research/bert ties the MLM "
+                                   "decoder to the word embeddings, so an untied decoder cannot be written",
+                                   path=src.path)
+        if buffers:
+            notes.append(f"ignored {len(buffers)} index buffer(s) (not weights): {', '.join(buffers)}")
+        if "pooler" not in parts:
+            notes.append("no pooler in the source: google-research/bert's BertModel always builds one, so "
+                         "restoring this checkpoint there needs the pooler left out of the restore")
+        widened = sorted({src.info(pt).dtype for pt, _ in plan.values()} - {"float32"})
+        if widened:
+            notes.append(f"{', '.join(widened)} weights widened to float32 (exactly), as Google's variables are")
+
+        order = sorted(plan)
+
+        def tensors():
+            for tf_name in order:
+                pt_name, transform = plan[tf_name]
+                array = np.asarray(src.read(pt_name))
+                if array.dtype != np.float32:
+                    array = array.astype(np.float32)
+                yield tf_name, np.ascontiguousarray(invert_transform(transform, array))
+                src.release(pt_name)
+
+        files = [f"{CHECKPOINT_NAME}.index", f"{CHECKPOINT_NAME}.data-00000-of-00001", "checkpoint",
+                 "bert_config.json"]
+        with atomic_dir(output, overwrite=overwrite) as tmp:
+            from .formats.tf_bundle_writer import write_tf_bundle
+
+            write_tf_bundle(tmp / CHECKPOINT_NAME, tensors())
+            (tmp / "checkpoint").write_text(f'model_checkpoint_path: "{CHECKPOINT_NAME}"\n'
+                                            f'all_model_checkpoint_paths: "{CHECKPOINT_NAME}"\n', encoding="utf-8")
+            (tmp / "bert_config.json").write_text(json.dumps(google, indent=2) + "\n", encoding="utf-8")
+            vocab = src.sidecar("vocab.txt")
+            if vocab is not None:
+                shutil.copyfile(vocab, tmp / "vocab.txt")
+                files.append("vocab.txt")
+            else:
+                notes.append("no vocab.txt beside the weights: none written")
+
+        parameters = sum(int(np.prod(src.info(pt).shape)) for pt, _ in plan.values())
+        heads = sorted(p for p in parts if p != "pooler")
+    return Pt2TfReport(source=str(source), output=str(output), architecture=architecture, heads=heads,
+                       tensors_written=len(plan), parameters=parameters, hidden_act=google["hidden_act"],
+                       files=files, aliases_checked=sorted(aliases), buffers_ignored=sorted(buffers), notes=notes,
+                       seconds=time.perf_counter() - started)
