@@ -260,10 +260,20 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
 def _check_before_publishing(written: Path, src, plan: Plan, dtype: str):
     """Run the written model against the original before it gets its final name: a conversion
     that does not compute what the original computed is never published."""
+    import dataclasses
+
     from .errors import CheckFailed
     from .validate import quick_check
 
-    report = quick_check(written, src, plan.config, dtype=dtype)
+    config, original = plan.config, src
+    if plan.family.name != "bert":
+        # The reference reads google-research/bert's names: other layouts are seen through them.
+        from .families.tf2_garden import google_names_view
+        original = google_names_view(src, plan.family)
+        act = plan.family.reference_activation.get(config.hidden_act)
+        if act:
+            config = dataclasses.replace(config, hidden_act=act)
+    report = quick_check(written, original, config, dtype=dtype)
     if not report.passed:
         raise CheckFailed(f"the converted model does not match the original ({report.summary_line()}); "
                           "nothing was written", path=src.path,

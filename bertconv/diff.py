@@ -23,8 +23,9 @@ import numpy as np
 
 from .errors import CheckFailed, InputError
 from .families import _TIED_ALIASES, source_view
-from .families.base import apply_transform, training_state_kind
+from .families.base import apply_transform, training_state_kind, transformed_shape
 from .formats import open_source
+from .plan import METADATA_NAMES
 from .formats.base import TensorSource
 
 __all__ = ["diff", "DiffReport", "TensorDiff"]
@@ -41,7 +42,8 @@ class TensorDiff:
     shape: tuple[int, ...]
     dtype_a: str
     dtype_b: str
-    #: transform applied to A's tensor to bring it to B's layout (``transpose`` or None)
+    #: the mapping's transform applied to the TensorFlow side to bring it to the PyTorch layout
+    #: (``transpose``, a head merge, or None when both sides share one layout)
     transform: str | None
     max_abs: float
     #: elements whose values differ at all
@@ -73,6 +75,10 @@ class DiffReport:
     ignored_training_state: list[tuple[str, str, str]] = field(default_factory=list)
     #: (side, name): index buffers older Hugging Face state dicts carry (not weights)
     ignored_buffers: list[tuple[str, str]] = field(default_factory=list)
+    #: (side, name, part, architecture): tensors of a part (a head, the pooler) that the other
+    #: side's model class does not have at all, e.g. the pooler of a SQuAD checkpoint against its
+    #: BertForQuestionAnswering conversion; listed, not failed
+    outside_architecture: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: (name in A, name in B, reason): pairs whose values cannot be compared as numbers
     not_compared: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -89,7 +95,7 @@ class DiffReport:
     @property
     def identical(self) -> bool:
         return (self.passed and not self.dtype_mismatches and not self.not_compared
-                and all(d.max_abs == 0 for d in self.compared))
+                and not self.outside_architecture and all(d.max_abs == 0 for d in self.compared))
 
     @property
     def worst(self) -> TensorDiff | None:
@@ -109,6 +115,7 @@ class DiffReport:
             "aliases": sum(d.alias for d in self.compared),
             "ignored_training_state": len(self.ignored_training_state),
             "ignored_buffers": len(self.ignored_buffers),
+            "outside_architecture": len(self.outside_architecture),
             "not_compared": len(self.not_compared),
             "worst": {"name": worst.name, "name_b": worst.name_b, "max_abs": worst.max_abs} if worst else None,
         }
@@ -130,6 +137,8 @@ class DiffReport:
         for d in self.beyond_tolerance:
             target = d.name if d.name == d.name_b else f"{d.name} -> {d.name_b}"
             lines.append(f"DIFFERS  {target}: max abs {d.max_abs:.6g} ({d.num_different} elements differ)")
+        for side, name, part, arch in self.outside_architecture:
+            lines.append(f"not in {arch} ({'B' if side == 'a' else 'A'}): {name} ({part})")
         for name in self.missing_in_b:
             lines.append(f"MISSING in B  {name}")
         for name in self.unexpected_in_b:
@@ -186,11 +195,19 @@ class DiffReport:
 class _Side:
     source: TensorSource
     naming: str
-    #: name -> pairing key: ("tf", TF name) when the family recognises it, else ("raw", name)
+    #: name -> pairing key: ("pt", the PyTorch name) when the family recognises it, else
+    #: ("raw", name). Keys meet on the PyTorch side, where every family's table arrives.
     keys: dict[str, tuple[str, str]]
     aliases: set[str]
     ignored: dict[str, str]
     buffers: list[str]
+    family: object = None
+
+    def transform_to_pytorch(self, name: str) -> str | None:
+        if self.naming != "tf" or self.family is None:
+            return None
+        match = self.family.mapping.to_target(name)
+        return match.rule.transform if match else None
 
 
 #: Non-weight buffers that Hugging Face models register and older releases saved in their state
@@ -200,11 +217,11 @@ _HF_BUFFERS = re.compile(r"^(\w+\.)?embeddings\.(position_ids|token_type_ids)$")
 
 def _describe(source: TensorSource, family: str | None) -> tuple[_Side, str | None]:
     names = source.names()
-    fam, naming, to_source = source_view(names, family)
+    fam, naming, to_source = source_view(names, family, source=source)
     present = set(names)
     ignored = {}
     for name in names:
-        kind = training_state_kind(name, present.__contains__)
+        kind = "checkpoint metadata" if name in METADATA_NAMES else training_state_kind(name, present.__contains__)
         if kind is not None:
             ignored[name] = kind
     buffers = [n for n in names if naming == "pt" and _HF_BUFFERS.match(n)]
@@ -212,9 +229,10 @@ def _describe(source: TensorSource, family: str | None) -> tuple[_Side, str | No
     for name in names:
         if name in ignored or name in buffers:
             continue
-        keys[name] = ("tf", to_source[name]) if name in to_source else ("raw", name)
+        match = fam.mapping.to_target(to_source[name]) if name in to_source else None
+        keys[name] = ("pt", match.target) if match else ("raw", name)
     aliases = {n for n in names if n in _TIED_ALIASES and naming == "pt"}
-    return _Side(source, naming, keys, aliases, ignored, buffers), (fam.name if fam else None)
+    return _Side(source, naming, keys, aliases, ignored, buffers, fam), (fam.name if fam else None)
 
 
 def _pairs(side_a: _Side, side_b: _Side):
@@ -283,13 +301,14 @@ def _numeric(dtype: str) -> bool:
 
 
 def _compare(report: DiffReport, side_a: _Side, side_b: _Side, name_a: str, name_b: str,
-             alias: bool, transform: str | None) -> None:
+             alias: bool, same_layout: bool) -> None:
     info_a, info_b = side_a.source.info(name_a), side_b.source.info(name_b)
-    shape_a = info_a.shape
-    if transform == "transpose":
-        shape_a = tuple(reversed(shape_a))
-    if shape_a != info_b.shape:
-        report.shape_mismatches.append((name_a, name_b, shape_a, info_b.shape))
+    # Different layouts meet in the PyTorch one: each TensorFlow side goes through its own rule.
+    t_a = None if same_layout else side_a.transform_to_pytorch(name_a)
+    t_b = None if same_layout else side_b.transform_to_pytorch(name_b)
+    shape_a, shape_b = transformed_shape(t_a, info_a.shape), transformed_shape(t_b, info_b.shape)
+    if shape_a != shape_b:
+        report.shape_mismatches.append((name_a, name_b, shape_a, shape_b))
         return
     if info_a.dtype != info_b.dtype and not alias:
         report.dtype_mismatches.append((name_a, name_b, info_a.dtype, info_b.dtype))
@@ -302,11 +321,11 @@ def _compare(report: DiffReport, side_a: _Side, side_b: _Side, name_a: str, name
         else:
             report.not_compared.append((name_a, name_b, f"{info_a.dtype} vs {info_b.dtype} holds no numbers"))
         return
-    array_a = apply_transform(transform, side_a.source.read(name_a))
-    array_b = side_b.source.read(name_b)
+    array_a = apply_transform(t_a, side_a.source.read(name_a))
+    array_b = apply_transform(t_b, side_b.source.read(name_b))
     max_abs, different, within = _max_abs_difference(array_a, array_b, report.atol, report.rtol)
-    report.compared.append(TensorDiff(name_a, name_b, info_b.shape, info_a.dtype, info_b.dtype,
-                                      transform, max_abs, different, within, alias))
+    report.compared.append(TensorDiff(name_a, name_b, shape_b, info_a.dtype, info_b.dtype,
+                                      t_a or t_b, max_abs, different, within, alias))
 
 
 def diff(a: str | Path, b: str | Path, *, atol: float = 0.0, rtol: float = 0.0,
@@ -316,17 +335,15 @@ def diff(a: str | Path, b: str | Path, *, atol: float = 0.0, rtol: float = 0.0,
         raise InputError("atol and rtol must be non-negative numbers")
     with open_source(a) as source_a, open_source(b) as source_b:
         side_a, family_a = _describe(source_a, family)
-        side_b, family_b = _describe(source_b, family or family_a)
+        side_b, family_b = _describe(source_b, family)
         report = DiffReport(str(a), str(b), source_a.format_name, source_b.format_name,
                             side_a.naming, side_b.naming, family_a or family_b, atol, rtol)
         report.ignored_training_state = (
             [("a", n, k) for n, k in sorted(side_a.ignored.items())]
             + [("b", n, k) for n, k in sorted(side_b.ignored.items())])
         report.ignored_buffers = [("a", n) for n in side_a.buffers] + [("b", n) for n in side_b.buffers]
-        fam = None
-        if report.family and side_a.naming != side_b.naming and "?" not in (side_a.naming, side_b.naming):
-            from .families import get_family
-            fam = get_family(report.family)
+        same_layout = (side_a.naming == side_b.naming
+                       and getattr(side_a.family, "name", None) == getattr(side_b.family, "name", None))
         for name_a, name_b, alias in _pairs(side_a, side_b):
             if name_a is None and name_b is None:
                 continue
@@ -335,21 +352,52 @@ def diff(a: str | Path, b: str | Path, *, atol: float = 0.0, rtol: float = 0.0,
             elif name_a is None:
                 report.unexpected_in_b.append(name_b)
             else:
-                transform = _transform_between(fam, side_a, side_b, name_a, name_b)
-                _compare(report, side_a, side_b, name_a, name_b, alias, transform)
+                _compare(report, side_a, side_b, name_a, name_b, alias, same_layout)
+        _set_aside_absent_parts(report, side_a, side_b)
         report.missing_in_b.sort()
         report.unexpected_in_b.sort()
         report.compared.sort(key=lambda d: (d.alias, d.name, d.name_b))
         return report
 
 
-def _transform_between(fam, side_a: _Side, side_b: _Side, name_a: str, name_b: str) -> str | None:
-    """The transform that brings A's tensor to B's layout (None for equal namings)."""
-    if fam is None:
+def _architecture(side: _Side) -> str | None:
+    """The model class a PyTorch-named checkpoint was saved for (config.json or our metadata)."""
+    if side.naming != "pt":
         return None
-    if side_a.naming == "tf":
-        match = fam.mapping.to_target(name_a)
-        return match.rule.transform if match else None
-    match = fam.mapping.to_target(side_b.keys[name_b][1])
-    # PyTorch -> TensorFlow: the inverse of the rule's transform; a transpose is its own inverse.
-    return match.rule.transform if match else None
+    config = side.source.sidecar("config.json")
+    if config is not None:
+        try:
+            import json
+            archs = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+            if archs:
+                return archs[0]
+        except (OSError, ValueError, AttributeError):
+            pass
+    return (getattr(side.source, "metadata", None) or {}).get("bertconv.architecture")
+
+
+def _parts_of(family, architecture: str) -> set[str] | None:
+    heads = [h for h, arch in family.architectures.items() if arch == architecture]
+    if not heads:
+        return None
+    return set(family.exported_parts(frozenset(heads[0]), architecture))
+
+
+def _set_aside_absent_parts(report: DiffReport, side_a: _Side, side_b: _Side) -> None:
+    """Move tensors of parts that the PyTorch side's model class lacks out of missing/unexpected."""
+    for tf_side, pt_side, side_label, names in ((side_a, side_b, "a", report.missing_in_b),
+                                                (side_b, side_a, "b", report.unexpected_in_b)):
+        if tf_side.naming != "tf" or tf_side.family is None:
+            continue
+        arch = _architecture(pt_side)
+        parts = _parts_of(tf_side.family, arch) if arch else None
+        if parts is None:
+            continue
+        present = {tf_side.family.mapping.to_target(n).rule.head for n in tf_side.keys
+                   if tf_side.keys[n][0] == "pt"}
+        for name in list(names):
+            match = tf_side.family.mapping.to_target(name)
+            part = match.rule.head if match else None
+            if part is not None and part in present and part not in parts:
+                names.remove(name)
+                report.outside_architecture.append((side_label, name, part, arch))

@@ -168,14 +168,23 @@ def test_training_state_is_ignored_not_missing(tmp_path):
     assert "ignored in A (training state)" in report.render()
 
 
-def test_heads_dropped_in_conversion_are_missing(tmp_path):
+def test_heads_dropped_in_conversion_are_set_aside(tmp_path):
+    """B's model class (BertModel, from its metadata) has no heads: the TF heads are listed as
+    outside its architecture, not missing; the weights it does have are compared."""
     src = fixture_dir("bert_pretrain")
     out = _convert(src, tmp_path / "base.safetensors", head="base")
     report = diff(src, out)
-    assert report.missing_in_b and all(n.startswith("cls/") for n in report.missing_in_b)
-    assert not report.unexpected_in_b and not report.shape_mismatches and not report.passed
+    assert not report.missing_in_b and not report.unexpected_in_b and not report.shape_mismatches
+    outside = report.outside_architecture
+    assert outside and all(n.startswith("cls/") and arch == "BertModel" for _, n, _, arch in outside)
+    assert report.passed and not report.identical
     # a bare BertModel file is saved without the "bert." prefix and still pairs up
     assert any(d.name_b.startswith("encoder.layer.") for d in report.compared)
+    # without B's architecture known, the heads are plainly missing
+    from safetensors.numpy import load_file, save_file
+    save_file(load_file(str(out)), str(tmp_path / "bare.safetensors"))
+    bare = diff(src, tmp_path / "bare.safetensors")
+    assert bare.missing_in_b and all(n.startswith("cls/") for n in bare.missing_in_b) and not bare.passed
 
 
 def test_hf_bin_with_tied_decoder_duplicates(tmp_path):
@@ -242,3 +251,20 @@ def test_diff_imports_neither_torch_nor_tensorflow(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "False", "False"]
+
+
+@pytest.mark.parametrize("name", ["garden_v3", "garden_v2", "bert_squad"])
+def test_other_layouts_against_their_conversion(name, tmp_path):
+    """Each family's table brings its tensors to the PyTorch layout (head merges included), and
+    the SQuAD pooler, which BertForQuestionAnswering does not have, is set aside, not missing."""
+    from bertconv.convert import convert
+    src = fixture_dir(name)
+    convert(src, tmp_path / "hf", validate=False)
+    for a, b in ((src, tmp_path / "hf"), (tmp_path / "hf", src)):
+        report = diff(a, b)
+        assert report.passed, report.render()
+        assert report.compared and all(d.max_abs == 0 for d in report.compared)
+        assert not report.missing_in_b and not report.unexpected_in_b
+    if name == "bert_squad":
+        assert sorted(n for _, n, part, _ in report.outside_architecture if part == "pooler") == [
+            "bert/pooler/dense/bias", "bert/pooler/dense/kernel"]

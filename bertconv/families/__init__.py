@@ -36,6 +36,9 @@ class Family:
     shapes: dict[str, tuple] = field(default_factory=dict)
     infer_sizes: Callable[[dict], dict] | None = None
     structural_parts: frozenset = frozenset({"pooler"})
+    #: what the source config's ``hidden_act`` means, in the reference pass's names, where it
+    #: differs from google-research/bert's reading (a Hugging Face config's "gelu" is the erf form)
+    reference_activation: dict = field(default_factory=dict)
     #: for families whose table cannot be fixed in advance (an index that depends on the layer
     #: count, a variable shared under another object's name): ``bind(family, names, source)``
     #: returns the family specialised to one checkpoint; ``source`` may be None (names only)

@@ -158,6 +158,7 @@ def _family():
         faithful_activation={"gelu": "gelu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_pytorch_tanh",
                              "relu": "relu", "tanh": "tanh", "swish": "swish", "silu": "silu"},
         exact_activation={"gelu": "gelu", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu"},
+        reference_activation={"gelu": "gelu_exact"},
         shapes={r.source: _source_shape(r) for r in RULES + CLASSIFIER_RULES},
         infer_sizes=partial(_infer_sizes, MAPPING),
         bind=bind,
