@@ -93,8 +93,9 @@ def hf_config(plan: Plan, *, gelu: str, labels: list[str] | None, dtype: str) ->
     fam = plan.family
     acts = fam.exact_activation if gelu == "exact" else fam.faithful_activation
     act = acts.get(cfg.hidden_act, cfg.hidden_act)
-    out = {"architectures": [plan.architecture], "model_type": fam.model_type}
-    out.update({k: v for k, v in cfg.to_dict().items() if k != "hidden_act"})
+    # The source config's own keys first: what this conversion decides (class, type) wins.
+    out = {k: v for k, v in cfg.to_dict().items() if k not in ("hidden_act", "architectures", "model_type")}
+    out = {"architectures": [plan.architecture], "model_type": fam.model_type, **out}
     out["hidden_act"] = act
     out.update({"pad_token_id": 0, "position_embedding_type": "absolute", "dtype": dtype,
                 "tie_word_embeddings": True, "use_cache": False})
@@ -102,7 +103,10 @@ def hf_config(plan: Plan, *, gelu: str, labels: list[str] | None, dtype: str) ->
         names = labels or [f"LABEL_{i}" for i in range(plan.num_labels)]
         out["id2label"] = {str(i): n for i, n in enumerate(names)}
         out["label2id"] = {n: i for i, n in enumerate(names)}
-    out["bertconv"] = {"version": __version__, "source_hidden_act": cfg.hidden_act}
+    # The activation as the reference pass names it (a Hugging Face "gelu" is its "gelu_exact"),
+    # so that validating against this config alone still computes what the original computed.
+    out["bertconv"] = {"version": __version__,
+                       "source_hidden_act": fam.reference_activation.get(cfg.hidden_act, cfg.hidden_act)}
     return out
 
 

@@ -16,6 +16,7 @@ BERT-Base). Lower precisions are judged by looser bounds and by cosine similarit
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import resource
@@ -316,8 +317,15 @@ def _tokenizer(directory: Path):
 def _open_against(against):
     """A (weights, close) pair for a path, a TensorSource or a mapping of TF names to arrays."""
     if isinstance(against, (str, Path)):
+        from .families import detect_family
         from .formats import open_source
         source = open_source(against)
+        family = detect_family(source.names())
+        if family is not None and family.name in ("tf2_garden", "keras_hf"):
+            # These layouts hold BERT itself: the reference reads them through google-research/
+            # bert's names, a pure relayout of the same arrays.
+            from .families.tf2_garden import google_names_view
+            return google_names_view(source, family), source.close
         return source, source.close
     return against, lambda: None
 
@@ -332,7 +340,12 @@ def _reference_config(against, converted_dict: dict[str, Any], given) -> tuple[B
     sidecar = getattr(against, "sidecar", None)
     found = sidecar("bert_config.json", "config.json") if callable(sidecar) else None
     if found is not None:
-        return load_config_file(found), str(found)
+        config = load_config_file(found)
+        family = getattr(against, "family", None)
+        meaning = getattr(family, "reference_activation", {}).get(config.hidden_act)
+        if meaning:  # e.g. a Hugging Face config's "gelu" is the erf form
+            config = dataclasses.replace(config, hidden_act=meaning)
+        return config, str(found)
     data = dict(converted_dict)
     source_act = (data.get("bertconv") or {}).get("source_hidden_act") if isinstance(data.get("bertconv"), dict) else None
     if source_act:

@@ -150,3 +150,25 @@ def test_inspect_and_cli(hf_tf_dir, tmp_path, capsys):
     assert main(["tf2pt", str(hf_tf_dir / "tf_model.h5"), str(tmp_path / "out"), "--no-validate", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["family"] == "keras_hf" and data["architecture"] == "BertForPreTraining"
+
+
+def test_default_validation_reads_huggingface_gelu_as_erf(hf_tf_dir, tmp_path):
+    """A tf_model.h5 config's "gelu" is Hugging Face's exact erf GELU: the check before publishing
+    and `validate` use that meaning, and a model computing the tanh form instead is caught."""
+    import json
+    import shutil
+
+    from bertconv.validate import validate
+    source = tmp_path / "src"
+    shutil.copytree(hf_tf_dir, source)
+    config = json.loads((source / "config.json").read_text())
+    config["hidden_act"] = "gelu"
+    (source / "config.json").write_text(json.dumps(config))
+    report = convert(source / "tf_model.h5", tmp_path / "hf")
+    assert report.validation.passed
+    assert validate(tmp_path / "hf", against=source / "tf_model.h5").passed
+    converted = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert converted["hidden_act"] == "gelu" and converted["bertconv"]["source_hidden_act"] == "gelu_exact"
+    converted["hidden_act"] = "gelu_new"  # the model now computes the tanh form
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(converted))
+    assert not validate(tmp_path / "hf", against=source / "tf_model.h5").passed
