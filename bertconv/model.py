@@ -16,6 +16,7 @@ Numerics follow google-research/bert's modeling.py where the two could differ:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -28,24 +29,12 @@ from torch import nn
 
 from . import outputs as out
 from .config import BertConfig
+from .converted import (ARCHITECTURE_HEADS, ARCHITECTURES, HEAD_ARCHITECTURES, _describe,  # noqa: F401
+                        describe_converted, infer_architecture, read_config_json, resolve_files)
 from .errors import ConfigError, InputError, MappingError
 
 #: modeling.py's additive attention-mask value for padded keys.
 ATTENTION_MASK_VALUE = -10000.0
-
-ARCHITECTURES = ("BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForNextSentencePrediction",
-                 "BertForSequenceClassification", "BertForQuestionAnswering")
-
-#: heads each architecture carries (names as in ``bertconv.outputs.HEAD_OUTPUTS``)
-ARCHITECTURE_HEADS = {
-    "BertModel": frozenset(),
-    "BertForPreTraining": frozenset({"mlm", "nsp"}),
-    "BertForMaskedLM": frozenset({"mlm"}),
-    "BertForNextSentencePrediction": frozenset({"nsp"}),
-    "BertForSequenceClassification": frozenset({"classifier"}),
-    "BertForQuestionAnswering": frozenset({"squad"}),
-}
-HEAD_ARCHITECTURES = {heads: arch for arch, heads in ARCHITECTURE_HEADS.items()}
 
 #: heads that read the pooled output, so their model cannot go without a pooler
 _HEADS_NEEDING_POOLER = frozenset({"nsp", "classifier"})
@@ -77,6 +66,23 @@ def activation(name: str):
     except KeyError:
         raise ConfigError(f"hidden_act {name!r} is not supported",
                           hint=f"known: {', '.join(ACTIVATIONS)}") from None
+
+
+@contextlib.contextmanager
+def _skip_parameter_init():
+    """Build modules without initialising their parameters (they are about to be replaced).
+
+    Not ``with torch.device("meta")``: its first use imports about 1.4 s of torch internals,
+    a third of a whole validation of BERT-Base."""
+    classes = (nn.Linear, nn.Embedding, nn.LayerNorm)
+    saved = [cls.reset_parameters for cls in classes]
+    try:
+        for cls in classes:
+            cls.reset_parameters = lambda self: None
+        yield
+    finally:
+        for cls, original in zip(classes, saved):
+            cls.reset_parameters = original
 
 
 # ------------------------------------------------------------------------------------- modules
@@ -364,37 +370,6 @@ _POSITION_IDS = ("bert.embeddings.position_ids", "embeddings.position_ids",
                  "bert.embeddings.token_type_ids", "embeddings.token_type_ids")
 
 
-def infer_architecture(names) -> str:
-    """The architecture a set of state-dict names implies."""
-    names = set(names)
-    heads = set()
-    if "cls.predictions.bias" in names or "cls.predictions.transform.dense.weight" in names:
-        heads.add("mlm")
-    if "cls.seq_relationship.weight" in names:
-        heads.add("nsp")
-    if "classifier.weight" in names:
-        heads.add("classifier")
-    if "qa_outputs.weight" in names:
-        heads.add("squad")
-    arch = HEAD_ARCHITECTURES.get(frozenset(heads))
-    if arch is None:
-        raise MappingError(f"the weights hold heads ({', '.join(sorted(heads))}) that no BERT "
-                           "architecture carries together")
-    return arch
-
-
-def _read_config_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror}", path=path) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"not a valid JSON file: {e}", path=path) from None
-    if not isinstance(data, dict):
-        raise ConfigError("expected a JSON object", path=path)
-    return data
-
-
 def _num_labels(config_dict: dict[str, Any], tensors: dict[str, torch.Tensor]) -> int:
     if "classifier.weight" in tensors:
         return int(tensors["classifier.weight"].shape[0])
@@ -423,86 +398,12 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, metadata
 
 
-def _resolve_files(path: Path) -> tuple[Path, Path | None]:
-    """(weights file, config.json or None)."""
-    if path.is_dir():
-        for name in ("model.safetensors", "pytorch_model.bin"):
-            if (path / name).is_file():
-                config = path / "config.json"
-                return path / name, config if config.is_file() else None
-        raise InputError("directory holds no model.safetensors or pytorch_model.bin", path=path,
-                         hint="point at a converted output")
-    if not path.is_file():
-        raise InputError("no such file or directory", path=path)
-    return path, None
-
-
-def _weights_header(path: Path) -> tuple[list[str], dict[str, str]]:
-    """Tensor names and metadata, without reading tensor data where the format allows."""
-    if path.suffix in (".bin", ".pt", ".pth"):
-        tensors, metadata = _read_weights(path)
-        return list(tensors), metadata
-    from safetensors import SafetensorError, safe_open
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys()), dict(f.metadata() or {})
-    except (SafetensorError, OSError) as e:
-        raise InputError(f"cannot read as safetensors: {e}", path=path) from None
-
-
-def describe_converted(path: str | Path, *, config: BertConfig | dict | str | Path | None = None
-                       ) -> tuple[BertConfig, dict[str, Any], str]:
-    """Config, the config as a dict (Hugging Face keys) and the architecture of a converted output
-    (a Hugging Face directory or a bare weights file), reading no tensor data."""
-    weights_path, config_path = _resolve_files(Path(path))
-    names, metadata = _weights_header(weights_path)
-    return _describe(weights_path, config_path, names, metadata, config)
-
-
 def read_converted(path: str | Path, *, config: BertConfig | dict | str | Path | None = None
                    ) -> tuple[dict[str, torch.Tensor], BertConfig, dict[str, Any], str]:
     """Weights, config, the config as a dict and the architecture of a converted output."""
-    weights_path, config_path = _resolve_files(Path(path))
+    weights_path, config_path = resolve_files(Path(path))
     tensors, metadata = _read_weights(weights_path)
     return (tensors, *_describe(weights_path, config_path, list(tensors), metadata, config))
-
-
-def _describe(weights_path: Path, config_path: Path | None, names: list[str], metadata: dict[str, str],
-              config) -> tuple[BertConfig, dict[str, Any], str]:
-    config_dict: dict[str, Any] | None = None
-    origin = None
-    if isinstance(config, BertConfig):
-        config_dict = config.to_dict()
-    elif isinstance(config, dict):
-        config_dict = dict(config)
-    elif config is not None:
-        config_dict, origin = _read_config_json(Path(config)), Path(config)
-    elif config_path is not None:
-        config_dict, origin = _read_config_json(config_path), config_path
-    elif "bertconv.config" in metadata:
-        try:
-            config_dict = json.loads(metadata["bertconv.config"])
-        except json.JSONDecodeError:
-            raise ConfigError("the file's bertconv.config metadata is not valid JSON", path=weights_path) from None
-        if not isinstance(config_dict, dict):
-            raise ConfigError("the file's bertconv.config metadata is not a JSON object", path=weights_path)
-        origin = weights_path
-    else:
-        raise ConfigError("no config: the file has no bertconv.config metadata and no config.json is beside it",
-                          path=weights_path, hint="pass the config (a config.json) explicitly")
-    parsed = BertConfig.from_dict(config_dict, path=origin)
-    architecture = None
-    archs = config_dict.get("architectures")
-    if isinstance(archs, list) and archs:
-        architecture = archs[0]
-    elif "bertconv.architecture" in metadata:
-        architecture = metadata["bertconv.architecture"]
-    if architecture is None:
-        architecture = infer_architecture(names)
-    if architecture not in ARCHITECTURE_HEADS:
-        raise ConfigError(f"architecture {architecture!r} is not one bertconv runs", path=origin or weights_path,
-                          hint=f"supported: {', '.join(ARCHITECTURES)}")
-    return parsed, config_dict, architecture
 
 
 def load_state_dict_strict(model: nn.Module, tensors: dict[str, torch.Tensor], *,
@@ -567,8 +468,9 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: t
     pooler_name = "pooler.dense.weight" if architecture == "BertModel" else "bert.pooler.dense.weight"
     has_pooler = pooler_name in tensors or ("bert." + pooler_name) in tensors
     with_pooler = True if heads & _HEADS_NEEDING_POOLER else has_pooler
-    # Build on the meta device: no memory and no time go into random values that are replaced anyway.
-    with torch.device("meta"):
+    # No time goes into random values that are replaced anyway; the unfilled storage is never
+    # touched, so it costs no memory either.
+    with _skip_parameter_init():
         model = build_model(parsed, architecture, num_labels=_num_labels(config_dict, tensors),
                             with_pooler=with_pooler, attention_mask_value=attention_mask_value)
     load_state_dict_strict(model, tensors, path=path)

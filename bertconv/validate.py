@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import re
 import resource
 import sys
 import time
@@ -411,7 +412,12 @@ def save_golden_file(path: str | Path, inputs, reference, metadata: dict[str, An
 # ------------------------------------------------------------------------------------- running
 
 
+_DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
 def resolve_device(device: str):
+    if not _DEVICE_NAME.match(str(device)):
+        raise InputError(f"unknown device {device!r}", hint="use auto, cpu, cuda or cuda:N")
     import torch
 
     if device == "auto":
@@ -582,7 +588,7 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
     beside it. ``model_options``: passed to :func:`bertconv.model.load_model` (tests use it to
     model a wrong conversion).
     """
-    from .model import describe_converted
+    from .converted import describe_converted
 
     started = time.perf_counter()
     converted = Path(converted)
@@ -591,7 +597,8 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
     if not dtypes:
         raise InputError("no dtype to validate", hint=f"choose from {', '.join(DTYPES)}")
     for d in dtypes:
-        _torch_dtype(d)
+        if d not in DTYPES:
+            raise InputError(f"unknown dtype {d!r}", hint=f"choose from {', '.join(DTYPES)}")
     if reference not in ("numpy", "tf"):
         raise InputError(f"unknown reference {reference!r}", hint="choose numpy or tf")
     if golden is None and against is None:
@@ -601,7 +608,8 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
         raise InputError("give --against or --golden, not both")
     if golden is not None and save_golden is not None:
         raise InputError("--save-golden stores a reference computed from --against; it cannot copy --golden")
-    dev = resolve_device(device)
+    if not _DEVICE_NAME.match(str(device)):
+        resolve_device(device)  # raises the usage error before any work
     model_options = dict(model_options or {})
 
     # The config only: each run below reads the weights for itself, in its own dtype.
@@ -653,6 +661,7 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
         save_golden_file(save_golden, inputs, reference_outputs, metadata)
         saved = str(save_golden)
 
+    dev = resolve_device(device)
     runs = []
     load_options = {k: v for k, v in model_options.items()}
     for dtype_name in dtypes:

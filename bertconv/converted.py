@@ -1,0 +1,128 @@
+"""What a converted output is (config, architecture, file names), read without torch: so that
+``validate`` can compute its reference while torch is still being imported."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import BertConfig
+from .errors import ConfigError, InputError, MappingError
+
+ARCHITECTURES = ("BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForNextSentencePrediction",
+                 "BertForSequenceClassification", "BertForQuestionAnswering")
+
+#: heads each architecture carries (names as in ``bertconv.outputs.HEAD_OUTPUTS``)
+ARCHITECTURE_HEADS = {
+    "BertModel": frozenset(),
+    "BertForPreTraining": frozenset({"mlm", "nsp"}),
+    "BertForMaskedLM": frozenset({"mlm"}),
+    "BertForNextSentencePrediction": frozenset({"nsp"}),
+    "BertForSequenceClassification": frozenset({"classifier"}),
+    "BertForQuestionAnswering": frozenset({"squad"}),
+}
+HEAD_ARCHITECTURES = {heads: arch for arch, heads in ARCHITECTURE_HEADS.items()}
+
+
+def infer_architecture(names) -> str:
+    """The architecture a set of state-dict names implies."""
+    names = set(names)
+    heads = set()
+    if "cls.predictions.bias" in names or "cls.predictions.transform.dense.weight" in names:
+        heads.add("mlm")
+    if "cls.seq_relationship.weight" in names:
+        heads.add("nsp")
+    if "classifier.weight" in names:
+        heads.add("classifier")
+    if "qa_outputs.weight" in names:
+        heads.add("squad")
+    arch = HEAD_ARCHITECTURES.get(frozenset(heads))
+    if arch is None:
+        raise MappingError(f"the weights hold heads ({', '.join(sorted(heads))}) that no BERT "
+                           "architecture carries together")
+    return arch
+
+
+def read_config_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", path=path) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"not a valid JSON file: {e}", path=path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a JSON object", path=path)
+    return data
+
+
+def resolve_files(path: Path) -> tuple[Path, Path | None]:
+    """(weights file, config.json or None)."""
+    if path.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (path / name).is_file():
+                config = path / "config.json"
+                return path / name, config if config.is_file() else None
+        raise InputError("directory holds no model.safetensors or pytorch_model.bin", path=path,
+                         hint="point at a converted output")
+    if not path.is_file():
+        raise InputError("no such file or directory", path=path)
+    return path, None
+
+
+def weights_header(path: Path) -> tuple[list[str], dict[str, str]]:
+    """Tensor names and metadata, without reading tensor data (and without torch for
+    safetensors files)."""
+    if path.suffix in (".bin", ".pt", ".pth"):
+        from .formats.torch_bin import TorchBinSource
+        with TorchBinSource(path) as source:
+            return source.names(), {}
+    from .formats.safetensors_io import SafetensorsSource
+    with SafetensorsSource(path) as source:
+        return source.names(), dict(source.metadata or {})
+
+
+def describe_converted(path: str | Path, *, config: BertConfig | dict | str | Path | None = None
+                       ) -> tuple[BertConfig, dict[str, Any], str]:
+    """Config, the config as a dict (Hugging Face keys) and the architecture of a converted output
+    (a Hugging Face directory or a bare weights file), reading no tensor data."""
+    weights_path, config_path = resolve_files(Path(path))
+    names, metadata = weights_header(weights_path)
+    return _describe(weights_path, config_path, names, metadata, config)
+
+
+def _describe(weights_path: Path, config_path: Path | None, names: list[str], metadata: dict[str, str],
+              config) -> tuple[BertConfig, dict[str, Any], str]:
+    config_dict: dict[str, Any] | None = None
+    origin = None
+    if isinstance(config, BertConfig):
+        config_dict = config.to_dict()
+    elif isinstance(config, dict):
+        config_dict = dict(config)
+    elif config is not None:
+        config_dict, origin = read_config_json(Path(config)), Path(config)
+    elif config_path is not None:
+        config_dict, origin = read_config_json(config_path), config_path
+    elif "bertconv.config" in metadata:
+        try:
+            config_dict = json.loads(metadata["bertconv.config"])
+        except json.JSONDecodeError:
+            raise ConfigError("the file's bertconv.config metadata is not valid JSON", path=weights_path) from None
+        if not isinstance(config_dict, dict):
+            raise ConfigError("the file's bertconv.config metadata is not a JSON object", path=weights_path)
+        origin = weights_path
+    else:
+        raise ConfigError("no config: the file has no bertconv.config metadata and no config.json is beside it",
+                          path=weights_path, hint="pass the config (a config.json) explicitly")
+    parsed = BertConfig.from_dict(config_dict, path=origin)
+    architecture = None
+    archs = config_dict.get("architectures")
+    if isinstance(archs, list) and archs:
+        architecture = archs[0]
+    elif "bertconv.architecture" in metadata:
+        architecture = metadata["bertconv.architecture"]
+    if architecture is None:
+        architecture = infer_architecture(names)
+    if architecture not in ARCHITECTURE_HEADS:
+        raise ConfigError(f"architecture {architecture!r} is not one bertconv runs", path=origin or weights_path,
+                          hint=f"supported: {', '.join(ARCHITECTURES)}")
+    return parsed, config_dict, architecture
