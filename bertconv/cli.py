@@ -112,9 +112,11 @@ def inspect(path, stats, pattern, sort, family, no_verify_crc, as_json):
                for c, t in report.totals.items()]
     click.echo(tabulate(summary, headers=["", "tensors", "parameters", "bytes"], disable_numparse=True))
     if report.heads:
-        found = [h for h in ("mlm", "nsp", "classifier", "squad") if report.heads.get(h)]
         desc = {"mlm": "masked LM", "nsp": "next sentence", "classifier": "sequence classifier",
-                "squad": "SQuAD span"}
+                "squad": "SQuAD span", "discriminator": "ELECTRA discriminator",
+                "generator_tower": "ELECTRA generator (--tower generator)",
+                "discriminator_tower": "ELECTRA discriminator (--tower discriminator)"}
+        found = [h for h in desc if report.heads.get(h)]
         parts = [desc[h] + (f" ({report.heads.get('num_labels')} labels)" if h == "classifier" else "")
                  for h in found]
         click.echo(f"heads: {', '.join(parts) if parts else 'none'}")
@@ -157,6 +159,8 @@ def _fmt(x):
 @click.option("--config", "config_path", type=click.Path(), help="bert_config.json (default: beside the checkpoint).")
 @click.option("--vocab", "vocab_path", type=click.Path(), help="vocab.txt (default: beside the checkpoint).")
 @click.option("--allow-unknown", is_flag=True, help="Drop unrecognised tensors with a warning instead of failing.")
+@click.option("--tower", type=click.Choice(["discriminator", "generator"]),
+              help="ELECTRA: which of the checkpoint's models (default: the discriminator).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--no-validate", is_flag=True, help="Skip the check of the output against the original.")
 @click.option("--no-verify-crc", is_flag=True, help="Skip crc32c checks of the source data.")
@@ -164,7 +168,7 @@ def _fmt(x):
 @json_option
 @debug_option
 def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_path, vocab_path,
-          allow_unknown, overwrite, no_validate, no_verify_crc, quiet, as_json):
+          allow_unknown, tower, overwrite, no_validate, no_verify_crc, quiet, as_json):
     """Convert a TensorFlow checkpoint to a Hugging Face directory or a .safetensors file."""
     from .convert import convert
 
@@ -173,7 +177,7 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
                      lower_case=None if cased is None else not cased, gelu=gelu, family=family,
                      config=config_path, vocab=vocab_path, allow_unknown=allow_unknown, overwrite=overwrite,
                      validate=not no_validate, verify_crc=not no_verify_crc,
-                     progress=not quiet and not as_json and sys.stderr.isatty())
+                     progress=not quiet and not as_json and sys.stderr.isatty(), tower=tower)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
         return
@@ -227,17 +231,19 @@ def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
 @click.option("--text", type=click.Path(), help="A file of lines to tokenize (a tab separates a pair).")
 @click.option("--atol", type=float, help="Tolerance on max abs difference (default: per dtype).")
 @click.option("--with-transformers", is_flag=True, help="Run the converted model through transformers.")
+@click.option("--tower", type=click.Choice(["discriminator", "generator"]),
+              help="ELECTRA: which of the checkpoint's models (default: the discriminator).")
 @json_option
 @debug_option
 def validate(converted, against, golden, save_golden, reference, device, dtypes, batch, seq_len, seed, text,
-             atol, with_transformers, as_json):
+             atol, with_transformers, tower, as_json):
     """Run the converted model and compare every output with an independent reference."""
     from .validate import validate as run_validate
 
     report = run_validate(converted, against=against, golden=golden, reference=reference, device=device,
                           dtypes=tuple(d.strip() for d in dtypes.split(",") if d.strip()), batch=batch,
                           seq_len=seq_len, seed=seed, text=text, tolerance=atol,
-                          with_transformers=with_transformers, save_golden=save_golden)
+                          with_transformers=with_transformers, save_golden=save_golden, tower=tower)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
     else:

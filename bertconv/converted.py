@@ -22,6 +22,13 @@ ARCHITECTURE_HEADS = {
     "BertForQuestionAnswering": frozenset({"squad"}),
 }
 HEAD_ARCHITECTURES = {heads: arch for arch, heads in ARCHITECTURE_HEADS.items()}
+#: other families' architectures, run by bertconv.model_<model_type> (config.json says which)
+FAMILY_ARCHITECTURE_HEADS = {
+    "AlbertModel": frozenset(), "AlbertForPreTraining": frozenset({"mlm", "nsp"}),
+    "AlbertForMaskedLM": frozenset({"mlm"}),
+    "ElectraModel": frozenset(), "ElectraForPreTraining": frozenset({"discriminator"}),
+    "ElectraForMaskedLM": frozenset({"mlm"}),
+}
 
 
 def infer_architecture(names) -> str:
@@ -122,7 +129,7 @@ def _describe(weights_path: Path, config_path: Path | None, names: list[str], me
         architecture = metadata["bertconv.architecture"]
     if architecture is None:
         architecture = infer_architecture(names)
-    if architecture not in ARCHITECTURE_HEADS:
+    if architecture not in ARCHITECTURE_HEADS and architecture not in FAMILY_ARCHITECTURE_HEADS:
         raise ConfigError(f"architecture {architecture!r} is not one bertconv runs", path=origin or weights_path,
                           hint=f"supported: {', '.join(ARCHITECTURES)}")
     return parsed, config_dict, architecture

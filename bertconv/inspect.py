@@ -125,8 +125,11 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                     shape = tuple(info.shape) if naming == "tf" else transformed_shape(m.rule.transform, tuple(info.shape))
                     shapes[tf_name] = shape
             inferred = fam.infer_sizes(shapes) if fam.infer_sizes else {}
-            present = fam.heads_present(shapes)
-            heads = {h: (h in present) for h in ("mlm", "nsp", "classifier", "squad")}
+            present = fam.parts_present(shapes)
+            # BERT's four heads always, then what else this family's table names (ELECTRA's towers)
+            known = ("mlm", "nsp", "classifier", "squad")
+            extra = sorted({r.head for r in fam.mapping.rules if r.head} - set(known) - {"pooler"})
+            heads = {h: (h in present) for h in known + tuple(extra)}
             if present & {"classifier"}:
                 heads["num_labels"] = inferred.get("num_labels")
             if "hidden_size" in inferred and "num_attention_heads" not in inferred:

@@ -320,7 +320,8 @@ def build_model(config: BertConfig, architecture: str = "BertModel", *, num_labe
 
 
 def _encoder_of(model: nn.Module) -> BertEncoderModel:
-    return model if isinstance(model, BertEncoderModel) else model.bert
+    # other families' models (model_albert, model_electra) keep config and mask value on the top module
+    return model if isinstance(model, BertEncoderModel) else getattr(model, "bert", model)
 
 
 def set_attention_mask_value(model: nn.Module, value: float) -> None:
@@ -460,6 +461,12 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: t
     the tensor names; ``head`` (an architecture name) overrides it.
     """
     tensors, parsed, config_dict, architecture = read_converted(path, config=config)
+    if config_dict.get("model_type") in _OTHER_FAMILIES:
+        import importlib
+        module = importlib.import_module(f".model_{config_dict['model_type']}", __package__)
+        model = module.load(tensors, parsed, head or architecture, path=path,
+                            attention_mask_value=attention_mask_value)
+        return _finish(model, tensors, config_dict, device, dtype)
     if head is not None:
         if head not in ARCHITECTURE_HEADS:
             raise InputError(f"unknown architecture {head!r}", hint=f"choose one of {', '.join(ARCHITECTURES)}")
@@ -474,8 +481,15 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: t
         model = build_model(parsed, architecture, num_labels=_num_labels(config_dict, tensors),
                             with_pooler=with_pooler, attention_mask_value=attention_mask_value)
     load_state_dict_strict(model, tensors, path=path)
+    return _finish(model, tensors, config_dict, device, dtype)
+
+
+#: config.json model types whose models live in their own modules (bertconv.model_<type>)
+_OTHER_FAMILIES = ("albert", "electra")
+
+
+def _finish(model: nn.Module, tensors, config_dict, device, dtype) -> nn.Module:
     stored = [t.dtype for t in tensors.values() if t.is_floating_point()]
-    del tensors
     #: the least precise dtype the weights were stored in (validation judges by it)
     model.stored_dtype = max(stored, key=lambda d: torch.finfo(d).eps) if stored else torch.float32
     model.source_config = config_dict

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .config import DEFAULT_HEAD_SIZE, BertConfig, compare_configs, load_config_file
 from .errors import ConfigError, InputError, MappingError
-from .families import Family, detect_family, get_family
+from .families import Family, detect_family, get_family, select_tower
 from .families.base import Match, training_state_kind, transformed_shape
 from .formats.base import TensorSource
 from .vocab import Vocab, check_vocab_size, load_vocab
@@ -44,6 +44,8 @@ class Plan:
     num_labels: int | None
     vocab: Vocab | None
     notes: list[str] = field(default_factory=list)
+    #: a SentencePiece model beside the checkpoint (ALBERT ships one instead of vocab.txt)
+    sentencepiece: Path | None = None
 
     @property
     def parameters(self) -> int:
@@ -71,8 +73,8 @@ def select_heads(family: Family, present: frozenset, requested: str) -> tuple[fr
                 notes.append(f"exporting the fine-tuned {next(iter(task))} head; "
                              f"the {', '.join(sorted(others))} head(s) are left out (choose with --head)")
             return frozenset(task), notes
-        return frozenset(present & {"mlm", "nsp"}), notes
-    wanted = frozenset({"mlm", "nsp"}) if requested == "pretraining" else frozenset({requested})
+        return frozenset(present & family.pretraining_heads), notes
+    wanted = family.pretraining_heads if requested == "pretraining" else frozenset({requested})
     lacking = wanted - present
     if lacking:
         found = ", ".join(sorted(present)) or "none"
@@ -105,18 +107,23 @@ def resolve_config(family: Family, source: TensorSource, *, config_path: str | P
     lacking = [r for r in required if r not in inferred]
     if lacking:
         raise ConfigError(f"no config file and the weights do not determine {', '.join(lacking)}",
-                          path=source.path, hint="pass --config bert_config.json")
+                          path=source.path, hint=f"pass --config {family.config_file}")
     if stated_heads is not None:
         config = BertConfig(num_attention_heads=stated_heads, hidden_act="gelu", **inferred)
         notes.append(f"no config file: sizes inferred from the weights, num_attention_heads={stated_heads} "
-                     f"from the attention kernels' shapes; hidden_act 'gelu' (the original tanh form)")
+                     f"from the attention kernels' shapes; hidden_act 'gelu' ({_gelu_meaning(family)})")
         return config, "inferred from the weights", {"num_labels": num_labels}
     heads = max(1, inferred["hidden_size"] // DEFAULT_HEAD_SIZE)
     config = BertConfig(num_attention_heads=heads, hidden_act="gelu", **inferred)
     notes.append(f"no config file: sizes inferred from the weights; num_attention_heads={heads} assumed "
                  f"(head size {DEFAULT_HEAD_SIZE}, as in Google's releases) and hidden_act 'gelu' "
-                 f"(the original tanh form)")
+                 f"({_gelu_meaning(family)})")
     return config, "inferred from the weights", {"num_labels": num_labels}
+
+
+def _gelu_meaning(family: Family) -> str:
+    return "the original exact erf form" if family.faithful_activation.get("gelu") == "gelu" \
+        else "the original tanh form"
 
 
 def expected_shape(symbolic: tuple, config: BertConfig, num_labels: int | None) -> tuple[int, ...] | None:
@@ -133,7 +140,7 @@ def expected_shape(symbolic: tuple, config: BertConfig, num_labels: int | None) 
     return tuple(out)
 
 
-def plan_conversion(source: TensorSource, *, family: str | None = None, head: str = "auto",
+def plan_conversion(source: TensorSource, *, family: str | None = None, head: str = "auto", tower: str | None = None,
                     config_path: str | Path | None = None, vocab_path: str | Path | None = None,
                     allow_unknown: bool = False) -> Plan:
     names = source.names()
@@ -141,7 +148,7 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     if fam is None:
         raise InputError("no BERT-family tensors found (this is not a checkpoint of a model bertconv converts)",
                          path=source.path, hint="see `bertconv inspect` for what it holds")
-    fam = fam.for_checkpoint(names, source)
+    fam = select_tower(fam, tower).for_checkpoint(names, source)
     notes: list[str] = []
     matches: dict[str, Match] = {}
     for name in names:
@@ -209,12 +216,22 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     if vocab_path is not None:
         vocab = load_vocab(vocab_path)
         check_vocab_size(vocab, config.vocab_size)
-    else:
+    sentencepiece = _sentencepiece_model(source) if vocab is None and fam.model_type == "albert" else None
+    if vocab is None and sentencepiece is None:
         notes.append("no vocab.txt beside the checkpoint: weights converted, no tokenizer written (pass --vocab)")
 
     tensors.sort(key=lambda t: _target_order(t.target))
     return Plan(fam, config, origin, present, heads, architecture, tensors, training, sorted(dropped),
-                metadata, sorted(unknown), num_labels, vocab, notes)
+                metadata, sorted(unknown), num_labels, vocab, notes, sentencepiece)
+
+
+def _sentencepiece_model(source: TensorSource) -> Path | None:
+    """ALBERT's SentencePiece model: 30k-clean.model as released, else the one *.model beside the checkpoint."""
+    found = source.sidecar("30k-clean.model", "spiece.model")
+    if found is None and source.directory is not None:
+        models = sorted(p for p in Path(source.directory).glob("*.model") if p.is_file())
+        found = models[0] if len(models) == 1 else None
+    return found
 
 
 def _target_order(target: str):

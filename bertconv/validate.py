@@ -339,7 +339,7 @@ def _reference_config(against, converted_dict: dict[str, Any], given) -> tuple[B
     if given is not None:
         return load_config_file(given), str(given)
     sidecar = getattr(against, "sidecar", None)
-    found = sidecar("bert_config.json", "config.json") if callable(sidecar) else None
+    found = sidecar("bert_config.json", "config.json", "albert_config.json") if callable(sidecar) else None
     if found is not None:
         config = load_config_file(found)
         family = getattr(against, "family", None)
@@ -365,7 +365,20 @@ def _read(weights, name: str) -> np.ndarray:
     return weights.read(name) if hasattr(weights, "read") else np.asarray(weights[name])
 
 
-def compute_reference(weights, config: BertConfig, inputs: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
+def compute_reference(weights, config: BertConfig, inputs: dict[str, np.ndarray], kind: str, *,
+                      family: str | None = None, tower: str | None = None) -> dict[str, np.ndarray]:
+    """The original's outputs. ``family``: ``albert`` or ``electra`` for those families' own
+    references (None: BERT's, which the other layouts are read through); ``tower``: ELECTRA's
+    discriminator (default) or generator."""
+    if family in ("albert", "electra"):
+        if kind != "numpy":
+            raise InputError(f"--reference {kind} covers BERT only; {family} is checked by its NumPy reference",
+                             hint="use --reference numpy")
+        if family == "albert":
+            from .reference_albert import albert_reference_forward
+            return albert_reference_forward(weights, config, inputs)
+        from .reference_electra import electra_reference_forward
+        return electra_reference_forward(weights, config, inputs, tower=tower or "discriminator")
     if kind == "numpy":
         from .reference import reference_forward
         return reference_forward(weights, config, inputs)
@@ -579,7 +592,7 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
              device: str = "auto", dtypes=("float32",), batch: int = 2, seq_len: int = 16, seed: int = 0,
              text: str | Path | None = None, tolerance: float | None = None, with_transformers: bool = False,
              save_golden: str | Path | None = None, source_config=None,
-             model_options: dict[str, Any] | None = None) -> ValidationReport:
+             model_options: dict[str, Any] | None = None, tower: str | None = None) -> ValidationReport:
     """Run the converted model and compare each output with the reference, for each dtype.
 
     ``against``: the original checkpoint (any path ``open_source`` reads; or a TensorSource, or a
@@ -618,6 +631,7 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
         architecture = model_options["head"]
     directory = converted if converted.is_dir() else None
     notes: list[str] = []
+    family, tower = _family_and_tower(config_dict, architecture, tower)
 
     reference_started = time.perf_counter()
     golden_metadata: dict[str, Any] = {}
@@ -638,7 +652,8 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
             else:
                 vocab = directory / "vocab.txt" if directory else None
                 inputs = make_validation_inputs(config, batch, seq_len, seed, vocab)
-            reference_outputs = compute_reference(weights, ref_config, inputs, reference)
+            reference_outputs = compute_reference(weights, ref_config, inputs, reference, family=family,
+                                                  tower=tower)
         finally:
             close()
         description = ("bertconv.reference (NumPy, float64)" if reference == "numpy"
@@ -684,6 +699,26 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
                             device=str(dev), architecture=architecture, inputs=input_summary, runs=runs,
                             not_compared=not_compared, notes=notes, reference_seconds=reference_seconds,
                             seconds=time.perf_counter() - started, saved_golden=saved)
+
+
+_ELECTRA_TOWERS = {"ElectraForPreTraining": "discriminator", "ElectraForMaskedLM": "generator"}
+
+
+def _family_and_tower(config_dict: dict[str, Any], architecture: str, tower: str | None
+                      ) -> tuple[str | None, str | None]:
+    """Which reference judges this model: the family its config names (None: BERT's) and, for
+    ELECTRA, the tower it was converted from (its head says, else the conversion's record)."""
+    family = config_dict.get("model_type") if config_dict.get("model_type") in ("albert", "electra") else None
+    if family != "electra":
+        if tower is not None:
+            raise InputError(f"--tower {tower}: the converted model is not an ELECTRA", hint="leave out --tower")
+        return family, None
+    recorded = _ELECTRA_TOWERS.get(architecture) or (config_dict.get("bertconv") or {}).get("tower")
+    if tower is not None and tower not in ("discriminator", "generator"):
+        raise InputError(f"unknown tower {tower!r}", hint="choose discriminator or generator")
+    if tower is not None and recorded is not None and tower != recorded:
+        raise InputError(f"--tower {tower}, but the converted model is the {recorded} ({architecture})")
+    return family, tower or recorded or "discriminator"
 
 
 def quick_check(converted: str | Path, source, config: BertConfig, *, dtype: str = "float32", batch: int = 2,

@@ -43,6 +43,14 @@ class Family:
     #: count, a variable shared under another object's name): ``bind(family, names, source)``
     #: returns the family specialised to one checkpoint; ``source`` may be None (names only)
     bind: Callable[["Family", list, object], "Family"] | None = None
+    #: the heads ``--head auto`` (with no task head) and ``--head pretraining`` export
+    pretraining_heads: frozenset = frozenset({"mlm", "nsp"})
+    #: checkpoints that hold more than one model (ELECTRA's discriminator and generator): the
+    #: model this family exports, and each tower's name -> loader of the family that exports it
+    tower: str | None = None
+    towers: dict = field(default_factory=dict)
+    #: the config file a release ships, named when the weights cannot stand in for it
+    config_file: str = "bert_config.json"
 
     def __repr__(self) -> str:
         return f"<Family {self.name}>"
@@ -53,7 +61,7 @@ class Family:
 
     def heads_present(self, names: Iterable[str]) -> set[str]:
         """Task heads whose tensors appear among ``names`` (the pooler is a part, not a head)."""
-        return {p for p in self.parts_present(names) if p not in STRUCTURAL_PARTS}
+        return {p for p in self.parts_present(names) if p not in STRUCTURAL_PARTS and p not in self.structural_parts}
 
     def parts_present(self, names: Iterable[str]) -> set[str]:
         parts = set()
@@ -94,7 +102,21 @@ def _keras_hf() -> Family:
     return keras_hf.FAMILY
 
 
-_LOADERS = {"bert": _bert, "tf2_garden": _tf2_garden, "keras_hf": _keras_hf}
+def _albert() -> Family:
+    from . import albert
+    return albert.FAMILY
+
+
+def _electra() -> Family:
+    from . import electra
+    return electra.FAMILY
+
+
+# Detection tries families in this order. ALBERT's names begin like BERT's (``bert/embeddings``),
+# so its more specific marker is tried first. ELECTRA comes after BERT: below their prefixes their
+# PyTorch names are the same, so a bare state dict without ELECTRA's own names reads as BERT.
+_LOADERS = {"albert": _albert, "bert": _bert, "electra": _electra, "tf2_garden": _tf2_garden,
+            "keras_hf": _keras_hf}
 
 
 def family_names() -> list[str]:
@@ -111,6 +133,19 @@ def get_family(name: str) -> Family:
 
 def register(name: str, loader: Callable[[], Family]) -> None:
     _LOADERS[name] = loader
+
+
+def select_tower(family: Family, tower: str | None) -> Family:
+    """The family that exports ``tower`` of a multi-model checkpoint (``family`` itself for None)."""
+    if tower is None:
+        return family
+    if not family.towers:
+        raise InputError(f"--tower {tower}: {family.name} checkpoints hold a single model",
+                         hint="leave out --tower")
+    if tower not in family.towers:
+        raise InputError(f"unknown tower {tower!r} for {family.name}",
+                         hint=f"choose one of {', '.join(family.towers)}")
+    return family.towers[tower]()
 
 
 def detect_family(names: Iterable[str]) -> Family | None:

@@ -1,0 +1,154 @@
+"""bertconv's own PyTorch ELECTRA (either tower): the module tree is Hugging Face's ``Electra*``
+state-dict naming, so a converted file loads here and in ``transformers`` alike. Inference only.
+
+Numerics follow google-research/electra: embeddings of width ``embedding_size``, projected by
+``embeddings_project`` when that differs from ``hidden_size``; BERT's encoder; no pooler; the
+discriminator's head ``dense_prediction(act(dense(h)))`` gives one logit per token, the generator's
+``LayerNorm(act(dense(h)))`` times the word embeddings plus a bias. ``hidden_act`` has Hugging
+Face's meaning: ELECTRA's "gelu" is the exact erf GELU, which is Hugging Face's "gelu" too.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import outputs as out
+from .config import BertConfig
+from .errors import InputError
+from .model import ATTENTION_MASK_VALUE, BertEmbeddings, BertLayer, activation
+from .model_albert import additive_mask
+
+ARCHITECTURE_HEADS = {
+    "ElectraModel": frozenset(),
+    "ElectraForPreTraining": frozenset({"discriminator"}),
+    "ElectraForMaskedLM": frozenset({"mlm"}),
+}
+
+
+class ElectraEncoder(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+
+class ElectraEncoderModel(nn.Module):
+    """Hugging Face's ``ElectraModel``."""
+
+    def __init__(self, config: BertConfig, *, attention_mask_value: float = ATTENTION_MASK_VALUE):
+        super().__init__()
+        self.config = config
+        self.attention_mask_value = attention_mask_value
+        width = config.embedding_size or config.hidden_size
+        self.embeddings = BertEmbeddings(dataclasses.replace(config, hidden_size=width, num_attention_heads=1))
+        if width != config.hidden_size:
+            self.embeddings_project = nn.Linear(width, config.hidden_size)
+        self.encoder = ElectraEncoder(config)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)
+        results = {out.EMBEDDINGS: x}
+        mask_adder = additive_mask(attention_mask, x, self.attention_mask_value)
+        if hasattr(self, "embeddings_project"):
+            x = self.embeddings_project(x)
+        for i, layer in enumerate(self.encoder.layer):
+            x = layer(x, mask_adder)
+            results[out.layer(i)] = x
+        results[out.SEQUENCE] = x
+        return results
+
+
+class ElectraDiscriminatorPredictions(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense_prediction = nn.Linear(config.hidden_size, 1)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, sequence):
+        return self.dense_prediction(self.act(self.dense(sequence))).squeeze(-1)  # [B, T]
+
+
+class ElectraGeneratorPredictions(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        width = config.embedding_size or config.hidden_size
+        self.dense = nn.Linear(config.hidden_size, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, sequence):
+        return self.LayerNorm(self.act(self.dense(sequence)))
+
+
+class GeneratorLMHead(nn.Module):
+    """Only the bias: the weight is the word-embedding matrix, passed in at call time."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+
+class ElectraWithHeads(nn.Module):
+    def __init__(self, config: BertConfig, architecture: str, *, attention_mask_value: float = ATTENTION_MASK_VALUE):
+        super().__init__()
+        self.architecture = architecture
+        self.heads = ARCHITECTURE_HEADS[architecture]
+        self.config = config
+        self.electra = ElectraEncoderModel(config, attention_mask_value=attention_mask_value)
+        if "discriminator" in self.heads:
+            self.discriminator_predictions = ElectraDiscriminatorPredictions(config)
+        if "mlm" in self.heads:
+            self.generator_predictions = ElectraGeneratorPredictions(config)
+            self.generator_lm_head = GeneratorLMHead(config)
+
+    @property
+    def attention_mask_value(self) -> float:
+        return self.electra.attention_mask_value
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
+        results = self.electra(input_ids, token_type_ids, attention_mask)
+        sequence = results[out.SEQUENCE]
+        if "discriminator" in self.heads:
+            results[out.DISCRIMINATOR_LOGITS] = self.discriminator_predictions(sequence)
+        if "mlm" in self.heads:
+            results[out.MLM_LOGITS] = F.linear(self.generator_predictions(sequence),
+                                               self.electra.embeddings.word_embeddings.weight,
+                                               self.generator_lm_head.bias)
+        return results
+
+
+def build_model(config: BertConfig, architecture: str = "ElectraModel", *,
+                attention_mask_value: float = ATTENTION_MASK_VALUE) -> nn.Module:
+    if architecture not in ARCHITECTURE_HEADS:
+        raise InputError(f"unknown ELECTRA architecture {architecture!r}",
+                         hint=f"choose one of {', '.join(ARCHITECTURE_HEADS)}")
+    activation(config.hidden_act)
+    if architecture == "ElectraModel":
+        model = ElectraEncoderModel(config, attention_mask_value=attention_mask_value)
+        model.architecture, model.heads = architecture, frozenset()
+    else:
+        model = ElectraWithHeads(config, architecture, attention_mask_value=attention_mask_value)
+    return model.eval()
+
+
+def load(tensors: dict[str, torch.Tensor], config: BertConfig, architecture: str, *, path=None,
+         attention_mask_value: float = ATTENTION_MASK_VALUE) -> nn.Module:
+    """A model of ``architecture`` holding exactly ``tensors`` (strict: see load_state_dict_strict)."""
+    from .model import load_state_dict_strict
+
+    tensors = {n: t for n, t in tensors.items()
+               if not n.endswith(("embeddings.position_ids", "embeddings.token_type_ids"))}
+    alias, original = "generator_lm_head.weight", "electra.embeddings.word_embeddings.weight"
+    if alias in tensors and original in tensors and torch.equal(tensors[alias], tensors[original]):
+        del tensors[alias]
+    with torch.device("meta"):
+        model = build_model(config, architecture, attention_mask_value=attention_mask_value)
+    load_state_dict_strict(model, tensors, path=path)
+    return model
