@@ -137,3 +137,39 @@ def test_mlm_only_and_base_exports(tmp_path):
     assert mlm.architecture == "AlbertForMaskedLM" and mlm.validation.passed
     base = convert(albert_fixture("albert_pretrain"), tmp_path / "base", head="base")
     assert base.architecture == "AlbertModel" and base.validation.passed
+
+
+ALBERT_TEXT = ["Hello world, the model plays!", "``Quoted'' text   with  spaces", "Café 1,000 naïve",
+               "unknown ✓ symbols"]
+
+
+def test_tokenizer_json_loads_offline_and_matches_huggingface_conversion(converted, monkeypatch):
+    """tokenizer.json is written from the SentencePiece model without the sentencepiece package;
+    transformers loads it offline, and it tokenizes as transformers' own AlbertConverter (reading
+    the same model with protobuf) does."""
+    transformers = pytest.importorskip("transformers", reason="transformers is the client that loads it")
+    pytest.importorskip("google.protobuf", reason="the oracle parses the model with protobuf")
+    from transformers.convert_slow_tokenizer import AlbertConverter
+
+    name, out, _ = converted
+    if not (out / "spiece.model").is_file():
+        pytest.skip(f"{name} ships no SentencePiece model (a TF-Hub module directory)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert (out / "tokenizer.json").is_file()
+    loaded = transformers.AutoTokenizer.from_pretrained(out, local_files_only=True)
+
+    class Original:  # what AlbertConverter reads from a slow tokenizer
+        vocab_file = str(out / "spiece.model")
+        keep_accents = False
+        do_lower_case = True
+        add_prefix_space = True
+
+        def convert_tokens_to_ids(self, token):
+            return loaded.convert_tokens_to_ids(token)
+
+    oracle = AlbertConverter(Original()).converted()
+    for text in ALBERT_TEXT:
+        want = oracle.encode(text).ids
+        assert loaded(text)["input_ids"] == want, text
+        assert loaded(text, "a pair")["input_ids"] == oracle.encode(text, "a pair").ids
+    assert loaded("hello")["input_ids"][0] == loaded.convert_tokens_to_ids("[CLS]")
