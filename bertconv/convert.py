@@ -256,8 +256,9 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
                 validation = _check_before_publishing(tmp, src, plan, dtype) if validate else None
 
         counts: dict[str, int] = {}
-        for kind in plan.training_state.values():
-            key = kind.split(":", 1)[-1]
+        for name, kind in plan.training_state.items():
+            # slots by kind (adam_m 41), counters by name (global_step 1)
+            key = name if kind == "counter" else kind.split(":", 1)[-1]
             counts[key] = counts.get(key, 0) + 1
         report = ConversionReport(
             source=str(source), output=str(output), format=format, family=plan.family.name,
