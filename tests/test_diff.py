@@ -1,6 +1,7 @@
 """bertconv.diff: weight-level comparison, mapping-aware between TF and PyTorch namings."""
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def test_nan_and_inf_in_both_are_equal(tmp_path):
 
 
 def test_large_tensor_is_compared_in_blocks(tmp_path, monkeypatch):
-    import bertconv.diff as diff_module
+    diff_module = importlib.import_module("bertconv.diff")
     monkeypatch.setattr(diff_module, "BLOCK_ELEMENTS", 100)
     rng = np.random.default_rng(3)
     big = rng.standard_normal((57, 31)).astype(np.float32)
