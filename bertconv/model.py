@@ -199,6 +199,24 @@ class BertPooler(nn.Module):
         return torch.tanh(self.dense(sequence[:, 0]))
 
 
+def additive_mask(attention_mask: torch.Tensor, like: torch.Tensor, value: float) -> torch.Tensor:
+    """[B, 1, 1, T], one adder for every head and query position: ``(1 - mask) * value`` in at
+    least float32 (see BertSelfAttention)."""
+    dtype = torch.promote_types(like.dtype, torch.float32)
+    return ((1.0 - attention_mask.to(dtype)) * value)[:, None, None, :]
+
+
+def embed(model: nn.Module, input_ids, token_type_ids, attention_mask):
+    """What every encoder (BERT, ALBERT, ELECTRA) does first: default token types and mask, the
+    embeddings (recorded as an output), the mask adder. Returns ``(x, results, mask_adder)``."""
+    if token_type_ids is None:
+        token_type_ids = torch.zeros_like(input_ids)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    x = model.embeddings(input_ids, token_type_ids)
+    return x, {out.EMBEDDINGS: x}, additive_mask(attention_mask, x, model.attention_mask_value)
+
+
 class BertEncoderModel(nn.Module):
     """Hugging Face's ``BertModel``: embeddings, encoder, optional pooler."""
 
@@ -213,16 +231,7 @@ class BertEncoderModel(nn.Module):
         self.pooler = BertPooler(config) if with_pooler else None
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        results: dict[str, torch.Tensor] = {}
-        x = self.embeddings(input_ids, token_type_ids)
-        results[out.EMBEDDINGS] = x
-        mask_dtype = torch.promote_types(x.dtype, torch.float32)
-        # [B, 1, 1, T]: one adder for every head and query position
-        mask_adder = ((1.0 - attention_mask.to(mask_dtype)) * self.attention_mask_value)[:, None, None, :]
+        x, results, mask_adder = embed(self, input_ids, token_type_ids, attention_mask)
         for i, layer in enumerate(self.encoder.layer):
             x = layer(x, mask_adder)
             results[out.layer(i)] = x

@@ -19,7 +19,7 @@ from torch import nn
 from . import outputs as out
 from .config import BertConfig
 from .errors import ConfigError, InputError
-from .model import ATTENTION_MASK_VALUE, BertEmbeddings, BertSelfAttention, activation
+from .model import ATTENTION_MASK_VALUE, BertEmbeddings, BertSelfAttention, activation, embed
 
 ARCHITECTURE_HEADS = {
     "AlbertModel": frozenset(),
@@ -27,12 +27,6 @@ ARCHITECTURE_HEADS = {
     "AlbertForMaskedLM": frozenset({"mlm"}),
 }
 _NO_POOLER = frozenset({"AlbertForMaskedLM"})
-
-
-def additive_mask(attention_mask: torch.Tensor, like: torch.Tensor, value: float) -> torch.Tensor:
-    """[B, 1, 1, T]: ``(1 - mask) * value`` in at least float32 (see BertSelfAttention)."""
-    dtype = torch.promote_types(like.dtype, torch.float32)
-    return ((1.0 - attention_mask.to(dtype)) * value)[:, None, None, :]
 
 
 def _groups(config: BertConfig) -> tuple[int, int]:
@@ -102,13 +96,7 @@ class AlbertEncoderModel(nn.Module):
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if with_pooler else None
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)
-        results = {out.EMBEDDINGS: x}
-        mask_adder = additive_mask(attention_mask, x, self.attention_mask_value)
+        x, results, mask_adder = embed(self, input_ids, token_type_ids, attention_mask)
         x = self.encoder.embedding_hidden_mapping_in(x)
         layers, groups = self.config.num_hidden_layers, len(self.encoder.albert_layer_groups)
         for i in range(layers):

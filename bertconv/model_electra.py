@@ -18,8 +18,7 @@ from torch import nn
 from . import outputs as out
 from .config import BertConfig
 from .errors import InputError
-from .model import ATTENTION_MASK_VALUE, BertEmbeddings, BertLayer, activation
-from .model_albert import additive_mask
+from .model import ATTENTION_MASK_VALUE, BertEmbeddings, BertLayer, activation, embed
 
 ARCHITECTURE_HEADS = {
     "ElectraModel": frozenset(),
@@ -48,13 +47,7 @@ class ElectraEncoderModel(nn.Module):
         self.encoder = ElectraEncoder(config)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)
-        results = {out.EMBEDDINGS: x}
-        mask_adder = additive_mask(attention_mask, x, self.attention_mask_value)
+        x, results, mask_adder = embed(self, input_ids, token_type_ids, attention_mask)
         if hasattr(self, "embeddings_project"):
             x = self.embeddings_project(x)
         for i, layer in enumerate(self.encoder.layer):
