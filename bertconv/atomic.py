@@ -15,9 +15,16 @@ from .errors import OutputError
 TMP_MARK = ".bertconv-tmp-"
 
 
+def check_name(target: Path) -> None:
+    if Path(target).name in ("", ".", ".."):
+        raise OutputError("the output must name a new file or directory, not the current or parent one",
+                          path=target, hint="e.g. bert-hf")
+
+
 def check_target(target: Path, *, overwrite: bool, kind: str) -> None:
     """Refuse an existing target unless ``overwrite``; refuse a target of the wrong kind always."""
     target = Path(target)
+    check_name(target)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.exists():
         raise OutputError("parent directory does not exist", path=parent, hint="create it first")
@@ -44,6 +51,13 @@ def _clean_stale(target: Path) -> None:
 
 
 def _replace(tmp: Path, target: Path) -> None:
+    try:
+        _rename_into_place(tmp, target)
+    except OSError as e:
+        raise OutputError(f"cannot put the output in place: {e.strerror}", path=target) from None
+
+
+def _rename_into_place(tmp: Path, target: Path) -> None:
     if target.is_dir() and not target.is_symlink():
         # A directory cannot be replaced by rename in one step: move the old one aside first, so
         # that at every instant the target name holds either the old or the new complete output.

@@ -241,7 +241,7 @@ def _special_ids(vocab_path: Path | None) -> dict[str, int]:
     if vocab_path is None or not vocab_path.is_file():
         return {}
     try:
-        tokens = vocab_path.read_text(encoding="utf-8").splitlines()
+        tokens = [t.strip() for t in vocab_path.read_text(encoding="utf-8").split("\n")]
     except (OSError, UnicodeDecodeError):
         return {}
     index = {t.strip(): i for i, t in enumerate(tokens)}
@@ -366,7 +366,8 @@ def _read(weights, name: str) -> np.ndarray:
 
 
 def compute_reference(weights, config: BertConfig, inputs: dict[str, np.ndarray], kind: str, *,
-                      family: str | None = None, tower: str | None = None) -> dict[str, np.ndarray]:
+                      family: str | None = None, tower: str | None = None,
+                      heads=None) -> dict[str, np.ndarray]:
     """The original's outputs. ``family``: ``albert`` or ``electra`` for those families' own
     references (None: BERT's, which the other layouts are read through); ``tower``: ELECTRA's
     discriminator (default) or generator."""
@@ -381,11 +382,24 @@ def compute_reference(weights, config: BertConfig, inputs: dict[str, np.ndarray]
         return electra_reference_forward(weights, config, inputs, tower=tower or "discriminator")
     if kind == "numpy":
         from .reference import reference_forward
-        return reference_forward(weights, config, inputs)
+        return reference_forward(weights, config, inputs, heads=heads)
     if kind == "tf":
         from ._tf_reference import tf_reference_forward
         return tf_reference_forward(lambda n: _read(weights, n), lambda n: _has(weights, n), config, inputs)
     raise InputError(f"unknown reference {kind!r}", hint="choose numpy or tf")
+
+
+def _reference_heads(weights, architecture: str) -> list[str] | None:
+    """For a BERT model: the heads its class carries that the original has. The original's other
+    heads are not computed (an NSP head without a pooler need not stop an MLM check); a head the
+    converted model has and the original lacks stays without a reference, and fails."""
+    from .converted import ARCHITECTURE_HEADS
+    from .reference import HEAD_TENSORS
+
+    wanted = ARCHITECTURE_HEADS.get(architecture)
+    if wanted is None:
+        return None
+    return [h for h in sorted(wanted) if all(_has(weights, n) for n in HEAD_TENSORS[h])]
 
 
 def load_golden(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
@@ -632,6 +646,9 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
     directory = converted if converted.is_dir() else None
     notes: list[str] = []
     family, tower = _family_and_tower(config_dict, architecture, tower)
+    if with_transformers and family in ("albert", "electra"):
+        raise InputError(f"--with-transformers runs BERT models; this {family} model is run by bertconv's own",
+                         hint="drop --with-transformers")
 
     reference_started = time.perf_counter()
     golden_metadata: dict[str, Any] = {}
@@ -653,7 +670,7 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
                 vocab = directory / "vocab.txt" if directory else None
                 inputs = make_validation_inputs(config, batch, seq_len, seed, vocab)
             reference_outputs = compute_reference(weights, ref_config, inputs, reference, family=family,
-                                                  tower=tower)
+                                                  tower=tower, heads=_reference_heads(weights, architecture))
         finally:
             close()
         description = ("bertconv.reference (NumPy, float64)" if reference == "numpy"

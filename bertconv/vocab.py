@@ -43,8 +43,9 @@ def load_vocab(path: str | Path) -> Vocab:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise VocabError(f"not UTF-8 text (byte {e.start})", path=path) from None
-    # google-research/bert's load_vocab strips each line, one token per line
-    tokens = [line.strip() for line in text.splitlines()]
+    # google-research/bert's load_vocab reads one token per "\n"-ended line and strips it; Python's
+    # splitlines() would also split on U+2028, U+0085, form feeds... which can be inside tokens
+    tokens = [line.strip() for line in text.split("\n")]
     while tokens and tokens[-1] == "":
         tokens.pop()
     if not tokens:
@@ -72,12 +73,14 @@ def check_vocab_size(vocab: Vocab, vocab_size: int) -> None:
 def infer_lower_case(vocab: Vocab | None, names: list[str]) -> tuple[bool, str]:
     """(do_lower_case, why). Casing is not stored in the config: read it from the release's name,
     else from the vocabulary (an uncased vocabulary has no capitalised word pieces)."""
-    for name in names:
-        low = name.lower()
+    # The innermost path component speaks first: /models/uncased_vs_cased/cased_L-12_H-768 is cased.
+    components = [part for name in names for part in reversed(Path(name).parts)]
+    for part in components:
+        low = part.lower()
         if "uncased" in low:
-            return True, f"'uncased' in {name!r}"
+            return True, f"'uncased' in {part!r}"
         if re.search(r"(^|[^a-z])cased", low):
-            return False, f"'cased' in {name!r}"
+            return False, f"'cased' in {part!r}"
     if vocab is None:
         return True, "no vocabulary; assumed uncased"
     caps = vocab.capitalised_pieces()

@@ -15,42 +15,66 @@ from .base import TensorInfo, TensorSource
 __all__ = ["open_source", "detect_format", "TensorInfo", "TensorSource"]
 
 _DATA_FILE = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
-_HF_WEIGHT_FILES = (
-    ("model.safetensors", "safetensors"),
-    ("pytorch_model.bin", "torch-bin"),
-    ("tf_model.h5", "keras-h5"),
-)
 
 
-def detect_format(path: str | Path) -> tuple[str, Path]:
+_V1_MESSAGE = ("a V1 checkpoint (no .index file) or only a graph (.meta); bertconv reads V2 checkpoints",
+               "re-save it with TensorFlow's tf.train.Saver (V2 is its default)")
+#: the last 8 bytes of every LevelDB-style table TensorFlow writes (a V2 .index, or a V1 checkpoint)
+_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
+
+
+def _pytorch_weights_in(p: Path) -> tuple[str, Path] | None:
+    # Hugging Face directories may hold the same weights several times: the safest copy first.
+    for filename, fmt in (("model.safetensors", "safetensors"), ("model.safetensors.index.json", "safetensors"),
+                          ("pytorch_model.bin", "torch-bin")):
+        if (p / filename).is_file():
+            return fmt, p / filename
+    found = sorted(p.glob("*.safetensors"))
+    return ("safetensors", found[0]) if len(found) == 1 else None
+
+
+def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Path]:
     """Return ``(format, location)``: one of ``tf-bundle`` (location: the bundle prefix),
-    ``safetensors``, ``torch-bin``, ``keras-h5`` (location: the file)."""
+    ``safetensors``, ``torch-bin``, ``keras-h5`` (location: the file).
+
+    A directory holding a TensorFlow checkpoint and PyTorch weights is ambiguous: with
+    ``prefer="tf"`` (what ``tf2pt`` converts) the TensorFlow one is taken, otherwise it is an error
+    naming both."""
     p = Path(path)
     if p.is_dir():
-        for filename, fmt in _HF_WEIGHT_FILES:
-            if (p / filename).is_file():
-                return fmt, p / filename
-        if (p / "model.safetensors.index.json").is_file():
-            return "safetensors", p / "model.safetensors.index.json"
+        tf_found = None
         if any(p.glob("*.index")) or (p / "checkpoint").is_file():
-            return "tf-bundle", p
-        if any(p.glob("*.safetensors")):
-            found = sorted(p.glob("*.safetensors"))
-            if len(found) == 1:
-                return "safetensors", found[0]
+            tf_found = ("tf-bundle", p)
+        elif (p / "tf_model.h5").is_file():
+            tf_found = ("keras-h5", p / "tf_model.h5")
+        pt_found = _pytorch_weights_in(p)
+        if tf_found and pt_found and prefer != "tf":
+            raise InputError(f"directory holds both a TensorFlow checkpoint and {pt_found[1].name}", path=p,
+                             hint="name the file (or the checkpoint prefix) to read")
+        if tf_found and (prefer == "tf" or not pt_found):
+            return tf_found
+        if pt_found:
+            return pt_found
+        if any(p.glob("*.meta")):
+            raise CheckpointFormatError(_V1_MESSAGE[0], path=p, hint=_V1_MESSAGE[1])
         raise InputError("directory holds no checkpoint bertconv can read", path=p,
                          hint="expected a TF checkpoint (*.index + *.data-*), model.safetensors, "
                               "pytorch_model.bin or tf_model.h5")
     name = p.name
     if name.endswith(".index") or _DATA_FILE.match(name):
         return "tf-bundle", p
+    if name.endswith(".meta"):
+        prefix = Path(str(p)[:-len(".meta")])
+        if Path(str(prefix) + ".index").is_file():
+            return "tf-bundle", prefix
+        if not prefix.is_file():
+            raise CheckpointFormatError(_V1_MESSAGE[0], path=p, hint=_V1_MESSAGE[1])
+        return "tf-bundle", prefix  # a V1 checkpoint file: the TF reader names it as such
     if not p.exists():
         if Path(str(p) + ".index").is_file():
             return "tf-bundle", p
         if Path(str(p) + ".meta").is_file():
-            raise CheckpointFormatError(
-                "a V1 checkpoint (no .index file) or only a graph (.meta); bertconv reads V2 checkpoints",
-                path=p, hint="re-save it with TensorFlow's tf.train.Saver (V2 is its default)")
+            raise CheckpointFormatError(_V1_MESSAGE[0], path=p, hint=_V1_MESSAGE[1])
         raise InputError("no such file or directory", path=p)
     suffix = p.suffix.lower()
     if suffix == ".safetensors" or name.endswith(".safetensors.index.json"):
@@ -59,19 +83,29 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
         return "torch-bin", p
     if suffix in (".h5", ".hdf5", ".keras"):
         return "keras-h5", p
+    # No telling suffix: look at the bytes.
     with open(p, "rb") as f:
-        head = f.read(8)
+        head = f.read(9)
+        size = f.seek(0, 2)
+        tail = b""
+        if size >= 8:
+            f.seek(size - 8)
+            tail = f.read(8)
     if head.startswith(b"\x89HDF"):
         return "keras-h5", p
     if head.startswith(b"PK\x03\x04"):
         return "torch-bin", p
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors", p
+    if tail == _TABLE_MAGIC:
+        return "tf-bundle", p  # an index under another name, or a V1 checkpoint: the reader says which
     raise CheckpointFormatError("not a checkpoint of a format bertconv reads", path=p,
                                 hint="supported: TF V2 checkpoints, .safetensors, pytorch_model.bin, Keras .h5")
 
 
-def open_source(path: str | Path, *, verify_crc: bool = True) -> TensorSource:
+def open_source(path: str | Path, *, verify_crc: bool = True, prefer: str | None = None) -> TensorSource:
     """Open any supported checkpoint for reading (see :func:`detect_format`)."""
-    fmt, location = detect_format(path)
+    fmt, location = detect_format(path, prefer)
     given = Path(path)
     directory = given if given.is_dir() else None
     if fmt == "tf-bundle":
