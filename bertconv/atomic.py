@@ -21,6 +21,17 @@ def check_name(target: Path) -> None:
                           path=target, hint="e.g. bert-hf")
 
 
+def check_not_reading(target: Path, read: list[Path]) -> None:
+    """Refuse an output that is, or contains, a file the run reads: replacing it (--overwrite)
+    would destroy the input."""
+    resolved = Path(target).resolve()
+    for path in read:
+        path = Path(path).resolve()
+        if path == resolved or resolved in path.parents:
+            raise OutputError(f"the output would replace {path.name}, which this run reads",
+                              path=target, hint="write the output outside the source checkpoint")
+
+
 def check_target(target: Path, *, overwrite: bool, kind: str) -> None:
     """Refuse an existing target unless ``overwrite``; refuse a target of the wrong kind always."""
     target = Path(target)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_dir, atomic_file, check_name
+from .atomic import atomic_dir, atomic_file, check_name, check_not_reading
 from .errors import InputError, OutputError
 from .families.base import apply_transform
 from .formats import open_source
@@ -44,6 +44,8 @@ class ConversionReport:
     files: list[str]
     do_lower_case: bool | None
     notes: list[str] = field(default_factory=list)
+    #: the checkpoint prefix or file the weights were actually read from
+    weights_from: str = ""
     seconds: float = 0.0          # the whole conversion, validation included
     write_seconds: float = 0.0    # planning and writing, up to the check
     validation: Any = None   # a validate.ValidationReport when the output was checked
@@ -58,6 +60,9 @@ class ConversionReport:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.training_state_dropped.items()))
         lines = [
             f"source       {self.source} ({self.family}; config {self.config_origin})",
+            # shown when a `checkpoint` file led elsewhere than the directory named
+            *([f"weights      {self.weights_from}"] if self.weights_from and
+              Path(self.weights_from).resolve().parent != _directory_of(self.source) else []),
             f"model        {self.architecture}: {self.tensors_written} tensors, "
             f"{self.parameters:,} parameters, {self.dtype}",
             f"heads        found: {', '.join(self.heads_present) or 'none'}; "
@@ -73,6 +78,11 @@ class ConversionReport:
         for note in self.notes:
             lines.append(f"note         {note}")
         return lines
+
+
+def _directory_of(source: str) -> Path:
+    path = Path(source).resolve()
+    return path if path.is_dir() else path.parent
 
 
 def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
@@ -283,6 +293,7 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
             training_state_dropped=counts, heads_dropped=plan.dropped_heads,
             unknown_dropped=plan.unknown, files=files, do_lower_case=do_lower, notes=notes)
         report.validation = validation
+        report.weights_from = str(getattr(src, "prefix", None) or src.path)
         report.write_seconds = write_seconds
         report.seconds = time.perf_counter() - started
     return report
@@ -316,14 +327,7 @@ def _files_read(src, plan: Plan) -> list[Path]:
 
 
 def _refuse_overwriting_source(output: Path, src, plan: Plan) -> None:
-    """The output may not be, or contain, anything the conversion reads: with --overwrite that
-    would destroy the original checkpoint."""
-    target = output.resolve()
-    for path in _files_read(src, plan):
-        path = path.resolve()
-        if path == target or target in path.parents:
-            raise OutputError(f"the output would replace {path.name}, which this conversion reads",
-                              path=output, hint="write the output outside the source checkpoint")
+    check_not_reading(output, _files_read(src, plan))
 
 
 def _check_before_publishing(written: Path, src, plan: Plan, dtype: str, gelu: str, notes: list[str]):

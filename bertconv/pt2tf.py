@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, check_not_reading
 from .config import BertConfig, compare_configs
 from .errors import ConfigError, InputError, MappingError
 from .families import _TIED_ALIASES
@@ -221,6 +221,7 @@ def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,
 
         files = [f"{CHECKPOINT_NAME}.index", f"{CHECKPOINT_NAME}.data-00000-of-00001", "checkpoint",
                  "bert_config.json"]
+        check_not_reading(Path(output), [p for p in (src.path, config_path, src.sidecar("vocab.txt")) if p])
         with atomic_dir(output, overwrite=overwrite) as tmp:
             from .formats.tf_bundle_writer import write_tf_bundle
 

@@ -55,7 +55,7 @@ def test_output_never_replaces_the_source(where, copy_fixture, tmp_path):
         with pytest.raises(OutputError, match="reads"):
             convert(src, target, overwrite=True, vocab=target / "vocab.txt")
     else:
-        with pytest.raises(OutputError, match="which this conversion reads"):
+        with pytest.raises(OutputError, match="which this run reads"):
             convert(src, target, format=fmt, overwrite=True)
     assert sorted(p.relative_to(src) for p in src.rglob("*")) == before
     assert open_source(src).names()
@@ -142,3 +142,12 @@ def test_with_transformers_is_for_bert_models(tmp_path, capsys):
     convert(albert, tmp_path / "al", validate=False)
     rc, _, err = cli(capsys, "validate", tmp_path / "al", "--against", albert, "--with-transformers")
     assert rc == 2 and "--with-transformers runs BERT models" in err
+
+
+def test_pt2tf_never_replaces_its_source(tmp_path):
+    from bertconv.pt2tf import pt2tf
+    convert(fixture_dir("bert_pretrain"), tmp_path / "hf", validate=False)
+    before = sorted(p.name for p in (tmp_path / "hf").iterdir())
+    with pytest.raises(OutputError, match="which this run reads"):
+        pt2tf(tmp_path / "hf", tmp_path / "hf", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == before
