@@ -257,13 +257,15 @@ def validate(converted, against, golden, save_golden, reference, device, dtypes,
 @click.argument("b", type=click.Path())
 @click.option("--atol", type=float, default=0.0, show_default=True, help="Allowed max abs difference per tensor.")
 @click.option("--family", help="Model family (default: detected).")
+@click.option("--tower", type=click.Choice(["discriminator", "generator"]),
+              help="ELECTRA: which model of the checkpoint to compare (default: as the converted side records).")
 @json_option
 @debug_option
-def diff(a, b, atol, family, as_json):
+def diff(a, b, atol, family, tower, as_json):
     """Compare the weights of two checkpoints of any supported formats (mapping-aware)."""
     from .diff import diff as run_diff
 
-    report = run_diff(a, b, atol=atol, family=family)
+    report = run_diff(a, b, atol=atol, family=family, tower=tower)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
     else:

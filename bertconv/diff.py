@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CheckFailed, InputError
-from .families import _TIED_ALIASES, source_view
+from .families import _TIED_ALIASES, select_tower, source_view
 from .families.base import apply_transform, training_state_kind, transformed_shape
 from .formats import open_source
 from .plan import METADATA_NAMES
@@ -215,9 +215,20 @@ class _Side:
 _HF_BUFFERS = re.compile(r"^(\w+\.)?embeddings\.(position_ids|token_type_ids)$")
 
 
-def _describe(source: TensorSource, family: str | None) -> tuple[_Side, str | None]:
+def _describe(source: TensorSource, family: str | None, tower: str | None = None,
+              bound=None) -> tuple[_Side, str | None]:
     names = source.names()
     fam, naming, to_source = source_view(names, family, source=source)
+    if tower and naming == "tf" and fam is not None and fam.towers and fam.tower != tower:
+        # a checkpoint of several models (ELECTRA): compare the one the converted side holds
+        fam = select_tower(fam, tower).for_checkpoint(names, source)
+        to_source = {n: n for n in names if fam.mapping.to_target(n)}
+    elif bound is not None and naming == "pt" and getattr(bound, "tower", None) and fam is not None \
+            and fam.tower != bound.tower:
+        # PyTorch names of that model, read through the table the TensorFlow side was bound to
+        fam = bound
+        matches = {n: fam.mapping.to_source(n) or fam.mapping.to_source(f"{fam.model_type}.{n}") for n in names}
+        to_source = {n: m.source for n, m in matches.items() if m}
     present = set(names)
     ignored = {}
     for name in names:
@@ -329,13 +340,17 @@ def _compare(report: DiffReport, side_a: _Side, side_b: _Side, name_a: str, name
 
 
 def diff(a: str | Path, b: str | Path, *, atol: float = 0.0, rtol: float = 0.0,
-         family: str | None = None) -> DiffReport:
+         family: str | None = None, tower: str | None = None) -> DiffReport:
     """Compare the weights of checkpoint ``a`` with those of ``b`` (any supported formats)."""
     if atol < 0 or rtol < 0 or math.isnan(atol) or math.isnan(rtol):
         raise InputError("atol and rtol must be non-negative numbers")
     with open_source(a) as source_a, open_source(b) as source_b:
-        side_a, family_a = _describe(source_a, family)
-        side_b, family_b = _describe(source_b, family)
+        tower = tower or _tower_of(source_a) or _tower_of(source_b)
+        side_a, family_a = _describe(source_a, family, tower)
+        side_b, family_b = _describe(source_b, family, tower,
+                                     bound=side_a.family if side_a.naming == "tf" else None)
+        if side_a.naming == "pt" and side_b.naming == "tf":
+            side_a, family_a = _describe(source_a, family, tower, bound=side_b.family)
         report = DiffReport(str(a), str(b), source_a.format_name, source_b.format_name,
                             side_a.naming, side_b.naming, family_a or family_b, atol, rtol)
         report.ignored_training_state = (
@@ -358,6 +373,21 @@ def diff(a: str | Path, b: str | Path, *, atol: float = 0.0, rtol: float = 0.0,
         report.unexpected_in_b.sort()
         report.compared.sort(key=lambda d: (d.alias, d.name, d.name_b))
         return report
+
+
+def _tower_of(source: TensorSource) -> str | None:
+    """The tower a converted output was exported from, as tf2pt records it."""
+    import json
+    config = source.sidecar("config.json")
+    try:
+        if config is not None:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        else:
+            data = json.loads((getattr(source, "metadata", None) or {}).get("bertconv.config", "{}"))
+        tower = (data.get("bertconv") or {}).get("tower")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return tower if isinstance(tower, str) else None
 
 
 def _architecture(side: _Side) -> str | None:

@@ -130,3 +130,16 @@ def test_generator_tower_missing_is_named(tmp_path):
 def test_tower_on_a_bert_checkpoint_is_refused(tmp_path):
     with pytest.raises(InputError, match="single model"):
         convert(FIXTURES / "bert_pretrain", tmp_path / "out", tower="generator")
+
+
+def test_diff_compares_the_converted_tower(tmp_path):
+    """The converted side records its tower; diff compares the checkpoint's model of that tower."""
+    from bertconv.diff import diff
+    src = electra_fixture()
+    for tower in ("generator", "discriminator"):
+        out = tmp_path / tower
+        convert(src, out, tower=tower, validate=False)
+        for a, b in ((src, out), (out, src)):
+            report = diff(a, b)
+            assert report.passed, report.render()
+            assert report.compared and all(d.max_abs == 0 for d in report.compared)
