@@ -115,6 +115,34 @@ def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     return {k: v for k, v in sizes.items() if v is not None}
 
 
+def infer_sizes_through(mapping, shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, int], dict]:
+    """For tables that reach Hugging Face BERT names from another layout (Garden, Keras): the
+    sizes read off each tensor's BERT target, and the source shapes keyed by target."""
+    by_target, layers = {}, set()
+    for name, shape in shapes.items():
+        m = mapping.to_target(name)
+        if m is not None:
+            by_target[m.target] = tuple(shape)
+            if m.layer is not None:
+                layers.add(m.layer)
+
+    def dim(target, axis):
+        shape = by_target.get(target)
+        return shape[axis] if shape is not None and len(shape) > axis else None
+
+    sizes = {
+        "vocab_size": dim("bert.embeddings.word_embeddings.weight", 0),
+        "hidden_size": dim("bert.embeddings.word_embeddings.weight", 1),
+        "max_position_embeddings": dim("bert.embeddings.position_embeddings.weight", 0),
+        "type_vocab_size": dim("bert.embeddings.token_type_embeddings.weight", 0),
+        # source kernels are [in, out]
+        "intermediate_size": dim("bert.encoder.layer.0.intermediate.dense.weight", 1),
+        "num_hidden_layers": (max(layers) + 1) if layers else None,
+        "num_labels": dim("classifier.weight", 1),
+    }
+    return {k: v for k, v in sizes.items() if v is not None}, by_target
+
+
 def _family():
     import re
 

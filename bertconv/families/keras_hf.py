@@ -28,6 +28,7 @@ from functools import partial
 
 from .base import TRANSPOSE as T
 from .base import Mapping, Rule
+from .bert import infer_sizes_through
 
 L = "bert/encoder/layer_._{layer}/"
 P = "bert.encoder.layer.{layer}."
@@ -99,28 +100,7 @@ def _source_shape(rule: Rule) -> tuple:
 
 def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     """Every config field the shapes determine (the head count is not among them)."""
-    by_target, layers = {}, set()
-    for name, shape in shapes.items():
-        m = mapping.to_target(name)
-        if m is not None:
-            by_target[m.target] = tuple(shape)
-            if m.layer is not None:
-                layers.add(m.layer)
-
-    def dim(target, axis):
-        shape = by_target.get(target)
-        return shape[axis] if shape is not None and len(shape) > axis else None
-
-    sizes = {
-        "vocab_size": dim("bert.embeddings.word_embeddings.weight", 0),
-        "hidden_size": dim("bert.embeddings.word_embeddings.weight", 1),
-        "max_position_embeddings": dim("bert.embeddings.position_embeddings.weight", 0),
-        "type_vocab_size": dim("bert.embeddings.token_type_embeddings.weight", 0),
-        "intermediate_size": dim("bert.encoder.layer.0.intermediate.dense.weight", 1),
-        "num_hidden_layers": (max(layers) + 1) if layers else None,
-        "num_labels": dim("classifier.weight", 1),
-    }
-    return {k: v for k, v in sizes.items() if v is not None}
+    return infer_sizes_through(mapping, shapes)[0]
 
 
 def model_scope(names) -> str | None:

@@ -43,6 +43,7 @@ from .base import MERGE_HEADS_IN_T as MHI
 from .base import MERGE_HEADS_OUT_T as MHO
 from .base import TRANSPOSE as T
 from .base import Mapping, Rule, apply_transform, invert_transform
+from .bert import infer_sizes_through
 
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 #: the first ``layer_with_weights`` index of an encoder layer (after word, position, type, LayerNorm)
@@ -162,32 +163,12 @@ def _shapes_by_source(rules) -> dict[str, tuple]:
 
 def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     """Every config field the shapes determine, the head count included."""
-    by_target: dict[str, tuple[int, ...]] = {}
-    layers = set()
-    for name, shape in shapes.items():
-        m = mapping.to_target(name)
-        if m is None:
-            continue
-        by_target[m.target] = tuple(shape)
-        if m.layer is not None:
-            layers.add(m.layer)
-
-    def dim(target, axis):
-        shape = by_target.get(target)
-        return shape[axis] if shape is not None and len(shape) > axis else None
-
-    query = "bert.encoder.layer.0.attention.self.query.weight"
-    sizes = {
-        "vocab_size": dim("bert.embeddings.word_embeddings.weight", 0),
-        "hidden_size": dim("bert.embeddings.word_embeddings.weight", 1),
-        "max_position_embeddings": dim("bert.embeddings.position_embeddings.weight", 0),
-        "type_vocab_size": dim("bert.embeddings.token_type_embeddings.weight", 0),
-        "intermediate_size": dim("bert.encoder.layer.0.intermediate.dense.weight", 1),
-        "num_hidden_layers": (max(layers) + 1) if layers else None,
-        # stated outright by the einsum kernel [H, heads, head_size]
-        "num_attention_heads": dim(query, 1) if len(by_target.get(query, ())) == 3 else None,
-    }
-    return {k: v for k, v in sizes.items() if v is not None}
+    sizes, by_target = infer_sizes_through(mapping, shapes)
+    sizes.pop("num_labels", None)  # no classifier rows in the Garden tables
+    query = by_target.get("bert.encoder.layer.0.attention.self.query.weight", ())
+    if len(query) == 3:  # stated outright by the einsum kernel [H, heads, head_size]
+        sizes["num_attention_heads"] = query[1]
+    return sizes
 
 
 # -- resolving the table for one checkpoint ------------------------------------------------------
