@@ -97,27 +97,17 @@ SHAPES = {
 
 def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     """Every config field the shapes determine (the head count is not among them)."""
-    from ..config import count_layers
-
-    def dim(name, axis):
-        shape = shapes.get(name)
-        return shape[axis] if shape is not None and len(shape) > axis else None
-
-    sizes = {
-        "vocab_size": dim("bert/embeddings/word_embeddings", 0),
-        "hidden_size": dim("bert/embeddings/word_embeddings", 1),
-        "max_position_embeddings": dim("bert/embeddings/position_embeddings", 0),
-        "type_vocab_size": dim("bert/embeddings/token_type_embeddings", 0),
-        "intermediate_size": dim("bert/encoder/layer_0/intermediate/dense/kernel", 1),
-        "num_hidden_layers": count_layers(n for n in shapes if n.startswith("bert/encoder/")) or None,
-        "num_labels": dim("output_weights", 0),
-    }
-    return {k: v for k, v in sizes.items() if v is not None}
+    sizes, by_target = infer_sizes_through(MAPPING, shapes)
+    classifier = by_target.get("classifier.weight")
+    if classifier:  # run_classifier.py's output_weights is already [labels, hidden]
+        sizes["num_labels"] = classifier[0]
+    return sizes
 
 
 def infer_sizes_through(mapping, shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, int], dict]:
-    """For tables that reach Hugging Face BERT names from another layout (Garden, Keras): the
-    sizes read off each tensor's BERT target, and the source shapes keyed by target."""
+    """The sizes read off each tensor's Hugging Face BERT target through ``mapping`` (BERT's own
+    table, or one from another layout such as Garden or Keras), and the source shapes keyed by
+    target. ``num_labels`` assumes a classifier kernel stored [hidden, labels]."""
     by_target, layers = {}, set()
     for name, shape in shapes.items():
         m = mapping.to_target(name)
