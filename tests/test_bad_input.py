@@ -139,7 +139,7 @@ def test_output_directory_immutable(tmp_path, capsys):
 def test_sigkill_mid_write_leaves_nothing(tmp_path):
     """Kill a conversion while it writes; the target must not exist; a re-run succeeds."""
     from bertconv.formats.tf_bundle_writer import write_tf_bundle
-    hidden, inter, vocab, layers = 256, 1024, 30000, 4
+    hidden, inter, vocab, layers = 384, 1536, 30000, 4
     rng = np.random.default_rng(0)
 
     def w(*shape):
@@ -165,7 +165,7 @@ def test_sigkill_mid_write_leaves_nothing(tmp_path):
     cmd = [sys.executable, "-c", "import sys; from bertconv.cli import main; sys.exit(main(sys.argv[1:]))",
            "tf2pt", str(src), str(out), "--no-validate", "-q"]
     killed_while_writing = False
-    for _ in range(5):  # the write window is short; try a few times to land the kill inside it
+    for _ in range(10):  # the write window is short; try a few times to land the kill inside it
         proc = subprocess.Popen(cmd, cwd=ROOT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
