@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .errors import BertconvError
+from .families import HEAD_CHOICES
 
 _state = {"debug": False}
 
@@ -149,7 +150,7 @@ def _fmt(x):
 @click.option("--format", "fmt", type=click.Choice(["hf", "safetensors"]), default="hf", show_default=True,
               help="A Hugging Face model directory, or one .safetensors file.")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True)
-@click.option("--head", type=click.Choice(["auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad"]),
+@click.option("--head", type=click.Choice(HEAD_CHOICES),
               default="auto", show_default=True, help="Which head to export (auto: what the checkpoint has).")
 @click.option("--labels", help="Comma-separated class names for a classifier head (fills id2label).")
 @click.option("--cased/--uncased", "cased", default=None, help="Override the inferred do_lower_case.")

@@ -17,7 +17,6 @@ Numerics follow google-research/bert's modeling.py where the two could differ:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,7 @@ from torch import nn
 
 from . import outputs as out
 from .config import BertConfig
-from .converted import (ARCHITECTURE_HEADS, ARCHITECTURES, HEAD_ARCHITECTURES, _describe,  # noqa: F401
-                        describe_converted, infer_architecture, read_config_json, resolve_files)
+from .converted import ARCHITECTURE_HEADS, ARCHITECTURES, _describe, resolve_files
 from .errors import ConfigError, InputError, MappingError
 
 #: modeling.py's additive attention-mask value for padded keys.
@@ -331,11 +329,6 @@ def build_model(config: BertConfig, architecture: str = "BertModel", *, num_labe
 def _encoder_of(model: nn.Module) -> BertEncoderModel:
     # other families' models (model_albert, model_electra) keep config and mask value on the top module
     return model if isinstance(model, BertEncoderModel) else getattr(model, "bert", model)
-
-
-def set_attention_mask_value(model: nn.Module, value: float) -> None:
-    """Replace the additive mask constant (used to model a conversion that got it wrong)."""
-    _encoder_of(model).attention_mask_value = value
 
 
 # ------------------------------------------------------------------------------------- running

@@ -27,7 +27,7 @@ import numpy as np
 
 from .atomic import atomic_dir, check_not_reading
 from .config import BertConfig, compare_configs
-from .errors import ConfigError, InputError, MappingError
+from .errors import ConfigError, MappingError
 from .families import _TIED_ALIASES
 from .families.base import invert_transform
 from .families.bert import FAMILY as BERT

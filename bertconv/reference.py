@@ -189,6 +189,39 @@ def _check_inputs(inputs: MappingABC, config: BertConfig) -> tuple[np.ndarray, n
     return input_ids, token_type_ids, attention_mask
 
 
+#: Where one transformer layer's tensors live, relative to its scope: google-research/bert's
+#: names; ALBERT's shared block names the same tensors differently.
+BERT_LAYER_NAMES = ("attention/self/query", "attention/self/key", "attention/self/value",
+                    "attention/output/dense", "attention/output/LayerNorm",
+                    "intermediate/dense", "output/dense", "output/LayerNorm")
+
+
+def mask_adder_of(attention_mask: np.ndarray) -> np.ndarray:
+    """[B, 1, 1, T_key]: the same adder for every head and every query position."""
+    return ((1.0 - attention_mask.astype(np.float64)) * ATTENTION_MASK_ADDER)[:, None, None, :]
+
+
+def transformer_layer(x: np.ndarray, get, scope: str, names, mask_adder: np.ndarray, *,
+                      num_heads: int, inter: int, act, eps: float) -> np.ndarray:
+    """One post-LayerNorm transformer layer of modeling.py's ``transformer_model``, in float64.
+    ``names`` lists the eight sub-scopes in the order of ``BERT_LAYER_NAMES``."""
+    q, k, v, attn_out, attn_ln, ffn_in, ffn_out, out_ln = (f"{scope}/{n}" for n in names)
+    batch, seq_len, hidden = x.shape
+    head_size = hidden // num_heads
+
+    def split_heads(t: np.ndarray) -> np.ndarray:
+        return t.reshape(batch, seq_len, num_heads, head_size).transpose(0, 2, 1, 3)  # [B, A, T, d]
+
+    query = split_heads(_dense(x, get, q, hidden, hidden))
+    key = split_heads(_dense(x, get, k, hidden, hidden))
+    value = split_heads(_dense(x, get, v, hidden, hidden))
+    scores = query @ key.transpose(0, 1, 3, 2) * (1.0 / math.sqrt(head_size)) + mask_adder  # [B, A, T, T]
+    context = (_softmax(scores) @ value).transpose(0, 2, 1, 3).reshape(batch, seq_len, hidden)
+    attention = _layer_norm(_dense(context, get, attn_out, hidden, hidden) + x, get, attn_ln, eps)
+    intermediate = act(_dense(attention, get, ffn_in, hidden, inter))
+    return _layer_norm(_dense(intermediate, get, ffn_out, inter, hidden) + attention, get, out_ln, eps)
+
+
 def _select_heads(get: _Weights, heads: Iterable[str] | None, has_pooler: bool) -> list[str]:
     if heads is None:
         chosen = [h for h, names in HEAD_TENSORS.items() if all(get.has(n) for n in names)]
@@ -223,7 +256,7 @@ def reference_forward(weights: Any, config: BertConfig, inputs: MappingABC, *,
     act = ACTIVATIONS[act_name]
     eps = config.layer_norm_eps
     hidden, inter = config.hidden_size, config.intermediate_size
-    num_heads, head_size = config.num_attention_heads, config.head_size
+    num_heads = config.num_attention_heads
     input_ids, token_type_ids, attention_mask = _check_inputs(inputs, config)
     batch, seq_len = input_ids.shape
 
@@ -245,27 +278,12 @@ def reference_forward(weights: Any, config: BertConfig, inputs: MappingABC, *,
     x = _layer_norm(x, get, "bert/embeddings/LayerNorm", eps)
     results[out.EMBEDDINGS] = x
 
-    # [B, 1, 1, T_key]: the same adder for every head and every query position
-    mask_adder = ((1.0 - attention_mask.astype(np.float64)) * ATTENTION_MASK_ADDER)[:, None, None, :]
-    scale = 1.0 / math.sqrt(head_size)
-
-    def split_heads(t: np.ndarray) -> np.ndarray:
-        return t.reshape(batch, seq_len, num_heads, head_size).transpose(0, 2, 1, 3)  # [B, A, T, d]
+    mask_adder = mask_adder_of(attention_mask)
 
     # -- encoder, one layer at a time
     for i in range(config.num_hidden_layers):
-        scope = f"bert/encoder/layer_{i}"
-        query = split_heads(_dense(x, get, f"{scope}/attention/self/query", hidden, hidden))
-        key = split_heads(_dense(x, get, f"{scope}/attention/self/key", hidden, hidden))
-        value = split_heads(_dense(x, get, f"{scope}/attention/self/value", hidden, hidden))
-        scores = query @ key.transpose(0, 1, 3, 2) * scale + mask_adder  # [B, A, T, T]
-        context = _softmax(scores) @ value  # [B, A, T, d]
-        context = context.transpose(0, 2, 1, 3).reshape(batch, seq_len, hidden)
-        attention = _dense(context, get, f"{scope}/attention/output/dense", hidden, hidden)
-        attention = _layer_norm(attention + x, get, f"{scope}/attention/output/LayerNorm", eps)
-        intermediate = act(_dense(attention, get, f"{scope}/intermediate/dense", hidden, inter))
-        layer_out = _dense(intermediate, get, f"{scope}/output/dense", inter, hidden)
-        x = _layer_norm(layer_out + attention, get, f"{scope}/output/LayerNorm", eps)
+        x = transformer_layer(x, get, f"bert/encoder/layer_{i}", BERT_LAYER_NAMES, mask_adder,
+                              num_heads=num_heads, inter=inter, act=act, eps=eps)
         results[out.layer(i)] = x
     results[out.SEQUENCE] = x
 

@@ -18,7 +18,6 @@ modeling.py and run_pretraining.py in inference mode:
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
 from typing import Any
@@ -28,8 +27,8 @@ import numpy as np
 from . import outputs as out
 from .config import BertConfig
 from .errors import InputError
-from .reference import (ACTIVATIONS, ATTENTION_MASK_ADDER, _check_inputs, _check_shape, _dense, _layer_norm,
-                        _output_weights, _softmax, _Weights)
+from .reference import (ACTIVATIONS, _check_inputs, _check_shape, _dense, _layer_norm, _output_weights, _Weights,
+                        mask_adder_of, transformer_layer)
 
 _HEAD_TENSORS = {
     "mlm": ("cls/predictions/transform/dense/kernel", "cls/predictions/output_bias"),
@@ -68,7 +67,7 @@ def albert_reference_forward(weights: Any, config: BertConfig, inputs: MappingAB
     eps = config.layer_norm_eps
     hidden, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     width = config.embedding_size or hidden
-    num_heads, head_size = config.num_attention_heads, config.head_size
+    num_heads = config.num_attention_heads
     input_ids, token_type_ids, attention_mask = _check_inputs(inputs, config)
     batch, seq_len = input_ids.shape
     chosen = [h for h in _HEAD_TENSORS if all(get.has(n) for n in _HEAD_TENSORS[h])] if heads is None else list(heads)
@@ -89,28 +88,17 @@ def albert_reference_forward(weights: Any, config: BertConfig, inputs: MappingAB
     if width != hidden:
         x = _dense(x, get, "bert/encoder/embedding_hidden_mapping_in", width, hidden)
 
-    mask_adder = ((1.0 - attention_mask.astype(np.float64)) * ATTENTION_MASK_ADDER)[:, None, None, :]
-    scale = 1.0 / math.sqrt(head_size)
-
-    def split_heads(t):
-        return t.reshape(batch, seq_len, num_heads, head_size).transpose(0, 2, 1, 3)
-
-    def block(h, scope):
-        query = split_heads(_dense(h, get, f"{scope}/attention_1/self/query", hidden, hidden))
-        key = split_heads(_dense(h, get, f"{scope}/attention_1/self/key", hidden, hidden))
-        value = split_heads(_dense(h, get, f"{scope}/attention_1/self/value", hidden, hidden))
-        context = _softmax(query @ key.transpose(0, 1, 3, 2) * scale + mask_adder) @ value
-        context = context.transpose(0, 2, 1, 3).reshape(batch, seq_len, hidden)
-        attention = _dense(context, get, f"{scope}/attention_1/output/dense", hidden, hidden)
-        attention = _layer_norm(attention + h, get, f"{scope}/LayerNorm", eps)
-        ffn = act(_dense(attention, get, f"{scope}/ffn_1/intermediate/dense", hidden, inter))
-        ffn = _dense(ffn, get, f"{scope}/ffn_1/intermediate/output/dense", inter, hidden)
-        return _layer_norm(ffn + attention, get, f"{scope}/LayerNorm_1", eps)
+    mask_adder = mask_adder_of(attention_mask)
+    # ALBERT's block (modeling.py's attention_ffn_block) under its own names
+    names = ("attention_1/self/query", "attention_1/self/key", "attention_1/self/value",
+             "attention_1/output/dense", "LayerNorm", "ffn_1/intermediate/dense",
+             "ffn_1/intermediate/output/dense", "LayerNorm_1")
 
     for i in range(layers):
         group = int(i / layers * groups)
         for j in range(inner):
-            x = block(x, f"bert/encoder/transformer/group_{group}/inner_group_{j}")
+            x = transformer_layer(x, get, f"bert/encoder/transformer/group_{group}/inner_group_{j}", names,
+                                  mask_adder, num_heads=num_heads, inter=inter, act=act, eps=eps)
         results[out.layer(i)] = x
     results[out.SEQUENCE] = x
 

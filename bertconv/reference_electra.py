@@ -17,7 +17,6 @@ mode:
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping as MappingABC
 from typing import Any
 
@@ -26,8 +25,8 @@ import numpy as np
 from . import outputs as out
 from .config import BertConfig
 from .errors import InputError
-from .reference import (ACTIVATIONS, ATTENTION_MASK_ADDER, _check_inputs, _check_shape, _dense, _gelu_erf,
-                        _gelu_tanh, _layer_norm, _softmax, _Weights)
+from .reference import (ACTIVATIONS, BERT_LAYER_NAMES, _check_inputs, _check_shape, _dense, _gelu_erf, _gelu_tanh,
+                        _layer_norm, _Weights, mask_adder_of, transformer_layer)
 
 #: ELECTRA's get_activation: its "gelu" is the erf form
 ELECTRA_ACTIVATIONS = {**ACTIVATIONS, "gelu": _gelu_erf, "gelu_exact": _gelu_erf, "gelu_new": _gelu_tanh}
@@ -47,7 +46,7 @@ def electra_reference_forward(weights: Any, config: BertConfig, inputs: MappingA
     eps = config.layer_norm_eps
     hidden, inter = config.hidden_size, config.intermediate_size
     width = config.embedding_size or hidden
-    num_heads, head_size = config.num_attention_heads, config.head_size
+    num_heads = config.num_attention_heads
     input_ids, token_type_ids, attention_mask = _check_inputs(inputs, config)
     batch, seq_len = input_ids.shape
     embeddings = "generator/embeddings" if tower == "generator" and get.has("generator/embeddings/word_embeddings") \
@@ -66,24 +65,10 @@ def electra_reference_forward(weights: Any, config: BertConfig, inputs: MappingA
     if width != hidden:
         x = _dense(x, get, f"{scope}/embeddings_project", width, hidden)
 
-    mask_adder = ((1.0 - attention_mask.astype(np.float64)) * ATTENTION_MASK_ADDER)[:, None, None, :]
-    scale = 1.0 / math.sqrt(head_size)
-
-    def split_heads(t):
-        return t.reshape(batch, seq_len, num_heads, head_size).transpose(0, 2, 1, 3)
-
+    mask_adder = mask_adder_of(attention_mask)
     for i in range(config.num_hidden_layers):
-        layer = f"{scope}/encoder/layer_{i}"
-        query = split_heads(_dense(x, get, f"{layer}/attention/self/query", hidden, hidden))
-        key = split_heads(_dense(x, get, f"{layer}/attention/self/key", hidden, hidden))
-        value = split_heads(_dense(x, get, f"{layer}/attention/self/value", hidden, hidden))
-        context = _softmax(query @ key.transpose(0, 1, 3, 2) * scale + mask_adder) @ value
-        context = context.transpose(0, 2, 1, 3).reshape(batch, seq_len, hidden)
-        attention = _dense(context, get, f"{layer}/attention/output/dense", hidden, hidden)
-        attention = _layer_norm(attention + x, get, f"{layer}/attention/output/LayerNorm", eps)
-        inner = act(_dense(attention, get, f"{layer}/intermediate/dense", hidden, inter))
-        x = _layer_norm(_dense(inner, get, f"{layer}/output/dense", inter, hidden) + attention, get,
-                        f"{layer}/output/LayerNorm", eps)
+        x = transformer_layer(x, get, f"{scope}/encoder/layer_{i}", BERT_LAYER_NAMES, mask_adder,
+                              num_heads=num_heads, inter=inter, act=act, eps=eps)
         results[out.layer(i)] = x
     results[out.SEQUENCE] = x
 

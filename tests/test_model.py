@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 from bertconv import outputs as out
 from bertconv.config import BertConfig
 from bertconv.errors import ConfigError, MappingError
-from bertconv.model import (ARCHITECTURES, build_model, infer_architecture, load_model, load_state_dict_strict,
-                            run_outputs)
+from bertconv.converted import ARCHITECTURES, infer_architecture
+from bertconv.model import build_model, load_model, load_state_dict_strict, run_outputs
 from bertconv.reference import make_inputs
 
 transformers = pytest.importorskip("transformers", reason="the comparison needs transformers")

@@ -9,9 +9,6 @@ from typing import Callable, Iterable
 from ..errors import InputError
 from .base import Mapping
 
-#: optional parts of a model that are not task heads
-STRUCTURAL_PARTS = frozenset({"pooler"})
-
 #: user-facing head names accepted by ``--head``, besides ``auto``
 HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
 
@@ -61,7 +58,7 @@ class Family:
 
     def heads_present(self, names: Iterable[str]) -> set[str]:
         """Task heads whose tensors appear among ``names`` (the pooler is a part, not a head)."""
-        return {p for p in self.parts_present(names) if p not in STRUCTURAL_PARTS and p not in self.structural_parts}
+        return {p for p in self.parts_present(names) if p not in self.structural_parts}
 
     def parts_present(self, names: Iterable[str]) -> set[str]:
         parts = set()
@@ -129,10 +126,6 @@ def get_family(name: str) -> Family:
     except KeyError:
         raise InputError(f"unknown model family {name!r}",
                          hint=f"choose one of {', '.join(family_names())}") from None
-
-
-def register(name: str, loader: Callable[[], Family]) -> None:
-    _LOADERS[name] = loader
 
 
 def select_tower(family: Family, tower: str | None) -> Family:
