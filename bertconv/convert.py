@@ -346,9 +346,8 @@ def _check_before_publishing(written: Path, src, plan: Plan, dtype: str, gelu: s
         config = dataclasses.replace(config, hidden_act="gelu_exact")
         notes.append("--gelu exact: checked against the original's weights with the erf GELU; the original "
                      "model computes the tanh form (outputs differ by about 1e-3)")
-    if plan.family.name not in ("bert", "albert", "electra"):  # these have references of their own
-        # The reference reads google-research/bert's names: other layouts are seen through them.
-        from .families.tf2_garden import google_names_view
+    from .families.views import google_names_view, reads_through_bert_names
+    if reads_through_bert_names(plan.family):
         original = google_names_view(src, plan.family)
         act = plan.family.reference_activation.get(config.hidden_act)
         if act:

@@ -322,10 +322,10 @@ def _open_against(against):
         from .formats import open_source
         source = open_source(against)
         family = detect_family(source.names())
-        if family is not None and family.name in ("tf2_garden", "keras_hf"):
-            # These layouts hold BERT itself: the reference reads them through google-research/
-            # bert's names, a pure relayout of the same arrays.
-            from .families.tf2_garden import google_names_view
+        from .families.views import google_names_view, reads_through_bert_names
+        if reads_through_bert_names(family):
+            # BERT itself in another layout: the reference reads it through google-research/bert's
+            # names, a pure relayout of the same arrays.
             return google_names_view(source, family), source.close
         return source, source.close
     return against, lambda: None

@@ -16,7 +16,8 @@ from bertconv.errors import ConfigError, MappingError
 from bertconv.families import detect_family
 from bertconv.families.base import (MERGE_HEADS, MERGE_HEADS_IN_T, MERGE_HEADS_OUT_T, apply_transform,
                                     invert_transform, transformed_shape)
-from bertconv.families.tf2_garden import FAMILY, functional_layer_count, google_names_view
+from bertconv.families.tf2_garden import FAMILY, functional_layer_count
+from bertconv.families.views import google_names_view
 from bertconv.formats import open_source
 from bertconv.inspect import inspect_checkpoint
 from bertconv.plan import plan_conversion

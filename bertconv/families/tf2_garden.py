@@ -33,16 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping as MappingABC
 from functools import partial
-
-import numpy as np
 
 from .base import MERGE_HEADS as MH
 from .base import MERGE_HEADS_IN_T as MHI
 from .base import MERGE_HEADS_OUT_T as MHO
 from .base import TRANSPOSE as T
-from .base import Mapping, Rule, apply_transform, invert_transform
+from .base import Mapping, Rule
 from .bert import infer_sizes_through
 
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -259,56 +256,3 @@ def _family():
 
 
 FAMILY = _family()
-
-
-# -- the original's tensors under google-research/bert names, for the float64 reference ----------
-
-class GoogleNamesView(MappingABC):
-    """A read-only, lazy mapping from google-research/bert (TF1) variable names to arrays, over a
-    checkpoint of another layout: each name goes through its family's table to the Hugging Face
-    name, then back through the BERT table, and each array through both transforms (a pure
-    relayout, no arithmetic). Reading happens on access, one tensor at a time."""
-
-    def __init__(self, source, family=None):
-        from . import detect_family
-        from .bert import MAPPING as BERT_MAPPING
-
-        names = source.names()
-        fam = family if family is not None else detect_family(names)
-        if fam is None:
-            from ..errors import InputError
-            raise InputError("no BERT-family tensors found", path=getattr(source, "path", None))
-        fam = fam.for_checkpoint(names, source)
-        self._source = source
-        self.family = fam
-        self._where: dict[str, tuple[str, str | None, str | None]] = {}
-        for name in names:
-            forward = fam.mapping.to_target(name)
-            if forward is None:
-                continue
-            back = BERT_MAPPING.to_source(forward.target)
-            if back is not None:
-                self._where[back.source] = (name, forward.rule.transform, back.rule.transform)
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        name, forward, back = self._where[key]
-        return invert_transform(back, apply_transform(forward, self._source.read(name)))
-
-    def __iter__(self):
-        return iter(self._where)
-
-    def __len__(self) -> int:
-        return len(self._where)
-
-    def source_name(self, key: str) -> str:
-        """The checkpoint's own name for a google-research/bert name."""
-        return self._where[key][0]
-
-    def sidecar(self, *candidates: str):
-        return self._source.sidecar(*candidates)
-
-
-def google_names_view(source, family=None) -> GoogleNamesView:
-    """``source`` (an open TF2 Model Garden checkpoint, or any layout a family maps) seen under
-    google-research/bert's TF1 names, lazily: what ``bertconv.reference`` reads."""
-    return GoogleNamesView(source, family)
