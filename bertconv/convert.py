@@ -133,27 +133,48 @@ def _target_names(plan: Plan) -> dict[str, str]:
             for t in plan.tensors}
 
 
-#: A transposed kernel is copied in tiles of TRANSPOSE_ROWS output rows by one 64-byte cache line
-#: of output columns: each tile reads TRANSPOSE_ROWS-long contiguous runs of the source and fills
-#: whole cache lines of the output, where NumPy's one-pass copy of the transposed view misses the
-#: cache on nearly every read. Measured on BERT-Large kernels: 6.5-7 ms against 24-33 ms for the
-#: one-pass copy and 15 ms for 128x128 tiles.
+try:  # built at install time where a C compiler is present (setup.py); NumPy otherwise
+    from ._transpose import transpose as _native_transpose
+except ImportError:  # pragma: no cover - depends on how bertconv was installed
+    _native_transpose = None
+
+#: Without the compiled transpose, a transposed kernel is copied in tiles of TRANSPOSE_ROWS output
+#: rows by one 64-byte cache line of output columns: each tile reads TRANSPOSE_ROWS-long contiguous
+#: runs of the source and fills whole cache lines of the output, where NumPy's one-pass copy of
+#: the transposed view misses the cache on nearly every read. Measured on BERT-Large kernels:
+#: 6.5-7 ms against 24-33 ms for the one-pass copy and 15 ms for 128x128 tiles (the compiled
+#: transpose: 4-6 ms; on BERT-Base kernels it is 3-5x faster than these tiles).
 TRANSPOSE_ROWS = 1024
 CACHE_LINE = 64
-#: Tensors prepared ahead of the writer, each on its own worker thread. One overlaps reading,
-#: checking and transposing with writing; on 2 cores a second worker measured slower (the
-#: copies contend for memory bandwidth), and each one adds a tensor to peak memory.
-READ_AHEAD = 1
+#: Bytes of tensors prepared ahead of the writer by one worker thread (at least one tensor,
+#: whatever its size). Kernels (slow to prepare: transposed) alternate with biases and norms
+#: (quick): one tensor ahead left the worker idle while a kernel was written and the writer idle
+#: while the next one was transposed, so little overlapped. A byte budget lets the worker run on
+#: through the small tensors into the next kernel. A second worker thread measured slower on
+#: 2 cores (the copies contend for memory bandwidth).
+READ_AHEAD_BYTES = 64 << 20
 
 
-def contiguous(array: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy (or the array itself when it already is one)."""
+def native_transpose_available() -> bool:
+    return _native_transpose is not None
+
+
+def contiguous(array: np.ndarray, *, native: bool = True) -> np.ndarray:
+    """A C-contiguous copy (or the array itself when it already is one). A transposed 2-D view
+    is copied by the compiled transpose when it is built (``native=False`` forces the NumPy
+    tiles, which give the same bits)."""
     if array.flags.c_contiguous:
         return array
     if array.ndim != 2 or not array.T.flags.c_contiguous:
         return np.ascontiguousarray(array)
     rows, cols = array.shape
     out = np.empty((rows, cols), dtype=array.dtype)
+    if native and _native_transpose is not None and array.dtype.itemsize in (1, 2, 4, 8) \
+            and not array.dtype.hasobject:
+        # array.T is the stored [cols, rows] matrix; viewed as bytes so any dtype of that size
+        # (float16, bfloat16, float8) goes through unchanged.
+        _native_transpose(array.T, out.view(np.uint8), cols, rows, array.dtype.itemsize)
+        return out
     width = max(1, CACHE_LINE // array.dtype.itemsize)
     for r in range(0, rows, TRANSPOSE_ROWS):
         band = array[r:r + TRANSPOSE_ROWS]
@@ -179,9 +200,9 @@ def _prepare(source, tensor, dtype: str) -> np.ndarray:
 
 def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[str, str],
                   progress: bool = False) -> None:
-    """Stream every planned tensor into one safetensors file. Worker threads read, check and
-    transpose the next tensors while this one is written: memory stays near READ_AHEAD + 1
-    tensors whatever the model's size."""
+    """Stream every planned tensor into one safetensors file. A worker thread reads, checks and
+    transposes the next tensors while this one is written: memory stays near READ_AHEAD_BYTES
+    plus two tensors whatever the model's size."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .formats.safetensors_io import SafetensorsWriter
@@ -195,14 +216,28 @@ def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[
                    unit_scale=True, file=sys.stderr, desc="converting", leave=False)
     writer = SafetensorsWriter(path, entries, metadata=metadata)
     tensors = plan.tensors
+    # counted as float32, what the worker holds before any cast to a narrower dtype
+    sizes = [int(np.prod(t.target_shape)) * 4 for t in tensors]
     try:
-        with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="bertconv-read") as pool:
-            pending = deque(pool.submit(_prepare, source, t, dtype) for t in tensors[:READ_AHEAD])
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertconv-read") as pool:
+            pending: deque = deque()
+            submitted = 0
+            ahead = 0  # bytes submitted and not yet written
+
+            def read_ahead() -> None:
+                nonlocal submitted, ahead
+                while submitted < len(tensors) and (not pending or
+                                                    ahead + sizes[submitted] <= READ_AHEAD_BYTES):
+                    pending.append(pool.submit(_prepare, source, tensors[submitted], dtype))
+                    ahead += sizes[submitted]
+                    submitted += 1
+
             for i, t in enumerate(tensors):
+                read_ahead()
                 array = pending.popleft().result()
-                if i + READ_AHEAD < len(tensors):
-                    pending.append(pool.submit(_prepare, source, tensors[i + READ_AHEAD], dtype))
+                read_ahead()  # keep the worker busy while this one is written
                 writer.write(targets[t.source], array)
+                ahead -= sizes[i]
                 del array
                 source.release(t.source)
                 if bar is not None:

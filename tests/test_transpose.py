@@ -1,0 +1,84 @@
+"""The kernel transpose: the compiled one (bertconv/_transpose.c) and the NumPy tiles it replaces
+must both give NumPy's own transpose, bit for bit, for every shape and element size."""
+from __future__ import annotations
+
+import importlib
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+convert_module = importlib.import_module("bertconv.convert")
+contiguous = convert_module.contiguous
+
+needs_native = pytest.mark.skipif(
+    not convert_module.native_transpose_available(),
+    reason="bertconv._transpose was not built (no C compiler at install time); the NumPy path is tested")
+
+DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.float64, np.int8, np.uint16, np.int64,
+          ml_dtypes.float8_e4m3fn]
+
+
+def _random_bits(shape, dtype, seed) -> np.ndarray:
+    """Arbitrary bit patterns of the dtype's size: NaNs with payloads, infinities, subnormals."""
+    dtype = np.dtype(dtype)
+    raw = np.random.default_rng(seed).integers(0, 256, size=int(np.prod(shape)) * dtype.itemsize,
+                                               dtype=np.uint8)
+    return raw.view(dtype).reshape(shape)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.integers(0, 140), cols=st.integers(0, 140), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2**32 - 1))
+def test_both_paths_equal_numpy_bit_for_bit(rows, cols, dtype, seed):
+    stored = _random_bits((rows, cols), dtype, seed)
+    expected = np.ascontiguousarray(stored.T).tobytes()
+    for native in (True, False):
+        out = contiguous(stored.T, native=native)
+        assert out.flags.c_contiguous and out.shape == (cols, rows) and out.dtype == stored.dtype
+        assert out.tobytes() == expected
+
+
+@pytest.mark.parametrize("shape", [(768, 3072), (3072, 768), (1024, 1024), (1027, 4099)])
+def test_bert_sized_kernels(shape):
+    stored = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    assert np.array_equal(contiguous(stored.T), stored.T)
+    assert np.array_equal(contiguous(stored.T, native=False), stored.T)
+
+
+def test_unaligned_source_from_a_packed_file():
+    # TensorFlow packs tensors back to back: a float32 kernel can start at an odd offset.
+    raw = np.random.default_rng(1).integers(0, 256, size=1 + 37 * 41 * 4, dtype=np.uint8)
+    stored = np.frombuffer(raw.tobytes(), dtype=np.uint8, offset=1).view(np.float32).reshape(37, 41)
+    assert not stored.flags.aligned
+    assert contiguous(stored.T).tobytes() == np.ascontiguousarray(stored.T).tobytes()
+
+
+def test_views_that_are_not_a_plain_transpose_still_copy_correctly():
+    stored = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
+    for view in (stored.transpose(2, 0, 1), stored[:, ::2], stored.T[1:]):
+        assert np.array_equal(contiguous(view), view)
+    flat = np.arange(10, dtype=np.float32)
+    assert contiguous(flat) is flat
+
+
+@needs_native
+def test_native_refuses_bad_arguments():
+    from bertconv._transpose import transpose
+    src = np.zeros((4, 6), np.float32)
+    dst = np.zeros((6, 4), np.float32)
+    transpose(src, dst.view(np.uint8), 4, 6, 4)
+    with pytest.raises(ValueError, match="sizes"):
+        transpose(src, dst.view(np.uint8), 4, 5, 4)
+    with pytest.raises(ValueError, match="itemsize"):
+        transpose(src, dst.view(np.uint8), 4, 2, 12)
+    with pytest.raises(ValueError, match="negative"):
+        transpose(src, dst.view(np.uint8), -4, -6, 4)
+    with pytest.raises(ValueError, match="overlap"):
+        transpose(src, src.view(np.uint8), 4, 6, 4)
+    with pytest.raises(TypeError):
+        transpose(src, bytes(96), 4, 6, 4)  # read-only destination
+    with pytest.raises(ValueError, match="overflows"):
+        transpose(src, dst.view(np.uint8), 2**62, 2**62, 8)
