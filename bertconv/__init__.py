@@ -1,18 +1,32 @@
 """bertconv: faithful conversion of TensorFlow BERT-family checkpoints to PyTorch, with proof."""
 from __future__ import annotations
 
+import importlib
+
+from .errors import BertconvError, CheckFailed, InputError
+
 __version__ = "0.1.0"
 
-# The API functions share their names with the modules that define them (bertconv.convert,
-# bertconv.validate, bertconv.diff): importing those modules here, before binding the names, keeps
-# a later import of a submodule from replacing the function with the module. None of them imports
-# torch or TensorFlow at import time.
-from .convert import convert  # noqa: E402
-from .diff import diff  # noqa: E402
-from .errors import BertconvError, CheckFailed, InputError  # noqa: E402
-from .formats import open_source  # noqa: E402
-from .inspect import inspect_checkpoint  # noqa: E402
-from .validate import validate  # noqa: E402
+#: The API, each function imported on first use: `bertconv --version` and `bertconv inspect` start
+#: without NumPy, and nothing imports torch or TensorFlow until a model runs.
+_API = {
+    "convert": "conversion",
+    "validate": "validation",
+    "diff": "comparison",
+    "inspect_checkpoint": "inspection",
+    "open_source": "formats",
+}
 
-__all__ = ["__version__", "BertconvError", "CheckFailed", "InputError", "open_source",
-           "convert", "inspect_checkpoint", "validate", "diff"]
+__all__ = ["__version__", "BertconvError", "CheckFailed", "InputError", *_API]
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'bertconv' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

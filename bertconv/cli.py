@@ -2,6 +2,7 @@
 or ``--json``), progress and messages to stderr. Exit codes: 0 ok, 1 a check failed, 2 bad input."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import sys
@@ -12,6 +13,9 @@ import click
 from . import __version__
 from .errors import BertconvError
 from .families import HEAD_CHOICES
+
+# Whether setup.py could build the compiled transpose here (found without importing it or NumPy).
+_TRANSPOSE = "compiled" if importlib.util.find_spec("bertconv._transpose") else "NumPy (no C compiler at install)"
 
 _state = {"debug": False}
 
@@ -66,7 +70,8 @@ def human_bytes(n: int) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="bertconv")
+@click.version_option(__version__, prog_name="bertconv",
+                      message="%(prog)s, version %(version)s (kernel transpose: " + _TRANSPOSE + ")")
 @debug_option
 def cli():
     """Convert TensorFlow BERT-family checkpoints to PyTorch, and prove the conversion."""
@@ -84,7 +89,7 @@ def cli():
 @debug_option
 def inspect(path, stats, pattern, sort, family, no_verify_crc, as_json):
     """List the tensors of a checkpoint (TF, safetensors, HF directory, .bin, .h5) and what they are."""
-    from .inspect import inspect_checkpoint
+    from .inspection import inspect_checkpoint
     from tabulate import tabulate
 
     report = inspect_checkpoint(path, stats=stats, filter=pattern, sort=sort, family=family,
@@ -171,7 +176,7 @@ def _fmt(x):
 def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_path, vocab_path,
           allow_unknown, tower, overwrite, no_validate, no_verify_crc, quiet, as_json):
     """Convert a TensorFlow checkpoint to a Hugging Face directory or a .safetensors file."""
-    from .convert import convert
+    from .conversion import convert
 
     report = convert(source, output, format=fmt, dtype=dtype, head=head,
                      labels=[s.strip() for s in labels.split(",")] if labels else None,
@@ -239,7 +244,7 @@ def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
 def validate(converted, against, golden, save_golden, reference, device, dtypes, batch, seq_len, seed, text,
              atol, with_transformers, tower, as_json):
     """Run the converted model and compare every output with an independent reference."""
-    from .validate import validate as run_validate
+    from .validation import validate as run_validate
 
     report = run_validate(converted, against=against, golden=golden, reference=reference, device=device,
                           dtypes=tuple(d.strip() for d in dtypes.split(",") if d.strip()), batch=batch,
@@ -264,7 +269,7 @@ def validate(converted, against, golden, save_golden, reference, device, dtypes,
 @debug_option
 def diff(a, b, atol, family, tower, as_json):
     """Compare the weights of two checkpoints of any supported formats (mapping-aware)."""
-    from .diff import diff as run_diff
+    from .comparison import diff as run_diff
 
     report = run_diff(a, b, atol=atol, family=family, tower=tower)
     if as_json:

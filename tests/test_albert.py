@@ -10,10 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from bertconv.convert import convert
+from bertconv.conversion import convert
 from bertconv.errors import CheckFailed, ConfigError
-from bertconv.inspect import inspect_checkpoint
-from bertconv.validate import validate
+from bertconv.inspection import inspect_checkpoint
+from bertconv.validation import validate
 
 from .conftest import FIXTURES
 

@@ -21,10 +21,22 @@ def test_readme_api_round(tmp_path):
         assert source.read("bert/pooler/dense/kernel").shape == (32, 32)
     # the functions stay functions after their modules have been imported by name
     import importlib
-    importlib.import_module("bertconv.convert")
+    importlib.import_module("bertconv.conversion")
     assert callable(bertconv.convert) and callable(bertconv.validate) and callable(bertconv.diff)
 
 
 def test_import_loads_neither_torch_nor_tensorflow():
     code = "import sys, bertconv; sys.exit(3 if {'torch', 'tensorflow'} & set(sys.modules) else 0)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_api_functions_survive_their_modules_being_imported_first():
+    code = ("import bertconv.conversion, bertconv.validation, bertconv.comparison, bertconv.inspection, bertconv;"
+            "assert all(callable(getattr(bertconv, n)) for n in bertconv.__all__ if n != '__version__');"
+            "assert 'convert' in dir(bertconv)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_import_bertconv_loads_no_numpy():
+    code = "import sys, bertconv; sys.exit(3 if 'numpy' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

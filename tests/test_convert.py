@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from bertconv.convert import convert
+from bertconv.conversion import convert
 from bertconv.errors import ConfigError, MappingError, OutputError, VocabError
 from bertconv.families.bert import MAPPING
 from bertconv.formats import open_source

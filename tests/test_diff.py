@@ -1,4 +1,4 @@
-"""bertconv.diff: weight-level comparison, mapping-aware between TF and PyTorch namings."""
+"""bertconv.diff (bertconv.comparison): weight-level comparison, mapping-aware between TF and PyTorch namings."""
 from __future__ import annotations
 
 import importlib
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from bertconv.diff import diff
+from bertconv.comparison import diff
 from bertconv.errors import CheckFailed, InputError
 from bertconv.formats import open_source
 
@@ -105,7 +105,7 @@ def test_nan_and_inf_in_both_are_equal(tmp_path):
 
 
 def test_large_tensor_is_compared_in_blocks(tmp_path, monkeypatch):
-    diff_module = importlib.import_module("bertconv.diff")
+    diff_module = importlib.import_module("bertconv.comparison")
     monkeypatch.setattr(diff_module, "BLOCK_ELEMENTS", 100)
     rng = np.random.default_rng(3)
     big = rng.standard_normal((57, 31)).astype(np.float32)
@@ -122,7 +122,7 @@ def test_bad_tolerance():
 
 # --------------------------------------------------------------------- TF against its conversion
 def _convert(src, out, **kw):
-    from bertconv.convert import convert
+    from bertconv.conversion import convert
     convert(src, out, format="safetensors", validate=False, **kw)
     return out
 
@@ -244,7 +244,7 @@ def test_diff_imports_neither_torch_nor_tensorflow(tmp_path):
     out = _convert(src, tmp_path / "m.safetensors")
     code = f"""
         import sys
-        from bertconv.diff import diff
+        from bertconv.comparison import diff
         report = diff({str(src)!r}, {str(out)!r})
         print(report.identical, "torch" in sys.modules, "tensorflow" in sys.modules)
     """
@@ -258,7 +258,7 @@ def test_diff_imports_neither_torch_nor_tensorflow(tmp_path):
 def test_other_layouts_against_their_conversion(name, tmp_path):
     """Each family's table brings its tensors to the PyTorch layout (head merges included), and
     the SQuAD pooler, which BertForQuestionAnswering does not have, is set aside, not missing."""
-    from bertconv.convert import convert
+    from bertconv.conversion import convert
     src = fixture_dir(name)
     convert(src, tmp_path / "hf", validate=False)
     for a, b in ((src, tmp_path / "hf"), (tmp_path / "hf", src)):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from bertconv.cli import main
-from bertconv.convert import convert
+from bertconv.conversion import convert
 from bertconv.errors import CheckpointFormatError, InputError, OutputError
 from bertconv.formats import open_source
-from bertconv.inspect import inspect_checkpoint
+from bertconv.inspection import inspect_checkpoint
 
 from .conftest import FIXTURES, fixture_dir
 

@@ -10,10 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from bertconv.convert import convert
+from bertconv.conversion import convert
 from bertconv.errors import InputError, MappingError
-from bertconv.inspect import inspect_checkpoint
-from bertconv.validate import validate
+from bertconv.inspection import inspect_checkpoint
+from bertconv.validation import validate
 
 from .conftest import FIXTURES
 
@@ -134,7 +134,7 @@ def test_tower_on_a_bert_checkpoint_is_refused(tmp_path):
 
 def test_diff_compares_the_converted_tower(tmp_path):
     """The converted side records its tower; diff compares the checkpoint's model of that tower."""
-    from bertconv.diff import diff
+    from bertconv.comparison import diff
     src = electra_fixture()
     for tower in ("generator", "discriminator"):
         out = tmp_path / tower

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bertconv.cli import main
-from bertconv.convert import convert
+from bertconv.conversion import convert
 from bertconv.errors import ConfigError, MappingError
 from bertconv.families import detect_family
 from bertconv.families.base import (MERGE_HEADS, MERGE_HEADS_IN_T, MERGE_HEADS_OUT_T, apply_transform,
@@ -19,7 +19,7 @@ from bertconv.families.base import (MERGE_HEADS, MERGE_HEADS_IN_T, MERGE_HEADS_O
 from bertconv.families.tf2_garden import FAMILY, functional_layer_count
 from bertconv.families.views import google_names_view
 from bertconv.formats import open_source
-from bertconv.inspect import inspect_checkpoint
+from bertconv.inspection import inspect_checkpoint
 from bertconv.plan import plan_conversion
 
 from .conftest import FIXTURES
@@ -83,7 +83,7 @@ def test_transformers_loads_offline_and_matches_tf2_forward(converted, monkeypat
 
 
 def test_float64_reference_runs_on_google_names_view(converted):
-    from bertconv.validate import validate
+    from bertconv.validation import validate
 
     name, out, report = converted
     with open_source(garden_dir(name)) as src:

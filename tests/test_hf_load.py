@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from bertconv.convert import convert
+from bertconv.conversion import convert
 
 from . import wordpiece_reference
 from .conftest import fixture_dir

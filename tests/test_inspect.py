@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from bertconv.inspect import inspect_checkpoint, tensor_stats
+from bertconv.inspection import inspect_checkpoint, tensor_stats
 
 from .conftest import ROOT, fixture_dir
 
@@ -76,7 +76,7 @@ def test_sort_by_size():
 
 
 def test_converted_outputs_inspect_the_same(tmp_path):
-    from bertconv.convert import convert
+    from bertconv.conversion import convert
     src = fixture_dir("bert_classifier")
     convert(src, tmp_path / "hf", validate=False)
     tf_report = inspect_checkpoint(src)
@@ -92,7 +92,7 @@ def test_converted_outputs_inspect_the_same(tmp_path):
 def test_inspect_imports_neither_torch_nor_tensorflow(target, tmp_path):
     path = fixture_dir("bert_pretrain")
     if target == "safetensors":
-        from bertconv.convert import convert
+        from bertconv.conversion import convert
         convert(path, tmp_path / "m.safetensors", format="safetensors", validate=False)
         path = tmp_path / "m.safetensors"
     code = ("import sys; from bertconv.cli import main; rc = main(['inspect', '--stats', '--json', %r]);"
@@ -102,3 +102,17 @@ def test_inspect_imports_neither_torch_nor_tensorflow(target, tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["family"] == "bert"
+
+
+@pytest.mark.parametrize("args", [["--version"], ["inspect", "--json", "FIXTURE"], ["inspect", "FIXTURE"]])
+def test_listing_a_tf_checkpoint_starts_without_numpy(args):
+    # Start-up is most of what `inspect` costs: the reader parses the index without NumPy, which
+    # is imported only for values (--stats, global_step) or a conversion.
+    args = [str(fixture_dir("bert_pretrain")) if a == "FIXTURE" else a for a in args]
+    code = ("import sys; from bertconv.cli import main\n"
+            "try:\n    rc = main(%r)\nexcept SystemExit as e:\n    rc = e.code\n"
+            "bad = [m for m in ('numpy', 'ml_dtypes', 'torch', 'tensorflow') if m in sys.modules]\n"
+            "sys.stderr.write(repr(bad)); sys.exit(rc or (3 if bad else 0))") % args
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "bert" in proc.stdout

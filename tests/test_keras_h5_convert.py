@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from bertconv.cli import main
-from bertconv.convert import convert
+from bertconv.conversion import convert
 from bertconv.errors import MappingError
 from bertconv.formats import open_source
-from bertconv.inspect import inspect_checkpoint
+from bertconv.inspection import inspect_checkpoint
 
 from .conftest import FIXTURES, fixture_dir
 
@@ -158,7 +158,7 @@ def test_default_validation_reads_huggingface_gelu_as_erf(hf_tf_dir, tmp_path):
     import json
     import shutil
 
-    from bertconv.validate import validate
+    from bertconv.validation import validate
     source = tmp_path / "src"
     shutil.copytree(hf_tf_dir, source)
     config = json.loads((source / "config.json").read_text())

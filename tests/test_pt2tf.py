@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bertconv.cli import main
-from bertconv.convert import convert
+from bertconv.conversion import convert
 from bertconv.errors import ConfigError, MappingError
 from bertconv.pt2tf import pt2tf
 

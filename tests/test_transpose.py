@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-convert_module = importlib.import_module("bertconv.convert")
+convert_module = importlib.import_module("bertconv.conversion")
 contiguous = convert_module.contiguous
 
 needs_native = pytest.mark.skipif(

@@ -17,7 +17,7 @@ from bertconv.config import BertConfig
 from bertconv.errors import CheckFailed, InputError
 from bertconv.families.base import apply_transform
 from bertconv.families.bert import MAPPING, SHAPES
-from bertconv.validate import DEFAULT_TOLERANCES, compare_output, load_golden, quick_check, validate
+from bertconv.validation import DEFAULT_TOLERANCES, compare_output, load_golden, quick_check, validate
 
 from .conftest import fixture_dir
 
@@ -229,7 +229,7 @@ def test_golden_fixture_from_real_tensorflow(tmp_path):
 def test_fixture_conversions_validate(tmp_path, name):
     """Checkpoints written by real TensorFlow, converted by tf2pt (which checks its own output),
     then validated against the checkpoint and against TensorFlow's stored outputs."""
-    from bertconv.convert import convert
+    from bertconv.conversion import convert
 
     directory = fixture_dir(name)
     conversion = convert(directory, tmp_path / "out")

@@ -162,12 +162,14 @@ def source_view(names: Iterable[str], family: str | None = None, *,
     its table from the checkpoint itself (see :meth:`Family.for_checkpoint`).
     """
     names = list(names)
-    candidates = [get_family(family)] if family else [loader() for loader in _LOADERS.values()]
-    for fam in candidates:
+    # Families load one at a time, in detection order: a BERT checkpoint never builds the others.
+    loaders = [lambda: get_family(family)] if family else list(_LOADERS.values())
+    for load in loaders:
+        fam = load()
         if any(fam.marker.search(n) for n in names):
             fam = fam.for_checkpoint(names, source)
             return fam, "tf", {n: n for n in names if fam.mapping.to_target(n)}
-    for fam in candidates:
+    for fam in (load() for load in loaders):
         prefix = fam.model_type + "."
         to_source = {}
         for n in names:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy is imported where arrays are made, not to list a checkpoint
+    import numpy as np
 
 #: Transforms a rule may name. Each is its own inverse or has one below.
 TRANSPOSE = "transpose"  # dense kernel [in, out] <-> nn.Linear weight [out, in]

@@ -3,10 +3,12 @@ under google-research/bert's TF1 names: what the float64 reference reads."""
 from __future__ import annotations
 
 from collections.abc import Mapping as MappingABC
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .base import apply_transform, invert_transform
+
+if TYPE_CHECKING:  # NumPy is imported where arrays are made, not to list a checkpoint
+    import numpy as np
 
 
 def reads_through_bert_names(family) -> bool:

@@ -11,11 +11,12 @@ import abc
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator
 
 from ..errors import InputError
+
+if TYPE_CHECKING:  # NumPy is imported where arrays are made, not to list a checkpoint
+    import numpy as np
 
 #: dtypes that hold numbers a model can use as weights.
 FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "float8_e5m2", "float8_e4m3fn"})

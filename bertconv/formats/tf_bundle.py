@@ -13,15 +13,14 @@ views of a memory map of their shard.
 from __future__ import annotations
 
 import codecs
+import functools
 import math
 import mmap
 import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-
-import ml_dtypes
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import CheckpointFormatError, CorruptDataError, InputError
 from . import _wire
@@ -29,6 +28,9 @@ from ._wire import (BundleEntry, ObjectReference, SerializedTensor, SlotVariable
                     TrackableObject, WireError)
 from .base import TensorInfo, TensorSource
 from .sstable import crc32c, read_table, unmask_crc
+
+if TYPE_CHECKING:  # imported where tensors are read (see _numpy_dtype)
+    import numpy as np
 
 __all__ = ["TFBundleSource", "resolve_prefix", "DTYPES", "OBJECT_GRAPH_KEY", "TrackableObject",
            "ObjectReference", "SerializedTensor", "SlotVariableReference"]
@@ -43,53 +45,72 @@ _READER_VERSION = 1
 _MAX_SHARDS = 1 << 20
 
 
+#: Element types NumPy lacks, taken from ml_dtypes.
+_ML_DTYPES = frozenset({"bfloat16", "float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz",
+                        "float8_e4m3b11fnuz", "float8_e5m2fnuz", "int4", "uint4"})
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_dtype(name: str):
+    # Imported on first read: listing a checkpoint (inspect) needs neither NumPy nor ml_dtypes.
+    import numpy as np
+    if name in _ML_DTYPES:
+        import ml_dtypes
+        return np.dtype(getattr(ml_dtypes, name))
+    return np.dtype(name).newbyteorder("<")
+
+
 @dataclass(frozen=True)
 class _Dtype:
     name: str
-    #: Little-endian NumPy dtype of one element; None for STRING and VARIANT.
-    numpy: np.dtype | None
+    #: Bytes per element as stored; 0 for STRING and VARIANT.
+    itemsize: int
     #: Width of the unit to byte-swap in big-endian bundles (complex numbers swap each half).
     swap_unit: int = 0
 
+    @property
+    def numpy(self) -> np.dtype | None:
+        """Little-endian NumPy dtype of one element; None for STRING and VARIANT."""
+        return _numpy_dtype(self.name) if self.itemsize else None
 
-def _numeric(name: str, numpy_dtype, swap_unit: int | None = None) -> _Dtype:
-    dtype = np.dtype(numpy_dtype)
-    return _Dtype(name, dtype, dtype.itemsize if swap_unit is None else swap_unit)
+
+def _numeric(name: str, itemsize: int, swap_unit: int | None = None) -> _Dtype:
+    return _Dtype(name, itemsize, itemsize if swap_unit is None else swap_unit)
 
 
 #: TensorFlow DataType code → how bertconv names and decodes it (types.proto). Quantized types
 #: read as their storage integers.
 DTYPES: dict[int, _Dtype] = {
-    1: _numeric("float32", "<f4"),
-    2: _numeric("float64", "<f8"),
-    3: _numeric("int32", "<i4"),
-    4: _numeric("uint8", "u1"),
-    5: _numeric("int16", "<i2"),
-    6: _numeric("int8", "i1"),
-    7: _Dtype("string", None),
-    8: _numeric("complex64", "<c8", 4),
-    9: _numeric("int64", "<i8"),
-    10: _numeric("bool", "?"),
-    11: _numeric("int8", "i1"),       # QINT8
-    12: _numeric("uint8", "u1"),      # QUINT8
-    13: _numeric("int32", "<i4"),     # QINT32
-    14: _numeric("bfloat16", ml_dtypes.bfloat16),
-    15: _numeric("int16", "<i2"),     # QINT16
-    16: _numeric("uint16", "<u2"),    # QUINT16
-    17: _numeric("uint16", "<u2"),
-    18: _numeric("complex128", "<c16", 8),
-    19: _numeric("float16", "<f2"),
-    21: _Dtype("variant", None),
-    22: _numeric("uint32", "<u4"),
-    23: _numeric("uint64", "<u8"),
-    24: _numeric("float8_e5m2", ml_dtypes.float8_e5m2),
-    25: _numeric("float8_e4m3fn", ml_dtypes.float8_e4m3fn),
-    26: _numeric("float8_e4m3fnuz", ml_dtypes.float8_e4m3fnuz),
-    27: _numeric("float8_e4m3b11fnuz", ml_dtypes.float8_e4m3b11fnuz),
-    28: _numeric("float8_e5m2fnuz", ml_dtypes.float8_e5m2fnuz),
+    1: _numeric("float32", 4),
+    2: _numeric("float64", 8),
+    3: _numeric("int32", 4),
+    4: _numeric("uint8", 1),
+    5: _numeric("int16", 2),
+    6: _numeric("int8", 1),
+    7: _Dtype("string", 0),
+    8: _numeric("complex64", 8, 4),
+    9: _numeric("int64", 8),
+    10: _numeric("bool", 1),
+    11: _numeric("int8", 1),       # QINT8
+    12: _numeric("uint8", 1),      # QUINT8
+    13: _numeric("int32", 4),      # QINT32
+    14: _numeric("bfloat16", 2),
+    15: _numeric("int16", 2),      # QINT16
+    16: _numeric("uint16", 2),     # QUINT16
+    17: _numeric("uint16", 2),
+    18: _numeric("complex128", 16, 8),
+    19: _numeric("float16", 2),
+    21: _Dtype("variant", 0),
+    22: _numeric("uint32", 4),
+    23: _numeric("uint64", 8),
+    24: _numeric("float8_e5m2", 1),
+    25: _numeric("float8_e4m3fn", 1),
+    26: _numeric("float8_e4m3fnuz", 1),
+    27: _numeric("float8_e4m3b11fnuz", 1),
+    28: _numeric("float8_e5m2fnuz", 1),
     # TensorFlow stores 4-bit integers one per byte, like ml_dtypes does in memory.
-    29: _numeric("int4", ml_dtypes.int4),
-    30: _numeric("uint4", ml_dtypes.uint4),
+    29: _numeric("int4", 1),
+    30: _numeric("uint4", 1),
 }
 _STRING, _VARIANT = 7, 21
 
@@ -305,8 +326,8 @@ class TFBundleSource(TensorSource):
                 f"index claims bytes {entry.offset}..{entry.offset + entry.size} but the data file "
                 f"has {shard_size}", key, path=shard, corrupt=True,
                 hint="the data file is truncated or the index damaged; download or copy both again")
-        if dtype.numpy is not None:
-            expected = numel * dtype.numpy.itemsize
+        if dtype.itemsize:
+            expected = numel * dtype.itemsize
             if entry.size != expected:
                 raise self._fail(f"index claims {entry.size} bytes for {numel} {dtype.name} values "
                                  f"({expected} bytes)", key, corrupt=True)
@@ -320,8 +341,8 @@ class TFBundleSource(TensorSource):
 
     def _nbytes(self, entry: BundleEntry) -> int:
         dtype = DTYPES[entry.dtype]
-        if dtype.numpy is not None:
-            return math.prod(entry.shape) * dtype.numpy.itemsize  # type: ignore[arg-type]
+        if dtype.itemsize:
+            return math.prod(entry.shape) * dtype.itemsize  # type: ignore[arg-type]
         return entry.size
 
     def _slice_parts(self, key: bytes, entry: BundleEntry):
@@ -366,6 +387,8 @@ class TFBundleSource(TensorSource):
         return list(self._info_list)
 
     def _read(self, name: str) -> np.ndarray:
+        import numpy as np
+
         key = name.encode("utf-8", errors="surrogateescape")
         entry = self._entries[key]
         if not entry.slices:
@@ -420,6 +443,8 @@ class TFBundleSource(TensorSource):
         return mapped
 
     def _read_stored(self, key: bytes, entry: BundleEntry, name_key: bytes) -> np.ndarray:
+        import numpy as np
+
         dtype = DTYPES[entry.dtype]
         mapped = self._shard_map(entry.shard_id)
         shard = self.shard_path(entry.shard_id)
@@ -450,6 +475,8 @@ class TFBundleSource(TensorSource):
 
     def _decode_strings(self, key, entry, raw: np.ndarray, name_key, shard) -> np.ndarray:
         """``WriteStringTensor``: varint lengths, a masked CRC of the lengths, then the bytes."""
+        import numpy as np
+
         data = raw.tobytes()
         count = math.prod(entry.shape)
         lengths = []
@@ -486,6 +513,8 @@ class TFBundleSource(TensorSource):
     def _decode_variants(self, key, entry, raw: np.ndarray, name_key, shard) -> np.ndarray:
         """``WriteVariantTensor``: per element a varint length, a serialized VariantTensorDataProto
         and a masked running CRC; returned as the raw proto bytes of each element."""
+        import numpy as np
+
         data = raw.tobytes()
         count = math.prod(entry.shape)
         out = np.empty(count, dtype=object)

@@ -6,9 +6,7 @@ import fnmatch
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_HEAD_SIZE, compare_configs, load_config_file
 from .errors import BertconvError
@@ -17,6 +15,9 @@ from .families.base import training_state_kind, transformed_shape
 from .formats import open_source
 from .plan import METADATA_NAMES
 from .vocab import load_vocab
+
+if TYPE_CHECKING:  # NumPy only for --stats and tensor values: listing a checkpoint needs none
+    import numpy as np
 
 CATEGORIES = ("model", "training", "other")
 SORT_KEYS = ("name", "size", "params", "dtype")
@@ -58,6 +59,8 @@ class InspectReport:
 
 def tensor_stats(array: np.ndarray) -> dict[str, float]:
     """min, max, mean, std, NaN and Inf counts, in float64, a chunk at a time."""
+    import numpy as np
+
     flat = array.reshape(-1)
     n = flat.size
     if n == 0 or flat.dtype.kind not in "fiucb" and str(flat.dtype) not in ("bfloat16",) and "float8" not in str(flat.dtype):
@@ -110,7 +113,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
         global_step = None
         for name in ("global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE"):
             if name in src and src.info(name).numel == 1:
-                global_step = int(np.asarray(src.read(name)).reshape(-1)[0])
+                global_step = int(src.read(name).reshape(-1)[0])
 
         heads: dict[str, Any] = {}
         inferred: dict[str, int] = {}
@@ -161,7 +164,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
         if stats:
             for r in rows:
                 if src.info(r.name).dtype not in ("string", "variant"):
-                    r.stats = tensor_stats(np.asarray(src.read(r.name)))
+                    r.stats = tensor_stats(src.read(r.name))
         keys = {"name": lambda r: r.name, "size": lambda r: (-r.bytes, r.name),
                 "params": lambda r: (-r.params, r.name), "dtype": lambda r: (r.dtype, r.name)}
         rows.sort(key=keys[sort])

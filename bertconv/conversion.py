@@ -371,7 +371,7 @@ def _check_before_publishing(written: Path, src, plan: Plan, dtype: str, gelu: s
     import dataclasses
 
     from .errors import CheckFailed
-    from .validate import quick_check
+    from .validation import quick_check
 
     config, original = plan.config, src
     fam = plan.family
