@@ -435,6 +435,7 @@ def render_markdown(results: list[Result], targets: list[Target], info: dict) ->
               f"- bertconv environment: Python {ours.get('python', '?')}, torch {ours.get('torch', '?')}, "
               f"tensorflow-cpu {ours.get('tensorflow-cpu', ours.get('tensorflow', '?'))}, "
               f"safetensors {ours.get('safetensors', '?')}, numpy {ours.get('numpy', '?')}",
+              f"- `bertconv --version`: {info.get('bertconv_version') or '?'}",
               f"- Baseline environment ({info['hf4_venv']}): "
               + (f"Python {hf4.get('python', '?')}, transformers {hf4.get('transformers', '?')}, torch "
                  f"{hf4.get('torch', '?')}, tensorflow-cpu {hf4.get('tensorflow-cpu', '?')}, numpy "
@@ -563,6 +564,9 @@ def main(argv=None) -> int:
             "hf4_versions": package_versions(hf4_python, ["transformers", "torch", "tensorflow-cpu", "numpy"])
             if hf4_python else {},
             "hf4_venv": display_command([str(args.hf4_venv)]),
+            # says whether the compiled transpose was built (bertconv/_transpose.c) or NumPy is used
+            "bertconv_version": subprocess.run([args.bertconv, "--version"], capture_output=True, text=True,
+                                               env=env).stdout.strip(),
             "reproduce": "python3 bench/run.py" + (" --quick" if args.quick else "")
             + (f" --repeats {rounds}" if args.repeats else "") + (f" --warmup {args.warmup}" if args.warmup else "") + (f" --only {args.only}" if args.only else "")}
 

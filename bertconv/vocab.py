@@ -50,14 +50,14 @@ def load_vocab(path: str | Path) -> Vocab:
         tokens.pop()
     if not tokens:
         raise VocabError("the vocabulary is empty", path=path)
-    seen: dict[str, int] = {}
-    dupes = []
-    for i, tok in enumerate(tokens):
-        if tok in seen:
-            dupes.append(f"{tok!r} (lines {seen[tok] + 1} and {i + 1})")
-        else:
-            seen[tok] = i
-    if dupes:
+    if len(set(tokens)) != len(tokens):
+        seen: dict[str, int] = {}
+        dupes = []
+        for i, tok in enumerate(tokens):
+            if tok in seen:
+                dupes.append(f"{tok!r} (lines {seen[tok] + 1} and {i + 1})")
+            else:
+                seen[tok] = i
         shown = ", ".join(dupes[:5]) + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
         raise VocabError(f"duplicate tokens: {shown}", path=path,
                          hint="each token must appear once; ids are line numbers")

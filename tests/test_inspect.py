@@ -104,11 +104,15 @@ def test_inspect_imports_neither_torch_nor_tensorflow(target, tmp_path):
     assert data["family"] == "bert"
 
 
-@pytest.mark.parametrize("args", [["--version"], ["inspect", "--json", "FIXTURE"], ["inspect", "FIXTURE"]])
-def test_listing_a_tf_checkpoint_starts_without_numpy(args):
-    # Start-up is most of what `inspect` costs: the reader parses the index without NumPy, which
-    # is imported only for values (--stats, global_step) or a conversion.
-    args = [str(fixture_dir("bert_pretrain")) if a == "FIXTURE" else a for a in args]
+@pytest.mark.parametrize("args", [["--version"], ["inspect", "--json", "TF"], ["inspect", "TF"], ["inspect", "HF"]])
+def test_listing_a_checkpoint_starts_without_numpy(args, tmp_path):
+    # Start-up is most of what `inspect` costs: the readers parse the TF index and the safetensors
+    # header without NumPy, which is imported only for values (--stats, global_step) or conversion.
+    if "HF" in args:
+        from bertconv.conversion import convert
+        convert(fixture_dir("bert_pretrain"), tmp_path / "hf", validate=False)
+    paths = {"TF": str(fixture_dir("bert_pretrain")), "HF": str(tmp_path / "hf")}
+    args = [paths.get(a, a) for a in args]
     code = ("import sys; from bertconv.cli import main\n"
             "try:\n    rc = main(%r)\nexcept SystemExit as e:\n    rc = e.code\n"
             "bad = [m for m in ('numpy', 'ml_dtypes', 'torch', 'tensorflow') if m in sys.modules]\n"

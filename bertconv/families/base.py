@@ -146,6 +146,13 @@ class Mapping:
     optional_prefixes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_target(self, source_name: str) -> Match | None:
+        # Planning, inspecting and diffing each ask for the same names several times.
+        cache = self.__dict__.setdefault("_to_target_cache", {})
+        if source_name not in cache:
+            cache[source_name] = self._to_target(source_name)
+        return cache[source_name]
+
+    def _to_target(self, source_name: str) -> Match | None:
         name = source_name
         for prefix in self.optional_prefixes:
             if name.startswith(prefix):

@@ -8,6 +8,7 @@ array of ``bytes``) and ``variant`` (listed, never loaded as numbers).
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,21 @@ if TYPE_CHECKING:  # NumPy is imported where arrays are made, not to list a chec
 
 #: dtypes that hold numbers a model can use as weights.
 FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "float8_e5m2", "float8_e4m3fn"})
+
+#: Element types NumPy lacks, taken from ml_dtypes.
+_ML_DTYPES = frozenset({"bfloat16", "float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz",
+                        "float8_e4m3b11fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "int4", "uint4"})
+
+
+@functools.lru_cache(maxsize=None)
+def numpy_dtype(name: str) -> np.dtype:
+    """The little-endian NumPy dtype of a dtype name. NumPy and ml_dtypes are imported here, on
+    first use: listing a checkpoint, or converting float32 as stored, needs neither."""
+    import numpy as np
+    if name in _ML_DTYPES:
+        import ml_dtypes
+        return np.dtype(getattr(ml_dtypes, name))
+    return np.dtype(name).newbyteorder("<")
 
 
 @dataclass(frozen=True)

@@ -20,39 +20,40 @@ import mmap
 import os
 import struct
 from pathlib import Path
-
-import ml_dtypes
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import CheckpointFormatError, CorruptDataError, InputError, OutputError
-from .base import TensorInfo, TensorSource
+from .base import TensorInfo, TensorSource, numpy_dtype
+
+if TYPE_CHECKING:  # imported where arrays are made (see numpy_dtype)
+    import numpy as np
 
 __all__ = ["SafetensorsSource", "SafetensorsWriter", "DTYPES", "INDEX_NAME"]
 
-#: safetensors dtype code -> (our dtype name, NumPy dtype). Sub-byte codes (F4, F6_*) have no
-#: NumPy layout that maps one element to whole bytes, so they are not listed: reading them fails
-#: with a clear error rather than a misread.
-DTYPES: dict[str, tuple[str, np.dtype]] = {
-    "BOOL": ("bool", np.dtype(np.bool_)),
-    "U8": ("uint8", np.dtype("<u1")),
-    "I8": ("int8", np.dtype("<i1")),
-    "U16": ("uint16", np.dtype("<u2")),
-    "I16": ("int16", np.dtype("<i2")),
-    "U32": ("uint32", np.dtype("<u4")),
-    "I32": ("int32", np.dtype("<i4")),
-    "U64": ("uint64", np.dtype("<u8")),
-    "I64": ("int64", np.dtype("<i8")),
-    "F16": ("float16", np.dtype("<f2")),
-    "BF16": ("bfloat16", np.dtype(ml_dtypes.bfloat16)),
-    "F32": ("float32", np.dtype("<f4")),
-    "F64": ("float64", np.dtype("<f8")),
-    "C64": ("complex64", np.dtype("<c8")),
-    "F8_E5M2": ("float8_e5m2", np.dtype(ml_dtypes.float8_e5m2)),
-    "F8_E4M3": ("float8_e4m3fn", np.dtype(ml_dtypes.float8_e4m3fn)),
-    "F8_E8M0": ("float8_e8m0fnu", np.dtype(ml_dtypes.float8_e8m0fnu)),
+#: safetensors dtype code -> (our dtype name, bytes per element). Sub-byte codes (F4, F6_*) have
+#: no NumPy layout that maps one element to whole bytes, so they are not listed: reading them
+#: fails with a clear error rather than a misread.
+DTYPES: dict[str, tuple[str, int]] = {
+    "BOOL": ("bool", 1),
+    "U8": ("uint8", 1),
+    "I8": ("int8", 1),
+    "U16": ("uint16", 2),
+    "I16": ("int16", 2),
+    "U32": ("uint32", 4),
+    "I32": ("int32", 4),
+    "U64": ("uint64", 8),
+    "I64": ("int64", 8),
+    "F16": ("float16", 2),
+    "BF16": ("bfloat16", 2),
+    "F32": ("float32", 4),
+    "F64": ("float64", 8),
+    "C64": ("complex64", 8),
+    "F8_E5M2": ("float8_e5m2", 1),
+    "F8_E4M3": ("float8_e4m3fn", 1),
+    "F8_E8M0": ("float8_e8m0fnu", 1),
 }
 _CODE_OF = {name: code for code, (name, _) in DTYPES.items()}
-_NUMPY_OF = {name: dt for name, dt in DTYPES.values()}
+_ITEMSIZE_OF = dict(DTYPES.values())
 
 #: the library refuses headers above 100 MB; so do we, before allocating anything that large
 MAX_HEADER_BYTES = 100_000_000
@@ -112,7 +113,7 @@ class _SafetensorsFile:
 
         entries: list[tuple[int, int, str]] = []
         self.infos: dict[str, TensorInfo] = {}
-        self._layout: dict[str, tuple[np.dtype, tuple[int, ...], int]] = {}
+        self._layout: dict[str, tuple[str, tuple[int, ...], int]] = {}
         for name, entry in header.items():
             if not isinstance(entry, dict):
                 raise self._fail("header entry is not an object", name)
@@ -124,16 +125,16 @@ class _SafetensorsFile:
             if not (isinstance(offsets, list) and len(offsets) == 2
                     and all(type(o) is int and o >= 0 for o in offsets) and offsets[0] <= offsets[1]):
                 raise self._fail(f"data_offsets {offsets!r} are not [begin, end]", name)
-            our_name, np_dtype = DTYPES[code]
+            our_name, itemsize = DTYPES[code]
             begin, end = offsets
             shape = tuple(shape)
-            expected = math.prod(shape) * np_dtype.itemsize
+            expected = math.prod(shape) * itemsize
             if end - begin != expected:
                 raise self._fail(f"shape {list(shape)} of {code} needs {expected} bytes but "
                                  f"data_offsets span {end - begin}", name, corrupt=True)
             entries.append((begin, end, name))
             self.infos[name] = TensorInfo(name, our_name, shape, expected)
-            self._layout[name] = (np_dtype, shape, begin)
+            self._layout[name] = (our_name, shape, begin)
 
         # Tensors must tile the data exactly: a gap or an overlap means a damaged or crafted file.
         position = 0
@@ -151,7 +152,10 @@ class _SafetensorsFile:
                      if file_size > self.data_start else None)
 
     def read(self, name: str) -> np.ndarray:
-        np_dtype, shape, begin = self._layout[name]
+        import numpy as np
+
+        dtype_name, shape, begin = self._layout[name]
+        np_dtype = numpy_dtype(dtype_name)
         count = math.prod(shape)
         if count == 0:
             empty = np.empty(shape, dtype=np_dtype)
@@ -295,7 +299,7 @@ class SafetensorsWriter:
             if any(d < 0 for d in shape):
                 raise OutputError(f"negative size in shape {shape}", path=self.path, tensor=name)
             seen.add(name)
-            nbytes = math.prod(shape) * _NUMPY_OF[dtype].itemsize
+            nbytes = math.prod(shape) * _ITEMSIZE_OF[dtype]
             header[name] = {"dtype": _CODE_OF[dtype], "shape": list(shape),
                             "data_offsets": [offset, offset + nbytes]}
             self._entries.append((name, dtype, shape))
@@ -319,6 +323,8 @@ class SafetensorsWriter:
 
     # -- writing ------------------------------------------------------------------------------
     def write(self, name: str, array: np.ndarray) -> None:
+        import numpy as np
+
         if self._closed:
             raise OutputError("writer is already closed", path=self.path, tensor=name)
         if self._next >= len(self._entries):
@@ -337,7 +343,7 @@ class SafetensorsWriter:
             self.abort()
             raise OutputError(problem, path=self.path, tensor=name)
         try:
-            self._write_array(array, _NUMPY_OF[want_dtype])
+            self._write_array(array, numpy_dtype(want_dtype))
         except OSError as e:
             self.abort()
             raise OutputError(f"cannot write: {e.strerror}", path=self.path, tensor=name) from None
@@ -347,6 +353,8 @@ class SafetensorsWriter:
         self._next += 1
 
     def _write_array(self, array: np.ndarray, stored: np.dtype) -> None:
+        import numpy as np
+
         if array.size == 0:
             return
         if array.flags.c_contiguous and array.dtype == stored:

@@ -13,7 +13,6 @@ views of a memory map of their shard.
 from __future__ import annotations
 
 import codecs
-import functools
 import math
 import mmap
 import re
@@ -26,10 +25,10 @@ from ..errors import CheckpointFormatError, CorruptDataError, InputError
 from . import _wire
 from ._wire import (BundleEntry, ObjectReference, SerializedTensor, SlotVariableReference,
                     TrackableObject, WireError)
-from .base import TensorInfo, TensorSource
+from .base import TensorInfo, TensorSource, numpy_dtype
 from .sstable import crc32c, read_table, unmask_crc
 
-if TYPE_CHECKING:  # imported where tensors are read (see _numpy_dtype)
+if TYPE_CHECKING:  # imported where tensors are read (see numpy_dtype)
     import numpy as np
 
 __all__ = ["TFBundleSource", "resolve_prefix", "DTYPES", "OBJECT_GRAPH_KEY", "TrackableObject",
@@ -45,21 +44,6 @@ _READER_VERSION = 1
 _MAX_SHARDS = 1 << 20
 
 
-#: Element types NumPy lacks, taken from ml_dtypes.
-_ML_DTYPES = frozenset({"bfloat16", "float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz",
-                        "float8_e4m3b11fnuz", "float8_e5m2fnuz", "int4", "uint4"})
-
-
-@functools.lru_cache(maxsize=None)
-def _numpy_dtype(name: str):
-    # Imported on first read: listing a checkpoint (inspect) needs neither NumPy nor ml_dtypes.
-    import numpy as np
-    if name in _ML_DTYPES:
-        import ml_dtypes
-        return np.dtype(getattr(ml_dtypes, name))
-    return np.dtype(name).newbyteorder("<")
-
-
 @dataclass(frozen=True)
 class _Dtype:
     name: str
@@ -71,7 +55,7 @@ class _Dtype:
     @property
     def numpy(self) -> np.dtype | None:
         """Little-endian NumPy dtype of one element; None for STRING and VARIANT."""
-        return _numpy_dtype(self.name) if self.itemsize else None
+        return numpy_dtype(self.name) if self.itemsize else None
 
 
 def _numeric(name: str, itemsize: int, swap_unit: int | None = None) -> _Dtype:
@@ -451,6 +435,7 @@ class TFBundleSource(TensorSource):
         if entry.offset + entry.size > len(mapped):
             raise self._fail(f"index claims bytes {entry.offset}..{entry.offset + entry.size} but "
                              f"the data file has {len(mapped)}", name_key, path=shard, corrupt=True)
+        # A NumPy view, not a memoryview: google-crc32c takes only buffers it need not release.
         raw = np.frombuffer(mapped, np.uint8, entry.size, entry.offset) if entry.size else \
             np.empty(0, np.uint8)
         if dtype.numpy is not None:
