@@ -463,3 +463,25 @@ def test_open_source_dispatch(tmp_path):
                 assert src.directory == path
             if path.name in ("model.safetensors", "pytorch_model.bin", "tf_model.h5"):
                 assert src.sidecar("config.json") == path.parent / "config.json"
+
+
+def test_writer_reserves_the_file_and_a_full_disk_fails_before_writing(tmp_path, monkeypatch):
+    from bertconv.errors import OutputError
+    from bertconv.formats import safetensors_io
+    entries = [("a", "float32", (3, 5)), ("b", "float16", (7,))]
+    path = tmp_path / "m.safetensors"
+    writer = safetensors_io.SafetensorsWriter(path, entries)
+    reserved = path.stat().st_size
+    writer.write("a", np.ones((3, 5), np.float32))
+    writer.write("b", np.zeros(7, np.float16))
+    writer.close()
+    header_len = int.from_bytes(path.read_bytes()[:8], "little")
+    assert path.stat().st_size == 8 + header_len + 3 * 5 * 4 + 7 * 2
+    if sys.platform.startswith("linux"):  # the whole file was reserved before any tensor was written
+        assert reserved == path.stat().st_size
+    with SafetensorsSource(path) as source:
+        assert source.read("a").sum() == 15
+    monkeypatch.setattr(safetensors_io, "_preallocate", lambda fd, size: "No space left on device")
+    with pytest.raises(OutputError, match="No space left on device"):
+        safetensors_io.SafetensorsWriter(tmp_path / "full.safetensors", entries)
+    assert not (tmp_path / "full.safetensors").exists()
