@@ -29,6 +29,9 @@ def read_varint(buf: bytes | memoryview, pos: int, end: int | None = None) -> tu
     """Decode a LEB128 varint at ``pos``; return ``(value, position after it)``."""
     if end is None:
         end = len(buf)
+    # Most varints in an index (tags, dtypes, small sizes) are one byte: decode those at once.
+    if pos < end and buf[pos] < 0x80:
+        return buf[pos], pos + 1
     result = 0
     shift = 0
     for i in range(_MAX_VARINT_BYTES):
