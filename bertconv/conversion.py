@@ -3,6 +3,7 @@ what was written against the original."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -187,8 +188,8 @@ def _prepare(source, tensor, dtype: str) -> np.ndarray:
     """Read (crc-checked), transform and cast one tensor into the bytes the output stores."""
     # Cast after the copy: a cast of the transposed view would be a second strided pass.
     array = contiguous(apply_transform(tensor.transform, source.read(tensor.source)))
-    # This runs on the worker thread (NumPy copies and crc32c release the GIL), overlapping the
-    # main thread's write of the previous tensor.
+    # This runs on the worker thread, overlapping the main thread's writes: the transpose and
+    # NumPy's copies release the GIL (google-crc32c holds it while it checks a tensor).
     cast = _cast(array, dtype)
     if dtype == "float16" and array.dtype != np.float16 and np.isinf(cast).any():
         overflow = int(np.count_nonzero(np.isinf(cast) & ~np.isinf(array.astype(np.float32))))
@@ -209,15 +210,16 @@ def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[
 
     targets = _target_names(plan)
     entries = [(targets[t.source], dtype, t.target_shape) for t in plan.tensors]
+    tensors = plan.tensors
+    counts = [math.prod(t.target_shape) for t in tensors]
+    # counted as float32, what the worker holds before any cast to a narrower dtype
+    sizes = [count * 4 for count in counts]
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=sum(int(np.prod(t.target_shape)) for t in plan.tensors), unit="param",
-                   unit_scale=True, file=sys.stderr, desc="converting", leave=False)
+        bar = tqdm(total=sum(counts), unit="param", unit_scale=True, file=sys.stderr, desc="converting",
+                   leave=False)
     writer = SafetensorsWriter(path, entries, metadata=metadata)
-    tensors = plan.tensors
-    # counted as float32, what the worker holds before any cast to a narrower dtype
-    sizes = [int(np.prod(t.target_shape)) * 4 for t in tensors]
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertconv-read") as pool:
             pending: deque = deque()
@@ -241,7 +243,7 @@ def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[
                 del array
                 source.release(t.source)
                 if bar is not None:
-                    bar.update(int(np.prod(t.target_shape)))
+                    bar.update(counts[i])
         writer.close()
     except BaseException:
         writer.abort()
