@@ -14,6 +14,7 @@ from bertconv.errors import ConfigError, MappingError
 from bertconv.converted import ARCHITECTURES, infer_architecture
 from bertconv.model import build_model, load_model, load_state_dict_strict, run_outputs
 from bertconv.reference import make_inputs
+from bertconv.validation import _transformers_outputs
 
 transformers = pytest.importorskip("transformers", reason="the comparison needs transformers")
 
@@ -40,29 +41,8 @@ def hf_model(architecture: str, hidden_act: str = "gelu_new"):
 
 
 def hf_outputs(model, inputs) -> dict[str, np.ndarray]:
-    args = {k: torch.as_tensor(v) for k, v in inputs.items()}
-    with torch.no_grad():
-        result = model(**args, output_hidden_states=True)
-    hidden = result.hidden_states
-    named = {out.EMBEDDINGS: hidden[0], out.SEQUENCE: hidden[-1]}
-    named.update({out.layer(i): h for i, h in enumerate(hidden[1:])})
-    if getattr(result, "pooler_output", None) is not None:
-        named[out.POOLED] = result.pooler_output
-    elif getattr(getattr(model, "bert", None), "pooler", None) is not None:
-        with torch.no_grad():  # the head classes do not return it: run their own pooler
-            named[out.POOLED] = model.bert.pooler(hidden[-1])
-    for attr, name in (("prediction_logits", out.MLM_LOGITS), ("seq_relationship_logits", out.NSP_LOGITS)):
-        if getattr(result, attr, None) is not None:
-            named[name] = getattr(result, attr)
-    if type(model).__name__ == "BertForMaskedLM":
-        named[out.MLM_LOGITS] = result.logits
-    if type(model).__name__ == "BertForNextSentencePrediction":
-        named[out.NSP_LOGITS] = result.logits
-    if type(model).__name__ == "BertForSequenceClassification":
-        named[out.CLASSIFIER_LOGITS] = result.logits
-    if type(model).__name__ == "BertForQuestionAnswering":
-        named[out.SPAN_LOGITS] = torch.stack([result.start_logits, result.end_logits], dim=-1)
-    return {k: v.double().numpy() for k, v in named.items()}
+    """transformers' outputs under bertconv's names, as `validate --with-transformers` collects them."""
+    return _transformers_outputs(model, inputs, torch.device("cpu"))
 
 
 def our_config(hidden_act="gelu_new") -> BertConfig:
