@@ -6,21 +6,22 @@ import json
 import math
 import os
 import sys
+import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .atomic import atomic_dir, atomic_file, check_name, check_not_reading
 from .errors import InputError, OutputError
-from .families.base import apply_transform
+from .families.base import apply_transform, transposed_matrix
 from .formats import open_source
 from .plan import Plan, plan_conversion
 from .vocab import infer_lower_case, write_tokenizer_files
+
+if TYPE_CHECKING:  # a float32 conversion on the compiled path needs no NumPy
+    import numpy as np
 
 OUTPUT_DTYPES = ("float32", "float16", "bfloat16")
 FORMATS = ("hf", "safetensors")
@@ -87,6 +88,8 @@ def _directory_of(source: str) -> Path:
 
 
 def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
+    import numpy as np
+
     if dtype == "bfloat16":
         import ml_dtypes
         target = np.dtype(ml_dtypes.bfloat16)
@@ -135,9 +138,9 @@ def _target_names(plan: Plan) -> dict[str, str]:
 
 
 try:  # built at install time where a C compiler is present (setup.py); NumPy otherwise
-    from ._transpose import transpose as _native_transpose
+    from . import _kernels
 except ImportError:  # pragma: no cover - depends on how bertconv was installed
-    _native_transpose = None
+    _kernels = None
 
 #: Without the compiled transpose, a transposed kernel is copied in tiles of TRANSPOSE_ROWS output
 #: rows by one 64-byte cache line of output columns: each tile reads TRANSPOSE_ROWS-long contiguous
@@ -147,34 +150,41 @@ except ImportError:  # pragma: no cover - depends on how bertconv was installed
 #: transpose: 4-6 ms; on BERT-Base kernels it is 3-5x faster than these tiles).
 TRANSPOSE_ROWS = 1024
 CACHE_LINE = 64
-#: Bytes of tensors prepared ahead of the writer by one worker thread (at least one tensor,
-#: whatever its size). Kernels (slow to prepare: transposed) alternate with biases and norms
-#: (quick): one tensor ahead left the worker idle while a kernel was written and the writer idle
-#: while the next one was transposed, so little overlapped. A byte budget lets the worker run on
-#: through the small tensors into the next kernel. A second worker thread measured slower on
-#: 2 cores (the copies contend for memory bandwidth).
-READ_AHEAD_BYTES = 64 << 20
+#: Threads that convert tensors, each one whole tensor at a time: read, check, transpose, write at
+#: its place in the output. Writes go to offsets the header already fixed, so neither thread waits
+#: for the other to finish a tensor; on 2 cores, one thread's copies run while the other is in
+#: the kernel writing. (Before: one thread read ahead while the main thread wrote in order; the
+#: reading side was the bottleneck and memory held the read-ahead.)
+CONVERSION_THREADS = 2
 
 
 def native_transpose_available() -> bool:
-    return _native_transpose is not None
+    return _kernels is not None
+
+
+def compiled_data_path_available() -> bool:
+    """Whether tensors stored as they are converted (float32 to float32, the usual case) go
+    through the compiled kernels: checksum and transpose in one pass, no NumPy."""
+    return _kernels is not None and bool(_kernels.HARDWARE_CRC32C)
 
 
 def contiguous(array: np.ndarray, *, native: bool = True) -> np.ndarray:
     """A C-contiguous copy (or the array itself when it already is one). A transposed 2-D view
     is copied by the compiled transpose when it is built (``native=False`` forces the NumPy
     tiles, which give the same bits)."""
+    import numpy as np
+
     if array.flags.c_contiguous:
         return array
     if array.ndim != 2 or not array.T.flags.c_contiguous:
         return np.ascontiguousarray(array)
     rows, cols = array.shape
     out = np.empty((rows, cols), dtype=array.dtype)
-    if native and _native_transpose is not None and array.dtype.itemsize in (1, 2, 4, 8) \
+    if native and _kernels is not None and array.dtype.itemsize in (1, 2, 4, 8) \
             and not array.dtype.hasobject:
         # array.T is the stored [cols, rows] matrix; viewed as bytes so any dtype of that size
         # (float16, bfloat16, float8) goes through unchanged.
-        _native_transpose(array.T, out.view(np.uint8), cols, rows, array.dtype.itemsize)
+        _kernels.transpose(array.T, out.view(np.uint8), cols, rows, array.dtype.itemsize)
         return out
     width = max(1, CACHE_LINE // array.dtype.itemsize)
     for r in range(0, rows, TRANSPOSE_ROWS):
@@ -186,10 +196,12 @@ def contiguous(array: np.ndarray, *, native: bool = True) -> np.ndarray:
 
 def _prepare(source, tensor, dtype: str) -> np.ndarray:
     """Read (crc-checked), transform and cast one tensor into the bytes the output stores."""
+    import numpy as np
+
     # Cast after the copy: a cast of the transposed view would be a second strided pass.
     array = contiguous(apply_transform(tensor.transform, source.read(tensor.source)))
-    # This runs on the worker thread, overlapping the main thread's writes: the transpose and
-    # NumPy's copies release the GIL (google-crc32c holds it while it checks a tensor).
+    # The transpose and NumPy's copies release the GIL, so the other conversion thread runs on
+    # (google-crc32c holds it while it checks a tensor).
     cast = _cast(array, dtype)
     if dtype == "float16" and array.dtype != np.float16 and np.isinf(cast).any():
         overflow = int(np.count_nonzero(np.isinf(cast) & ~np.isinf(array.astype(np.float32))))
@@ -199,53 +211,120 @@ def _prepare(source, tensor, dtype: str) -> np.ndarray:
     return cast
 
 
+def _as_stored(array: np.ndarray, dtype: str) -> np.ndarray:
+    """The array as the file stores it: C order, little-endian (a no-op for what _prepare
+    returns on a little-endian machine)."""
+    import numpy as np
+
+    from .formats.base import numpy_dtype
+    return np.ascontiguousarray(array, dtype=numpy_dtype(dtype))
+
+
+class _Buffers(threading.local):
+    """Output buffers of transposed tensors, one per size and thread, reused once written: a fresh
+    buffer per kernel would cost the kernel's size in new pages (faulted in one by one) every time."""
+
+    def __init__(self):
+        self.by_size: dict[int, bytearray] = {}
+
+    def take(self, nbytes: int) -> bytearray:
+        buffer = self.by_size.get(nbytes)
+        if buffer is None:
+            buffer = self.by_size[nbytes] = bytearray(nbytes)
+        return buffer
+
+
+def _prepare_stored(source, tensor, dtype: str, buffers: _Buffers):
+    """The compiled path of :func:`_prepare`, for a tensor stored in the output's dtype: the
+    checksum and the transpose in one pass over the stored bytes, into a reused buffer, or for an
+    untransposed tensor the mapped bytes themselves. Returns (bytes to write, buffer to give back
+    or None), or None where this path does not apply (then :func:`_prepare` does the work).
+    The buffer is the thread's own, valid until its next transposed tensor of the same size."""
+    stored = source.stored_bytes(tensor.source)
+    if stored is None:
+        return None
+    try:
+        matrix = transposed_matrix(tensor.transform, stored.shape) if stored.dtype == dtype else False
+    except ValueError:
+        matrix = False
+    if matrix is False:
+        stored.data.release()
+        return None
+    if matrix is None:
+        if stored.crc32c is not None:
+            source.confirm_crc32c(tensor.source, _kernels.crc32c(stored.data))
+        return stored.data, None
+    rows, cols = matrix
+    out = buffers.take(len(stored.data))
+    with stored.data:
+        itemsize = len(stored.data) // (rows * cols)
+        if stored.crc32c is not None:
+            computed = _kernels.transpose_crc32c(stored.data, out, rows, cols, itemsize)
+            source.confirm_crc32c(tensor.source, computed)
+        else:
+            _kernels.transpose(stored.data, out, rows, cols, itemsize)
+    return out, out
+
+
 def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[str, str],
                   progress: bool = False) -> None:
-    """Stream every planned tensor into one safetensors file. A worker thread reads, checks and
-    transposes the next tensors while this one is written: memory stays near READ_AHEAD_BYTES
-    plus two tensors whatever the model's size."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """Stream every planned tensor into one safetensors file. CONVERSION_THREADS threads (this
+    one included) each take the next tensor, read, check and transpose it, and write it at its
+    place: memory stays near one tensor per thread, whatever the model's size."""
     from .formats.safetensors_io import SafetensorsWriter
 
     targets = _target_names(plan)
     entries = [(targets[t.source], dtype, t.target_shape) for t in plan.tensors]
-    tensors = plan.tensors
-    counts = [math.prod(t.target_shape) for t in tensors]
-    # counted as float32, what the worker holds before any cast to a narrower dtype
-    sizes = [count * 4 for count in counts]
+    compiled = compiled_data_path_available()
+    buffers = _Buffers()
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=sum(counts), unit="param", unit_scale=True, file=sys.stderr, desc="converting",
-                   leave=False)
+        bar = tqdm(total=sum(math.prod(t.target_shape) for t in plan.tensors), unit="param",
+                   unit_scale=True, file=sys.stderr, desc="converting", leave=False)
     writer = SafetensorsWriter(path, entries, metadata=metadata)
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertconv-read") as pool:
-            pending: deque = deque()
-            submitted = 0
-            ahead = 0  # bytes submitted and not yet written
+    queue = iter(plan.tensors)
+    lock = threading.Lock()  # over the queue and the progress bar
+    failures: list[BaseException] = []
 
-            def read_ahead() -> None:
-                nonlocal submitted, ahead
-                while submitted < len(tensors) and (not pending or
-                                                    ahead + sizes[submitted] <= READ_AHEAD_BYTES):
-                    pending.append(pool.submit(_prepare, source, tensors[submitted], dtype))
-                    ahead += sizes[submitted]
-                    submitted += 1
-
-            for i, t in enumerate(tensors):
-                read_ahead()
-                array = pending.popleft().result()
-                read_ahead()  # keep the worker busy while this one is written
-                writer.write(targets[t.source], array)
-                ahead -= sizes[i]
-                del array
-                source.release(t.source)
+    def convert_tensors() -> None:
+        try:
+            while not failures:
+                with lock:
+                    tensor = next(queue, None)
+                if tensor is None:
+                    return
+                done = _prepare_stored(source, tensor, dtype, buffers) if compiled else None
+                if done is None:
+                    array = _as_stored(_prepare(source, tensor, dtype), dtype)
+                    writer.write_at(targets[tensor.source], dtype, array.reshape(-1).view("uint8"))
+                else:
+                    data, reusable = done
+                    writer.write_at(targets[tensor.source], dtype, data)
+                    if reusable is None:
+                        data.release()
+                source.release(tensor.source)
                 if bar is not None:
-                    bar.update(counts[i])
+                    with lock:
+                        bar.update(math.prod(tensor.target_shape))
+        except BaseException as error:
+            failures.append(error)
+
+    helpers = [threading.Thread(target=convert_tensors, name=f"bertconv-convert-{i}", daemon=True)
+               for i in range(CONVERSION_THREADS - 1)]
+    try:
+        for helper in helpers:
+            helper.start()
+        convert_tensors()
+        for helper in helpers:
+            helper.join()
+        if failures:
+            raise failures[0]
         writer.close()
     except BaseException:
+        failures.append(RuntimeError("stopped"))  # any helper still running stops at its next tensor
+        for helper in helpers:
+            helper.join()
         writer.abort()
         raise
     finally:
@@ -288,26 +367,23 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
                     "bertconv.config": json.dumps(config_json, sort_keys=True)}
         do_lower = None
         if format == "hf":
-            files = []
             with atomic_dir(output, overwrite=overwrite) as tmp:
-                write_weights(plan, src, tmp / "model.safetensors", dtype=dtype, metadata=metadata,
-                              progress=progress)
-                files.append("model.safetensors")
-                (tmp / "config.json").write_text(json.dumps(config_json, indent=2) + "\n", encoding="utf-8")
-                files.append("config.json")
-                if plan.vocab is not None:
-                    hints = [str(Path(source).resolve()), str(plan.vocab.path.resolve().parent)]
-                    if lower_case is None:
-                        do_lower, why = infer_lower_case(plan.vocab, hints)
-                        notes.append(f"do_lower_case={do_lower} ({why}; override with --cased/--uncased)")
-                    else:
-                        do_lower = lower_case
-                    files += write_tokenizer_files(tmp, plan.vocab, do_lower_case=do_lower,
-                                                   model_max_length=plan.config.max_position_embeddings)
-                elif plan.sentencepiece is not None:
-                    from .spiece import write_sentencepiece_files
-                    files += write_sentencepiece_files(tmp, plan.sentencepiece,
-                                                       model_max_length=plan.config.max_position_embeddings)
+                # The configuration and tokenizer files (tens of milliseconds, mostly the tokenizers
+                # library) are written on a thread while the weights stream: the weights' threads
+                # spend their time in the kernel and in compiled copies, without the GIL.
+                from concurrent.futures import ThreadPoolExecutor
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertconv-files") as side:
+                    side_files = side.submit(_write_side_files, tmp, plan, source, config_json, lower_case)
+                    try:
+                        write_weights(plan, src, tmp / "model.safetensors", dtype=dtype, metadata=metadata,
+                                      progress=progress)
+                    except BaseException:
+                        side_files.exception()  # let it finish; the weights' error is the one to report
+                        raise
+                    written, do_lower, why = side_files.result()
+                files = ["model.safetensors", *written]
+                if why:
+                    notes.append(why)
                 write_seconds = time.perf_counter() - started
                 validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if validate else None
         else:
@@ -334,6 +410,29 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
         report.write_seconds = write_seconds
         report.seconds = time.perf_counter() - started
     return report
+
+
+def _write_side_files(directory: Path, plan: Plan, source, config_json: dict,
+                      lower_case: bool | None) -> tuple[list[str], bool | None, str | None]:
+    """config.json and the tokenizer files of a Hugging Face directory: (files written,
+    do_lower_case, a note saying how casing was decided, or None)."""
+    (directory / "config.json").write_text(json.dumps(config_json, indent=2) + "\n", encoding="utf-8")
+    files = ["config.json"]
+    do_lower, note = None, None
+    if plan.vocab is not None:
+        hints = [str(Path(source).resolve()), str(plan.vocab.path.resolve().parent)]
+        if lower_case is None:
+            do_lower, why = infer_lower_case(plan.vocab, hints)
+            note = f"do_lower_case={do_lower} ({why}; override with --cased/--uncased)"
+        else:
+            do_lower = lower_case
+        files += write_tokenizer_files(directory, plan.vocab, do_lower_case=do_lower,
+                                       model_max_length=plan.config.max_position_embeddings)
+    elif plan.sentencepiece is not None:
+        from .spiece import write_sentencepiece_files
+        files += write_sentencepiece_files(directory, plan.sentencepiece,
+                                           model_max_length=plan.config.max_position_embeddings)
+    return files, do_lower, note
 
 
 def _check_labels(labels: list[str] | None, plan: Plan) -> None:

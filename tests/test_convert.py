@@ -12,7 +12,7 @@ from bertconv.errors import ConfigError, MappingError, OutputError, VocabError
 from bertconv.families.bert import MAPPING
 from bertconv.formats import open_source
 
-from .conftest import fixture_dir
+from .conftest import BERT_FIXTURES, fixture_dir
 
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is the oracle for checkpoint contents")
 
@@ -192,3 +192,55 @@ def test_missing_expected_tensor_named(tmp_path):
     (tmp_path / "ck" / "bert_config.json").write_bytes((fixture_dir("bert_noheads") / "bert_config.json").read_bytes())
     with pytest.raises(MappingError, match="layer_1/output/dense/bias"):
         convert(tmp_path / "ck", tmp_path / "out", validate=False)
+
+
+# -- the compiled data path (checksum and transpose in one pass, no NumPy) and the NumPy one ------
+conversion_module = __import__("bertconv.conversion", fromlist=["conversion"])
+needs_compiled_path = pytest.mark.skipif(
+    not conversion_module.compiled_data_path_available(),
+    reason="no compiled kernels, or no CRC-32C instruction on this CPU: only the NumPy path runs")
+
+
+@needs_compiled_path
+@pytest.mark.parametrize("name,options", [
+    ("bert_pretrain", {}), ("bert_adam", {}), ("bert_squad", {"format": "safetensors"}),
+    ("bert_classifier", {"dtype": "bfloat16"}), ("bert_noheads", {"dtype": "float16"}),
+    ("garden_v2", {}), ("garden_v3", {}), ("albert_pretrain", {}), ("electra_small", {}),
+])
+def test_compiled_and_numpy_paths_write_the_same_bytes(name, options, tmp_path, monkeypatch):
+    from .conftest import FIXTURES
+
+    src = fixture_dir(name) if name in BERT_FIXTURES else FIXTURES / name
+    out = "model.safetensors" if options.get("format") == "safetensors" else "out"
+    (tmp_path / "compiled").mkdir()
+    (tmp_path / "numpy").mkdir()
+    convert(src, tmp_path / "compiled" / out, validate=False, **options)
+    monkeypatch.setattr(conversion_module, "compiled_data_path_available", lambda: False)
+    convert(src, tmp_path / "numpy" / out, validate=False, **options)
+    weights = "" if options.get("format") == "safetensors" else "model.safetensors"
+    compiled = (tmp_path / "compiled" / out / weights).read_bytes()
+    assert compiled == (tmp_path / "numpy" / out / weights).read_bytes()
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("tensor", ["bert/encoder/layer_1/intermediate/dense/kernel",
+                                    "bert/embeddings/LayerNorm/gamma"])
+def test_damaged_tensor_bytes_stop_the_conversion(tensor, compiled, copy_fixture, tmp_path, monkeypatch):
+    from bertconv.errors import CorruptDataError
+    from bertconv.formats.tf_bundle import TFBundleSource
+
+    if compiled and not conversion_module.compiled_data_path_available():
+        pytest.skip("no compiled kernels, or no CRC-32C instruction on this CPU")
+    monkeypatch.setattr(conversion_module, "compiled_data_path_available", lambda: compiled)
+    src = copy_fixture("bert_pretrain")
+    with TFBundleSource(src) as source:
+        entry = source._entries[tensor.encode()]
+        data = source.shard_path(entry.shard_id)
+    damaged = bytearray(data.read_bytes())
+    damaged[entry.offset + entry.size // 2] ^= 0x10
+    data.write_bytes(bytes(damaged))
+    with pytest.raises(CorruptDataError, match="crc32c mismatch") as caught:
+        convert(src, tmp_path / "out", validate=False)
+    assert caught.value.tensor == tensor
+    assert not (tmp_path / "out").exists()
+    assert list(tmp_path.iterdir()) == [src]  # no temporary directory left beside it

@@ -224,6 +224,48 @@ def test_writer_refuses_and_removes_partial_file(tmp_path, action, fragment):
     assert not path.exists()
 
 
+def test_writer_places_tensors_in_any_order_from_several_threads(tmp_path):
+    import threading
+
+    tensors = {f"t{i}": RNG.standard_normal((i + 1, 7)).astype(np.float32) for i in range(24)}
+    tensors["empty"] = np.zeros((0, 3), np.float32)
+    path = tmp_path / "placed.safetensors"
+    writer = SafetensorsWriter(path, [(n, "float32", a.shape) for n, a in tensors.items()], metadata={"k": "v"})
+    names = list(tensors)[::-1]  # last declared first
+
+    def put(share):
+        for name in share:
+            writer.write_at(name, "float32", tensors[name].tobytes())
+
+    threads = [threading.Thread(target=put, args=(names[i::3],)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    with safe_open(str(path), framework="numpy") as f:
+        assert f.metadata() == {"k": "v"}
+        for name, want in tensors.items():
+            np.testing.assert_array_equal(f.get_tensor(name), want)
+
+
+@pytest.mark.parametrize("action, fragment", [
+    (lambda w: w.write_at("c", "float32", bytes(8)), "not a declared tensor"),
+    (lambda w: w.write_at("a", "float16", bytes(8)), "dtype float16"),
+    (lambda w: w.write_at("a", "float32", bytes(12)), "12 bytes"),
+    (lambda w: (w.write_at("a", "float32", bytes(8)), w.write_at("a", "float32", bytes(8))), "twice"),
+    (lambda w: (w.write_at("b", "float32", bytes(8)), w.close()), "never written"),
+    (lambda w: (w.write_at("a", "float32", bytes(8)), w.write("b", np.zeros(2, np.float32))), "not both"),
+    (lambda w: (w.write("a", np.zeros(2, np.float32)), w.write_at("b", "float32", bytes(8))), "not both"),
+])
+def test_writer_by_place_refuses_and_removes_partial_file(tmp_path, action, fragment):
+    path = tmp_path / "p.safetensors"
+    writer = SafetensorsWriter(path, [("a", "float32", (2,)), ("b", "float32", (2,))])
+    with pytest.raises(OutputError, match=fragment):
+        action(writer)
+    assert not path.exists()
+
+
 def test_writer_refuses_bad_declarations(tmp_path):
     with pytest.raises(OutputError, match="twice"):
         SafetensorsWriter(tmp_path / "x", [("a", "float32", (1,)), ("a", "float32", (1,))])

@@ -93,6 +93,28 @@ def apply_transform(transform: str | None, array: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown transform {transform!r}")
 
 
+def transposed_matrix(transform: str | None, source_shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """The transform as a move of bytes: ``(rows, cols)`` when the target's bytes are the
+    transpose of the source's read as a row-major rows x cols matrix, None when they are the
+    source's bytes unchanged (a reshape); ValueError for a shape the transform cannot take as a
+    matrix. What the compiled data path of ``tf2pt`` does instead of
+    :func:`apply_transform`; the two agree bit for bit (tests/test_kernels.py)."""
+    if transform is None or transform == MERGE_HEADS:
+        return None
+    if transform == TRANSPOSE:
+        if len(source_shape) < 2:  # .T of a vector is the vector
+            return None
+        rows, cols = _dims(transform, source_shape, 2)
+        return rows, cols
+    if transform == MERGE_HEADS_OUT_T:
+        n_in, heads, head_size = _dims(transform, source_shape, 3)
+        return n_in, heads * head_size
+    if transform == MERGE_HEADS_IN_T:
+        heads, head_size, n_out = _dims(transform, source_shape, 3)
+        return heads * head_size, n_out
+    raise ValueError(f"unknown transform {transform!r}")
+
+
 def invert_transform(transform: str | None, array: np.ndarray,
                      source_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Target layout -> source layout. The head-merging transforms lose the head count, so their

@@ -54,6 +54,18 @@ class TensorInfo:
         return self.dtype in FLOAT_DTYPES
 
 
+@dataclass(frozen=True)
+class StoredBytes:
+    """A tensor's bytes exactly as stored: little-endian, C order, no copy (a read-only
+    memoryview of the mapped file). ``crc32c`` is the checksum the bytes must have, or None when
+    there is nothing (more) to check; a caller that hashes them reports what it computed with
+    :meth:`TensorSource.confirm_crc32c`."""
+    data: memoryview
+    dtype: str
+    shape: tuple[int, ...]
+    crc32c: int | None
+
+
 class TensorSource(abc.ABC):
     """A checkpoint opened for reading. Use as a context manager, or call ``close()``.
 
@@ -84,6 +96,15 @@ class TensorSource(abc.ABC):
     def release(self, name: str) -> None:  # noqa: B027 - a hint; readers without a map ignore it
         """Say that ``name`` will not be read again soon, so its mapped pages may leave memory.
         Arrays already returned stay valid (file-backed pages are read back in on access)."""
+
+    def stored_bytes(self, name: str) -> StoredBytes | None:
+        """The tensor's stored bytes, for a caller that moves bytes itself (the compiled data path
+        of ``tf2pt``); None where the format stores something else than the values as they are
+        (the default: read arrays with :meth:`read`). Release ``data`` when done with it."""
+        return None
+
+    def confirm_crc32c(self, name: str, computed: int) -> None:  # noqa: B027 - only readers with checksums
+        """Check a checksum computed over :meth:`stored_bytes` (raises CorruptDataError)."""
 
     # -- shared behaviour -----------------------------------------------------------------------
     @property

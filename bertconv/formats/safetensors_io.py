@@ -21,6 +21,7 @@ import mmap
 import os
 import struct
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -320,6 +321,7 @@ class SafetensorsWriter:
                                   path=self.path)
             header[METADATA_KEY] = dict(metadata)
         offset = 0
+        places: list[tuple[str, str, int, int]] = []  # name, dtype, offset in the data, bytes
         for name, dtype, shape in entries:
             shape = tuple(int(d) for d in shape)
             if name in seen or name == METADATA_KEY:
@@ -330,6 +332,7 @@ class SafetensorsWriter:
                 raise OutputError(f"negative size in shape {shape}", path=self.path, tensor=name)
             seen.add(name)
             nbytes = math.prod(shape) * _ITEMSIZE_OF[dtype]
+            places.append((name, dtype, offset, nbytes))
             header[name] = {"dtype": _CODE_OF[dtype], "shape": list(shape),
                             "data_offsets": [offset, offset + nbytes]}
             self._entries.append((name, dtype, shape))
@@ -337,6 +340,11 @@ class SafetensorsWriter:
         self._data_size = offset
         raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         raw += b" " * (-len(raw) % 8)
+        data_start = 8 + len(raw)
+        #: name -> (dtype, offset in the file, bytes), for write_at
+        self._placed = {name: (dtype, data_start + offset, nbytes) for name, dtype, offset, nbytes in places}
+        self._arrived: set[str] = set()
+        self._lock = threading.Lock()
         self._next = 0
         self._closed = False
         try:
@@ -352,6 +360,8 @@ class SafetensorsWriter:
                                   hint="free some space, or write the output elsewhere")
             self._file.write(struct.pack("<Q", len(raw)))
             self._file.write(raw)
+            self._file.flush()  # write_at writes beside the buffer, straight to the descriptor
+            self._fd = self._file.fileno()
         except BaseException:
             self.abort()
             raise
@@ -360,25 +370,69 @@ class SafetensorsWriter:
     def write(self, name: str, array: np.ndarray) -> None:
         import numpy as np
 
+        array = np.asarray(array)
+        self._expect(name, array.dtype.name, tuple(array.shape))
+        self._put(name, lambda: self._write_array(array, numpy_dtype(array.dtype.name)))
+
+    def write_at(self, name: str, dtype: str, data) -> None:
+        """Write one declared tensor, from a bytes-like object laid out as stored (the declared
+        dtype, little-endian, C order), at its own place in the file. Unlike :meth:`write`,
+        tensors may arrive in any order and from several threads at once (``os.pwrite`` at the
+        offsets the header already fixed); ``close()`` checks that every one arrived."""
+        data = memoryview(data).cast("B")
+        with self._lock:
+            problem = None
+            if self._closed:
+                raise OutputError("writer is already closed", path=self.path, tensor=name)
+            placed = self._placed.get(name)
+            if self._next:
+                problem = "write_at after write: a file is written in order or by place, not both"
+            elif placed is None:
+                problem = "not a declared tensor"
+            elif name in self._arrived:
+                problem = "written twice"
+            elif dtype != placed[0]:
+                problem = f"dtype {dtype} differs from the declared {placed[0]}"
+            elif len(data) != placed[2]:
+                problem = f"{len(data)} bytes differ from the declared {placed[2]}"
+            if problem:
+                self.abort()
+                raise OutputError(problem, path=self.path, tensor=name)
+            self._arrived.add(name)
+        offset = placed[1]
+        try:
+            # pwrite may write less than asked (a signal, a full disk); go on from where it stopped
+            while len(data):
+                written = os.pwrite(self._fd, data, offset)
+                data, offset = data[written:], offset + written
+        except OSError as e:
+            self.abort()
+            raise OutputError(f"cannot write: {e.strerror}", path=self.path, tensor=name) from None
+
+    def _expect(self, name: str, dtype: str, shape: tuple[int, ...]) -> None:
+        """Refuse (removing the partial file) a tensor that is not the next one declared."""
         if self._closed:
             raise OutputError("writer is already closed", path=self.path, tensor=name)
         if self._next >= len(self._entries):
             self.abort()
             raise OutputError("tensor written after all declared tensors", path=self.path, tensor=name)
         want_name, want_dtype, want_shape = self._entries[self._next]
-        array = np.asarray(array)
         problem = None
-        if name != want_name:
+        if self._arrived:
+            problem = "write after write_at: a file is written in order or by place, not both"
+        elif name != want_name:
             problem = f"written out of order: expected {want_name!r} next"
-        elif array.dtype.name != want_dtype:
-            problem = f"dtype {array.dtype.name} differs from the declared {want_dtype}"
-        elif tuple(array.shape) != want_shape:
-            problem = f"shape {tuple(array.shape)} differs from the declared {want_shape}"
+        elif dtype != want_dtype:
+            problem = f"dtype {dtype} differs from the declared {want_dtype}"
+        elif shape != want_shape:
+            problem = f"shape {shape} differs from the declared {want_shape}"
         if problem:
             self.abort()
             raise OutputError(problem, path=self.path, tensor=name)
+
+    def _put(self, name: str, write) -> None:
         try:
-            self._write_array(array, numpy_dtype(want_dtype))
+            write()
         except OSError as e:
             self.abort()
             raise OutputError(f"cannot write: {e.strerror}", path=self.path, tensor=name) from None
@@ -416,9 +470,10 @@ class SafetensorsWriter:
     def close(self) -> None:
         if self._closed:
             return
-        if self._next != len(self._entries):
-            missing = self._entries[self._next][0]
-            count = len(self._entries) - self._next
+        done = len(self._arrived) if self._arrived else self._next
+        if done != len(self._entries):
+            missing = next(name for name, _, _ in self._entries[self._next:] if name not in self._arrived)
+            count = len(self._entries) - done
             self.abort()
             raise OutputError(f"{count} declared tensor(s) never written; the partial file was removed",
                               path=self.path, tensor=missing)

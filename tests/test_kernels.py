@@ -1,5 +1,7 @@
-"""The kernel transpose: the compiled one (bertconv/_transpose.c) and the NumPy tiles it replaces
-must both give NumPy's own transpose, bit for bit, for every shape and element size."""
+"""The compiled kernels (bertconv/_kernels.c) against independent references: the transpose, and
+the NumPy tiles used without a compiler, against NumPy's own transpose, bit for bit, for every
+shape and element size; CRC-32C against google-crc32c; the transforms as byte moves against the
+transforms on arrays."""
 from __future__ import annotations
 
 import importlib
@@ -15,7 +17,10 @@ contiguous = convert_module.contiguous
 
 needs_native = pytest.mark.skipif(
     not convert_module.native_transpose_available(),
-    reason="bertconv._transpose was not built (no C compiler at install time); the NumPy path is tested")
+    reason="bertconv._kernels was not built (no C compiler at install time); the NumPy path is tested")
+needs_crc = pytest.mark.skipif(
+    not convert_module.compiled_data_path_available(),
+    reason="no compiled kernels, or no CRC-32C instruction on this CPU; google-crc32c is used instead")
 
 DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.float64, np.int8, np.uint16, np.int64,
           ml_dtypes.float8_e4m3fn]
@@ -66,7 +71,7 @@ def test_views_that_are_not_a_plain_transpose_still_copy_correctly():
 
 @needs_native
 def test_native_refuses_bad_arguments():
-    from bertconv._transpose import transpose
+    from bertconv._kernels import transpose
     src = np.zeros((4, 6), np.float32)
     dst = np.zeros((6, 4), np.float32)
     transpose(src, dst.view(np.uint8), 4, 6, 4)
@@ -82,3 +87,63 @@ def test_native_refuses_bad_arguments():
         transpose(src, bytes(96), 4, 6, 4)  # read-only destination
     with pytest.raises(ValueError, match="overflows"):
         transpose(src, dst.view(np.uint8), 2**62, 2**62, 8)
+
+
+@needs_crc
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=40_000), skip=st.integers(0, 15), start=st.integers(0, 2**32 - 1))
+def test_crc32c_equals_google_crc32c(data, skip, start):
+    import google_crc32c
+    from bertconv._kernels import crc32c
+
+    # every alignment of the start, lengths across the three-stream chunks (3 x 4096 bytes)
+    view = memoryview(data)[min(skip, len(data)):]
+    assert crc32c(view) == google_crc32c.value(bytes(view))
+    assert crc32c(view, start) == google_crc32c.extend(start, bytes(view))
+
+
+@needs_crc
+def test_crc32c_of_a_memory_mapped_file(tmp_path):
+    import mmap
+
+    import google_crc32c
+    from bertconv._kernels import crc32c
+
+    payload = np.random.default_rng(3).integers(0, 256, size=3 * 4096 * 7 + 5, dtype=np.uint8).tobytes()
+    (tmp_path / "blob").write_bytes(payload)
+    with open(tmp_path / "blob", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        with memoryview(mapped) as view:
+            assert crc32c(view[1:]) == google_crc32c.value(payload[1:])
+
+
+@needs_crc
+@settings(max_examples=120, deadline=None)
+@given(rows=st.integers(0, 150), cols=st.integers(0, 150), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2**32 - 1))
+def test_fused_transpose_gives_the_transpose_and_the_source_checksum(rows, cols, dtype, seed):
+    import google_crc32c
+    from bertconv._kernels import transpose_crc32c
+
+    stored = _random_bits((rows, cols), dtype, seed)
+    out = np.empty((cols, rows), dtype=stored.dtype)
+    crc = transpose_crc32c(stored, out.view(np.uint8), rows, cols, stored.dtype.itemsize)
+    assert crc == google_crc32c.value(stored.tobytes())
+    assert out.tobytes() == np.ascontiguousarray(stored.T).tobytes()
+
+
+@pytest.mark.parametrize("transform,shape", [
+    (None, (7, 5)), ("transpose", (7, 5)), ("transpose", (9,)), ("merge_heads", (3, 4)),
+    ("merge_heads_out_transpose", (6, 3, 4)), ("merge_heads_in_transpose", (3, 4, 6))])
+def test_transforms_as_byte_moves_agree_with_the_array_transforms(transform, shape):
+    from bertconv.families.base import apply_transform, transposed_matrix
+
+    stored = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    expected = np.ascontiguousarray(apply_transform(transform, stored)).tobytes()
+    matrix = transposed_matrix(transform, shape)
+    if matrix is None:
+        assert stored.tobytes() == expected
+    else:
+        rows, cols = matrix
+        assert stored.reshape(rows, cols).T.tobytes() == expected
+    with pytest.raises(ValueError):
+        transposed_matrix("transpose", (2, 3, 4))
