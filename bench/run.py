@@ -574,7 +574,7 @@ def main(argv=None) -> int:
             "hf4_versions": package_versions(hf4_python, ["transformers", "torch", "tensorflow-cpu", "numpy"])
             if hf4_python else {},
             "hf4_venv": display_command([str(args.hf4_venv)]),
-            # says whether the compiled transpose was built (bertconv/_transpose.c) or NumPy is used
+            # says whether the compiled kernels were built (bertconv/_kernels.c) and hash in hardware
             "bertconv_version": subprocess.run([args.bertconv, "--version"], capture_output=True, text=True,
                                                env=env).stdout.strip(),
             "reproduce": "python3 bench/run.py" + (" --quick" if args.quick else "")
