@@ -237,9 +237,10 @@ class _Buffers(threading.local):
 def _prepare_stored(source, tensor, dtype: str, buffers: _Buffers):
     """The compiled path of :func:`_prepare`, for a tensor stored in the output's dtype: the
     checksum and the transpose in one pass over the stored bytes, into a reused buffer, or for an
-    untransposed tensor the mapped bytes themselves. Returns (bytes to write, buffer to give back
-    or None), or None where this path does not apply (then :func:`_prepare` does the work).
-    The buffer is the thread's own, valid until its next transposed tensor of the same size."""
+    untransposed tensor the mapped bytes themselves. Returns (bytes to write, the thread's buffer
+    when the bytes are in it, else None: the bytes are then a view of the mapped file, to release
+    once written), or None where this path does not apply (then :func:`_prepare` does the work).
+    The buffer stays valid until the thread's next transposed tensor of the same size."""
     stored = source.stored_bytes(tensor.source)
     if stored is None:
         return None
@@ -252,7 +253,11 @@ def _prepare_stored(source, tensor, dtype: str, buffers: _Buffers):
         return None
     if matrix is None:
         if stored.crc32c is not None:
-            source.confirm_crc32c(tensor.source, _kernels.crc32c(stored.data))
+            try:
+                source.confirm_crc32c(tensor.source, _kernels.crc32c(stored.data))
+            except BaseException:
+                stored.data.release()
+                raise
         return stored.data, None
     rows, cols = matrix
     out = buffers.take(len(stored.data))

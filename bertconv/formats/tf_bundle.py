@@ -404,8 +404,8 @@ class TFBundleSource(TensorSource):
 
     def release(self, name: str) -> None:
         # A streaming conversion touches each tensor once: dropping its pages from this process
-        # keeps peak RSS near the read-ahead instead of the whole data file. The pages stay in the
-        # page cache, and a view still in use simply faults them back in from the file.
+        # keeps peak RSS near the tensors in flight instead of the whole data file. The pages stay
+        # in the page cache, and a view still in use simply faults them back in from the file.
         if not hasattr(mmap, "MADV_DONTNEED"):
             return
         entry = self._entries.get(name.encode("utf-8", errors="surrogateescape"))
