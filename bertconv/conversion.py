@@ -211,15 +211,6 @@ def _prepare(source, tensor, dtype: str) -> np.ndarray:
     return cast
 
 
-def _as_stored(array: np.ndarray, dtype: str) -> np.ndarray:
-    """The array as the file stores it: C order, little-endian (a no-op for what _prepare
-    returns on a little-endian machine)."""
-    import numpy as np
-
-    from .formats.base import numpy_dtype
-    return np.ascontiguousarray(array, dtype=numpy_dtype(dtype))
-
-
 class _Buffers(threading.local):
     """Output buffers of transposed tensors, one per size and thread, reused once written: a fresh
     buffer per kernel would cost the kernel's size in new pages (faulted in one by one) every time."""
@@ -301,11 +292,10 @@ def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[
                     return
                 done = _prepare_stored(source, tensor, dtype, buffers) if compiled else None
                 if done is None:
-                    array = _as_stored(_prepare(source, tensor, dtype), dtype)
-                    writer.write_at(targets[tensor.source], dtype, array.reshape(-1).view("uint8"))
+                    writer.write(targets[tensor.source], _prepare(source, tensor, dtype))
                 else:
                     data, reusable = done
-                    writer.write_at(targets[tensor.source], dtype, data)
+                    writer.write_bytes(targets[tensor.source], dtype, data)
                     if reusable is None:
                         data.release()
                 source.release(tensor.source)

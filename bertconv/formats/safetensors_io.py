@@ -301,9 +301,11 @@ class SafetensorsWriter:
     ``safetensors.numpy.save_file`` / ``safetensors.torch.save_file`` take a dict of every tensor,
     so converting with them holds the whole model in memory at once (twice, when the tensors are
     transposed copies). Here the header is written first from ``entries`` (``(name, dtype_name,
-    shape)`` in file order), then each ``write(name, array)`` streams one tensor, so the peak is one
-    tensor's source plus a bounded copy buffer. The layout is the library's: header padded with
-    spaces to a multiple of 8, tensors contiguous in the order given.
+    shape)`` in file order), which fixes every tensor's place; then each ``write(name, array)`` or
+    ``write_bytes(name, dtype, data)`` puts one tensor at its place (``os.pwrite``), in any order and
+    from several threads at once, so the peak is the tensors in flight plus a bounded copy buffer.
+    The layout is the library's: header padded with spaces to a multiple of 8, tensors contiguous
+    in the order given.
 
     ``close()`` checks that every tensor was written; on any failure the partial file is removed.
     Arrays must already have the declared dtype and shape: casting is the caller's choice.
@@ -311,7 +313,6 @@ class SafetensorsWriter:
 
     def __init__(self, path: str | Path, entries, metadata: dict[str, str] | None = None):
         self.path = Path(path)
-        self._entries: list[tuple[str, str, tuple[int, ...]]] = []
         seen = set()
         header: dict[str, object] = {}
         if metadata:
@@ -321,7 +322,7 @@ class SafetensorsWriter:
                                   path=self.path)
             header[METADATA_KEY] = dict(metadata)
         offset = 0
-        places: list[tuple[str, str, int, int]] = []  # name, dtype, offset in the data, bytes
+        places: list[tuple[str, str, tuple[int, ...], int, int]] = []  # name, dtype, shape, offset, bytes
         for name, dtype, shape in entries:
             shape = tuple(int(d) for d in shape)
             if name in seen or name == METADATA_KEY:
@@ -332,26 +333,24 @@ class SafetensorsWriter:
                 raise OutputError(f"negative size in shape {shape}", path=self.path, tensor=name)
             seen.add(name)
             nbytes = math.prod(shape) * _ITEMSIZE_OF[dtype]
-            places.append((name, dtype, offset, nbytes))
+            places.append((name, dtype, shape, offset, nbytes))
             header[name] = {"dtype": _CODE_OF[dtype], "shape": list(shape),
                             "data_offsets": [offset, offset + nbytes]}
-            self._entries.append((name, dtype, shape))
             offset += nbytes
         self._data_size = offset
         raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         raw += b" " * (-len(raw) % 8)
         data_start = 8 + len(raw)
-        #: name -> (dtype, offset in the file, bytes), for write_at
-        self._placed = {name: (dtype, data_start + offset, nbytes) for name, dtype, offset, nbytes in places}
+        #: name -> (dtype, shape, offset in the file, bytes)
+        self._placed = {name: (dtype, shape, data_start + offset, nbytes)
+                        for name, dtype, shape, offset, nbytes in places}
         self._arrived: set[str] = set()
         self._lock = threading.Lock()
-        self._next = 0
         self._closed = False
         try:
             self._file = open(self.path, "wb")
         except OSError as e:
             raise OutputError(f"cannot write: {e.strerror}", path=self.path) from None
-        self._buffer: np.ndarray | None = None
         try:
             problem = _preallocate(self._file.fileno(), 8 + len(raw) + offset)
             if problem:
@@ -360,7 +359,7 @@ class SafetensorsWriter:
                                   hint="free some space, or write the output elsewhere")
             self._file.write(struct.pack("<Q", len(raw)))
             self._file.write(raw)
-            self._file.flush()  # write_at writes beside the buffer, straight to the descriptor
+            self._file.flush()  # tensors are written beside the buffer, straight to the descriptor
             self._fd = self._file.fileno()
         except BaseException:
             self.abort()
@@ -368,69 +367,47 @@ class SafetensorsWriter:
 
     # -- writing ------------------------------------------------------------------------------
     def write(self, name: str, array: np.ndarray) -> None:
+        """Write one declared tensor from an array of its dtype and shape, in any layout (a
+        transposed view is copied a bounded block at a time)."""
         import numpy as np
 
         array = np.asarray(array)
-        self._expect(name, array.dtype.name, tuple(array.shape))
-        self._put(name, lambda: self._write_array(array, numpy_dtype(array.dtype.name)))
+        offset = self._claim(name, array.dtype.name, shape=tuple(array.shape))
+        self._guarded(name, lambda: self._write_array(array, numpy_dtype(array.dtype.name), offset))
 
-    def write_at(self, name: str, dtype: str, data) -> None:
-        """Write one declared tensor, from a bytes-like object laid out as stored (the declared
-        dtype, little-endian, C order), at its own place in the file. Unlike :meth:`write`,
-        tensors may arrive in any order and from several threads at once (``os.pwrite`` at the
-        offsets the header already fixed); ``close()`` checks that every one arrived."""
+    def write_bytes(self, name: str, dtype: str, data) -> None:
+        """Write one declared tensor from a bytes-like object already laid out as stored (the
+        declared dtype, little-endian, C order); no NumPy needed."""
         data = memoryview(data).cast("B")
+        offset = self._claim(name, dtype, nbytes=len(data))
+        self._guarded(name, lambda: self._pwrite(data, offset))
+
+    def _claim(self, name: str, dtype: str, *, shape: tuple[int, ...] | None = None,
+               nbytes: int | None = None) -> int:
+        """Check a tensor against its declaration and mark it written; its offset in the file.
+        A refused tensor removes the partial file."""
         with self._lock:
-            problem = None
             if self._closed:
                 raise OutputError("writer is already closed", path=self.path, tensor=name)
             placed = self._placed.get(name)
-            if self._next:
-                problem = "write_at after write: a file is written in order or by place, not both"
-            elif placed is None:
+            problem = None
+            if placed is None:
                 problem = "not a declared tensor"
             elif name in self._arrived:
                 problem = "written twice"
             elif dtype != placed[0]:
                 problem = f"dtype {dtype} differs from the declared {placed[0]}"
-            elif len(data) != placed[2]:
-                problem = f"{len(data)} bytes differ from the declared {placed[2]}"
+            elif shape is not None and shape != placed[1]:
+                problem = f"shape {shape} differs from the declared {placed[1]}"
+            elif nbytes is not None and nbytes != placed[3]:
+                problem = f"{nbytes} bytes differ from the declared {placed[3]}"
             if problem:
                 self.abort()
                 raise OutputError(problem, path=self.path, tensor=name)
             self._arrived.add(name)
-        offset = placed[1]
-        try:
-            # pwrite may write less than asked (a signal, a full disk); go on from where it stopped
-            while len(data):
-                written = os.pwrite(self._fd, data, offset)
-                data, offset = data[written:], offset + written
-        except OSError as e:
-            self.abort()
-            raise OutputError(f"cannot write: {e.strerror}", path=self.path, tensor=name) from None
+            return placed[2]
 
-    def _expect(self, name: str, dtype: str, shape: tuple[int, ...]) -> None:
-        """Refuse (removing the partial file) a tensor that is not the next one declared."""
-        if self._closed:
-            raise OutputError("writer is already closed", path=self.path, tensor=name)
-        if self._next >= len(self._entries):
-            self.abort()
-            raise OutputError("tensor written after all declared tensors", path=self.path, tensor=name)
-        want_name, want_dtype, want_shape = self._entries[self._next]
-        problem = None
-        if self._arrived:
-            problem = "write after write_at: a file is written in order or by place, not both"
-        elif name != want_name:
-            problem = f"written out of order: expected {want_name!r} next"
-        elif dtype != want_dtype:
-            problem = f"dtype {dtype} differs from the declared {want_dtype}"
-        elif shape != want_shape:
-            problem = f"shape {shape} differs from the declared {want_shape}"
-        if problem:
-            self.abort()
-            raise OutputError(problem, path=self.path, tensor=name)
-
-    def _put(self, name: str, write) -> None:
+    def _guarded(self, name: str, write) -> None:
         try:
             write()
         except OSError as e:
@@ -439,41 +416,44 @@ class SafetensorsWriter:
         except BaseException:
             self.abort()
             raise
-        self._next += 1
 
-    def _write_array(self, array: np.ndarray, stored: np.dtype) -> None:
+    def _pwrite(self, data: memoryview, offset: int) -> None:
+        # pwrite may write less than asked (a signal, a full disk); go on from where it stopped
+        while len(data):
+            written = os.pwrite(self._fd, data, offset)
+            data, offset = data[written:], offset + written
+
+    def _write_array(self, array: np.ndarray, stored: np.dtype, offset: int) -> None:
         import numpy as np
 
         if array.size == 0:
             return
         if array.flags.c_contiguous and array.dtype == stored:
             # Already laid out as stored: hand the bytes to the kernel without a copy.
-            self._file.write(array.reshape(-1).view(np.uint8).data)
+            self._pwrite(memoryview(array.reshape(-1).view(np.uint8)), offset)
             return
         # A strided view (a transposed kernel) or another byte order: copy a bounded block along
-        # the first axis at a time into one reused buffer rather than materialising the tensor.
+        # the first axis at a time rather than materialising the tensor.
         if array.ndim == 0:
             array = array.reshape(1)
         row_elements = math.prod(array.shape[1:])
         rows_per_chunk = max(1, CHUNK_BYTES // max(row_elements * stored.itemsize, 1))
-        needed = min(rows_per_chunk, array.shape[0]) * row_elements
-        if self._buffer is None or self._buffer.dtype != stored or self._buffer.size < needed:
-            self._buffer = np.empty(needed, dtype=stored)
+        buffer = np.empty(min(rows_per_chunk, array.shape[0]) * row_elements, dtype=stored)
         casting = "no" if array.dtype == stored else "equiv"
         for start in range(0, array.shape[0], rows_per_chunk):
             block = array[start:start + rows_per_chunk]
-            out = self._buffer[:block.size].reshape(block.shape)
+            out = buffer[:block.size].reshape(block.shape)
             np.copyto(out, block, casting=casting)
-            self._file.write(out.reshape(-1).view(np.uint8).data)
+            self._pwrite(memoryview(out.reshape(-1).view(np.uint8)), offset)
+            offset += out.nbytes
 
     # -- finishing ----------------------------------------------------------------------------
     def close(self) -> None:
         if self._closed:
             return
-        done = len(self._arrived) if self._arrived else self._next
-        if done != len(self._entries):
-            missing = next(name for name, _, _ in self._entries[self._next:] if name not in self._arrived)
-            count = len(self._entries) - done
+        if len(self._arrived) != len(self._placed):
+            missing = next(name for name in self._placed if name not in self._arrived)
+            count = len(self._placed) - len(self._arrived)
             self.abort()
             raise OutputError(f"{count} declared tensor(s) never written; the partial file was removed",
                               path=self.path, tensor=missing)
@@ -486,14 +466,12 @@ class SafetensorsWriter:
             self.abort()
             raise OutputError(f"cannot write: {e.strerror}", path=self.path) from None
         self._closed = True
-        self._buffer = None
 
     def abort(self) -> None:
         """Stop and remove the partial file."""
         if self._closed:
             return
         self._closed = True
-        self._buffer = None
         with contextlib.suppress(OSError):
             self._file.close()
         with contextlib.suppress(OSError):
