@@ -235,11 +235,12 @@ def _prepare_stored(source, tensor, dtype: str, buffers: _Buffers):
     stored = source.stored_bytes(tensor.source)
     if stored is None:
         return None
+    if stored.dtype != dtype:  # a cast: NumPy's work
+        stored.data.release()
+        return None
     try:
-        matrix = transposed_matrix(tensor.transform, stored.shape) if stored.dtype == dtype else False
-    except ValueError:
-        matrix = False
-    if matrix is False:
+        matrix = transposed_matrix(tensor.transform, stored.shape)
+    except ValueError:  # not a matrix the kernels take: NumPy's work
         stored.data.release()
         return None
     if matrix is None:
