@@ -2,6 +2,7 @@
 or ``--json``), progress and messages to stderr. Exit codes: 0 ok, 1 a check failed, 2 bad input."""
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sys
@@ -313,5 +314,19 @@ def main(argv=None) -> int:
     return 0
 
 
+def run() -> int:
+    """The ``bertconv`` console script: :func:`main`, for a process that ends when it returns.
+
+    Every output is closed by then, and what the interpreter does at exit includes a garbage
+    collection over every object still alive (torch's 160,000, after a model run) that frees
+    nothing the exit would not: 0.3-0.6 s of a 4-5 s ``validate`` (measured). Freezing them
+    first leaves that collection nothing to walk. Not in :func:`main`, which tests and scripts
+    call in processes that go on.
+    """
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -367,16 +367,15 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
                 # The configuration and tokenizer files (tens of milliseconds, mostly the tokenizers
                 # library) are written on a thread while the weights stream: the weights' threads
                 # spend their time in the kernel and in compiled copies, without the GIL.
-                from concurrent.futures import ThreadPoolExecutor
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertconv-files") as side:
-                    side_files = side.submit(_write_side_files, tmp, plan, source, config_json, lower_case)
-                    try:
-                        write_weights(plan, src, tmp / "model.safetensors", dtype=dtype, metadata=metadata,
-                                      progress=progress)
-                    except BaseException:
-                        side_files.exception()  # let it finish; the weights' error is the one to report
-                        raise
-                    written, do_lower, why = side_files.result()
+                side_files = _OnThread(_write_side_files, tmp, plan, source, config_json, lower_case,
+                                       name="bertconv-files")
+                try:
+                    write_weights(plan, src, tmp / "model.safetensors", dtype=dtype, metadata=metadata,
+                                  progress=progress)
+                except BaseException:
+                    side_files.wait()  # let it finish; the weights' error is the one to report
+                    raise
+                written, do_lower, why = side_files.result()
                 files = ["model.safetensors", *written]
                 if why:
                     notes.append(why)
@@ -406,6 +405,32 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
         report.write_seconds = write_seconds
         report.seconds = time.perf_counter() - started
     return report
+
+
+class _OnThread:
+    """``function(*args)`` run on a thread of its own; :meth:`result` waits and returns its value
+    or raises its exception. Not concurrent.futures: importing it (and logging with it) takes 7-11
+    ms, on the path every conversion waits on before its first byte."""
+
+    def __init__(self, function, *args, name: str):
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, function, args) -> None:
+        try:
+            self._value = function(*args)
+        except BaseException as error:  # handed to whoever waits for the result
+            self._error = error
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self):
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _write_side_files(directory: Path, plan: Plan, source, config_json: dict,

@@ -50,16 +50,19 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
-    # modeling.py's gelu(): the tanh approximation, whatever the config calls it.
-    # In place on one temporary: this runs on the widest activations ([B, T, intermediate]).
+    # modeling.py's gelu(): the tanh approximation, whatever the config calls it,
+    #   0.5 * x * (1 + tanh(z)),  z = sqrt(2/pi) * (x + 0.044715 x^3),
+    # evaluated as its exact equal x / (1 + exp(-2z)): NumPy's float64 exp is vectorised and its
+    # tanh is not (half the time on [B, T, intermediate]), and the sum 1 + tanh(z) no longer
+    # cancels to 0 for very negative x. In place on one temporary.
     inner = x * x
     inner *= 0.044715 * x
     inner += x
-    inner *= _SQRT_2_OVER_PI
-    np.tanh(inner, out=inner)
+    inner *= -2.0 * _SQRT_2_OVER_PI
+    with np.errstate(over="ignore"):  # exp overflows to inf for x << 0, where GELU is -0.0
+        np.exp(inner, out=inner)
     inner += 1.0
-    inner *= x
-    inner *= 0.5
+    np.divide(x, inner, out=inner)
     return inner
 
 
@@ -105,6 +108,10 @@ class _Weights:
         return True
 
     def __call__(self, name: str) -> np.ndarray:
+        return self.stored(name).astype(np.float64)
+
+    def stored(self, name: str) -> np.ndarray:
+        """The tensor in its stored dtype: for callers that convert only the part they use."""
         w = self._weights
         if isinstance(w, MappingABC):
             if name not in w:
@@ -119,7 +126,7 @@ class _Weights:
             except (KeyError, LookupError):
                 raise InputError("the reference forward pass needs this tensor, which is missing",
                                  tensor=name) from None
-        return np.asarray(value).astype(np.float64)
+        return np.asarray(value)
 
 
 def _check_shape(array: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -156,6 +163,24 @@ def _output_weights(x: np.ndarray, get: _Weights, scope: str, n_in: int,
         raise InputError(f"shape {list(weights.shape)} is not {want}", tensor=prefix + "output_weights")
     bias = _check_shape(get(prefix + "output_bias"), (weights.shape[0],), prefix + "output_bias")
     return x @ weights.T + bias
+
+
+#: vocabulary rows converted to float64 at a time by the MLM decoder (6 MB at H = 768)
+_DECODER_ROWS = 1024
+
+
+def _decode(x: np.ndarray, table: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``x @ table.T + bias`` in float64 with ``table`` in its stored dtype: a block of rows at a
+    time through one reused buffer, rather than a float64 copy of the whole [vocab, H] table
+    (~190 MB for BERT-Base, freshly allocated and so paid for again in page faults)."""
+    logits = np.empty((x.shape[0], table.shape[0]), dtype=np.float64)
+    block = np.empty((min(_DECODER_ROWS, table.shape[0]), table.shape[1]), dtype=np.float64)
+    for start in range(0, table.shape[0], _DECODER_ROWS):
+        rows = table[start:start + _DECODER_ROWS]
+        np.copyto(block[:len(rows)], rows)
+        np.matmul(x, block[:len(rows)].T, out=logits[:, start:start + len(rows)])
+    logits += bias
+    return logits
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -265,9 +290,10 @@ def reference_forward(weights: Any, config: BertConfig, inputs: MappingABC, *,
     results: dict[str, np.ndarray] = {}
 
     # -- embeddings
-    word = _check_shape(get("bert/embeddings/word_embeddings"), (config.vocab_size, hidden),
+    # only the rows looked up are converted, not the whole [vocab, H] table
+    word = _check_shape(get.stored("bert/embeddings/word_embeddings"), (config.vocab_size, hidden),
                         "bert/embeddings/word_embeddings")
-    x = word[input_ids]  # [B, T, H]
+    x = word[input_ids].astype(np.float64)  # [B, T, H]
     del word
     token_type = _check_shape(get("bert/embeddings/token_type_embeddings"),
                               (config.type_vocab_size, hidden), "bert/embeddings/token_type_embeddings")
@@ -296,12 +322,11 @@ def reference_forward(weights: Any, config: BertConfig, inputs: MappingABC, *,
     if "mlm" in chosen:
         transform = act(_dense(x, get, "cls/predictions/transform/dense", hidden, hidden))
         transform = _layer_norm(transform, get, "cls/predictions/transform/LayerNorm", eps)
-        word = get("bert/embeddings/word_embeddings")  # the decoder is the embedding table itself
+        word = get.stored("bert/embeddings/word_embeddings")  # the decoder is the embedding table itself
         bias = _check_shape(get("cls/predictions/output_bias"), (config.vocab_size,),
                             "cls/predictions/output_bias")
-        logits = transform.reshape(-1, hidden) @ word.T
-        logits += bias
-        results[out.MLM_LOGITS] = logits.reshape(batch, seq_len, config.vocab_size)
+        results[out.MLM_LOGITS] = _decode(transform.reshape(-1, hidden), word, bias).reshape(
+            batch, seq_len, config.vocab_size)
         del word
     if "nsp" in chosen:
         results[out.NSP_LOGITS] = _output_weights(pooled, get, "cls/seq_relationship", hidden, 2)

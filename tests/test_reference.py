@@ -111,6 +111,17 @@ def test_exact_erf_gelu_would_not_match():
     assert worst > 20 * TOLERANCE
 
 
+def test_tanh_gelu_is_modeling_pys_formula_to_float64_rounding():
+    # modeling.py's own expression, evaluated as written, against the reference's exp form
+    x = np.concatenate([np.linspace(-12, 12, 100_001), [-1e3, -40.0, -0.0, 0.0, 1e-300, 40.0, 1e3]])
+    z = np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)
+    as_written = x * 0.5 * (1.0 + np.tanh(z))
+    ours = reference._gelu_tanh(x.copy())
+    assert np.all(np.isfinite(ours))
+    np.testing.assert_allclose(ours, as_written, rtol=1e-14, atol=1e-15)
+    assert ours[-1] == 1e3 and ours[-7] == 0.0  # large inputs: the identity and zero
+
+
 @pytest.mark.parametrize("adder", [0.0, -1.0])
 def test_wrong_attention_mask_would_not_match(monkeypatch, adder):
     weights, config, inputs, golden = _load("bert_pretrain")

@@ -337,6 +337,32 @@ def test_usage_errors(tmp_path):
 def test_compare_output_flags_non_finite():
     result = compare_output("x", np.array([1.0, np.nan]), np.array([1.0, 2.0]), DEFAULT_TOLERANCES["float32"])
     assert not result.passed and math.isinf(result.max_abs)
+    # a non-finite reference (the original itself overflowed) fails too, even where ours agrees
+    for bad in (np.nan, np.inf):
+        result = compare_output("x", np.array([1.0, bad]), np.array([1.0, bad]), DEFAULT_TOLERANCES["float32"])
+        assert not result.passed
+
+
+@pytest.mark.parametrize("shape", [(0,), (3,), (2, 5, 7), (3, 70_000), (2, 128, 513)])
+def test_compare_output_block_by_block_equals_the_whole_array_definition(shape):
+    # compared a block at a time; every figure must be what the whole arrays give
+    rng = np.random.default_rng(len(shape) + sum(shape))
+    reference = rng.normal(0, 3, size=shape)
+    ours = reference + rng.normal(0, 1e-6, size=shape)
+    if reference.size:
+        ours.flat[reference.size * 2 // 3] += 1e-3  # the largest difference, in a late block
+    result = compare_output("x", ours, reference, DEFAULT_TOLERANCES["float32"])
+    diff = np.abs(ours - reference)
+    if not reference.size:
+        assert result.max_abs == 0.0 and result.cosine == 1.0 and result.where == []
+        return
+    assert result.max_abs == diff.max()
+    assert result.where == [int(i) for i in np.unravel_index(int(np.argmax(diff)), shape)]
+    assert result.magnitude == max(1.0, float(np.abs(reference).max()))
+    assert result.mean_abs == pytest.approx(float(diff.mean()), rel=1e-12)
+    cosine = float(np.dot(ours.ravel(), reference.ravel()) / (np.linalg.norm(ours) * np.linalg.norm(reference)))
+    assert result.cosine == pytest.approx(cosine, rel=1e-12)
+    assert result.passed == (result.max_abs <= result.bound)
 
 
 # ----------------------------------------------------------------------------------- CUDA

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointFormatError, InputError
+from ..torch_import import import_torch
 from .base import TensorInfo, TensorSource
 
 __all__ = ["TorchBinSource"]
@@ -49,8 +50,7 @@ class TorchBinSource(TensorSource):
 
     def __init__(self, path: str | Path, directory: str | Path | None = None):
         super().__init__(path, directory)
-        import torch
-
+        torch = import_torch()
         if not self.path.is_file():
             raise InputError("no such file", path=self.path)
         loaded = self._load(torch)
