@@ -167,6 +167,17 @@ def test_vocab_size_mismatch(copy_fixture, tmp_path):
         convert(src, tmp_path / "out", validate=False)
 
 
+def test_vocab_without_special_tokens_stops_the_conversion(copy_fixture, tmp_path):
+    # found by the thread that writes the tokenizer files while the weights stream: its error is
+    # the conversion's, and nothing is published
+    src = copy_fixture("bert_pretrain")
+    vocab = src / "vocab.txt"
+    vocab.write_text(vocab.read_text(encoding="utf-8").replace("[MASK]\n", "[MASQUE]\n"), encoding="utf-8")
+    with pytest.raises(VocabError, match=r"lacks the special tokens \[MASK\]"):
+        convert(src, tmp_path / "out", validate=False)
+    assert [p.name for p in tmp_path.iterdir()] == [src.name]  # no output, no temporary left
+
+
 def test_unknown_tensor_is_an_error(tmp_path):
     from bertconv.formats.tf_bundle_writer import write_tf_bundle
     with open_source(fixture_dir("bert_noheads")) as src:

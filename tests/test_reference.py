@@ -122,6 +122,20 @@ def test_tanh_gelu_is_modeling_pys_formula_to_float64_rounding():
     assert ours[-1] == 1e3 and ours[-7] == 0.0  # large inputs: the identity and zero
 
 
+def test_mlm_decoder_block_by_block_equals_one_product(monkeypatch):
+    weights, config, inputs, golden = _load("bert_pretrain")
+    assert config.vocab_size % 7
+    monkeypatch.setattr(reference, "_DECODER_ROWS", 7)  # many blocks and a short last one
+    blocks = reference_forward(weights, config, inputs)[out.MLM_LOGITS]
+    np.testing.assert_allclose(blocks, golden[out.MLM_LOGITS], rtol=0, atol=TOLERANCE)
+    # against the whole product written out, in float64, with a float16-stored table as well
+    rng = np.random.default_rng(0)
+    x, bias = rng.normal(size=(5, 16)), rng.normal(size=50)
+    for table in (rng.normal(size=(50, 16)).astype(np.float32), rng.normal(size=(50, 16)).astype(np.float16)):
+        whole = x @ table.astype(np.float64).T + bias
+        np.testing.assert_allclose(reference._decode(x, table, bias), whole, rtol=1e-14, atol=1e-14)
+
+
 @pytest.mark.parametrize("adder", [0.0, -1.0])
 def test_wrong_attention_mask_would_not_match(monkeypatch, adder):
     weights, config, inputs, golden = _load("bert_pretrain")
