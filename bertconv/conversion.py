@@ -228,10 +228,10 @@ class _Buffers(threading.local):
 def _prepare_stored(source, tensor, dtype: str, buffers: _Buffers):
     """The compiled path of :func:`_prepare`, for a tensor stored in the output's dtype: the
     checksum and the transpose in one pass over the stored bytes, into a reused buffer, or for an
-    untransposed tensor the mapped bytes themselves. Returns (bytes to write, the thread's buffer
-    when the bytes are in it, else None: the bytes are then a view of the mapped file, to release
-    once written), or None where this path does not apply (then :func:`_prepare` does the work).
-    The buffer stays valid until the thread's next transposed tensor of the same size."""
+    untransposed tensor the mapped bytes themselves. Returns (bytes to write, whether they are a
+    view of the mapped file, to release once written), or None where this path does not apply
+    (then :func:`_prepare` does the work). Bytes in the thread's buffer stay valid until its next
+    transposed tensor of the same size."""
     stored = source.stored_bytes(tensor.source)
     if stored is None:
         return None
@@ -250,7 +250,7 @@ def _prepare_stored(source, tensor, dtype: str, buffers: _Buffers):
             except BaseException:
                 stored.data.release()
                 raise
-        return stored.data, None
+        return stored.data, True
     rows, cols = matrix
     out = buffers.take(len(stored.data))
     with stored.data:
@@ -260,7 +260,7 @@ def _prepare_stored(source, tensor, dtype: str, buffers: _Buffers):
             source.confirm_crc32c(tensor.source, computed)
         else:
             _kernels.transpose(stored.data, out, rows, cols, itemsize)
-    return out, out
+    return out, False
 
 
 def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[str, str],
@@ -295,9 +295,9 @@ def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[
                 if done is None:
                     writer.write(targets[tensor.source], _prepare(source, tensor, dtype))
                 else:
-                    data, reusable = done
+                    data, mapped = done
                     writer.write_bytes(targets[tensor.source], dtype, data)
-                    if reusable is None:
+                    if mapped:
                         data.release()
                 source.release(tensor.source)
                 if bar is not None:
