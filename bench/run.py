@@ -130,10 +130,15 @@ def error_lines(stderr: str, limit: int = 4) -> str:
 
 
 def time_once(case: Case, env: dict, timeout: float, scratch: Path) -> Run:
+    # Flush what earlier cases wrote, so no case pays for another's write-back; then remove this
+    # case's previous output just before it runs, so that every case starts right after freeing
+    # its previous output's pages. Removed first, a case that followed a big write waited out the
+    # flush after freeing them, and a virtual machine that hands freed memory back to its host
+    # (free page reporting) may have done so by then: writing into memory the host must supply
+    # afresh measured 2-7x slower (docs/performance.md).
+    os.sync()
     for path in case.clean:
         remove(path)
-    # flush what earlier cases wrote, so no case pays for another's write-back
-    os.sync()
     time_report = scratch / f"{case.key}.time"
     stderr_file = scratch / f"{case.key}.stderr"
     start = time.perf_counter()

@@ -6,7 +6,6 @@ import gc
 import json
 import math
 import sys
-import traceback
 
 import click
 
@@ -27,6 +26,12 @@ def _kernels_in_use() -> str:
     return "compiled transpose; CRC-32C by google-crc32c (no CRC instruction on this CPU)"
 
 _state = {"debug": False}
+
+
+def _print_traceback() -> None:
+    import traceback  # only with --debug or on a bug: its imports cost every command ~4 ms
+
+    traceback.print_exc()
 
 
 def _set_debug(ctx, param, value):
@@ -293,7 +298,7 @@ def main(argv=None) -> int:
         cli.main(args=argv, prog_name="bertconv", standalone_mode=False)
     except BertconvError as e:
         if _state["debug"]:
-            traceback.print_exc()
+            _print_traceback()
         click.echo(f"bertconv: error: {e}", err=True)
         return e.exit_code
     except click.exceptions.Abort:
@@ -307,7 +312,7 @@ def main(argv=None) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 - the last line of defence before a user sees a traceback
         if _state["debug"]:
-            traceback.print_exc()
+            _print_traceback()
         click.echo(f"bertconv: unexpected error: {type(e).__name__}: {e} (run with --debug for the traceback)",
                    err=True)
         return 2

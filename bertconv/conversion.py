@@ -264,10 +264,11 @@ def _prepare_stored(source, tensor, dtype: str, buffers: _Buffers):
 
 
 def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[str, str],
-                  progress: bool = False) -> None:
+                  progress: bool = False, once_writing=None) -> None:
     """Stream every planned tensor into one safetensors file. CONVERSION_THREADS threads (this
     one included) each take the next tensor, read, check and transpose it, and write it at its
-    place: memory stays near one tensor per thread, whatever the model's size."""
+    place: memory stays near one tensor per thread, whatever the model's size. ``once_writing``,
+    if given, is called when the file is set up and the helpers have started."""
     from .formats.safetensors_io import SafetensorsWriter
 
     targets = _target_names(plan)
@@ -311,6 +312,8 @@ def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[
     try:
         for helper in helpers:
             helper.start()
+        if once_writing is not None:
+            once_writing()
         convert_tensors()
         for helper in helpers:
             helper.join()
@@ -366,16 +369,22 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
             with atomic_dir(output, overwrite=overwrite) as tmp:
                 # The configuration and tokenizer files (tens of milliseconds, mostly the tokenizers
                 # library) are written on a thread while the weights stream: the weights' threads
-                # spend their time in the kernel and in compiled copies, without the GIL.
-                side_files = _OnThread(_write_side_files, tmp, plan, source, config_json, lower_case,
-                                       name="bertconv-files")
+                # spend their time in the kernel and in compiled copies, without the GIL. Started
+                # once the weights are under way, so that its Python does not hold the GIL while
+                # this thread sets the output file up.
+                side_files: list[_OnThread] = []
+
+                def start_side_files() -> None:
+                    side_files.append(_OnThread(_write_side_files, tmp, plan, source, config_json,
+                                                lower_case, name="bertconv-files"))
                 try:
                     write_weights(plan, src, tmp / "model.safetensors", dtype=dtype, metadata=metadata,
-                                  progress=progress)
+                                  progress=progress, once_writing=start_side_files)
                 except BaseException:
-                    side_files.wait()  # let it finish; the weights' error is the one to report
+                    for thread in side_files:
+                        thread.wait()  # let it finish; the weights' error is the one to report
                     raise
-                written, do_lower, why = side_files.result()
+                written, do_lower, why = side_files[0].result()
                 files = ["model.safetensors", *written]
                 if why:
                     notes.append(why)

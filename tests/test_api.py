@@ -42,6 +42,24 @@ def test_import_bertconv_loads_no_numpy():
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
+def test_converting_float32_without_validation_imports_only_its_data_path(tmp_path):
+    # Start-up is most of a conversion's fixed cost: with the compiled kernels a float32 conversion
+    # needs neither NumPy nor google-crc32c, and nothing imports what only an error path prints.
+    from bertconv.conversion import compiled_data_path_available
+
+    unwanted = ["torch", "tensorflow", "traceback", "concurrent.futures", "logging"]
+    if compiled_data_path_available():
+        unwanted += ["numpy", "google_crc32c"]
+    code = ("import sys; from bertconv.cli import main\n"
+            f"rc = main(['tf2pt', {str(fixture_dir('bert_pretrain'))!r}, {str(tmp_path / 'out')!r}, "
+            "'--no-validate', '-q'])\n"
+            f"bad = [m for m in {unwanted!r} if m in sys.modules]\n"
+            "sys.stderr.write(repr(bad)); sys.exit(rc or (3 if bad else 0))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "model.safetensors").exists()
+
+
 def test_console_script_exits_with_the_commands_code():
     # what the installed `bertconv` runs: pyproject's entry point, in a process of its own
     import tomllib

@@ -167,6 +167,25 @@ def test_vocab_size_mismatch(copy_fixture, tmp_path):
         convert(src, tmp_path / "out", validate=False)
 
 
+def test_side_files_start_once_the_weights_are_under_way(tmp_path, monkeypatch):
+    # The configuration and tokenizer files are written on a thread of their own, started only
+    # when the weights' file is set up: its Python would otherwise hold the GIL while the main
+    # thread opens and reserves the output, delaying the first byte.
+    import bertconv.conversion as conversion
+
+    seen = []
+    write_side_files = conversion._write_side_files
+
+    def recording(directory, *args):
+        seen.append(sorted(p.name for p in directory.iterdir()))
+        return write_side_files(directory, *args)
+
+    monkeypatch.setattr(conversion, "_write_side_files", recording)
+    convert(fixture_dir("bert_pretrain"), tmp_path / "out", validate=False)
+    assert seen == [["model.safetensors"]]
+    assert {"config.json", "tokenizer.json", "vocab.txt"} <= {p.name for p in (tmp_path / "out").iterdir()}
+
+
 def test_vocab_without_special_tokens_stops_the_conversion(copy_fixture, tmp_path):
     # found by the thread that writes the tokenizer files while the weights stream: its error is
     # the conversion's, and nothing is published

@@ -116,6 +116,27 @@ def test_crc32c_of_a_memory_mapped_file(tmp_path):
             assert crc32c(view[1:]) == google_crc32c.value(payload[1:])
 
 
+@pytest.mark.parametrize("hardware", [True, False])
+def test_index_checksums_by_either_route_equal_google_crc32c(hardware, monkeypatch):
+    # sstable.crc32c (the index blocks, strings, the pure-Python readers) takes the kernel where
+    # the CPU has the instruction and google-crc32c otherwise: both give the same values
+    import google_crc32c
+
+    from bertconv.formats import sstable
+
+    if hardware and not convert_module.compiled_data_path_available():
+        pytest.skip("no compiled kernels, or no CRC-32C instruction on this CPU")
+    if not hardware and convert_module.compiled_data_path_available():
+        monkeypatch.setattr(importlib.import_module("bertconv._kernels"), "HARDWARE_CRC32C", 0)
+    monkeypatch.setattr(sstable, "_EXTEND", None)
+    payload = np.random.default_rng(5).integers(0, 256, size=3 * 4096 * 3 + 17, dtype=np.uint8)
+    for data in (payload.tobytes(), payload, payload.tobytes()[5:], b""):
+        assert sstable.crc32c(data) == google_crc32c.value(bytes(data))
+        assert sstable.crc32c(data, 0x1234ABCD) == google_crc32c.extend(0x1234ABCD, bytes(data))
+    chosen = sstable._EXTEND
+    assert (chosen is google_crc32c.extend) is not hardware
+
+
 @needs_crc
 @settings(max_examples=120, deadline=None)
 @given(rows=st.integers(0, 150), cols=st.integers(0, 150), dtype=st.sampled_from(DTYPES),

@@ -312,11 +312,10 @@ class TFBundleSource(TensorSource):
         dtype = self._dtype_of(key, entry)
         numel = math.prod(entry.shape)  # type: ignore[arg-type]
         shard_size = self._shard_size(key, entry.shard_id)
-        shard = self.shard_path(entry.shard_id)
         if entry.offset < 0 or entry.size < 0 or entry.offset + entry.size > shard_size:
             raise self._fail(
                 f"index claims bytes {entry.offset}..{entry.offset + entry.size} but the data file "
-                f"has {shard_size}", key, path=shard, corrupt=True,
+                f"has {shard_size}", key, path=self.shard_path(entry.shard_id), corrupt=True,
                 hint="the data file is truncated or the index damaged; download or copy both again")
         if dtype.itemsize:
             expected = numel * dtype.itemsize
