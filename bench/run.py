@@ -239,6 +239,35 @@ def package_versions(python: str, packages: list[str]) -> dict[str, str]:
     return json.loads(done.stdout) if done.returncode == 0 else {}
 
 
+def filesystem_of(path: Path) -> str:
+    """The type of the filesystem mounted deepest above ``path``, as /proc/mounts names it
+    (``stat -f`` cannot tell ext4 from ext2: they share one magic number)."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return first_line(["stat", "-f", "-c", "%T", str(path)])
+    resolved, best = path.resolve(), ("", "unknown")
+    for point, kind in mounts:
+        point = point.replace("\\040", " ")
+        if (resolved == Path(point) or Path(point) in resolved.parents) and len(point) >= len(best[0]):
+            best = (point, kind)
+    return best[1]
+
+
+def free_page_reporting() -> str:
+    """Whether a virtio balloon reports this guest's free memory to its host, which takes it back:
+    the next writer then waits for the host to supply fresh pages (docs/performance.md)."""
+    for device in Path("/sys/bus/virtio/devices").glob("*"):
+        try:
+            if (device / "device").read_text().strip() != "0x0005":  # the balloon
+                continue
+            features = (device / "features").read_text().strip()
+        except OSError:
+            continue
+        return "yes" if len(features) > 5 and features[5] == "1" else "no"  # VIRTIO_BALLOON_F_REPORTING
+    return "no (no virtio balloon)"
+
+
 def machine_description() -> dict:
     cpu = "unknown"
     try:
@@ -259,7 +288,7 @@ def machine_description() -> dict:
             "kernel": platform.release(), "system": platform.system(),
             # cp's speed depends on both: coreutils 9 copies in the kernel, and a reflink filesystem
             # would not copy at all
-            "filesystem": first_line(["stat", "-f", "-c", "%T", str(WORK_DIR)]),
+            "filesystem": filesystem_of(WORK_DIR), "free_page_reporting": free_page_reporting(),
             "cp": first_line(["cp", "--version"])}
 
 
@@ -444,7 +473,8 @@ def render_markdown(results: list[Result], targets: list[Target], info: dict) ->
     ours, hf4 = info["versions"], info["hf4_versions"]
     lines += ["## Machine", "",
               f"- CPU: {machine['cpu']}, {machine['cores']} usable core(s) ({machine['logical_cpus']} logical)",
-              f"- Memory: {machine['memory']}; {machine['system']} {machine['kernel']}",
+              f"- Memory: {machine['memory']}; {machine['system']} {machine['kernel']}; free memory reported to "
+              f"the host (virtio-balloon free page reporting): {machine.get('free_page_reporting', '?')}",
               f"- Filesystem of bench/work: {machine['filesystem']}; {machine['cp']}",
               f"- Load average (1, 5, 15 min) before: {info['load_before']}; after: {info['load_after']}",
               f"- bertconv environment: Python {ours.get('python', '?')}, torch {ours.get('torch', '?')}, "
@@ -464,7 +494,7 @@ def render_markdown(results: list[Result], targets: list[Target], info: dict) ->
               f"- {info['rounds']} timed round(s), after {info['warmup']} untimed warm-up round(s). "
               "The table's peak RSS is the largest of the runs; a range after it means the runs differed.",
               "- The page cache is warmed before the first round: all cases read checkpoints from memory. "
-              "Outputs are deleted before each run, untimed.",
+              "Before each run, earlier writes are flushed (`sync`) and then the case's previous output is deleted, untimed.",
               "- Checkpoints are written by `bench/make_checkpoints.py` with TensorFlow's own "
               "`tf.compat.v1.train.Saver`: Google's variable names and sizes (BERT-Base: 440 MB of weights, "
               "BERT-Large: 1345 MB), pretraining heads included, random values.",
