@@ -210,6 +210,47 @@ def test_writer_chunks_large_strided_tensors(tmp_path, monkeypatch):
             np.testing.assert_array_equal(src.read(name), want)
 
 
+def test_writer_hands_the_kernel_bounded_pieces_and_resumes_short_writes(tmp_path, monkeypatch):
+    # Every tensor goes out in calls of at most WRITE_PIECE_BYTES, and a call that writes less
+    # than asked (a signal, a full disk) is resumed where it stopped; the file is the library's.
+    monkeypatch.setattr(safetensors_io, "WRITE_PIECE_BYTES", 40)
+    calls = []
+    real_pwrite = os.pwrite
+
+    def short_pwrite(fd, data, offset):
+        calls.append(len(data))
+        return real_pwrite(fd, bytes(data)[:max(1, len(data) - 3)], offset)  # always 3 bytes short
+
+    monkeypatch.setattr(safetensors_io.os, "pwrite", short_pwrite)
+    tensors = {"small": RNG.standard_normal(3).astype(np.float32),
+               "exact": RNG.standard_normal(10).astype(np.float32),  # one whole piece
+               "long": RNG.standard_normal((9, 7)).astype(np.float32),
+               "strided": RNG.standard_normal((6, 5)).astype(np.float32).T}
+    path = tmp_path / "pieces.safetensors"
+    writer = SafetensorsWriter(path, [(n, "float32", a.shape) for n, a in tensors.items()])
+    for name, array in tensors.items():
+        if name == "long":
+            writer.write_bytes(name, "float32", array.tobytes())
+        else:
+            writer.write(name, array)
+    writer.close()
+    assert calls and max(calls) <= 40
+    with safe_open(str(path), framework="numpy") as f:
+        for name, want in tensors.items():
+            np.testing.assert_array_equal(f.get_tensor(name), want)
+
+
+def test_tf_bundle_writer_hands_the_kernel_bounded_pieces(tmp_path, monkeypatch):
+    from bertconv.formats import tf_bundle_writer
+
+    monkeypatch.setattr(tf_bundle_writer, "WRITE_PIECE_BYTES", 24)
+    tensors = [("a", RNG.standard_normal((7, 5)).astype(np.float32)), ("b", np.arange(3, dtype=np.int64))]
+    prefix = tf_bundle_writer.write_tf_bundle(tmp_path / "model.ckpt", tensors)
+    with open_source(prefix) as src:
+        for name, want in tensors:
+            np.testing.assert_array_equal(src.read(name), want)
+
+
 @pytest.mark.parametrize("action, fragment", [
     (lambda w: w.write("c", np.zeros(2, np.float32)), "not a declared tensor"),
     (lambda w: w.write("a", np.zeros(2, np.float64)), "dtype float64"),

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointFormatError, CorruptDataError, InputError, OutputError
-from .base import TensorInfo, TensorSource, numpy_dtype
+from .base import WRITE_PIECE_BYTES, TensorInfo, TensorSource, numpy_dtype
 
 if TYPE_CHECKING:  # imported where arrays are made (see numpy_dtype)
     import numpy as np
@@ -418,9 +418,10 @@ class SafetensorsWriter:
             raise
 
     def _pwrite(self, data: memoryview, offset: int) -> None:
-        # pwrite may write less than asked (a signal, a full disk); go on from where it stopped
+        # At most WRITE_PIECE_BYTES a call; pwrite may also write less than asked (a signal, a
+        # full disk): go on from where it stopped.
         while len(data):
-            written = os.pwrite(self._fd, data, offset)
+            written = os.pwrite(self._fd, data[:WRITE_PIECE_BYTES], offset)
             data, offset = data[written:], offset + written
 
     def _write_array(self, array: np.ndarray, stored: np.dtype, offset: int) -> None:

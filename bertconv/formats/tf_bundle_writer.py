@@ -17,6 +17,7 @@ import numpy as np
 from ..atomic import atomic_file
 from ..errors import InputError
 from . import _wire
+from .base import WRITE_PIECE_BYTES
 from .sstable import crc32c, mask_crc, write_table
 
 __all__ = ["write_tf_bundle"]
@@ -76,7 +77,9 @@ def write_tf_bundle(prefix: str | Path, tensors: Iterable[tuple[str, np.ndarray]
                     key = name.encode("utf-8")
                     if key in entries:
                         raise InputError("tensor name given twice", tensor=name)
-                    out.write(payload)
+                    with memoryview(payload) as view:
+                        for start in range(0, len(view), WRITE_PIECE_BYTES):
+                            out.write(view[start:start + WRITE_PIECE_BYTES])
                     entries[key] = _wire.BundleEntry(
                         dtype=code, shape=shape, offset=offset, size=len(payload),
                         crc32c=crc)
