@@ -326,8 +326,12 @@ def run() -> int:
     collection over every object still alive (torch's 160,000, after a model run) that frees
     nothing the exit would not: 0.3-0.6 s of a 4-5 s ``validate`` (measured). Freezing them
     first leaves that collection nothing to walk. Not in :func:`main`, which tests and scripts
-    call in processes that go on.
+    call in processes that go on. For the same reason torch's objects are frozen as soon as it is
+    imported (:data:`bertconv.torch_import.freeze_after_import`).
     """
+    from . import torch_import
+
+    torch_import.freeze_after_import = True
     code = main()
     gc.freeze()
     return code

@@ -8,6 +8,14 @@ from __future__ import annotations
 import gc
 import sys
 
+#: Whether to move every object alive once torch is imported out of the collector's reach
+#: (``gc.freeze``). Set by the console script (:func:`bertconv.cli.run`), whose process ends with
+#: its command: left in the collector, torch's objects are walked again by the collections that
+#: building and running a model trigger (0.2 s of a ~4 s ``validate``, measured). Off by default:
+#: a program calling the API goes on, and its own objects frozen at that moment would never be
+#: collected.
+freeze_after_import = False
+
 
 def import_torch():
     """The torch module, imported with Python's cyclic garbage collector paused.
@@ -24,6 +32,8 @@ def import_torch():
     gc.disable()
     try:
         import torch
+        if freeze_after_import:
+            gc.freeze()
     finally:
         if was_enabled:
             gc.enable()

@@ -87,3 +87,27 @@ def test_torch_is_imported_with_the_collector_paused_and_restored():
     for script in (code, caller_paused):
         done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+def test_only_the_console_script_freezes_torchs_objects():
+    # The console script's process ends with its command, so torch's objects leave the collector
+    # once imported; a program calling the API keeps every object collectable.
+    code = ("import gc\n"
+            "from bertconv import torch_import\n"
+            "torch_import.freeze_after_import = {flag}\n"
+            "torch_import.import_torch()\n"
+            "print(gc.get_freeze_count())\n")
+    counts = []
+    for flag in (False, True):
+        done = subprocess.run([sys.executable, "-c", code.format(flag=flag)], cwd=ROOT, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+        counts.append(int(done.stdout))
+    assert counts[0] == 0 and counts[1] > 50_000
+    script = ("import sys\nfrom bertconv import cli, torch_import\n"
+              "cli.main = lambda: print(torch_import.freeze_after_import) or 0\n"
+              "sys.exit(cli.run())")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
+    from bertconv import torch_import
+    assert torch_import.freeze_after_import is False  # as tests and scripts see it
