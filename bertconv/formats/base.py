@@ -19,13 +19,13 @@ from ..errors import InputError
 if TYPE_CHECKING:  # NumPy is imported where arrays are made, not to list a checkpoint
     import numpy as np
 
-#: dtypes that hold numbers a model can use as weights.
-#: The most bytes handed to the kernel in one write call. The kernel may keep a long write in large
-#: page-cache folios (up to 2 MB); on a virtual machine that hands free memory back to its host
-#: (free page reporting), whole-tensor writes of megabytes fell into a mode 3-8x slower, at random,
-#: which writes of 1 MB never did (docs/performance.md). More calls cost nothing measurable.
+#: The most bytes handed to the kernel in one write call. On a virtual machine that hands free
+#: memory back to its host (free page reporting), whole-tensor writes of megabytes fell at random
+#: into a mode several times slower, which writes of 1 MB never did (docs/performance.md, where
+#: the likely cause is discussed). The extra calls cost nothing measurable.
 WRITE_PIECE_BYTES = 1 << 20
 
+#: dtypes that hold numbers a model can use as weights.
 FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "float8_e5m2", "float8_e4m3fn"})
 
 #: Element types NumPy lacks, taken from ml_dtypes.
