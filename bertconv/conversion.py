@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
 from .atomic import atomic_dir, atomic_file, check_name, check_not_reading
@@ -264,7 +264,7 @@ def _prepare_stored(source, tensor, dtype: str, buffers: _Buffers):
 
 
 def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[str, str],
-                  progress: bool = False, once_writing=None) -> None:
+                  progress: bool = False, once_writing: Callable[[], None] | None = None) -> None:
     """Stream every planned tensor into one safetensors file. CONVERSION_THREADS threads (this
     one included) each take the next tensor, read, check and transpose it, and write it at its
     place: memory stays near one tensor per thread, whatever the model's size. ``once_writing``,

@@ -18,7 +18,6 @@ import struct
 from pathlib import Path
 from typing import Iterable, Iterator
 
-
 from ..errors import CheckpointFormatError, CorruptDataError
 from ._wire import WireError, encode_varint, read_varint
 
@@ -46,6 +45,9 @@ def crc32c(data, crc: int = 0) -> int:
     return _crc32c_extend()(crc, data)
 
 
+_EXTEND = None  # chosen by _crc32c_extend on first use
+
+
 def _crc32c_extend():
     """``extend(crc, data)``: the compiled kernel where this CPU has the CRC instruction, else
     google-crc32c. Chosen on first use: the kernels import in well under a millisecond, while
@@ -63,9 +65,6 @@ def _crc32c_extend():
             import google_crc32c
             _EXTEND = google_crc32c.extend
     return _EXTEND
-
-
-_EXTEND = None
 
 
 class _BlockError(ValueError):
