@@ -98,7 +98,7 @@ def write_tokenizer_files(directory: Path, vocab: Vocab, *, do_lower_case: bool,
     if missing:
         raise VocabError(f"lacks the special tokens {', '.join(missing)}", path=vocab.path,
                          hint="a BERT WordPiece vocabulary has [PAD] [UNK] [CLS] [SEP] [MASK]")
-    (directory / "vocab.txt").write_text("".join(t + "\n" for t in vocab.tokens), encoding="utf-8")
+    (directory / "vocab.txt").write_text("\n".join(vocab.tokens) + "\n", encoding="utf-8")
 
     # The normaliser and pre-tokeniser reproduce google-research/bert's BasicTokenizer: control
     # characters dropped, whitespace unified, CJK characters split apart, accents stripped exactly
