@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import ml_dtypes
@@ -244,8 +245,31 @@ def test_tf_bundle_writer_hands_the_kernel_bounded_pieces(tmp_path, monkeypatch)
     from bertconv.formats import tf_bundle_writer
 
     monkeypatch.setattr(tf_bundle_writer, "WRITE_PIECE_BYTES", 24)
+    sizes = []
+
+    class Recording:
+        def __init__(self, file):
+            self.file = file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            sizes.append(len(data))
+            return self.file.write(data)
+
+    def recording_open(path, mode):
+        # the writer opens the data file, then the index (written whole by the table writer)
+        file = open(path, mode)
+        return Recording(file) if ".data-00000-of-00001" in Path(path).name else file
+
+    monkeypatch.setattr(tf_bundle_writer, "open", recording_open, raising=False)
     tensors = [("a", RNG.standard_normal((7, 5)).astype(np.float32)), ("b", np.arange(3, dtype=np.int64))]
     prefix = tf_bundle_writer.write_tf_bundle(tmp_path / "model.ckpt", tensors)
+    assert sizes and max(sizes) <= 24 and sum(sizes) == 7 * 5 * 4 + 3 * 8
     with open_source(prefix) as src:
         for name, want in tensors:
             np.testing.assert_array_equal(src.read(name), want)
