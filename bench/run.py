@@ -135,7 +135,7 @@ def time_once(case: Case, env: dict, timeout: float, scratch: Path) -> Run:
     # its previous output's pages. Removed first, a case that followed a big write waited out the
     # flush after freeing them, and a virtual machine that hands freed memory back to its host
     # (free page reporting) may have done so by then: writing into memory the host must supply
-    # afresh measured 2-7x slower (docs/performance.md).
+    # afresh measured 2-8x slower (docs/performance.md).
     os.sync()
     for path in case.clean:
         remove(path)

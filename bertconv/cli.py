@@ -17,11 +17,11 @@ from .families import HEAD_CHOICES
 def _kernels_in_use() -> str:
     """Whether setup.py could build the compiled kernels here, and whether this CPU hashes in
     hardware (the extension imports in well under a millisecond, and without NumPy)."""
-    try:
-        from . import _kernels
-    except ImportError:
+    from .native import hardware_crc32c, kernels
+
+    if kernels is None:
         return "NumPy (no C compiler at install)"
-    if _kernels.HARDWARE_CRC32C:
+    if hardware_crc32c():
         return "compiled, CRC-32C in hardware"
     return "compiled transpose; CRC-32C by google-crc32c (no CRC instruction on this CPU)"
 

@@ -17,6 +17,8 @@ from .atomic import atomic_dir, atomic_file, check_name, check_not_reading
 from .errors import InputError, OutputError
 from .families.base import apply_transform, transposed_matrix
 from .formats import open_source
+from .native import hardware_crc32c
+from .native import kernels as _kernels  # None without a C compiler at install: NumPy instead
 from .plan import Plan, plan_conversion
 from .vocab import infer_lower_case, write_tokenizer_files
 
@@ -137,11 +139,6 @@ def _target_names(plan: Plan) -> dict[str, str]:
             for t in plan.tensors}
 
 
-try:  # built at install time where a C compiler is present (setup.py); NumPy otherwise
-    from . import _kernels
-except ImportError:  # pragma: no cover - depends on how bertconv was installed
-    _kernels = None
-
 #: Without the compiled transpose, a transposed kernel is copied in tiles of TRANSPOSE_ROWS output
 #: rows by one 64-byte cache line of output columns: each tile reads TRANSPOSE_ROWS-long contiguous
 #: runs of the source and fills whole cache lines of the output, where NumPy's one-pass copy of
@@ -165,7 +162,7 @@ def native_transpose_available() -> bool:
 def compiled_data_path_available() -> bool:
     """Whether tensors stored as they are converted (float32 to float32, the usual case) go
     through the compiled kernels: checksum and transpose in one pass, no NumPy."""
-    return _kernels is not None and bool(_kernels.HARDWARE_CRC32C)
+    return hardware_crc32c()
 
 
 def contiguous(array: np.ndarray, *, native: bool = True) -> np.ndarray:

@@ -54,12 +54,10 @@ def _crc32c_extend():
     importing google-crc32c costs every command ~2.5 ms of start-up before its first checksum."""
     global _EXTEND
     if _EXTEND is None:
-        try:
-            from .. import _kernels
-        except ImportError:
-            _kernels = None
-        if _kernels is not None and _kernels.HARDWARE_CRC32C:
-            kernel = _kernels.crc32c
+        from ..native import hardware_crc32c, kernels
+
+        if hardware_crc32c():
+            kernel = kernels.crc32c
             _EXTEND = lambda crc, data: kernel(data, crc)  # noqa: E731
         else:
             import google_crc32c
