@@ -57,10 +57,15 @@ def test_google_graph_restores_it_and_reproduces_golden(round_trip):
     golden = np.load(fixture_dir(name) / "golden.npz")
     inputs = {k: golden[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
     outputs = tf_bert_graph.golden_outputs(root / "tf", inputs)
+    # The same graph over the original checkpoint, on this machine: weights copied bit for bit
+    # give TensorFlow's outputs bit for bit. The golden file was computed elsewhere, where float32
+    # kernels may round differently (a few ulps), so it is held to float32 rounding only.
+    original = tf_bert_graph.golden_outputs(fixture_dir(name), inputs)
     compared = 0
     for key, value in outputs.items():
+        assert value.tobytes() == original[key].tobytes(), key
         if key in golden.files:
-            np.testing.assert_allclose(value, golden[key], rtol=0, atol=1e-6, err_msg=key)
+            np.testing.assert_allclose(value, golden[key], rtol=0, atol=1e-5, err_msg=key)
             compared += 1
     assert compared >= 4
 
