@@ -340,11 +340,11 @@ def _compare(report: DiffReport, side_a: _Side, side_b: _Side, name_a: str, name
 
 
 def diff(a: str | Path, b: str | Path, *, atol: float = 0.0, rtol: float = 0.0,
-         family: str | None = None, tower: str | None = None) -> DiffReport:
+         family: str | None = None, tower: str | None = None, verify_crc: bool = True) -> DiffReport:
     """Compare the weights of checkpoint ``a`` with those of ``b`` (any supported formats)."""
     if atol < 0 or rtol < 0 or math.isnan(atol) or math.isnan(rtol):
         raise InputError("atol and rtol must be non-negative numbers")
-    with open_source(a) as source_a, open_source(b) as source_b:
+    with open_source(a, verify_crc=verify_crc) as source_a, open_source(b, verify_crc=verify_crc) as source_b:
         tower = tower or _tower_of(source_a) or _tower_of(source_b)
         side_a, family_a = _describe(source_a, family, tower)
         side_b, family_b = _describe(source_b, family, tower,

@@ -345,12 +345,12 @@ def _tokenizer(directory: Path):
 # ---------------------------------------------------------------------------------- references
 
 
-def _open_against(against):
+def _open_against(against, verify_crc: bool = True):
     """A (weights, close) pair for a path, a TensorSource or a mapping of TF names to arrays."""
     if isinstance(against, (str, Path)):
         from .families import detect_family
         from .formats import open_source
-        source = open_source(against)
+        source = open_source(against, verify_crc=verify_crc)
         family = detect_family(source.names())
         from .families.views import google_names_view, reads_through_bert_names
         if reads_through_bert_names(family):
@@ -456,10 +456,11 @@ def load_golden(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.n
     return inputs, arrays, metadata
 
 
-def save_golden_file(path: str | Path, inputs, reference, metadata: dict[str, Any]) -> None:
+def save_golden_file(path: str | Path, inputs, reference, metadata: dict[str, Any], *,
+                     overwrite: bool = False) -> None:
     from .atomic import atomic_file
 
-    with atomic_file(path, overwrite=True) as tmp:
+    with atomic_file(path, overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:  # a file object: np.savez would otherwise append ".npz" to the name
             np.savez(f, **{k: np.asarray(v) for k, v in inputs.items()},
                      **{k: np.asarray(v, dtype=np.float64) for k, v in reference.items()},
@@ -636,14 +637,15 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
              device: str = "auto", dtypes=("float32",), batch: int = 2, seq_len: int = 16, seed: int = 0,
              text: str | Path | None = None, tolerance: float | None = None, with_transformers: bool = False,
              save_golden: str | Path | None = None, source_config=None,
-             model_options: dict[str, Any] | None = None, tower: str | None = None) -> ValidationReport:
+             model_options: dict[str, Any] | None = None, tower: str | None = None,
+             verify_crc: bool = True, overwrite: bool = False) -> ValidationReport:
     """Run the converted model and compare each output with the reference, for each dtype.
 
     ``against``: the original checkpoint (any path ``open_source`` reads; or a TensorSource, or a
     mapping of TF names to arrays). ``golden``: a ``.npz`` of inputs and reference outputs, used
-    instead. ``source_config``: the original's config when ``against`` has no bert_config.json
-    beside it. ``model_options``: passed to :func:`bertconv.model.load_model` (tests use it to
-    model a wrong conversion).
+    instead. ``save_golden`` replaces an existing file only with ``overwrite``. ``source_config``:
+    the original's config when ``against`` has no bert_config.json beside it. ``model_options``:
+    passed to :func:`bertconv.model.load_model` (tests use it to model a wrong conversion).
     """
     from .converted import describe_converted
 
@@ -691,7 +693,7 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
             description += f" ({golden_metadata['reference']})"
         source_label = None
     else:
-        weights, close = _open_against(against)
+        weights, close = _open_against(against, verify_crc)
         try:
             ref_config, config_origin = _reference_config(weights, config_dict, source_config)
             if text is not None:
@@ -720,7 +722,7 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
     if save_golden is not None:
         metadata = {"config": config_dict, "seed": seed if text is None else None, "source": source_label,
                     "reference": reference, "bertconv_version": __version__, "architecture": architecture}
-        save_golden_file(save_golden, inputs, reference_outputs, metadata)
+        save_golden_file(save_golden, inputs, reference_outputs, metadata, overwrite=overwrite)
         saved = str(save_golden)
 
     dev = resolve_device(device)
