@@ -591,3 +591,20 @@ def test_writer_reserves_the_file_and_a_full_disk_fails_before_writing(tmp_path,
     with pytest.raises(OutputError, match="No space left on device"):
         safetensors_io.SafetensorsWriter(tmp_path / "full.safetensors", entries)
     assert not (tmp_path / "full.safetensors").exists()
+
+
+def test_tf_bundle_forms_dispatch(tmp_path):
+    """The names a TensorFlow checkpoint goes by in the wild (fixtures/make_reader_fixtures.py)."""
+    reader = FIXTURES / "reader"
+    for path in (reader / "keras_tuner" / "checkpoint",         # prefix and state file share a name
+                 reader / "empty_prefix" / ".index",
+                 reader / "empty_prefix" / ".data-00000-of-00001",
+                 reader / "steps" / "model.ckpt",               # the stem of model.ckpt-N
+                 reader / "steps" / "checkpoint",               # a state file on its own
+                 reader / "steps"):
+        assert detect_format(path)[0] == "tf-bundle", path
+    with open_source(reader / "steps" / "checkpoint") as src:
+        assert src.index_path == reader / "steps" / "model.ckpt-300.index"
+    np_save_file({"w": np.ones(2, np.float32)}, str(tmp_path / "x.safetensors"))
+    with pytest.raises(InputError, match="a step is chosen among TensorFlow checkpoints"):
+        open_source(tmp_path / "x.safetensors", step=3)
