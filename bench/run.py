@@ -140,7 +140,7 @@ def time_once(case: Case, env: dict, timeout: float, scratch: Path) -> Run:
     # its previous output's pages. Removed first, a case that followed a big write waited out the
     # flush after freeing them, and a virtual machine that hands freed memory back to its host
     # (free page reporting) may have done so by then: writing into memory the host must supply
-    # afresh measured 2-8x slower (docs/performance.md).
+    # afresh is much slower (docs/performance.md).
     os.sync()
     for path in case.clean:
         remove(path)
@@ -617,7 +617,7 @@ def main(argv=None) -> int:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
     # Every tool runs from compiled bytecode, as after a normal pip install (pip compiles the
     # packages it installs; an editable install of bertconv is compiled here instead). A shell that
-    # sets PYTHONDONTWRITEBYTECODE would otherwise charge bertconv alone ~50 ms of compiling per run.
+    # sets PYTHONDONTWRITEBYTECODE would otherwise charge bertconv alone its compiling on every run.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO_DIR / "bertconv")], check=False)
     info = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "revision": git_revision(),

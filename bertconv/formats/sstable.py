@@ -56,8 +56,8 @@ _EXTEND = None  # chosen by _crc32c_extend on first use
 
 def _crc32c_extend():
     """``extend(crc, data)``: the compiled kernel where this CPU has the CRC instruction, else
-    google-crc32c. Chosen on first use: the kernels import in well under a millisecond, while
-    importing google-crc32c costs every command ~2.5 ms of start-up before its first checksum."""
+    google-crc32c. Chosen on first use: the kernels' import is next to free, google-crc32c's a
+    start-up cost every command would pay before its first checksum (docs/performance.md)."""
     global _EXTEND
     if _EXTEND is None:
         from ..native import hardware_crc32c, kernels

@@ -53,8 +53,8 @@ _V1_HINT = ("re-save it as V2 with TensorFlow: restore it with tf.compat.v1.trai
 # Readers reject bundles whose version says they need a newer reader (kTensorBundleVersion = 1).
 _READER_VERSION = 1
 #: Pages of released tensors leave the process in batches this large: each madvise(MADV_DONTNEED)
-#: makes the other core flush its TLB, and one call per tensor measured 0.15 ms each (30 ms of a
-#: BERT-Base conversion); a batch costs at most this much more resident memory.
+#: makes the other cores flush their TLBs, which one call per tensor makes add up
+#: (docs/performance.md); a batch costs at most this much more resident memory.
 RELEASE_BATCH_BYTES = 32 << 20
 _MAX_SHARDS = 1 << 20
 
