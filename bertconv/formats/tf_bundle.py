@@ -30,7 +30,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import CheckpointFormatError, CorruptDataError, DataUnavailableError, InputError
 from . import _wire
@@ -122,8 +122,9 @@ _STATE_FILE = "checkpoint"
 _SHOWN_NAMES = 12
 
 
-@dataclass(frozen=True)
-class BundleLocation:
+# NamedTuples, not frozen dataclasses, for the two records below: every command defines them at
+# import, and a frozen dataclass takes several times as long to define.
+class BundleLocation(NamedTuple):
     """A bundle as found from what the user named: ``directory`` and the ``basename`` of its
     files (``""`` for the empty prefix, whose files are ``.index`` and ``.data-*``).
 
@@ -384,8 +385,7 @@ _LFS_SIGNATURES = (b"version https://git-lfs.github.com/spec/v1", b"version http
 _LFS_POINTER_LIMIT = 1024
 
 
-@dataclass(frozen=True)
-class UnavailableData:
+class UnavailableData(NamedTuple):
     """A file the index needs that is not here: ``reason`` is ``"missing"`` or ``"lfs-pointer"``
     (a Git LFS pointer checked out in place of the file; ``lfs_oid``/``lfs_size`` are the real
     file's, when the pointer says)."""
