@@ -35,13 +35,16 @@ def _pytorch_weights_in(p: Path) -> tuple[str, Path] | None:
 
 def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Path]:
     """Return ``(format, location)``: one of ``tf-bundle`` (location: the bundle prefix),
-    ``safetensors``, ``torch-bin``, ``keras-h5`` (location: the file).
+    ``saved-model`` (location: the SavedModel directory, named as itself or its
+    ``saved_model.pb``), ``safetensors``, ``torch-bin``, ``keras-h5`` (location: the file).
 
     A directory holding a TensorFlow checkpoint and PyTorch weights is ambiguous: with
     ``prefer="tf"`` (what ``tf2pt`` converts) the TensorFlow one is taken, otherwise it is an error
     naming both."""
     p = Path(path)
     if p.is_dir():
+        if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
+            return "saved-model", p  # the reader says when it is the text format it cannot read
         tf_found = None
         if any(p.glob("*.index")) or (p / "checkpoint").is_file():
             tf_found = ("tf-bundle", p)
@@ -63,6 +66,8 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
                          hint="expected a TF checkpoint (*.index + *.data-*), model.safetensors, "
                               "pytorch_model.bin or tf_model.h5")
     name = p.name
+    if name == "saved_model.pb" and p.is_file():
+        return "saved-model", p.parent
     if name.endswith(".index") or _DATA_FILE.match(name):
         return "tf-bundle", p
     if name.endswith(".meta"):
@@ -129,6 +134,9 @@ def open_source(path: str | Path, *, verify_crc: bool = True, prefer: str | None
     if fmt == "tf-bundle":
         from .tf_bundle import TFBundleSource
         return TFBundleSource(location, verify_crc=verify_crc, step=step)
+    if fmt == "saved-model":
+        from .saved_model import SavedModelSource
+        return SavedModelSource(location, verify_crc=verify_crc)
     if fmt == "safetensors":
         from .safetensors_io import SafetensorsSource
         return SafetensorsSource(location, directory=directory)
