@@ -11,7 +11,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from bertconv.errors import BertconvError, CheckpointFormatError, CorruptDataError, DataUnavailableError, InputError
+from bertconv.errors import (BertconvError, CheckpointFormatError, CorruptDataError, DataUnavailableError,
+                             InputError)
 from bertconv.formats import _wire, open_source
 from bertconv.formats.sstable import block_handles, crc32c, mask_crc, read_table, unmask_crc, write_table
 from bertconv.formats.tf_bundle import TFBundleSource, resolve_prefix
@@ -540,7 +541,8 @@ def test_a_directory_never_reads_a_bundle_elsewhere(tmp_path):
     state.write_text(f'model_checkpoint_path: "{other / "model.ckpt-300"}"\n')
     with TFBundleSource(here) as source:
         assert source.index_path == here / "model.ckpt-100.index"
-        assert source.notes[0] == f"the checkpoint file names {other / 'model.ckpt-300'}, which is not in this directory"
+        assert source.notes[0] == \
+            f"the checkpoint file names {other / 'model.ckpt-300'}, which is not in this directory"
     state.write_text(f'model_checkpoint_path: "{other / "model.ckpt-100"}"\n')
     with TFBundleSource(here) as source:
         assert source.index_path == here / "model.ckpt-100.index"

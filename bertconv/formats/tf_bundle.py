@@ -42,7 +42,8 @@ from .sstable import crc32c, read_table, unmask_crc
 if TYPE_CHECKING:  # imported where tensors are read (see numpy_dtype)
     import numpy as np
 
-__all__ = ["TFBundleSource", "BundleLocation", "UnavailableData", "locate_bundle", "resolve_prefix", "DTYPES", "OBJECT_GRAPH_KEY", "TrackableObject",
+__all__ = ["TFBundleSource", "BundleLocation", "UnavailableData", "locate_bundle", "resolve_prefix",
+           "describe_contents", "DTYPES", "OBJECT_GRAPH_KEY", "TrackableObject",
            "ObjectReference", "SerializedTensor", "SlotVariableReference"]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -379,7 +380,8 @@ def resolve_prefix(path: str | Path, *, step: int | None = None) -> Path:
 
 # -- data files that are not here --------------------------------------------------------------------
 #: The first line of a Git LFS pointer file (the second is the specification's pre-release name).
-_LFS_SIGNATURES = (b"version https://git-lfs.github.com/spec/v1", b"version https://hawser.github.com/spec/v1")
+_LFS_SIGNATURES = (b"version https://git-lfs.github.com/spec/v1",
+                   b"version https://hawser.github.com/spec/v1")
 #: Git LFS pointer files are smaller than this (the LFS specification's limit), so larger files
 #: are never read to be recognised.
 _LFS_POINTER_LIMIT = 1024
@@ -404,7 +406,8 @@ class UnavailableData(NamedTuple):
         if self.reason == "missing":
             return DataUnavailableError(
                 f"{what} is missing; the index lists the checkpoint, but the values are in this file",
-                path=self.path, tensor=tensor, hint="copy every .data-* file of the checkpoint beside its .index")
+                path=self.path, tensor=tensor,
+                hint="copy every .data-* file of the checkpoint beside its .index")
         details = []
         if self.lfs_oid:
             algorithm, _, digest = self.lfs_oid.partition(":")
