@@ -37,8 +37,8 @@ from bertconv.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
-#: the atomic helpers alone: hold ``dir`` or ``file`` TARGET with a partial output in it
-HOLD_WITH_THE_HELPERS = """
+#: atomic_dir or atomic_file alone: hold ``dir`` or ``file`` TARGET with a partial output in it
+HOLD_WITH_ATOMIC_DIR_OR_FILE = """
 import sys
 from pathlib import Path
 from bertconv.atomic import atomic_dir, atomic_file
@@ -108,14 +108,14 @@ def test_pt2tf_and_save_golden_are_held_the_same_way(tmp_path, capsys):
     converted = tmp_path / "hf"
     assert run_cli(capsys, "tf2pt", src, converted, "--no-validate", "-q")[0] == 0
     back = tmp_path / "back"
-    with holding(HOLD_WITH_THE_HELPERS, "dir", back) as holder:
+    with holding(HOLD_WITH_ATOMIC_DIR_OR_FILE, "dir", back) as holder:
         rc, _, err = run_cli(capsys, "pt2tf", converted, back, "--overwrite")
         assert rc == 2
         assert_names_the_holder(err, holder)
         assert release(holder) == 0
     assert (back / "model.safetensors").read_bytes() == b"partial"  # the holder's output, whole
     golden = tmp_path / "golden.npz"
-    with holding(HOLD_WITH_THE_HELPERS, "file", golden) as holder:
+    with holding(HOLD_WITH_ATOMIC_DIR_OR_FILE, "file", golden) as holder:
         rc, _, err = run_cli(capsys, "validate", converted, "--against", src, "--save-golden", golden,
                              "--overwrite")
         assert rc == 2
@@ -129,7 +129,7 @@ def test_pt2tf_and_save_golden_are_held_the_same_way(tmp_path, capsys):
 def test_a_temporary_left_by_a_killed_run_is_removed_by_the_next(kind, tmp_path, capsys):
     src = fixture_dir("bert_pretrain")
     out = tmp_path / ("out" if kind == "dir" else "out.safetensors")
-    with holding(HOLD_WITH_THE_HELPERS, kind, out) as holder:
+    with holding(HOLD_WITH_ATOMIC_DIR_OR_FILE, kind, out) as holder:
         holder.send_signal(signal.SIGKILL)
         assert holder.wait() == -signal.SIGKILL
     left = sorted(p.name for p in tmp_path.iterdir())
