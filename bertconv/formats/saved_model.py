@@ -396,7 +396,7 @@ class SavedModelSource(TFBundleSource):
       asset), or None;
     - ``lower_case`` (read on first use): ``do_lower_case`` as the model records it (TF1: the
       signature's bool Const; TF2: the root's ``do_lower_case`` variable, read from the data
-      file), None when it records none;
+      file, so DataUnavailableError where that file is not here), None when it records none;
     - ``keras_objects`` (:class:`KerasObject`, from ``keras_metadata.pb`` or, as older Keras
       wrote them, from ``saved_model.pb``'s user objects), ``encoder_config`` (the config of the
       first object whose config has vocab_size, hidden_size and num_layers) and ``encoder_class``.
@@ -508,6 +508,7 @@ class SavedModelSource(TFBundleSource):
 
     @functools.cached_property
     def lower_case(self) -> bool | None:
+        """``do_lower_case`` as the model records it (see the class docstring)."""
         try:
             for meta_graph in self._tokenization_graphs():
                 tensor = meta_graph.signatures[TOKENIZATION_SIGNATURE].outputs.get(LOWER_CASE_VARIABLE)
@@ -522,17 +523,20 @@ class SavedModelSource(TFBundleSource):
         return self._lower_case_variable()
 
     def _lower_case_variable(self) -> bool | None:
-        """The root's ``do_lower_case`` variable, through the checkpoint's object graph."""
+        """The value of the root's ``do_lower_case`` variable (a bool scalar), None without one."""
         roots = [self._root(g) for g in self.meta_graphs]
         if not any(root is not None and root.child(LOWER_CASE_VARIABLE) is not None for root in roots):
             return None
+        # A child of the root is saved under its own name (trackable_utils: the object path, then
+        # /.ATTRIBUTES/VARIABLE_VALUE); the checkpoint's object graph says so too when its data is
+        # here, and is asked first.
+        key: str | None = f"{LOWER_CASE_VARIABLE}/.ATTRIBUTES/{_VARIABLE_VALUE}"
         graph = self.object_graph()
-        if not graph:
-            return None
-        node_id = next((c.node_id for c in graph[0].children if c.local_name == LOWER_CASE_VARIABLE), None)
-        if node_id is None or not 0 <= node_id < len(graph):
-            return None
-        key = next((a.checkpoint_key for a in graph[node_id].attributes if a.name == _VARIABLE_VALUE), None)
+        if graph:
+            node_id = next((c.node_id for c in graph[0].children if c.local_name == LOWER_CASE_VARIABLE), None)
+            if node_id is None or not 0 <= node_id < len(graph):
+                return None
+            key = next((a.checkpoint_key for a in graph[node_id].attributes if a.name == _VARIABLE_VALUE), None)
         if key is None or key not in self:
             return None
         info = self.info(key)
