@@ -25,3 +25,12 @@ def copy_fixture(tmp_path):
         shutil.copytree(fixture_dir(name), dst)
         return dst
     return make
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After a failure in random order (pytest-randomly), the seed that gives the same order again;
+    nothing when the run passes."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if exitstatus not in (0, 5) and isinstance(seed, int) and config.pluginmanager.hasplugin("randomly"):
+        terminalreporter.write_line(f"the tests ran in random order: -p randomly --randomly-seed={seed} "
+                                    "runs them in the same order again")
