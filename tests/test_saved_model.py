@@ -71,7 +71,7 @@ def test_lists_and_reads_what_tensorflow_does(tf, name):
                 assert dtypes[info.name] == tf.string
                 assert [bytes(x) for x in np.ravel(ours)] == [bytes(x) for x in np.ravel(np.array(theirs, object))]
                 continue
-            assert info.dtype == dtypes[info.name].as_numpy_dtype.__name__, info.name
+            assert info.dtype == np.dtype(dtypes[info.name].as_numpy_dtype).name, info.name
             assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes(), info.name
             assert info.nbytes == theirs.nbytes, info.name
 
@@ -82,6 +82,24 @@ def test_hub_module_keeps_googles_names():
         assert "bert/encoder/layer_1/attention/self/query/kernel" in source
         assert "cls/predictions/output_bias" in source
         assert source.object_graph() is None  # a name-based bundle
+
+
+def test_hub_module_variables_give_the_modules_own_outputs():
+    """The reference forward pass over the variables as read reproduces what hub.Module computed
+    (golden.npz); a hub module ships no config, so the sizes are make_bert_fixtures.py's TINY."""
+    from bertconv.config import BertConfig
+    from bertconv.reference import reference_forward
+
+    directory = saved_model("hub_tf1")
+    golden = np.load(directory / "golden.npz")
+    config = BertConfig.from_dict({"vocab_size": 204, "hidden_size": 32, "num_hidden_layers": 2,
+                                   "num_attention_heads": 4, "intermediate_size": 64,
+                                   "max_position_embeddings": 40, "type_vocab_size": 2, "hidden_act": "gelu"})
+    inputs = {k: golden[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+    with SavedModelSource(directory) as source:
+        outputs = reference_forward(source.read, config, inputs)
+    for name in ("sequence_output", "pooled_output", "mlm_logits"):
+        np.testing.assert_allclose(outputs[name], golden[name], rtol=0, atol=2e-5, err_msg=name)
 
 
 @pytest.mark.parametrize("named", ["directory", "saved_model.pb"])
