@@ -127,15 +127,13 @@ def inspect(path, stats, pattern, sort, family, no_verify_crc, as_json):
     click.echo(tabulate(rows, headers=headers, disable_numparse=True))
     click.echo()
     click.echo(f"{report.path}: {report.format}, family {report.family or 'unknown'}"
+               + (f", layout {report.layout}" if report.layout else "")
                + (f" ({'TensorFlow' if report.naming == 'tf' else 'PyTorch'} names)" if report.naming != "?" else ""))
     summary = [[c, f"{t['tensors']:,}", f"{t['params']:,}", human_bytes(t["bytes"])]
                for c, t in report.totals.items()]
     click.echo(tabulate(summary, headers=["", "tensors", "parameters", "bytes"], disable_numparse=True))
     if report.heads:
-        desc = {"mlm": "masked LM", "nsp": "next sentence", "classifier": "sequence classifier",
-                "squad": "SQuAD span", "discriminator": "ELECTRA discriminator",
-                "generator_tower": "ELECTRA generator (--tower generator)",
-                "discriminator_tower": "ELECTRA discriminator (--tower discriminator)"}
+        desc = report.head_descriptions
         found = [h for h in desc if report.heads.get(h)]
         parts = [desc[h] + (f" ({report.heads.get('num_labels')} labels)" if h == "classifier" else "")
                  for h in found]

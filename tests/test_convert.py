@@ -9,7 +9,7 @@ from safetensors import safe_open
 
 from bertconv.conversion import convert
 from bertconv.errors import ConfigError, MappingError, OutputError, VocabError
-from bertconv.families.bert import MAPPING
+from bertconv.families.bert.layouts.google import MAPPING
 from bertconv.formats import open_source
 
 from .conftest import BERT_FIXTURES, fixture_dir
@@ -174,13 +174,13 @@ def test_side_files_start_once_the_weights_are_under_way(tmp_path, monkeypatch):
     import bertconv.conversion as conversion
 
     seen = []
-    write_side_files = conversion._write_side_files
+    write_side_files = conversion.write_side_files
 
     def recording(directory, *args):
         seen.append(sorted(p.name for p in directory.iterdir()))
         return write_side_files(directory, *args)
 
-    monkeypatch.setattr(conversion, "_write_side_files", recording)
+    monkeypatch.setattr(conversion, "write_side_files", recording)
     convert(fixture_dir("bert_pretrain"), tmp_path / "out", validate=False)
     assert seen == [["model.safetensors"]]
     assert {"config.json", "tokenizer.json", "vocab.txt"} <= {p.name for p in (tmp_path / "out").iterdir()}
@@ -225,7 +225,7 @@ def test_missing_expected_tensor_named(tmp_path):
 
 
 # -- the compiled data path (checksum and transpose in one pass, no NumPy) and the NumPy one ------
-conversion_module = __import__("bertconv.conversion", fromlist=["conversion"])
+conversion_module = __import__("bertconv.conversion.datapath", fromlist=["datapath"])
 needs_compiled_path = pytest.mark.skipif(
     not conversion_module.compiled_data_path_available(),
     reason="no compiled kernels, or no CRC-32C instruction on this CPU: only the NumPy path runs")

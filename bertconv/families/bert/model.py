@@ -16,28 +16,19 @@ Numerics follow google-research/bert's modeling.py where the two could differ:
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import outputs as out
-from .config import BertConfig
-from .converted import ARCHITECTURE_HEADS, ARCHITECTURES, _describe, resolve_files
-from .errors import ConfigError, InputError, MappingError
+from ... import outputs as out
+from ...config import BertConfig
+from ...errors import ConfigError, InputError
+from ..base import HEADS_NEEDING_POOLER
 
-#: modeling.py's additive attention-mask value for padded keys.
+#: modeling.py's additive attention-mask value for padded keys (read at call time).
 ATTENTION_MASK_VALUE = -10000.0
-
-#: heads that read the pooled output, so their model cannot go without a pooler
-_HEADS_NEEDING_POOLER = frozenset({"nsp", "classifier"})
-#: Hugging Face builds these without a pooler (``add_pooling_layer=False``)
-_NO_POOLER_BY_DEFAULT = frozenset({"BertForMaskedLM", "BertForQuestionAnswering"})
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -64,23 +55,6 @@ def activation(name: str):
     except KeyError:
         raise ConfigError(f"hidden_act {name!r} is not supported",
                           hint=f"known: {', '.join(ACTIVATIONS)}") from None
-
-
-@contextlib.contextmanager
-def _skip_parameter_init():
-    """Build modules without initialising their parameters (they are about to be replaced).
-
-    Not ``with torch.device("meta")``: its first use imports about 1.4 s of torch internals,
-    a third of a whole validation of BERT-Base."""
-    classes = (nn.Linear, nn.Embedding, nn.LayerNorm)
-    saved = [cls.reset_parameters for cls in classes]
-    try:
-        for cls in classes:
-            cls.reset_parameters = lambda self: None
-        yield
-    finally:
-        for cls, original in zip(classes, saved):
-            cls.reset_parameters = original
 
 
 # ------------------------------------------------------------------------------------- modules
@@ -197,11 +171,11 @@ class BertPooler(nn.Module):
         return torch.tanh(self.dense(sequence[:, 0]))
 
 
-def additive_mask(attention_mask: torch.Tensor, like: torch.Tensor, value: float) -> torch.Tensor:
-    """[B, 1, 1, T], one adder for every head and query position: ``(1 - mask) * value`` in at
+def additive_mask(attention_mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """[B, 1, 1, T], one adder for every head and query position: ``(1 - mask) * -10000`` in at
     least float32 (see BertSelfAttention)."""
     dtype = torch.promote_types(like.dtype, torch.float32)
-    return ((1.0 - attention_mask.to(dtype)) * value)[:, None, None, :]
+    return ((1.0 - attention_mask.to(dtype)) * ATTENTION_MASK_VALUE)[:, None, None, :]
 
 
 def embed(model: nn.Module, input_ids, token_type_ids, attention_mask):
@@ -212,18 +186,15 @@ def embed(model: nn.Module, input_ids, token_type_ids, attention_mask):
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     x = model.embeddings(input_ids, token_type_ids)
-    return x, {out.EMBEDDINGS: x}, additive_mask(attention_mask, x, model.attention_mask_value)
+    return x, {out.EMBEDDINGS: x}, additive_mask(attention_mask, x)
 
 
 class BertEncoderModel(nn.Module):
     """Hugging Face's ``BertModel``: embeddings, encoder, optional pooler."""
 
-    def __init__(self, config: BertConfig, *, with_pooler: bool = True,
-                 attention_mask_value: float = ATTENTION_MASK_VALUE):
+    def __init__(self, config: BertConfig, *, with_pooler: bool = True):
         super().__init__()
         self.config = config
-        #: the additive mask value; a parameter only so that tests can model a wrong conversion
-        self.attention_mask_value = attention_mask_value
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if with_pooler else None
@@ -275,19 +246,14 @@ class BertPreTrainingHeads(nn.Module):
 class BertWithHeads(nn.Module):
     """Every ``BertFor*`` architecture: ``bert`` plus the heads its name implies."""
 
-    def __init__(self, config: BertConfig, architecture: str, *, num_labels: int = 2,
-                 with_pooler: bool | None = None, attention_mask_value: float = ATTENTION_MASK_VALUE):
+    def __init__(self, config: BertConfig, architecture: str, heads: frozenset, *, num_labels: int = 2,
+                 with_pooler: bool = True):
         super().__init__()
-        if architecture not in ARCHITECTURE_HEADS or architecture == "BertModel":
-            raise InputError(f"unknown architecture {architecture!r}",
-                             hint=f"choose one of {', '.join(ARCHITECTURES[1:])}")
         self.architecture = architecture
-        self.heads = ARCHITECTURE_HEADS[architecture]
-        if with_pooler is None:
-            with_pooler = architecture not in _NO_POOLER_BY_DEFAULT
-        if not with_pooler and self.heads & _HEADS_NEEDING_POOLER:
+        self.heads = heads
+        if not with_pooler and self.heads & HEADS_NEEDING_POOLER:
             raise InputError(f"{architecture} needs the pooler")
-        self.bert = BertEncoderModel(config, with_pooler=with_pooler, attention_mask_value=attention_mask_value)
+        self.bert = BertEncoderModel(config, with_pooler=with_pooler)
         if self.heads & {"mlm", "nsp"}:
             self.cls = BertPreTrainingHeads(config, mlm="mlm" in self.heads, nsp="nsp" in self.heads)
         if "classifier" in self.heads:
@@ -311,188 +277,22 @@ class BertWithHeads(nn.Module):
 
 
 def build_model(config: BertConfig, architecture: str = "BertModel", *, num_labels: int = 2,
-                with_pooler: bool | None = None,
-                attention_mask_value: float = ATTENTION_MASK_VALUE) -> nn.Module:
-    """A randomly initialised model of ``architecture`` (weights are meant to be loaded next)."""
+                with_pooler: bool | None = None) -> nn.Module:
+    """A model of ``architecture`` (its weights are meant to be loaded next); with a pooler unless
+    Hugging Face builds that class without one (``with_pooler`` overrides)."""
+    from . import FAMILY
+
+    heads = FAMILY.architecture_heads.get(architecture)
+    if heads is None:
+        raise InputError(f"unknown architecture {architecture!r}",
+                         hint=f"choose one of {', '.join(FAMILY.architecture_heads)}")
+    if with_pooler is None:
+        with_pooler = architecture not in FAMILY.without_pooler
     activation(config.hidden_act)  # fail on an unknown activation before allocating anything
-    if architecture == "BertModel":
-        model = BertEncoderModel(config, with_pooler=True if with_pooler is None else with_pooler,
-                                 attention_mask_value=attention_mask_value)
-        model.architecture = "BertModel"
+    if not heads:
+        model = BertEncoderModel(config, with_pooler=with_pooler)
+        model.architecture = architecture
         model.heads = frozenset()
     else:
-        model = BertWithHeads(config, architecture, num_labels=num_labels, with_pooler=with_pooler,
-                              attention_mask_value=attention_mask_value)
+        model = BertWithHeads(config, architecture, heads, num_labels=num_labels, with_pooler=with_pooler)
     return model.eval()
-
-
-def _encoder_of(model: nn.Module) -> BertEncoderModel:
-    # other families' models (model_albert, model_electra) keep config and mask value on the top module
-    return model if isinstance(model, BertEncoderModel) else getattr(model, "bert", model)
-
-
-# ------------------------------------------------------------------------------------- running
-
-
-def _as_tensor(array, device) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(array), dtype=torch.long, device=device)
-
-
-def run_outputs(model: nn.Module, inputs) -> dict[str, np.ndarray]:
-    """Run ``model`` on ``inputs`` (``input_ids``, ``token_type_ids``, ``attention_mask``, int
-    arrays ``[B, T]``) and return every named output as a float64 NumPy array."""
-    param = next(model.parameters())
-    encoder = _encoder_of(model)
-    input_ids = _as_tensor(inputs["input_ids"], param.device)
-    if input_ids.ndim != 2:
-        raise InputError(f"input_ids must be [batch, seq_len], got shape {list(input_ids.shape)}")
-    token_type_ids = _as_tensor(inputs.get("token_type_ids", np.zeros(input_ids.shape, np.int64)), param.device)
-    attention_mask = _as_tensor(inputs.get("attention_mask", np.ones(input_ids.shape, np.int64)), param.device)
-    config = encoder.config
-    for name, t, upper in (("input_ids", input_ids, config.vocab_size),
-                           ("token_type_ids", token_type_ids, config.type_vocab_size)):
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= upper):
-            raise InputError(f"{name} holds values outside [0, {upper})")
-    if input_ids.shape[1] > config.max_position_embeddings:
-        raise InputError(f"seq_len {input_ids.shape[1]} exceeds max_position_embeddings "
-                         f"{config.max_position_embeddings}")
-    with torch.inference_mode():
-        results = model(input_ids, token_type_ids, attention_mask)
-    return {name: value.detach().to("cpu", torch.float64).numpy() for name, value in results.items()}
-
-
-# ------------------------------------------------------------------------------------- loading
-
-#: Entries that older Hugging Face checkpoints store although they hold nothing of their own:
-#: each is accepted only when it equals what it duplicates.
-_REDUNDANT = {
-    "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
-    "cls.predictions.decoder.bias": "cls.predictions.bias",
-}
-_POSITION_IDS = ("bert.embeddings.position_ids", "embeddings.position_ids",
-                 "bert.embeddings.token_type_ids", "embeddings.token_type_ids")
-
-
-def _num_labels(config_dict: dict[str, Any], tensors: dict[str, torch.Tensor]) -> int:
-    if "classifier.weight" in tensors:
-        return int(tensors["classifier.weight"].shape[0])
-    if isinstance(config_dict.get("id2label"), dict):
-        return len(config_dict["id2label"])
-    return int(config_dict.get("num_labels", 2))
-
-
-def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """State dict and safetensors metadata of one weights file."""
-    if path.suffix in (".bin", ".pt", ".pth"):
-        try:
-            tensors = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - pickle and zip failures come in many types
-            raise InputError(f"cannot read as a PyTorch state dict: {e}", path=path) from None
-        if not isinstance(tensors, dict):
-            raise InputError("not a state dict (expected a mapping of names to tensors)", path=path)
-        return dict(tensors), {}
-    from safetensors import SafetensorError, safe_open
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise InputError(f"cannot read as safetensors: {e}", path=path) from None
-    return tensors, metadata
-
-
-def read_converted(path: str | Path, *, config: BertConfig | dict | str | Path | None = None
-                   ) -> tuple[dict[str, torch.Tensor], BertConfig, dict[str, Any], str]:
-    """Weights, config, the config as a dict and the architecture of a converted output."""
-    weights_path, config_path = resolve_files(Path(path))
-    tensors, metadata = _read_weights(weights_path)
-    return (tensors, *_describe(weights_path, config_path, list(tensors), metadata, config))
-
-
-def load_state_dict_strict(model: nn.Module, tensors: dict[str, torch.Tensor], *,
-                           path: str | Path | None = None) -> None:
-    """Fill every parameter of ``model`` from ``tensors``: a missing name, an unexpected name or a
-    shape that does not fit is an error, all of them named at once. Nothing stays randomly
-    initialised."""
-    expected = model.state_dict()
-    tensors = dict(tensors)
-    problems = []
-    prefix = "" if isinstance(model, BertEncoderModel) else "bert."
-    for redundant, original in _REDUNDANT.items():
-        if redundant in tensors and original in tensors:
-            if not torch.equal(tensors[redundant], tensors[original]):
-                problems.append(f"{redundant} differs from {original}, which it must equal (tied)")
-            del tensors[redundant]
-    for name in _POSITION_IDS:
-        if name in tensors:  # buffers older releases saved; never weights
-            del tensors[name]
-    if isinstance(model, BertEncoderModel):
-        # a BertModel saved by others may carry the "bert." prefix; accept it when every name has it
-        if tensors and all(n.startswith("bert.") for n in tensors) and not any(n.startswith("bert.") for n in expected):
-            tensors = {n[len("bert."):]: t for n, t in tensors.items()}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing:
-        problems.append(f"missing {len(missing)} tensor(s): {', '.join(missing[:8])}"
-                        + (" ..." if len(missing) > 8 else ""))
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected tensor(s): {', '.join(unexpected[:8])}"
-                        + (" ..." if len(unexpected) > 8 else ""))
-    for name in sorted(set(expected) & set(tensors)):
-        if tuple(tensors[name].shape) != tuple(expected[name].shape):
-            problems.append(f"{name} has shape {list(tensors[name].shape)}, the model expects "
-                            f"{list(expected[name].shape)}")
-        elif not tensors[name].is_floating_point():
-            problems.append(f"{name} has dtype {tensors[name].dtype}, not a floating-point weight")
-    if problems:
-        raise MappingError("; ".join(problems), path=path,
-                           hint=f"the weights do not fit a {getattr(model, 'architecture', 'BERT')} "
-                                f"(prefix {prefix!r}) with this config")
-    # assign: the file's tensors become the parameters, so the weights are never held twice
-    model.load_state_dict(tensors, strict=True, assign=True)
-
-
-def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-               config: BertConfig | dict | str | Path | None = None, head: str | None = None,
-               attention_mask_value: float = ATTENTION_MASK_VALUE) -> nn.Module:
-    """Load a converted output strictly: every parameter comes from the file, none is left random.
-
-    ``path``: a Hugging Face directory (``config.json`` + ``model.safetensors``) or a bare
-    ``.safetensors`` file (config from ``config``, else from the file's ``bertconv.config``
-    metadata). The architecture comes from the config's ``architectures``, the file's metadata, or
-    the tensor names; ``head`` (an architecture name) overrides it.
-    """
-    tensors, parsed, config_dict, architecture = read_converted(path, config=config)
-    if config_dict.get("model_type") in _OTHER_FAMILIES:
-        import importlib
-        module = importlib.import_module(f".model_{config_dict['model_type']}", __package__)
-        model = module.load(tensors, parsed, head or architecture, path=path,
-                            attention_mask_value=attention_mask_value)
-        return _finish(model, tensors, config_dict, device, dtype)
-    if head is not None:
-        if head not in ARCHITECTURE_HEADS:
-            raise InputError(f"unknown architecture {head!r}", hint=f"choose one of {', '.join(ARCHITECTURES)}")
-        architecture = head
-    heads = ARCHITECTURE_HEADS[architecture]
-    pooler_name = "pooler.dense.weight" if architecture == "BertModel" else "bert.pooler.dense.weight"
-    has_pooler = pooler_name in tensors or ("bert." + pooler_name) in tensors
-    with_pooler = True if heads & _HEADS_NEEDING_POOLER else has_pooler
-    # No time goes into random values that are replaced anyway; the unfilled storage is never
-    # touched, so it costs no memory either.
-    with _skip_parameter_init():
-        model = build_model(parsed, architecture, num_labels=_num_labels(config_dict, tensors),
-                            with_pooler=with_pooler, attention_mask_value=attention_mask_value)
-    load_state_dict_strict(model, tensors, path=path)
-    return _finish(model, tensors, config_dict, device, dtype)
-
-
-#: config.json model types whose models live in their own modules (bertconv.model_<type>)
-_OTHER_FAMILIES = ("albert", "electra")
-
-
-def _finish(model: nn.Module, tensors, config_dict, device, dtype) -> nn.Module:
-    stored = [t.dtype for t in tensors.values() if t.is_floating_point()]
-    #: the least precise dtype the weights were stored in (validation judges by it)
-    model.stored_dtype = max(stored, key=lambda d: torch.finfo(d).eps) if stored else torch.float32
-    model.source_config = config_dict
-    return model.to(device=device, dtype=dtype).eval()

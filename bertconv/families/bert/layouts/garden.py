@@ -35,12 +35,13 @@ import dataclasses
 import re
 from functools import partial
 
-from .base import MERGE_HEADS as MH
-from .base import MERGE_HEADS_IN_T as MHI
-from .base import MERGE_HEADS_OUT_T as MHO
-from .base import TRANSPOSE as T
-from .base import Mapping, Rule
-from .bert import infer_sizes_through
+from ....mapping import MERGE_HEADS as MH
+from ....mapping import MERGE_HEADS_IN_T as MHI
+from ....mapping import MERGE_HEADS_OUT_T as MHO
+from ....mapping import TRANSPOSE as T
+from ....mapping import Mapping, Rule
+from ...base import Layout
+from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS, infer_sizes_through
 
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 #: the first ``layer_with_weights`` index of an encoder layer (after word, position, type, LayerNorm)
@@ -48,33 +49,35 @@ FIRST_LAYER_INDEX = 4
 
 P = "bert.encoder.layer.{layer}."
 
+H, I, V, A, D = "hidden_size", "intermediate_size", "vocab_size", "num_attention_heads", "head_size"
+
 # One encoder layer, relative to its object; the attention output dense is the one row whose
 # object differs between the layouts.
 _BLOCK = (
-    # source (relative)                          target (relative)                      transform
-    ("_attention_layer/_query_dense/kernel",     "attention.self.query.weight",          MHO),
-    ("_attention_layer/_query_dense/bias",       "attention.self.query.bias",            MH),
-    ("_attention_layer/_key_dense/kernel",       "attention.self.key.weight",            MHO),
-    ("_attention_layer/_key_dense/bias",         "attention.self.key.bias",              MH),
-    ("_attention_layer/_value_dense/kernel",     "attention.self.value.weight",          MHO),
-    ("_attention_layer/_value_dense/bias",       "attention.self.value.bias",            MH),
-    ("{attention_output}/kernel",                "attention.output.dense.weight",        MHI),
-    ("{attention_output}/bias",                  "attention.output.dense.bias",          None),
-    ("_attention_layer_norm/gamma",              "attention.output.LayerNorm.weight",    None),
-    ("_attention_layer_norm/beta",               "attention.output.LayerNorm.bias",      None),
-    ("_intermediate_dense/kernel",               "intermediate.dense.weight",            T),
-    ("_intermediate_dense/bias",                 "intermediate.dense.bias",              None),
-    ("_output_dense/kernel",                     "output.dense.weight",                  T),
-    ("_output_dense/bias",                       "output.dense.bias",                    None),
-    ("_output_layer_norm/gamma",                 "output.LayerNorm.weight",              None),
-    ("_output_layer_norm/beta",                  "output.LayerNorm.bias",                None),
+    # source (relative)                          target (relative)                      shape       transform
+    ("_attention_layer/_query_dense/kernel",     "attention.self.query.weight",          (H, A, D),  MHO),
+    ("_attention_layer/_query_dense/bias",       "attention.self.query.bias",            (A, D),     MH),
+    ("_attention_layer/_key_dense/kernel",       "attention.self.key.weight",            (H, A, D),  MHO),
+    ("_attention_layer/_key_dense/bias",         "attention.self.key.bias",              (A, D),     MH),
+    ("_attention_layer/_value_dense/kernel",     "attention.self.value.weight",          (H, A, D),  MHO),
+    ("_attention_layer/_value_dense/bias",       "attention.self.value.bias",            (A, D),     MH),
+    ("{attention_output}/kernel",                "attention.output.dense.weight",        (A, D, H),  MHI),
+    ("{attention_output}/bias",                  "attention.output.dense.bias",          (H,),       None),
+    ("_attention_layer_norm/gamma",              "attention.output.LayerNorm.weight",    (H,),       None),
+    ("_attention_layer_norm/beta",               "attention.output.LayerNorm.bias",      (H,),       None),
+    ("_intermediate_dense/kernel",               "intermediate.dense.weight",            (H, I),     T),
+    ("_intermediate_dense/bias",                 "intermediate.dense.bias",              (I,),       None),
+    ("_output_dense/kernel",                     "output.dense.weight",                  (I, H),     T),
+    ("_output_dense/bias",                       "output.dense.bias",                    (H,),       None),
+    ("_output_layer_norm/gamma",                 "output.LayerNorm.weight",              (H,),       None),
+    ("_output_layer_norm/beta",                  "output.LayerNorm.bias",                (H,),       None),
 )
 
 
 def _block(prefix: str, attention_output: str, layer_offset: int = 0) -> tuple[Rule, ...]:
     return tuple(Rule(prefix + source.replace("{attention_output}", attention_output) + SUFFIX, P + target,
-                      transform, None, layer_offset)
-                 for source, target, transform in _BLOCK)
+                      shape, transform, None, layer_offset)
+                 for source, target, shape, transform in _BLOCK)
 
 
 def _v(path: str) -> str:
@@ -83,80 +86,42 @@ def _v(path: str) -> str:
 
 # encoder/_transformer_layers/{i}/... (BertEncoder, BertPretrainerV2 checkpoint items)
 ENCODER_RULES = (
-    Rule(_v("encoder/_embedding_layer/embeddings"),          "bert.embeddings.word_embeddings.weight"),
-    Rule(_v("encoder/_position_embedding_layer/embeddings"), "bert.embeddings.position_embeddings.weight"),
-    Rule(_v("encoder/_type_embedding_layer/embeddings"),     "bert.embeddings.token_type_embeddings.weight"),
-    Rule(_v("encoder/_embedding_norm_layer/gamma"),          "bert.embeddings.LayerNorm.weight"),
-    Rule(_v("encoder/_embedding_norm_layer/beta"),           "bert.embeddings.LayerNorm.bias"),
+    Rule(_v("encoder/_embedding_layer/embeddings"),          "bert.embeddings.word_embeddings.weight",       (V, H)),
+    Rule(_v("encoder/_position_embedding_layer/embeddings"), "bert.embeddings.position_embeddings.weight",   ("max_position_embeddings", H)),
+    Rule(_v("encoder/_type_embedding_layer/embeddings"),     "bert.embeddings.token_type_embeddings.weight", ("type_vocab_size", H)),
+    Rule(_v("encoder/_embedding_norm_layer/gamma"),          "bert.embeddings.LayerNorm.weight",             (H,)),
+    Rule(_v("encoder/_embedding_norm_layer/beta"),           "bert.embeddings.LayerNorm.bias",               (H,)),
     *_block("encoder/_transformer_layers/{layer}/", "_attention_layer/_output_dense"),
-    Rule(_v("encoder/_pooler_layer/kernel"),                 "bert.pooler.dense.weight",                   T,    "pooler"),
-    Rule(_v("encoder/_pooler_layer/bias"),                   "bert.pooler.dense.bias",                     None, "pooler"),
+    Rule(_v("encoder/_pooler_layer/kernel"),                 "bert.pooler.dense.weight",                     (H, H), T,    "pooler"),
+    Rule(_v("encoder/_pooler_layer/bias"),                   "bert.pooler.dense.bias",                       (H,),   None, "pooler"),
     # masked-LM head; its embedding_table is the word embeddings (resolved by bind when stored there)
-    Rule(_v("masked_lm/dense/kernel"),                       "cls.predictions.transform.dense.weight",     T,    "mlm"),
-    Rule(_v("masked_lm/dense/bias"),                         "cls.predictions.transform.dense.bias",       None, "mlm"),
-    Rule(_v("masked_lm/layer_norm/gamma"),                   "cls.predictions.transform.LayerNorm.weight", None, "mlm"),
-    Rule(_v("masked_lm/layer_norm/beta"),                    "cls.predictions.transform.LayerNorm.bias",   None, "mlm"),
-    Rule(_v("masked_lm/output_bias.Sbias"),                  "cls.predictions.bias",                       None, "mlm"),
+    Rule(_v("masked_lm/dense/kernel"),                       "cls.predictions.transform.dense.weight",       (H, H), T,    "mlm"),
+    Rule(_v("masked_lm/dense/bias"),                         "cls.predictions.transform.dense.bias",         (H,),   None, "mlm"),
+    Rule(_v("masked_lm/layer_norm/gamma"),                   "cls.predictions.transform.LayerNorm.weight",   (H,),   None, "mlm"),
+    Rule(_v("masked_lm/layer_norm/beta"),                    "cls.predictions.transform.LayerNorm.bias",     (H,),   None, "mlm"),
+    Rule(_v("masked_lm/output_bias.Sbias"),                  "cls.predictions.bias",                         (V,),   None, "mlm"),
 )
 
 # model/layer_with_weights-N/... (Keras functional TransformerEncoder); the pooler row is added by bind
 KERAS_FUNCTIONAL = "model/layer_with_weights-"
 FUNCTIONAL_RULES = (
-    Rule(_v(KERAS_FUNCTIONAL + "0/embeddings"), "bert.embeddings.word_embeddings.weight"),
-    Rule(_v(KERAS_FUNCTIONAL + "1/embeddings"), "bert.embeddings.position_embeddings.weight"),
-    Rule(_v(KERAS_FUNCTIONAL + "2/embeddings"), "bert.embeddings.token_type_embeddings.weight"),
-    Rule(_v(KERAS_FUNCTIONAL + "3/gamma"),      "bert.embeddings.LayerNorm.weight"),
-    Rule(_v(KERAS_FUNCTIONAL + "3/beta"),       "bert.embeddings.LayerNorm.bias"),
+    Rule(_v(KERAS_FUNCTIONAL + "0/embeddings"), "bert.embeddings.word_embeddings.weight",       (V, H)),
+    Rule(_v(KERAS_FUNCTIONAL + "1/embeddings"), "bert.embeddings.position_embeddings.weight",   ("max_position_embeddings", H)),
+    Rule(_v(KERAS_FUNCTIONAL + "2/embeddings"), "bert.embeddings.token_type_embeddings.weight", ("type_vocab_size", H)),
+    Rule(_v(KERAS_FUNCTIONAL + "3/gamma"),      "bert.embeddings.LayerNorm.weight",             (H,)),
+    Rule(_v(KERAS_FUNCTIONAL + "3/beta"),       "bert.embeddings.LayerNorm.bias",               (H,)),
     *_block(KERAS_FUNCTIONAL + "{layer}/", "_attention_output_dense", FIRST_LAYER_INDEX),
 )
 
 
 def functional_pooler_rules(num_layers: int) -> tuple[Rule, ...]:
     index = FIRST_LAYER_INDEX + num_layers
-    return (Rule(_v(f"{KERAS_FUNCTIONAL}{index}/kernel"), "bert.pooler.dense.weight", T, "pooler"),
-            Rule(_v(f"{KERAS_FUNCTIONAL}{index}/bias"), "bert.pooler.dense.bias", None, "pooler"))
+    return (Rule(_v(f"{KERAS_FUNCTIONAL}{index}/kernel"), "bert.pooler.dense.weight", (H, H), T, "pooler"),
+            Rule(_v(f"{KERAS_FUNCTIONAL}{index}/bias"), "bert.pooler.dense.bias", (H,), None, "pooler"))
 
 
 RULES = ENCODER_RULES + FUNCTIONAL_RULES
 MAPPING = Mapping(RULES)
-
-# Symbolic source shapes, by target name (the same for both layouts).
-H, I, V, A, D = "hidden_size", "intermediate_size", "vocab_size", "num_attention_heads", "head_size"
-TARGET_SHAPES = {
-    "bert.embeddings.word_embeddings.weight":       (V, H),
-    "bert.embeddings.position_embeddings.weight":   ("max_position_embeddings", H),
-    "bert.embeddings.token_type_embeddings.weight": ("type_vocab_size", H),
-    "bert.embeddings.LayerNorm.weight":             (H,),
-    "bert.embeddings.LayerNorm.bias":               (H,),
-    P + "attention.self.query.weight":              (H, A, D),
-    P + "attention.self.query.bias":                (A, D),
-    P + "attention.self.key.weight":                (H, A, D),
-    P + "attention.self.key.bias":                  (A, D),
-    P + "attention.self.value.weight":              (H, A, D),
-    P + "attention.self.value.bias":                (A, D),
-    P + "attention.output.dense.weight":            (A, D, H),
-    P + "attention.output.dense.bias":              (H,),
-    P + "attention.output.LayerNorm.weight":        (H,),
-    P + "attention.output.LayerNorm.bias":          (H,),
-    P + "intermediate.dense.weight":                (H, I),
-    P + "intermediate.dense.bias":                  (I,),
-    P + "output.dense.weight":                      (I, H),
-    P + "output.dense.bias":                        (H,),
-    P + "output.LayerNorm.weight":                  (H,),
-    P + "output.LayerNorm.bias":                    (H,),
-    "bert.pooler.dense.weight":                     (H, H),
-    "bert.pooler.dense.bias":                       (H,),
-    "cls.predictions.transform.dense.weight":       (H, H),
-    "cls.predictions.transform.dense.bias":         (H,),
-    "cls.predictions.transform.LayerNorm.weight":   (H,),
-    "cls.predictions.transform.LayerNorm.bias":     (H,),
-    "cls.predictions.bias":                         (V,),
-}
-
-
-def _shapes_by_source(rules) -> dict[str, tuple]:
-    return {rule.source: TARGET_SHAPES[rule.target] for rule in rules}
-
 
 def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     """Every config field the shapes determine, the head count included."""
@@ -206,8 +171,8 @@ def stored_key(graph, key: str) -> str | None:
     return None
 
 
-def bind(family, names: list[str], source=None):
-    """The family with its table resolved for this checkpoint (see the module docstring)."""
+def bind(layout: Layout, names: list[str], source=None) -> Layout:
+    """The layout with its table resolved for this checkpoint (see the module docstring)."""
     present = set(names)
     # One layout per checkpoint: the other layout's rows would only be reported missing.
     if any(n.startswith(KERAS_FUNCTIONAL) for n in names):
@@ -229,30 +194,19 @@ def bind(family, names: list[str], source=None):
                     rule = dataclasses.replace(rule, source=where)
             resolved.append(rule)
         rules = resolved
-    mapping = Mapping(tuple(rules), family.mapping.optional_prefixes)
-    return dataclasses.replace(family, mapping=mapping, shapes=_shapes_by_source(rules),
-                               infer_sizes=partial(_infer_sizes, mapping), bind=None)
+    mapping = Mapping(tuple(rules), layout.mapping.optional_prefixes)
+    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(_infer_sizes, mapping), bind=None)
 
 
-def _family():
-    from . import Family
-    from .bert import FAMILY as BERT
-
-    return Family(
-        name="tf2_garden",
-        model_type="bert",
-        mapping=MAPPING,
-        marker=re.compile(r"^(model/layer_with_weights-\d+/_attention_layer/|"
-                          r"encoder/_transformer_layers/\d+/_attention_layer/)"),
-        architectures=BERT.architectures,
-        without_pooler=BERT.without_pooler,
-        # tf-models' BertEncoder and MaskedLM default to the tanh GELU
-        faithful_activation=BERT.faithful_activation,
-        exact_activation=BERT.exact_activation,
-        shapes=_shapes_by_source(RULES),
-        infer_sizes=partial(_infer_sizes, MAPPING),
-        bind=bind,
-    )
-
-
-FAMILY = _family()
+LAYOUT = Layout(
+    name="tf2_garden",
+    description="TF2 Model Garden object checkpoint (tf-models-official)",
+    mapping=MAPPING,
+    marker=re.compile(r"^(model/layer_with_weights-\d+/_attention_layer/|"
+                      r"encoder/_transformer_layers/\d+/_attention_layer/)"),
+    # tf-models' BertEncoder and MaskedLM default to the tanh GELU
+    faithful_activation=GOOGLE_ACTIVATIONS,
+    exact_activation=GOOGLE_EXACT_ACTIVATIONS,
+    infer_sizes=partial(_infer_sizes, MAPPING),
+    bind=bind,
+)

@@ -1,98 +1,63 @@
-"""The BERT family: google-research/bert TF1 names -> Hugging Face ``Bert*`` state-dict names.
+"""google-research/bert's TF1 names -> Hugging Face ``Bert*`` state-dict names: Google's releases,
+Chinese BERT-wwm and RoBERTa-wwm-ext, BioBERT, and fine-tunes made with Google's scripts.
 
 Dense kernels are stored ``[in, out]`` and ``nn.Linear.weight`` is ``[out, in]``: those rows are
 transposed. ``output_weights`` tensors are already ``[out, in]`` (modeling.py multiplies with
 ``transpose_b=True``), so they are copied as they are. The MLM decoder weight is the word
-embedding matrix itself and has no row of its own.
+embedding matrix itself and has no row of its own. Shapes are symbolic: config field names.
 """
 from __future__ import annotations
 
-from .base import TRANSPOSE as T
-from .base import Mapping, Rule
+import re
+
+from ....mapping import TRANSPOSE as T
+from ....mapping import Mapping, Rule
+from ...base import Layout
 
 L = "bert/encoder/layer_{layer}/"
 P = "bert.encoder.layer.{layer}."
+H, I, V = "hidden_size", "intermediate_size", "vocab_size"
 
 RULES = (
-    # source (TensorFlow)                                  target (PyTorch)                              transform  head
-    Rule("bert/embeddings/word_embeddings",              "bert.embeddings.word_embeddings.weight"),
-    Rule("bert/embeddings/position_embeddings",          "bert.embeddings.position_embeddings.weight"),
-    Rule("bert/embeddings/token_type_embeddings",        "bert.embeddings.token_type_embeddings.weight"),
-    Rule("bert/embeddings/LayerNorm/gamma",              "bert.embeddings.LayerNorm.weight"),
-    Rule("bert/embeddings/LayerNorm/beta",               "bert.embeddings.LayerNorm.bias"),
-    Rule(L + "attention/self/query/kernel",              P + "attention.self.query.weight",             T),
-    Rule(L + "attention/self/query/bias",                P + "attention.self.query.bias"),
-    Rule(L + "attention/self/key/kernel",                P + "attention.self.key.weight",               T),
-    Rule(L + "attention/self/key/bias",                  P + "attention.self.key.bias"),
-    Rule(L + "attention/self/value/kernel",              P + "attention.self.value.weight",             T),
-    Rule(L + "attention/self/value/bias",                P + "attention.self.value.bias"),
-    Rule(L + "attention/output/dense/kernel",            P + "attention.output.dense.weight",           T),
-    Rule(L + "attention/output/dense/bias",              P + "attention.output.dense.bias"),
-    Rule(L + "attention/output/LayerNorm/gamma",         P + "attention.output.LayerNorm.weight"),
-    Rule(L + "attention/output/LayerNorm/beta",          P + "attention.output.LayerNorm.bias"),
-    Rule(L + "intermediate/dense/kernel",                P + "intermediate.dense.weight",               T),
-    Rule(L + "intermediate/dense/bias",                  P + "intermediate.dense.bias"),
-    Rule(L + "output/dense/kernel",                      P + "output.dense.weight",                     T),
-    Rule(L + "output/dense/bias",                        P + "output.dense.bias"),
-    Rule(L + "output/LayerNorm/gamma",                   P + "output.LayerNorm.weight"),
-    Rule(L + "output/LayerNorm/beta",                    P + "output.LayerNorm.bias"),
-    Rule("bert/pooler/dense/kernel",                     "bert.pooler.dense.weight",                    T,    "pooler"),
-    Rule("bert/pooler/dense/bias",                       "bert.pooler.dense.bias",                      None, "pooler"),
+    # source (TensorFlow)                              target (PyTorch)                              shape                                transform  head
+    Rule("bert/embeddings/word_embeddings",           "bert.embeddings.word_embeddings.weight",       (V, H)),
+    Rule("bert/embeddings/position_embeddings",       "bert.embeddings.position_embeddings.weight",   ("max_position_embeddings", H)),
+    Rule("bert/embeddings/token_type_embeddings",     "bert.embeddings.token_type_embeddings.weight", ("type_vocab_size", H)),
+    Rule("bert/embeddings/LayerNorm/gamma",           "bert.embeddings.LayerNorm.weight",             (H,)),
+    Rule("bert/embeddings/LayerNorm/beta",            "bert.embeddings.LayerNorm.bias",               (H,)),
+    Rule(L + "attention/self/query/kernel",           P + "attention.self.query.weight",              (H, H),                              T),
+    Rule(L + "attention/self/query/bias",             P + "attention.self.query.bias",                (H,)),
+    Rule(L + "attention/self/key/kernel",             P + "attention.self.key.weight",                (H, H),                              T),
+    Rule(L + "attention/self/key/bias",               P + "attention.self.key.bias",                  (H,)),
+    Rule(L + "attention/self/value/kernel",           P + "attention.self.value.weight",              (H, H),                              T),
+    Rule(L + "attention/self/value/bias",             P + "attention.self.value.bias",                (H,)),
+    Rule(L + "attention/output/dense/kernel",         P + "attention.output.dense.weight",            (H, H),                              T),
+    Rule(L + "attention/output/dense/bias",           P + "attention.output.dense.bias",              (H,)),
+    Rule(L + "attention/output/LayerNorm/gamma",      P + "attention.output.LayerNorm.weight",        (H,)),
+    Rule(L + "attention/output/LayerNorm/beta",       P + "attention.output.LayerNorm.bias",          (H,)),
+    Rule(L + "intermediate/dense/kernel",             P + "intermediate.dense.weight",                (H, I),                              T),
+    Rule(L + "intermediate/dense/bias",               P + "intermediate.dense.bias",                  (I,)),
+    Rule(L + "output/dense/kernel",                   P + "output.dense.weight",                      (I, H),                              T),
+    Rule(L + "output/dense/bias",                     P + "output.dense.bias",                        (H,)),
+    Rule(L + "output/LayerNorm/gamma",                P + "output.LayerNorm.weight",                  (H,)),
+    Rule(L + "output/LayerNorm/beta",                 P + "output.LayerNorm.bias",                    (H,)),
+    Rule("bert/pooler/dense/kernel",                  "bert.pooler.dense.weight",                     (H, H),                              T,    "pooler"),
+    Rule("bert/pooler/dense/bias",                    "bert.pooler.dense.bias",                       (H,),                                None, "pooler"),
     # heads
-    Rule("cls/predictions/transform/dense/kernel",       "cls.predictions.transform.dense.weight",      T,    "mlm"),
-    Rule("cls/predictions/transform/dense/bias",         "cls.predictions.transform.dense.bias",        None, "mlm"),
-    Rule("cls/predictions/transform/LayerNorm/gamma",    "cls.predictions.transform.LayerNorm.weight",  None, "mlm"),
-    Rule("cls/predictions/transform/LayerNorm/beta",     "cls.predictions.transform.LayerNorm.bias",    None, "mlm"),
-    Rule("cls/predictions/output_bias",                  "cls.predictions.bias",                        None, "mlm"),
-    Rule("cls/seq_relationship/output_weights",          "cls.seq_relationship.weight",                 None, "nsp"),
-    Rule("cls/seq_relationship/output_bias",             "cls.seq_relationship.bias",                   None, "nsp"),
-    Rule("output_weights",                               "classifier.weight",                           None, "classifier"),
-    Rule("output_bias",                                  "classifier.bias",                             None, "classifier"),
-    Rule("cls/squad/output_weights",                     "qa_outputs.weight",                           None, "squad"),
-    Rule("cls/squad/output_bias",                        "qa_outputs.bias",                             None, "squad"),
+    Rule("cls/predictions/transform/dense/kernel",    "cls.predictions.transform.dense.weight",       (H, H),                              T,    "mlm"),
+    Rule("cls/predictions/transform/dense/bias",      "cls.predictions.transform.dense.bias",         (H,),                                None, "mlm"),
+    Rule("cls/predictions/transform/LayerNorm/gamma", "cls.predictions.transform.LayerNorm.weight",   (H,),                                None, "mlm"),
+    Rule("cls/predictions/transform/LayerNorm/beta",  "cls.predictions.transform.LayerNorm.bias",     (H,),                                None, "mlm"),
+    Rule("cls/predictions/output_bias",               "cls.predictions.bias",                         (V,),                                None, "mlm"),
+    Rule("cls/seq_relationship/output_weights",       "cls.seq_relationship.weight",                  (2, H),                              None, "nsp"),
+    Rule("cls/seq_relationship/output_bias",          "cls.seq_relationship.bias",                    (2,),                                None, "nsp"),
+    Rule("output_weights",                            "classifier.weight",                            ("num_labels", H),                   None, "classifier"),
+    Rule("output_bias",                               "classifier.bias",                              ("num_labels",),                     None, "classifier"),
+    Rule("cls/squad/output_weights",                  "qa_outputs.weight",                            (2, H),                              None, "squad"),
+    Rule("cls/squad/output_bias",                     "qa_outputs.bias",                              (2,),                                None, "squad"),
 )
 
 MAPPING = Mapping(RULES)
-
-
-# Symbolic shapes of the source tensors: config field names, or literal sizes.
-H, I, V = "hidden_size", "intermediate_size", "vocab_size"
-SHAPES = {
-    "bert/embeddings/word_embeddings":              (V, H),
-    "bert/embeddings/position_embeddings":          ("max_position_embeddings", H),
-    "bert/embeddings/token_type_embeddings":        ("type_vocab_size", H),
-    "bert/embeddings/LayerNorm/gamma":              (H,),
-    "bert/embeddings/LayerNorm/beta":               (H,),
-    L + "attention/self/query/kernel":              (H, H),
-    L + "attention/self/query/bias":                (H,),
-    L + "attention/self/key/kernel":                (H, H),
-    L + "attention/self/key/bias":                  (H,),
-    L + "attention/self/value/kernel":              (H, H),
-    L + "attention/self/value/bias":                (H,),
-    L + "attention/output/dense/kernel":            (H, H),
-    L + "attention/output/dense/bias":              (H,),
-    L + "attention/output/LayerNorm/gamma":         (H,),
-    L + "attention/output/LayerNorm/beta":          (H,),
-    L + "intermediate/dense/kernel":                (H, I),
-    L + "intermediate/dense/bias":                  (I,),
-    L + "output/dense/kernel":                      (I, H),
-    L + "output/dense/bias":                        (H,),
-    L + "output/LayerNorm/gamma":                   (H,),
-    L + "output/LayerNorm/beta":                    (H,),
-    "bert/pooler/dense/kernel":                     (H, H),
-    "bert/pooler/dense/bias":                       (H,),
-    "cls/predictions/transform/dense/kernel":       (H, H),
-    "cls/predictions/transform/dense/bias":         (H,),
-    "cls/predictions/transform/LayerNorm/gamma":    (H,),
-    "cls/predictions/transform/LayerNorm/beta":     (H,),
-    "cls/predictions/output_bias":                  (V,),
-    "cls/seq_relationship/output_weights":          (2, H),
-    "cls/seq_relationship/output_bias":             (2,),
-    "output_weights":                               ("num_labels", H),
-    "output_bias":                                  ("num_labels",),
-    "cls/squad/output_weights":                     (2, H),
-    "cls/squad/output_bias":                        (2,),
-}
 
 
 def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
@@ -104,10 +69,10 @@ def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     return sizes
 
 
-def infer_sizes_through(mapping, shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, int], dict]:
-    """The sizes read off each tensor's Hugging Face BERT target through ``mapping`` (BERT's own
-    table, or one from another layout such as Garden or Keras), and the source shapes keyed by
-    target. ``num_labels`` assumes a classifier kernel stored [hidden, labels]."""
+def infer_sizes_through(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, int], dict]:
+    """The sizes read off each tensor's Hugging Face BERT target through ``mapping`` (this table,
+    or another layout's), and the source shapes keyed by target. ``num_labels`` assumes a
+    classifier kernel stored [hidden, labels]."""
     by_target, layers = {}, set()
     for name, shape in shapes.items():
         m = mapping.to_target(name)
@@ -133,31 +98,17 @@ def infer_sizes_through(mapping, shapes: dict[str, tuple[int, ...]]) -> tuple[di
     return {k: v for k, v in sizes.items() if v is not None}, by_target
 
 
-def _family():
-    import re
+#: google-research/bert's get_activation(): its "gelu" is the tanh approximation
+GOOGLE_ACTIVATIONS = {"gelu": "gelu_new", "gelu_new": "gelu_new", "relu": "relu", "tanh": "tanh", "swish": "swish"}
+GOOGLE_EXACT_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu"}
 
-    from . import Family
-    return Family(
-        name="bert",
-        model_type="bert",
-        mapping=MAPPING,
-        marker=re.compile(r"^bert/(embeddings|encoder/layer_\d+)/"),
-        architectures={
-            frozenset(): "BertModel",
-            frozenset({"mlm", "nsp"}): "BertForPreTraining",
-            frozenset({"mlm"}): "BertForMaskedLM",
-            frozenset({"nsp"}): "BertForNextSentencePrediction",
-            frozenset({"classifier"}): "BertForSequenceClassification",
-            frozenset({"squad"}): "BertForQuestionAnswering",
-        },
-        # Hugging Face builds these without a pooler (add_pooling_layer=False)
-        without_pooler=frozenset({"BertForMaskedLM", "BertForQuestionAnswering"}),
-        faithful_activation={"gelu": "gelu_new", "gelu_new": "gelu_new", "relu": "relu",
-                             "tanh": "tanh", "swish": "swish"},
-        exact_activation={"gelu": "gelu", "gelu_new": "gelu"},
-        shapes=SHAPES,
-        infer_sizes=infer_sizes,
-    )
-
-
-FAMILY = _family()
+LAYOUT = Layout(
+    name="google_bert",
+    description="google-research/bert TF1 checkpoint",
+    mapping=MAPPING,
+    marker=re.compile(r"^bert/(embeddings|encoder/layer_\d+)/"),
+    faithful_activation=GOOGLE_ACTIVATIONS,
+    exact_activation=GOOGLE_EXACT_ACTIVATIONS,
+    infer_sizes=infer_sizes,
+    canonical=True,
+)
