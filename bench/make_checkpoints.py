@@ -12,9 +12,8 @@ Weights are random: kernels and embeddings scaled by ``1/sqrt(fan_in)``, every L
 right by accident.
 
 Memory: each variable's initial value is a placeholder fed with one numpy array at a time, so the
-graph holds no constants and only one numpy array exists at a time. Measured on 2 cores: BERT-Base
-(440 MB of weights) in about 12 s at 1.0 GB peak RSS, BERT-Large (1345 MB) in about 17 s at 2.0 GB
-(the saver's write buffers roughly double the variables' size at the end).
+graph holds no constants and only one numpy array exists at a time; the saver's write buffers
+roughly double the variables' size at the end (the time and memory it takes: docs/performance.md).
 
     python bench/make_checkpoints.py                 # bench/work/bert-base and bench/work/bert-large
     python bench/make_checkpoints.py --sizes base    # only BERT-Base

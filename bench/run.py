@@ -8,6 +8,9 @@ every case reads the checkpoint from memory.
     python3 bench/run.py              # full run: Base and Large, 3 rounds, writes docs/benchmarks.md
     python3 bench/run.py --quick      # smoke run: Base only, 1 round, writes bench/work/benchmarks-quick.md
 
+After the timed rounds it checks the properties in bench/properties.py (how the work is done: write
+sizes, imports, the garbage collector, thread order) against their thresholds, and records them too.
+
 Needs: the project's virtual environment (.venv, with bertconv and tensorflow-cpu installed), GNU time
 (``apt-get update && apt-get install -y time``). The transformers 4.x baseline gets its own virtual
 environment, bench/work/venv-hf4, created on first use. Only the standard library is used here, so
@@ -29,8 +32,10 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import properties
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -135,7 +140,7 @@ def time_once(case: Case, env: dict, timeout: float, scratch: Path) -> Run:
     # its previous output's pages. Removed first, a case that followed a big write waited out the
     # flush after freeing them, and a virtual machine that hands freed memory back to its host
     # (free page reporting) may have done so by then: writing into memory the host must supply
-    # afresh measured 2-8x slower (docs/performance.md).
+    # afresh is much slower (docs/performance.md).
     os.sync()
     for path in case.clean:
         remove(path)
@@ -462,7 +467,8 @@ def evaluate_targets(results: dict[str, Result]) -> list[Target]:
 # ---------------------------------------------------------------------------------- the report
 
 
-def render_markdown(results: list[Result], targets: list[Target], info: dict) -> str:
+def render_markdown(results: list[Result], targets: list[Target], checked: list[properties.Outcome],
+                    info: dict) -> str:
     lines = ["# Benchmarks", "",
              "<!-- Written by bench/run.py; rerun it rather than editing the figures by hand. -->", "",
              f"Measured {info['date']} at revision {info['revision']}, {info['rounds']} round(s)"
@@ -521,6 +527,15 @@ def render_markdown(results: list[Result], targets: list[Target], info: dict) ->
     for target in targets:
         verdict = {True: "pass", False: "**FAIL**", None: "not measured"}[target.passed]
         lines.append(f"| {target.description} | {markdown_cell(target.measured)} | {verdict} |")
+    if checked:
+        lines += ["", "## Properties", "",
+                  "How the work is done, checked against thresholds by `bench/properties.py` (each in a fresh "
+                  "interpreter; `docs/performance.md` says why each exists).", "",
+                  "| property | threshold | measured | result |", "| --- | --- | --- | --- |"]
+        for outcome in checked:
+            verdict = {True: "pass", False: "**FAIL**", None: "not measured"}[outcome.passed]
+            lines.append(f"| {markdown_cell(outcome.description)} | {markdown_cell(outcome.threshold)} | "
+                         f"{markdown_cell(outcome.measured)} | {verdict} |")
     lines += ["", "## Commands", "", "Paths are relative to the repository root.", "", "```"]
     for result in results:
         lines.append(display_command(result.case.command))
@@ -563,7 +578,10 @@ def main(argv=None) -> int:
                         help="virtual environment of the transformers 4.46.3 baseline (created if absent)")
     parser.add_argument("--warmup", type=int, default=0,
                         help="untimed rounds before the timed ones (default 0: the median absorbs a slow first run)")
-    parser.add_argument("--only", help="comma-separated case keys to run (e.g. cp_base,tf2pt_base)")
+    parser.add_argument("--only", help="comma-separated case keys to run (e.g. cp_base,tf2pt_base); "
+                        "`properties` for the property checks, which run by default")
+    parser.add_argument("--python", default=str(REPO_DIR / ".venv" / "bin" / "python"),
+                        help="the interpreter of bertconv's environment, for the property checks")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per command")
     parser.add_argument("--doc", type=Path, help="where to write the report (default: docs/benchmarks.md, "
                         "or bench/work/benchmarks-quick.md with --quick)")
@@ -599,7 +617,7 @@ def main(argv=None) -> int:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
     # Every tool runs from compiled bytecode, as after a normal pip install (pip compiles the
     # packages it installs; an editable install of bertconv is compiled here instead). A shell that
-    # sets PYTHONDONTWRITEBYTECODE would otherwise charge bertconv alone ~50 ms of compiling per run.
+    # sets PYTHONDONTWRITEBYTECODE would otherwise charge bertconv alone its compiling on every run.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO_DIR / "bertconv")], check=False)
     info = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "revision": git_revision(),
@@ -640,18 +658,24 @@ def main(argv=None) -> int:
     info["load_after"] = load_average()
     if not args.keep_outputs:
         remove(out)  # gigabytes of converted models nobody reads
+    checked = []
+    if not args.only or "properties" in {k.strip() for k in args.only.split(",")}:
+        checked = properties.check_all(args.python)
 
     targets = evaluate_targets(results)
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(render_markdown(list(results.values()), targets, info), encoding="utf-8")
+    doc.write_text(render_markdown(list(results.values()), targets, checked, info), encoding="utf-8")
     raw = {"info": info, "results": {k: {"label": r.case.label, "command": r.case.command, "failure": r.failure,
                                          "runs": [vars(run) for run in r.runs]} for k, r in results.items()},
-           "targets": [vars(t) for t in targets]}
+           "targets": [vars(t) for t in targets], "properties": [asdict(o) for o in checked]}
     (WORK_DIR / ("results-quick.json" if args.quick else "results.json")).write_text(json.dumps(raw, indent=2))
     print(f"wrote {doc}", file=sys.stderr)
     for target in targets:
         verdict = {True: "pass", False: "FAIL", None: "not measured"}[target.passed]
         print(f"{verdict:>12}  {target.description}: {target.measured}", file=sys.stderr)
+    for outcome in checked:
+        verdict = {True: "pass", False: "FAIL", None: "not measured"}[outcome.passed]
+        print(f"{verdict:>12}  {outcome.key}: {outcome.measured} (threshold: {outcome.threshold})", file=sys.stderr)
     return 0
 
 

@@ -3,12 +3,11 @@
  * TensorFlow's [in, out] to PyTorch's [out, in]) and CRC-32C, alone or fused with the transpose.
  *
  * Why by hand:
- * - NumPy copies a transposed view element by element along strided rows, and even tiled from
- *   Python it moves BERT's kernels at a third of memory speed; the libraries that do better
- *   (PyTorch, OpenCV) cost a second of import or a large dependency for one function. Square
- *   tiles that stay in L1, and on x86-64 a 4x4 register transpose with SSE2 (part of the baseline
- *   instruction set, so the same binary runs on every x86-64 machine), measured 2-5x faster than
- *   the tiled NumPy copy on BERT-Base and BERT-Large shapes.
+ * - NumPy copies a transposed view element by element along strided rows, far below memory speed
+ *   even when tiled from Python; the libraries that do better (PyTorch, OpenCV) cost a heavy
+ *   import or a large dependency for one function. Square tiles that stay in L1, and on x86-64 a
+ *   4x4 register transpose with SSE2 (part of the baseline instruction set, so the same binary
+ *   runs on every x86-64 machine), are several times faster on BERT's shapes (docs/performance.md).
  * - google-crc32c (used everywhere else) holds the GIL while it hashes and accepts only buffers it
  *   need not release, so it cannot hash a memoryview of the memory-mapped checkpoint, and it
  *   cannot be fused with the transpose. Fused, every byte of a kernel is read from memory once:
@@ -39,8 +38,8 @@
 #define BERTCONV_CRC_X86 0
 #endif
 
-/* Tile side in elements: a 64x64 tile of 4-byte values is 16 KB read and 16 KB written, within L1.
- * Measured 64 against 8-128 and rectangular tiles; all came within the noise but the smallest.
+/* Tile side in elements: a 64x64 tile of 4-byte values is 16 KB read and 16 KB written, within L1
+ * (the other sides tried: docs/performance.md).
  * A band of TILE source rows is also the unit the fused CRC hashes before transposing it: for
  * BERT's widest rows (4096 values) that is 1 MB, about one L2. */
 #ifndef TILE
@@ -127,8 +126,8 @@ static int hardware_crc32c = 0;
 
 #if BERTCONV_CRC_X86
 /* The crc32 instruction takes 3 cycles and issues one per cycle: three streams hashed side by
- * side run up to 3x faster than one (measured 7.5 GB/s for one stream, about memory speed for
- * three). Each chunk of 3 * STREAM bytes is hashed as three independent streams, then joined:
+ * side run up to 3x faster than one, which brings the hash to memory speed (docs/performance.md).
+ * Each chunk of 3 * STREAM bytes is hashed as three independent streams, then joined:
  * the register after A|B|C is shift(shift(crc(A)) ^ crc(B)) ^ crc(C), where shift() advances a
  * register over STREAM zero bytes. shift() is linear, so it is four table lookups, one per byte
  * of the register; the tables are built once, with the instruction itself, at import. */

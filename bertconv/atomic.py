@@ -1,18 +1,39 @@
 """Atomic outputs: everything is written under a temporary name beside the target and renamed
 into place only once complete, so an interrupted or failed run leaves nothing under the target
-name (a leftover ``.<name>.bertconv-tmp-*`` is ignored and cleaned by the next run)."""
+name.
+
+One run at a time per target: a run holds an exclusive lock (``flock``) on ``.<name>.bertconv-lock``
+beside the target from before it looks at the target until its output is in place, and a second
+run on the same target stops at once with an error naming the first. The kernel drops a lock when
+its process ends however it ends, so a temporary (``.<name>.bertconv-tmp-*``) found while holding
+the lock belongs to a run that is gone, and only then is it removed.
+"""
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import json
 import os
+import shlex
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 from .errors import OutputError
 
 TMP_MARK = ".bertconv-tmp-"
+LOCK_MARK = ".bertconv-lock"
+
+#: flock errors that mean the filesystem keeps no such locks (some FUSE and network mounts)
+_LOCKS_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+#: how long a run that finds the lock taken waits for its owner to have written who it is
+_OWNER_RECORD_WAIT_S = 0.5
+#: characters of the owner's command line recorded
+_COMMAND_SHOWN = 200
 
 
 def check_name(target: Path) -> None:
@@ -32,8 +53,8 @@ def check_not_reading(target: Path, read: list[Path]) -> None:
                               path=target, hint="write the output outside the source checkpoint")
 
 
-def check_target(target: Path, *, overwrite: bool, kind: str) -> None:
-    """Refuse an existing target unless ``overwrite``; refuse a target of the wrong kind always."""
+def check_parent(target: Path) -> None:
+    """The target names something, in a writable directory that exists."""
     target = Path(target)
     check_name(target)
     parent = target.parent if str(target.parent) else Path(".")
@@ -43,6 +64,12 @@ def check_target(target: Path, *, overwrite: bool, kind: str) -> None:
         raise OutputError("parent is not a directory", path=parent)
     if not os.access(parent, os.W_OK):
         raise OutputError("directory is not writable", path=parent)
+
+
+def check_target(target: Path, *, overwrite: bool, kind: str) -> None:
+    """Refuse an existing target unless ``overwrite``; refuse a target of the wrong kind always."""
+    target = Path(target)
+    check_parent(target)
     if target.exists() or target.is_symlink():
         want_dir = kind == "dir"
         if want_dir != target.is_dir():
@@ -54,7 +81,101 @@ def check_target(target: Path, *, overwrite: bool, kind: str) -> None:
             raise OutputError("output already exists", path=target, hint="pass --overwrite to replace it")
 
 
+def lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}{LOCK_MARK}"
+
+
+@contextlib.contextmanager
+def exclusive_target(target: str | Path) -> Iterator[bool]:
+    """Hold the target's lock for the block; yield whether it is held (False only where the
+    filesystem keeps no locks: the block then runs unprotected, as it would without this).
+
+    Raise :class:`OutputError` at once if another run holds it.
+    """
+    target = Path(target)
+    path = lock_path(target)
+    fd = _take_lock(path, target)
+    if fd is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        # Unlinked while still held: a run that opened this file meanwhile takes the lock only
+        # after the close below, sees that the name no longer leads to this file, and starts over.
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _take_lock(path: Path, target: Path) -> int | None:
+    """A descriptor of the lock file at ``path``, locked, with this run's description in it."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise OutputError(f"cannot write here: {e.strerror}", path=target.parent) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _describe_owner(fd)
+            os.close(fd)
+            raise OutputError(f"{owner} is writing this output", path=target,
+                              hint="wait for it to finish, or choose another output path") from None
+        except OSError as e:
+            if e.errno not in _LOCKS_UNSUPPORTED:
+                os.close(fd)
+                raise OutputError(f"cannot lock {path.name}: {e.strerror}", path=target.parent) from None
+            # No locks on this filesystem: nothing can prove a temporary's owner gone, so none is
+            # removed; the empty file is this run's own (an owner would have written itself in).
+            empty = os.fstat(fd).st_size == 0
+            os.close(fd)
+            if empty:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            return None
+        held = os.fstat(fd)
+        try:
+            named = os.stat(path)
+        except FileNotFoundError:
+            named = None
+        if named is None or (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
+            os.close(fd)  # the run that held it unlinked it before letting go: take the new one
+            continue
+        os.ftruncate(fd, 0)
+        os.write(fd, _owner_record())
+        return fd
+
+
+def _owner_record() -> bytes:
+    command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else ""
+    if len(command) > _COMMAND_SHOWN:
+        command = command[:_COMMAND_SHOWN] + "..."
+    # another run prints it inside its one-line error
+    command = "".join(c if c.isprintable() else repr(c)[1:-1] for c in command)
+    return json.dumps({"pid": os.getpid(), "started": time.time(), "command": command}).encode()
+
+
+def _describe_owner(fd: int) -> str:
+    """The run that holds the lock, as its record names it. Its owner writes the record just
+    after taking the lock, so an empty or partial one is read again for a moment."""
+    deadline = time.monotonic() + _OWNER_RECORD_WAIT_S
+    while True:
+        try:
+            owner = json.loads(os.pread(fd, 1 << 16, 0))
+            pid, started = int(owner["pid"]), float(owner["started"])
+            break
+        except (ValueError, KeyError, TypeError):
+            if time.monotonic() > deadline:
+                return "another bertconv run"
+            time.sleep(0.01)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+    command = owner.get("command")
+    return f"another bertconv run (pid {pid}, started {when}" + (f": {command}" if command else "") + ")"
+
+
 def _clean_stale(target: Path) -> None:
+    """Remove the temporaries of runs that are gone. Only under the target's lock."""
     prefix = f".{target.name}{TMP_MARK}"
     for stale in target.parent.glob(prefix + "*"):
         with contextlib.suppress(OSError):
@@ -84,38 +205,44 @@ def _rename_into_place(tmp: Path, target: Path) -> None:
 def atomic_file(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; rename it to ``target`` on success."""
     target = Path(target)
-    check_target(target, overwrite=overwrite, kind="file")
-    _clean_stale(target)
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent)
-    except OSError as e:
-        raise OutputError(f"cannot write here: {e.strerror}", path=target.parent) from None
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        _replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    check_parent(target)
+    with exclusive_target(target) as locked:
+        check_target(target, overwrite=overwrite, kind="file")
+        if locked:
+            _clean_stale(target)
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent)
+        except OSError as e:
+            raise OutputError(f"cannot write here: {e.strerror}", path=target.parent) from None
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o644)
+            _replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
 
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; rename it to ``target`` on success."""
     target = Path(target)
-    check_target(target, overwrite=overwrite, kind="dir")
-    _clean_stale(target)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
-    except OSError as e:
-        raise OutputError(f"cannot write here: {e.strerror}", path=target.parent) from None
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)
-        _replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    check_parent(target)
+    with exclusive_target(target) as locked:
+        check_target(target, overwrite=overwrite, kind="dir")
+        if locked:
+            _clean_stale(target)
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
+        except OSError as e:
+            raise OutputError(f"cannot write here: {e.strerror}", path=target.parent) from None
+        try:
+            yield tmp
+            os.chmod(tmp, 0o755)
+            _replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

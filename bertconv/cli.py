@@ -16,7 +16,7 @@ from .families import HEAD_CHOICES
 
 def _kernels_in_use() -> str:
     """Whether setup.py could build the compiled kernels here, and whether this CPU hashes in
-    hardware (the extension imports in well under a millisecond, and without NumPy)."""
+    hardware (the extension imports without NumPy, so --version stays cheap)."""
     from .native import hardware_crc32c, kernels
 
     if kernels is None:
@@ -25,24 +25,73 @@ def _kernels_in_use() -> str:
         return "compiled, CRC-32C in hardware"
     return "compiled transpose; CRC-32C by google-crc32c (no CRC instruction on this CPU)"
 
-_state = {"debug": False}
-
 
 def _print_traceback() -> None:
-    import traceback  # only with --debug or on a bug: its imports cost every command ~4 ms
+    import traceback  # only with --debug or on a bug: its imports would weigh on every command's start
 
     traceback.print_exc()
 
 
 def _set_debug(ctx, param, value):
-    if value:
-        _state["debug"] = True
+    # main() gives each call a fresh record as click's ctx.obj: the flag never outlives its call
+    if value and isinstance(ctx.obj, dict):
+        ctx.obj["debug"] = True
     return value
+
+
+# ------------------------------------------------------------------------------ shared options
+# Each option is spelled, and explained, once: every command that has it takes it from here.
+
+#: the dtypes bertconv writes and runs models in (conversion and validation check the same names;
+#: not imported from them, which would load NumPy before every command)
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+class _DtypeList(click.ParamType):
+    """Comma-separated DTYPES, as a tuple."""
+
+    name = "dtype[,dtype...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        names = tuple(d.strip() for d in str(value).split(",") if d.strip())
+        unknown = [d for d in names if d not in DTYPES]
+        if unknown:
+            self.fail(f"{', '.join(map(repr, unknown))} is not one of {', '.join(DTYPES)}", param, ctx)
+        return names
 
 
 debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
                             help="Show the full traceback on errors.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+family_option = click.option("--family", help="Model family (default: detected).")
+tower_option = click.option("--tower", type=click.Choice(["discriminator", "generator"]),
+                            help="ELECTRA: which of the checkpoint's two models (default: the one the converted "
+                                 "model records, else the discriminator).")
+no_verify_crc_option = click.option("--no-verify-crc", is_flag=True,
+                                    help="Skip the crc32c checks of the tensor data read.")
+overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no summary, no progress bar).")
+
+
+def dtype_option(*, several: bool):
+    """``--dtype``: one dtype, the one the weights are written in (tf2pt), or ``several``: the
+    dtypes a converted model is run in, comma-separated (validate)."""
+    if several:
+        return click.option("--dtype", "dtypes", type=_DtypeList(), default="float32", show_default=True,
+                            help="The dtypes to run the converted model in, comma-separated: "
+                                 + ", ".join(DTYPES) + ".")
+    return click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+                        help="The dtype to write the weights in.")
+
+
+def atol_option(*, per: str, default: float | None):
+    """``--atol``: the max abs difference allowed per output (validate, where by default each dtype
+    has its own) or per tensor (diff, where by default none is)."""
+    return click.option("--atol", type=float, default=default,
+                        show_default="per dtype" if default is None else True,
+                        help=f"Allowed max abs difference per {per}.")
 
 
 def _emit_json(data) -> None:
@@ -68,21 +117,6 @@ def _clean_floats(data):
     return data
 
 
-def printable(name: str) -> str:
-    """Tensor names come from files: escape control characters before they reach a terminal."""
-    if name.isprintable():
-        return name
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
-
-
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="bertconv",
                       message="%(prog)s, version %(version)s (kernels: " + _kernels_in_use() + ")")
@@ -97,67 +131,20 @@ def cli():
 @click.option("--stats", is_flag=True, help="Add min, max, mean, std, NaN and Inf counts per tensor.")
 @click.option("--filter", "pattern", metavar="GLOB", help="Only tensors whose name matches GLOB.")
 @click.option("--sort", type=click.Choice(["name", "size", "params", "dtype"]), default="name", show_default=True)
-@click.option("--family", help="Model family (default: detected).")
-@click.option("--no-verify-crc", is_flag=True, help="Skip crc32c checks of tensor data (with --stats).")
+@family_option
+@no_verify_crc_option
 @json_option
 @debug_option
 def inspect(path, stats, pattern, sort, family, no_verify_crc, as_json):
     """List the tensors of a checkpoint (TF, safetensors, HF directory, .bin, .h5) and what they are."""
     from .inspection import inspect_checkpoint
-    from tabulate import tabulate
 
     report = inspect_checkpoint(path, stats=stats, filter=pattern, sort=sort, family=family,
                                 verify_crc=not no_verify_crc)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
-        return
-    headers = ["name", "shape", "dtype", "params", "bytes", "kind"]
-    rows = []
-    for r in report.tensors:
-        kind = r.category if not r.role else f"{r.category} ({r.role})" if r.category != "model" else r.category
-        row = [printable(r.name), "[" + ", ".join(map(str, r.shape)) + "]", r.dtype, f"{r.params:,}",
-               human_bytes(r.bytes), kind]
-        if stats:
-            s = r.stats or {}
-            row += [_fmt(s.get("min")), _fmt(s.get("max")), _fmt(s.get("mean")), _fmt(s.get("std")),
-                    s.get("nan", ""), s.get("inf", "")]
-        rows.append(row)
-    if stats:
-        headers += ["min", "max", "mean", "std", "nan", "inf"]
-    click.echo(tabulate(rows, headers=headers, disable_numparse=True))
-    click.echo()
-    click.echo(f"{report.path}: {report.format}, family {report.family or 'unknown'}"
-               + (f", layout {report.layout}" if report.layout else "")
-               + (f" ({'TensorFlow' if report.naming == 'tf' else 'PyTorch'} names)" if report.naming != "?" else ""))
-    summary = [[c, f"{t['tensors']:,}", f"{t['params']:,}", human_bytes(t["bytes"])]
-               for c, t in report.totals.items()]
-    click.echo(tabulate(summary, headers=["", "tensors", "parameters", "bytes"], disable_numparse=True))
-    if report.heads:
-        desc = report.head_descriptions
-        found = [h for h in desc if report.heads.get(h)]
-        parts = [desc[h] + (f" ({report.heads.get('num_labels')} labels)" if h == "classifier" else "")
-                 for h in found]
-        click.echo(f"heads: {', '.join(parts) if parts else 'none'}")
-    if report.global_step is not None:
-        click.echo(f"global_step: {report.global_step:,}")
-    if report.inferred_config:
-        click.echo("config inferred from shapes: "
-                   + ", ".join(f"{k}={v}" for k, v in report.inferred_config.items()))
-    if report.config_file:
-        click.echo(f"config file: {report.config_file}"
-                   + ("" if report.config_problems else " (agrees with the weights)"))
-    if report.vocab_file:
-        click.echo(f"vocab: {report.vocab_file} ({report.vocab_size} tokens)")
-    for p in report.config_problems:
-        click.echo(f"problem: {p}")
-    for n in report.notes:
-        click.echo(f"note: {n}")
-
-
-def _fmt(x):
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return ""
-    return f"{x:.4g}"
+    else:
+        click.echo(report.render(stats=stats))
 
 
 # ----------------------------------------------------------------------------------------- tf2pt
@@ -166,23 +153,22 @@ def _fmt(x):
 @click.argument("output", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["hf", "safetensors"]), default="hf", show_default=True,
               help="A Hugging Face model directory, or one .safetensors file.")
-@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True)
+@dtype_option(several=False)
 @click.option("--head", type=click.Choice(HEAD_CHOICES),
               default="auto", show_default=True, help="Which head to export (auto: what the checkpoint has).")
 @click.option("--labels", help="Comma-separated class names for a classifier head (fills id2label).")
 @click.option("--cased/--uncased", "cased", default=None, help="Override the inferred do_lower_case.")
 @click.option("--gelu", type=click.Choice(["faithful", "exact"]), default="faithful", show_default=True,
               help="faithful: the original's tanh GELU (hidden_act gelu_new); exact: erf GELU.")
-@click.option("--family", help="Model family (default: detected).")
+@family_option
 @click.option("--config", "config_path", type=click.Path(), help="bert_config.json (default: beside the checkpoint).")
 @click.option("--vocab", "vocab_path", type=click.Path(), help="vocab.txt (default: beside the checkpoint).")
 @click.option("--allow-unknown", is_flag=True, help="Drop unrecognised tensors with a warning instead of failing.")
-@click.option("--tower", type=click.Choice(["discriminator", "generator"]),
-              help="ELECTRA: which of the checkpoint's models (default: the discriminator).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@tower_option
+@overwrite_option
 @click.option("--no-validate", is_flag=True, help="Skip the check of the output against the original.")
-@click.option("--no-verify-crc", is_flag=True, help="Skip crc32c checks of the source data.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
+@no_verify_crc_option
+@quiet_option
 @json_option
 @debug_option
 def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_path, vocab_path,
@@ -216,8 +202,8 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
 @click.option("--allow-exact-gelu", is_flag=True,
               help="Write a model whose hidden_act is the exact erf 'gelu' although Google's 'gelu' is the "
                    "tanh form (the TF model's outputs then differ slightly).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option("-q", "--quiet", is_flag=True, help="No summary.")
+@overwrite_option
+@quiet_option
 @json_option
 @debug_option
 def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
@@ -238,30 +224,30 @@ def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
 @click.option("--against", type=click.Path(), help="The original TF checkpoint.")
 @click.option("--golden", type=click.Path(), help="Validate against stored outputs (.npz) instead.")
 @click.option("--save-golden", type=click.Path(), help="Store the inputs and reference outputs (.npz).")
+@overwrite_option
 @click.option("--reference", type=click.Choice(["numpy", "tf"]), default="numpy", show_default=True,
               help="numpy: bertconv's float64 forward pass over the TF names; tf: TensorFlow itself.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--dtype", "dtypes", default="float32", show_default=True,
-              help="Comma-separated: float32, float16, bfloat16.")
+@dtype_option(several=True)
 @click.option("--batch", type=int, default=2, show_default=True)
 @click.option("--seq-len", type=int, default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--text", type=click.Path(), help="A file of lines to tokenize (a tab separates a pair).")
-@click.option("--atol", type=float, help="Tolerance on max abs difference (default: per dtype).")
+@atol_option(per="output", default=None)
 @click.option("--with-transformers", is_flag=True, help="Run the converted model through transformers.")
-@click.option("--tower", type=click.Choice(["discriminator", "generator"]),
-              help="ELECTRA: which of the checkpoint's models (default: the discriminator).")
+@tower_option
+@no_verify_crc_option
 @json_option
 @debug_option
-def validate(converted, against, golden, save_golden, reference, device, dtypes, batch, seq_len, seed, text,
-             atol, with_transformers, tower, as_json):
+def validate(converted, against, golden, save_golden, overwrite, reference, device, dtypes, batch, seq_len, seed,
+             text, atol, with_transformers, tower, no_verify_crc, as_json):
     """Run the converted model and compare every output with an independent reference."""
     from .validation import validate as run_validate
 
     report = run_validate(converted, against=against, golden=golden, reference=reference, device=device,
-                          dtypes=tuple(d.strip() for d in dtypes.split(",") if d.strip()), batch=batch,
-                          seq_len=seq_len, seed=seed, text=text, tolerance=atol,
-                          with_transformers=with_transformers, save_golden=save_golden, tower=tower)
+                          dtypes=dtypes, batch=batch, seq_len=seq_len, seed=seed, text=text, tolerance=atol,
+                          with_transformers=with_transformers, save_golden=save_golden, tower=tower,
+                          verify_crc=not no_verify_crc, overwrite=overwrite)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
     else:
@@ -273,17 +259,17 @@ def validate(converted, against, golden, save_golden, reference, device, dtypes,
 @cli.command()
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path())
-@click.option("--atol", type=float, default=0.0, show_default=True, help="Allowed max abs difference per tensor.")
-@click.option("--family", help="Model family (default: detected).")
-@click.option("--tower", type=click.Choice(["discriminator", "generator"]),
-              help="ELECTRA: which model of the checkpoint to compare (default: as the converted side records).")
+@atol_option(per="tensor", default=0.0)
+@family_option
+@tower_option
+@no_verify_crc_option
 @json_option
 @debug_option
-def diff(a, b, atol, family, tower, as_json):
+def diff(a, b, atol, family, tower, no_verify_crc, as_json):
     """Compare the weights of two checkpoints of any supported formats (mapping-aware)."""
     from .comparison import diff as run_diff
 
-    report = run_diff(a, b, atol=atol, family=family, tower=tower)
+    report = run_diff(a, b, atol=atol, family=family, tower=tower, verify_crc=not no_verify_crc)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
     else:
@@ -292,10 +278,11 @@ def diff(a, b, atol, family, tower, as_json):
 
 
 def main(argv=None) -> int:
+    state = {"debug": False}  # this call's own: --debug sets it, the handlers below read it
     try:
-        cli.main(args=argv, prog_name="bertconv", standalone_mode=False)
+        cli.main(args=argv, prog_name="bertconv", standalone_mode=False, obj=state)
     except BertconvError as e:
-        if _state["debug"]:
+        if state["debug"]:
             _print_traceback()
         click.echo(f"bertconv: error: {e}", err=True)
         return e.exit_code
@@ -309,7 +296,7 @@ def main(argv=None) -> int:
         click.echo("bertconv: interrupted; nothing was written", err=True)
         return 130
     except Exception as e:  # noqa: BLE001 - the last line of defence before a user sees a traceback
-        if _state["debug"]:
+        if state["debug"]:
             _print_traceback()
         click.echo(f"bertconv: unexpected error: {type(e).__name__}: {e} (run with --debug for the traceback)",
                    err=True)
@@ -320,12 +307,11 @@ def main(argv=None) -> int:
 def run() -> int:
     """The ``bertconv`` console script: :func:`main`, for a process that ends when it returns.
 
-    Every output is closed by then, and what the interpreter does at exit includes a garbage
-    collection over every object still alive (torch's 160,000, after a model run) that frees
-    nothing the exit would not: 0.3-0.6 s of a 4-5 s ``validate`` (measured). Freezing them
-    first leaves that collection nothing to walk. Not in :func:`main`, which tests and scripts
-    call in processes that go on. For the same reason torch's objects are frozen as soon as it is
-    imported (:data:`bertconv.torch_import.freeze_after_import`).
+    Every output is closed by then, and the interpreter's exit would run one more garbage
+    collection over every object still alive (torch's, after a model run) to free nothing the
+    exit would not; freezing them first leaves it nothing to walk (docs/performance.md). Not in
+    :func:`main`, which tests and scripts call in processes that go on. For the same reason torch's
+    objects are frozen as soon as it is imported (:data:`bertconv.torch_import.freeze_after_import`).
     """
     from . import torch_import
 

@@ -68,3 +68,8 @@ class CheckFailed(BertconvError):
     """A validation or diff ran to completion and found differences. Exit code 1."""
 
     exit_code = 1
+
+
+class DataUnavailableError(InputError):
+    """A tensor's data file is not here: missing, or a Git LFS pointer in place of the file. The
+    index alone lists the checkpoint; reading values needs the data. Exit code 2."""

@@ -63,6 +63,11 @@ class InspectReport:
         del data["head_descriptions"]  # wording for the text rendering, not data
         return data
 
+    def render(self, *, stats: bool | None = None) -> str:
+        """The report as ``bertconv inspect`` prints it: the tensor table, then what they add up
+        to. ``stats``: whether to show the statistics columns (default: if any tensor has them)."""
+        return _render_inspect_report(self, any(r.stats for r in self.tensors) if stats is None else stats)
+
 
 def tensor_stats(array: np.ndarray) -> dict[str, float]:
     """min, max, mean, std, NaN and Inf counts, in float64, a chunk at a time."""
@@ -117,14 +122,21 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
             t["bytes"] += r.bytes
         totals["all"] = {k: sum(totals[c][k] for c in CATEGORIES) for k in ("tensors", "params", "bytes")}
 
+        # Listing needs only the index: data files that are not here leave values unread.
+        unavailable = getattr(src, "unavailable_data", list)()
+        if unavailable and stats:
+            src.require_data()
         global_step = None
         for name in ("global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE"):
-            if name in src and src.info(name).numel == 1:
+            if name in src and src.info(name).numel == 1 and not unavailable:
                 global_step = int(src.read(name).reshape(-1)[0])
 
         heads: dict[str, Any] = {}
         inferred: dict[str, int] = {}
-        notes: list[str] = []
+        notes: list[str] = list(getattr(src, "notes", ()))
+        if unavailable:
+            notes.append("listed from the index alone (" + "; ".join(u.describe() for u in unavailable)
+                         + "); statistics and checksums are unavailable")
         if layout is not None:
             # Shapes seen from the TF side, whichever side the file is on.
             shapes = {}
@@ -182,3 +194,68 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                              layout_description=layout.description if layout else None,
                              head_descriptions=dict(layout.family.head_descriptions) if layout else {})
 
+
+# ------------------------------------------------------------------------------------ rendering
+
+def _render_inspect_report(report: InspectReport, stats: bool) -> str:
+    from tabulate import tabulate
+
+    headers = ["name", "shape", "dtype", "params", "bytes", "kind"]
+    rows = []
+    for r in report.tensors:
+        kind = f"{r.category} ({r.role})" if r.role and r.category != "model" else r.category
+        row = [_printable(r.name), "[" + ", ".join(map(str, r.shape)) + "]", r.dtype, f"{r.params:,}",
+               _human_bytes(r.bytes), kind]
+        if stats:
+            s = r.stats or {}
+            row += [_short_float(s.get("min")), _short_float(s.get("max")), _short_float(s.get("mean")),
+                    _short_float(s.get("std")), s.get("nan", ""), s.get("inf", "")]
+        rows.append(row)
+    if stats:
+        headers += ["min", "max", "mean", "std", "nan", "inf"]
+    lines = [tabulate(rows, headers=headers, disable_numparse=True), ""]
+    naming = "" if report.naming == "?" else f" ({'TensorFlow' if report.naming == 'tf' else 'PyTorch'} names)"
+    layout = f", layout {report.layout}" if report.layout else ""
+    lines.append(f"{report.path}: {report.format}, family {report.family or 'unknown'}{layout}{naming}")
+    summary = [[c, f"{t['tensors']:,}", f"{t['params']:,}", _human_bytes(t["bytes"])]
+               for c, t in report.totals.items()]
+    lines.append(tabulate(summary, headers=["", "tensors", "parameters", "bytes"], disable_numparse=True))
+    if report.heads:
+        described = report.head_descriptions
+        parts = [described[h] + (f" ({report.heads.get('num_labels')} labels)" if h == "classifier" else "")
+                 for h in described if report.heads.get(h)]
+        lines.append(f"heads: {', '.join(parts) if parts else 'none'}")
+    if report.global_step is not None:
+        lines.append(f"global_step: {report.global_step:,}")
+    if report.inferred_config:
+        lines.append("config inferred from shapes: "
+                     + ", ".join(f"{k}={v}" for k, v in report.inferred_config.items()))
+    if report.config_file:
+        lines.append(f"config file: {report.config_file}"
+                     + ("" if report.config_problems else " (agrees with the weights)"))
+    if report.vocab_file:
+        lines.append(f"vocab: {report.vocab_file} ({report.vocab_size} tokens)")
+    lines += [f"problem: {p}" for p in report.config_problems]
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)
+
+
+def _printable(name: str) -> str:
+    """Tensor names come from files: escape control characters before they reach a terminal."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _short_float(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return f"{x:.4g}"

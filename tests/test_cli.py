@@ -90,3 +90,73 @@ def test_diff_finds_a_change(capsys, tmp_path):
     rc, stdout, err = run(capsys, "diff", tmp_path / "a.safetensors", tmp_path / "b.safetensors")
     assert rc == 1
     assert key in stdout
+
+
+def test_debug_applies_to_its_own_call_only(capsys):
+    rc, _, err = run(capsys, "inspect", "/nonexistent/x.safetensors", "--debug")
+    assert rc == 2 and "Traceback" in err
+    rc, _, err = run(capsys, "inspect", "/nonexistent/x.safetensors")
+    assert rc == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("bertconv: error: "), err
+
+
+def test_an_option_reads_the_same_on_every_command():
+    # --dtype and --atol mean one dtype / a comma list, and a per-dtype / zero default: the help
+    # says which; every other option shared by two commands has one help text
+    from bertconv.cli import cli
+
+    helps: dict[str, dict[str, str]] = {}
+    for name, command in cli.commands.items():
+        for param in command.params:
+            if getattr(param, "help", None) is not None:
+                helps.setdefault("/".join(param.opts), {})[name] = param.help
+    for option in ("--family", "--tower", "--no-verify-crc", "--overwrite", "-q/--quiet", "--json"):
+        assert len(set(helps[option].values())) == 1, (option, helps[option])
+    assert set(helps["--no-verify-crc"]) == {"inspect", "tf2pt", "validate", "diff"}
+    assert set(helps["--overwrite"]) == {"tf2pt", "pt2tf", "validate"}
+    assert set(helps["--tower"]) == {"tf2pt", "validate", "diff"}
+    assert set(helps["--dtype"]) == {"tf2pt", "validate"} and set(helps["--atol"]) == {"validate", "diff"}
+
+
+def test_validate_dtypes_are_checked_as_tf2pts_are(capsys, tmp_path):
+    rc, _, err = run(capsys, "validate", tmp_path, "--against", tmp_path, "--dtype", "float32,int8")
+    assert rc == 2 and "'int8' is not one of float32, float16, bfloat16" in err, err
+
+
+def test_save_golden_replaces_a_file_only_with_overwrite(capsys, tmp_path):
+    src = fixture_dir("bert_noheads")
+    out = tmp_path / "hf"
+    assert run(capsys, "tf2pt", src, out, "--no-validate", "-q")[0] == 0
+    golden = tmp_path / "golden.npz"
+    golden.write_bytes(b"not to be lost")
+    rc, _, err = run(capsys, "validate", out, "--against", src, "--save-golden", golden)
+    assert rc == 2 and "already exists" in err and "--overwrite" in err, err
+    assert golden.read_bytes() == b"not to be lost"
+    rc, _, err = run(capsys, "validate", out, "--against", src, "--save-golden", golden, "--overwrite")
+    assert rc == 0, err
+    rc, _, err = run(capsys, "validate", out, "--golden", golden)
+    assert rc == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["golden.npz", "hf"]
+
+
+def test_validate_and_diff_read_damaged_data_only_with_no_verify_crc(capsys, copy_fixture, tmp_path):
+    from bertconv import open_source
+
+    src = copy_fixture("bert_pretrain")
+    out = tmp_path / "hf"
+    assert run(capsys, "tf2pt", src, out, "--no-validate", "-q")[0] == 0
+    tensor = "bert/pooler/dense/kernel"
+    with open_source(src) as source:
+        stored = source.read(tensor).tobytes()
+    data = src / "bert_model.ckpt.data-00000-of-00001"
+    whole = data.read_bytes()
+    at = whole.find(stored)
+    assert at >= 0 and whole.find(stored, at + 1) < 0
+    data.write_bytes(whole[:at] + np.float32(100.0).tobytes() + whole[at + 4:])  # one weight made wrong
+    for command in (["diff", src, out], ["validate", out, "--against", src]):
+        rc, _, err = run(capsys, *command)
+        assert rc == 2 and "crc32c" in err and tensor in err, err
+        rc, stdout, err = run(capsys, *command, "--no-verify-crc")
+        assert rc == 1, err  # read, and found to differ
+    rc, stdout, _ = run(capsys, "diff", src, out, "--no-verify-crc")
+    assert tensor in stdout

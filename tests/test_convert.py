@@ -8,7 +8,7 @@ import pytest
 from safetensors import safe_open
 
 from bertconv.conversion import convert
-from bertconv.errors import ConfigError, MappingError, OutputError, VocabError
+from bertconv.errors import ConfigError, InputError, MappingError, OutputError, VocabError
 from bertconv.families.bert.layouts.google import MAPPING
 from bertconv.formats import open_source
 
@@ -84,7 +84,7 @@ def test_config_json_faithful_activation_and_labels(tmp_path):
 
 
 def test_wrong_label_count(tmp_path):
-    with pytest.raises(Exception, match="labels"):
+    with pytest.raises(InputError, match="labels"):
         convert(fixture_dir("bert_classifier"), tmp_path / "out", labels=["a", "b"], validate=False)
     assert not (tmp_path / "out").exists()
 
@@ -165,25 +165,6 @@ def test_vocab_size_mismatch(copy_fixture, tmp_path):
         f.write("extra_token\n")
     with pytest.raises(VocabError, match="tokens but the word embeddings have"):
         convert(src, tmp_path / "out", validate=False)
-
-
-def test_side_files_start_once_the_weights_are_under_way(tmp_path, monkeypatch):
-    # The configuration and tokenizer files are written on a thread of their own, started only
-    # when the weights' file is set up: its Python would otherwise hold the GIL while the main
-    # thread opens and reserves the output, delaying the first byte.
-    import bertconv.conversion as conversion
-
-    seen = []
-    write_side_files = conversion.write_side_files
-
-    def recording(directory, *args):
-        seen.append(sorted(p.name for p in directory.iterdir()))
-        return write_side_files(directory, *args)
-
-    monkeypatch.setattr(conversion, "write_side_files", recording)
-    convert(fixture_dir("bert_pretrain"), tmp_path / "out", validate=False)
-    assert seen == [["model.safetensors"]]
-    assert {"config.json", "tokenizer.json", "vocab.txt"} <= {p.name for p in (tmp_path / "out").iterdir()}
 
 
 def test_vocab_without_special_tokens_stops_the_conversion(copy_fixture, tmp_path):

@@ -354,21 +354,76 @@ def test_whole_reader_on_mutated_entries(tmp_path_factory, data):
         _outcome(prefix, None, verify_crc=verify)
 
 
-def test_snappy_block_needs_cramjam(tmp_path):
-    """Type-1 (snappy) blocks come only from very old writers: without cramjam the error says
-    what to install; with it, these bytes (not snappy data) fail to decompress."""
-    prefix = _copy_bundle(SMALL["tf2"], tmp_path / "work")
+def _snappy_bundle(directory: Path) -> Path:
+    """A bundle whose index has snappy-compressed data blocks, written by our writer (TensorFlow
+    reads it: test_tf_bundle.py)."""
+    from bertconv.formats.tf_bundle_writer import write_tf_bundle
+
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [f"bert/encoder/layer_{layer}/{part}/{slot}" for layer in range(12)
+             for part in ("attention/self/query/kernel", "attention/output/dense/bias", "output/LayerNorm/gamma")
+             for slot in ("", "adam_m", "adam_v")]
+    return write_tf_bundle(directory / "model.ckpt", [(n, np.float32(i)) for i, n in enumerate(names)],
+                           snappy_index=True)
+
+
+def _data_block(index: Path) -> tuple[bytes, int, int]:
+    whole = index.read_bytes()
+    [(_, offset, size)] = block_handles(whole, path=index)
+    assert whole[offset + size] == 1, "the data block is meant to be compressed"
+    return whole, offset, size
+
+
+def test_damaged_snappy_block(tmp_path):
+    """Flipped bytes in a compressed block: the trailer CRC, over the compressed bytes, catches
+    each and names the file and block."""
+    prefix = _snappy_bundle(tmp_path / "work")
     index = Path(f"{prefix}.index")
-    damaged = bytearray(index.read_bytes())
-    _, offset, size = block_handles(bytes(damaged), path=index)[0]
-    damaged[offset + size] = 1
-    crc = crc32c(bytes(damaged[offset:offset + size + 1]))
-    damaged[offset + size + 1:offset + size + 5] = struct.pack("<I", mask_crc(crc))
-    index.write_bytes(bytes(damaged))
-    try:
-        import cramjam  # noqa: F401
-        expected = "snappy data does not decompress"
-    except ImportError:
-        expected = "needs the 'cramjam' package"
+    whole, offset, size = _data_block(index)
+    original = _snapshot(prefix)
+    rng = random.Random(11)
+    tally = Tally("snappy data block, bytes flipped")
+    for at in sorted({offset, offset + 1, offset + size - 1} | {rng.randrange(offset, offset + size)
+                                                                for _ in range(40)}):
+        damaged = bytearray(whole)
+        damaged[at] ^= 1 << rng.randrange(8)
+        index.write_bytes(bytes(damaged))
+        outcome = _outcome(prefix, original)
+        assert isinstance(outcome, CorruptDataError), (at, outcome)
+        assert "data block 0" in str(outcome) and outcome.path == str(index), outcome
+        tally.add(outcome)
+        # Unchecked, a flipped literal may decode to another key, as in an uncompressed block:
+        # nothing to compare, but still only our errors.
+        tally.add(_outcome(prefix, None, verify_crc=False))
+    tally.report()
+
+
+def _with_block(index: Path, whole: bytes, offset: int, size: int, contents: bytes, block_type: int) -> None:
+    """Replace the data block (same size, trailer CRC valid) so only its contents are wrong."""
+    assert len(contents) == size
+    trailer = bytes([block_type])
+    crc = mask_crc(crc32c(contents + trailer))
+    index.write_bytes(whole[:offset] + contents + trailer + struct.pack("<I", crc) +
+                      whole[offset + size + BLOCK_TRAILER_SIZE:])
+
+
+def test_snappy_block_with_a_valid_crc_but_bad_contents(tmp_path):
+    prefix = _snappy_bundle(tmp_path / "work")
+    index = Path(f"{prefix}.index")
+    whole, offset, size = _data_block(index)
+    block = whole[offset:offset + size]
+    # not snappy data at all
+    _with_block(index, whole, offset, size, bytes(size), 1)
     outcome = _outcome(prefix, None)
-    assert isinstance(outcome, CheckpointFormatError) and expected in str(outcome), outcome
+    assert isinstance(outcome, CorruptDataError) and "data block 0" in str(outcome), outcome
+    # a length header claiming more than snappy can expand these bytes to
+    _with_block(index, whole, offset, size, b"\xff\xff\xff\xff\x0f" + block[5:], 1)
+    outcome = _outcome(prefix, None)
+    assert isinstance(outcome, CorruptDataError) and "claims 4294967295 bytes" in str(outcome), outcome
+    # the compressed bytes marked as stored raw: the block structure does not hold
+    _with_block(index, whole, offset, size, block, 0)
+    assert isinstance(_outcome(prefix, None), CheckpointFormatError)
+    # neither raw nor snappy
+    _with_block(index, whole, offset, size, block, 2)
+    outcome = _outcome(prefix, None)
+    assert isinstance(outcome, CheckpointFormatError) and "unknown block type 2" in str(outcome), outcome

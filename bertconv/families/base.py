@@ -13,7 +13,6 @@ Every other layout is read through it (:mod:`bertconv.families.views`).
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path

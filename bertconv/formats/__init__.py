@@ -14,7 +14,7 @@ from .base import TensorInfo, TensorSource
 
 __all__ = ["open_source", "detect_format", "TensorInfo", "TensorSource"]
 
-_DATA_FILE = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
+_DATA_FILE = re.compile(r"^(?P<prefix>.*)\.data-\d{5,}-of-\d{5,}$")
 
 
 _V1_MESSAGE = ("a V1 checkpoint (no .index file) or only a graph (.meta); bertconv reads V2 checkpoints",
@@ -35,13 +35,16 @@ def _pytorch_weights_in(p: Path) -> tuple[str, Path] | None:
 
 def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Path]:
     """Return ``(format, location)``: one of ``tf-bundle`` (location: the bundle prefix),
-    ``safetensors``, ``torch-bin``, ``keras-h5`` (location: the file).
+    ``saved-model`` (location: the SavedModel directory, named as itself or its
+    ``saved_model.pb``), ``safetensors``, ``torch-bin``, ``keras-h5`` (location: the file).
 
     A directory holding a TensorFlow checkpoint and PyTorch weights is ambiguous: with
     ``prefer="tf"`` (what ``tf2pt`` converts) the TensorFlow one is taken, otherwise it is an error
     naming both."""
     p = Path(path)
     if p.is_dir():
+        if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
+            return "saved-model", p  # the reader says when it is the text format it cannot read
         tf_found = None
         if any(p.glob("*.index")) or (p / "checkpoint").is_file():
             tf_found = ("tf-bundle", p)
@@ -57,10 +60,14 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
             return pt_found
         if any(p.glob("*.meta")):
             raise CheckpointFormatError(_V1_MESSAGE[0], path=p, hint=_V1_MESSAGE[1])
-        raise InputError("directory holds no checkpoint bertconv can read", path=p,
+        from .tf_bundle import describe_contents
+        raise InputError(f"directory holds no checkpoint bertconv can read; it {describe_contents(p)}",
+                         path=p,
                          hint="expected a TF checkpoint (*.index + *.data-*), model.safetensors, "
                               "pytorch_model.bin or tf_model.h5")
     name = p.name
+    if name == "saved_model.pb" and p.is_file():
+        return "saved-model", p.parent
     if name.endswith(".index") or _DATA_FILE.match(name):
         return "tf-bundle", p
     if name.endswith(".meta"):
@@ -71,7 +78,7 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
             raise CheckpointFormatError(_V1_MESSAGE[0], path=p, hint=_V1_MESSAGE[1])
         return "tf-bundle", prefix  # a V1 checkpoint file: the TF reader names it as such
     if not p.exists():
-        if Path(str(p) + ".index").is_file():
+        if Path(str(p) + ".index").is_file() or _is_series_stem(p):
             return "tf-bundle", p
         if Path(str(p) + ".meta").is_file():
             raise CheckpointFormatError(_V1_MESSAGE[0], path=p, hint=_V1_MESSAGE[1])
@@ -83,6 +90,10 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
         return "torch-bin", p
     if suffix in (".h5", ".hdf5", ".keras"):
         return "keras-h5", p
+    # A bundle prefix that is also a file: Keras Tuner's prefix "checkpoint" beside the state file
+    # of that name. The state file named on its own stands for its directory.
+    if Path(str(p) + ".index").is_file() or name == "checkpoint":
+        return "tf-bundle", p
     # No telling suffix: look at the bytes.
     with open(p, "rb") as f:
         head = f.read(9)
@@ -103,14 +114,29 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
                                 hint="supported: TF V2 checkpoints, .safetensors, pytorch_model.bin, Keras .h5")
 
 
-def open_source(path: str | Path, *, verify_crc: bool = True, prefer: str | None = None) -> TensorSource:
-    """Open any supported checkpoint for reading (see :func:`detect_format`)."""
+def _is_series_stem(p: Path) -> bool:
+    """Whether ``p`` is the stem of a training run's bundles (``model.ckpt`` of ``model.ckpt-N``)."""
+    pattern = re.compile(re.escape(p.name) + r"-\d+\.index$")
+    return p.parent.is_dir() and any(pattern.match(child.name) for child in p.parent.iterdir())
+
+
+def open_source(path: str | Path, *, verify_crc: bool = True, prefer: str | None = None,
+                step: int | None = None) -> TensorSource:
+    """Open any supported checkpoint for reading (see :func:`detect_format`). ``step`` picks a
+    step of a TensorFlow training run (``model.ckpt-N``) other than the one named, or than a
+    directory's newest."""
     fmt, location = detect_format(path, prefer)
     given = Path(path)
     directory = given if given.is_dir() else None
+    if step is not None and fmt != "tf-bundle":
+        raise InputError(f"a step is chosen among TensorFlow checkpoints, and this is a {fmt} source",
+                         path=given, hint="leave the step out")
     if fmt == "tf-bundle":
         from .tf_bundle import TFBundleSource
-        return TFBundleSource(location, verify_crc=verify_crc)
+        return TFBundleSource(location, verify_crc=verify_crc, step=step)
+    if fmt == "saved-model":
+        from .saved_model import SavedModelSource
+        return SavedModelSource(location, verify_crc=verify_crc)
     if fmt == "safetensors":
         from .safetensors_io import SafetensorsSource
         return SafetensorsSource(location, directory=directory)

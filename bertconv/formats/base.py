@@ -19,10 +19,9 @@ from ..errors import InputError
 if TYPE_CHECKING:  # NumPy is imported where arrays are made, not to list a checkpoint
     import numpy as np
 
-#: The most bytes handed to the kernel in one write call. On a virtual machine that hands free
-#: memory back to its host (free page reporting), whole-tensor writes of megabytes fell at random
-#: into a mode several times slower, which writes of 1 MB never did (docs/performance.md, where
-#: the likely cause is discussed). The extra calls cost nothing measurable.
+#: The most bytes handed to the kernel in one write call: whole-tensor writes fell at random into a
+#: much slower mode on a virtual machine that hands free memory back to its host, and bounded
+#: pieces never did (docs/performance.md, with the likely cause and the pieces' cost).
 WRITE_PIECE_BYTES = 1 << 20
 
 #: dtypes that hold numbers a model can use as weights.

@@ -269,9 +269,9 @@ CHUNK_BYTES = 16 << 20
 
 def _preallocate(fd: int, size: int) -> str | None:
     """Reserve the whole file's blocks in one call (Linux fallocate(2)); the error message when
-    the disk cannot hold the file, else None. On ext4, writing into reserved blocks measured
-    25-30% faster than letting each write reserve its own, and a full disk is found before any
-    data is written. Not os.posix_fallocate: where a filesystem cannot preallocate, glibc falls
+    the disk cannot hold the file, else None. Writing into reserved blocks is faster than letting
+    each write reserve its own (docs/performance.md), and a full disk is found before any data is
+    written. Not os.posix_fallocate: where a filesystem cannot preallocate, glibc falls
     back to writing one byte per block, far slower than not preallocating; here the conversion
     simply writes without. ctypes because the os module exposes only the posix_ variant."""
     if not sys.platform.startswith("linux") or size <= 0:

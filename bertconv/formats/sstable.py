@@ -10,7 +10,13 @@ block trailer's CRC (``verify_crc``), restart arrays, and that keys strictly inc
 raises :class:`~bertconv.errors.CheckpointFormatError` (structure) or
 :class:`~bertconv.errors.CorruptDataError` (checksums), naming the file.
 
-:class:`TableBuilder` writes tables the way ``table_builder.cc`` does, byte for byte.
+:class:`TableBuilder` writes tables the way ``table_builder.cc`` does: byte for byte without
+compression; with snappy, by TensorFlow's rule for each block (the bytes of the compressed form
+depend on the snappy implementation, any of which TensorFlow reads).
+
+Snappy is the ``cramjam`` package's (a dependency: wheels for every platform, no system library).
+Some TensorFlow 1.x writers compressed the blocks of an index, and such files are still
+published (a BERT fine-tune among them); a codec is a library's job, not this module's.
 """
 from __future__ import annotations
 
@@ -50,8 +56,8 @@ _EXTEND = None  # chosen by _crc32c_extend on first use
 
 def _crc32c_extend():
     """``extend(crc, data)``: the compiled kernel where this CPU has the CRC instruction, else
-    google-crc32c. Chosen on first use: the kernels import in well under a millisecond, while
-    importing google-crc32c costs every command ~2.5 ms of start-up before its first checksum."""
+    google-crc32c. Chosen on first use: the kernels' import is next to free, google-crc32c's a
+    start-up cost every command would pay before its first checksum (docs/performance.md)."""
     global _EXTEND
     if _EXTEND is None:
         from ..native import hardware_crc32c, kernels
@@ -124,18 +130,44 @@ def iter_block(block: bytes) -> Iterator[tuple[bytes, bytes]]:
         raise _BlockError("a restart point falls inside an entry")
 
 
-def _decompress_snappy(raw: bytes, path: Path, where: str) -> bytes:
+#: The largest ratio of uncompressed to compressed bytes snappy can reach (a 3-byte copy of 64
+#: bytes gives ~21); a block claiming more is damaged, and is refused before anything is allocated.
+_SNAPPY_MAX_RATIO = 32
+
+
+def _snappy():
     try:
         import cramjam
     except ImportError:
         raise CheckpointFormatError(
-            f"{where} is snappy-compressed (an old TensorFlow writer); reading it needs the "
-            "'cramjam' package", path=path, hint="pip install cramjam") from None
+            "snappy-compressed blocks need the 'cramjam' package, a dependency of bertconv that is "
+            "not installed", hint="pip install cramjam, or reinstall bertconv") from None
+    return cramjam.snappy
+
+
+def _decompress_snappy(raw: bytes, path: Path, where: str) -> bytes:
     try:
-        return bytes(cramjam.snappy.decompress_raw(raw))
+        claimed, _ = read_varint(raw, 0)
+    except WireError as err:
+        raise CorruptDataError(f"{where}: snappy length does not decode ({err})", path=path,
+                               hint=_DAMAGED) from None
+    if claimed > _SNAPPY_MAX_RATIO * len(raw) + 64:
+        raise CorruptDataError(f"{where}: snappy data claims {claimed} bytes from {len(raw)} "
+                               "compressed bytes", path=path, hint=_DAMAGED)
+    try:
+        snappy = _snappy()
+    except CheckpointFormatError as err:
+        raise CheckpointFormatError(f"{where} is snappy-compressed; {err.message}", path=path,
+                                    hint=err.hint) from None
+    try:
+        contents = bytes(snappy.decompress_raw(raw))
     except Exception as err:  # noqa: BLE001 - cramjam raises its own DecompressionError
         raise CorruptDataError(f"{where}: snappy data does not decompress ({err})", path=path,
                                hint=_DAMAGED) from None
+    if len(contents) != claimed:
+        raise CorruptDataError(f"{where}: snappy data decompresses to {len(contents)} bytes, not "
+                               f"the {claimed} it claims", path=path, hint=_DAMAGED)
+    return contents
 
 
 def read_block(data: bytes, offset: int, size: int, *, path: Path, where: str,
@@ -282,11 +314,19 @@ def _short_successor(key: bytes) -> bytes:
 
 
 class TableBuilder:
-    """Write a table to a binary file object, as TensorFlow's ``TableBuilder`` (no compression)."""
+    """Write a table to a binary file object, as TensorFlow's ``TableBuilder``.
 
-    def __init__(self, out, *, block_size: int = DEFAULT_BLOCK_SIZE, restart_interval: int = 16):
+    ``compression=SNAPPY_COMPRESSION`` compresses each block (data, metaindex and index blocks
+    alike) and keeps the compressed form only where it saves at least an eighth of the block, as
+    ``TableBuilder::WriteBlock`` does; the trailer's CRC covers the stored bytes and type byte."""
+
+    def __init__(self, out, *, block_size: int = DEFAULT_BLOCK_SIZE, restart_interval: int = 16,
+                 compression: int = NO_COMPRESSION):
+        if compression not in (NO_COMPRESSION, SNAPPY_COMPRESSION):
+            raise ValueError(f"unknown block compression {compression!r}")
         self.out = out
         self.block_size = block_size
+        self.compress = _snappy().compress_raw if compression == SNAPPY_COMPRESSION else None
         self.offset = 0
         self.data_block = _BlockBuilder(restart_interval)
         self.index_block = _BlockBuilder(1)
@@ -297,6 +337,10 @@ class TableBuilder:
         contents = block.finish()
         block.reset()
         trailer_type = bytes([NO_COMPRESSION])
+        if self.compress is not None:
+            compressed = bytes(self.compress(contents))
+            if len(compressed) < len(contents) - len(contents) // 8:
+                contents, trailer_type = compressed, bytes([SNAPPY_COMPRESSION])
         crc = mask_crc(crc32c(trailer_type, crc32c(contents)))
         handle = (self.offset, len(contents))
         self.out.write(contents + trailer_type + struct.pack("<I", crc))

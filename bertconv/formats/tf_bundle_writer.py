@@ -1,6 +1,8 @@
 """Write TensorFlow V2 checkpoints (tensor bundles) without TensorFlow, byte for byte as
 TensorFlow's ``BundleWriter`` does for a single-shard save: data appended in the order given, no
 alignment padding, a header entry, keys in byte order, no compression, masked CRC-32C everywhere.
+``snappy_index=True`` compresses the index's blocks as older TensorFlow writers did (for testing
+readers; TensorFlow reads such files).
 
 Both files are written under temporary names and renamed into place only once complete: the data
 file first, then the index, so a reader never finds an index without its data.
@@ -18,7 +20,7 @@ from ..atomic import atomic_file
 from ..errors import InputError
 from . import _wire
 from .base import WRITE_PIECE_BYTES
-from .sstable import crc32c, mask_crc, write_table
+from .sstable import NO_COMPRESSION, SNAPPY_COMPRESSION, crc32c, mask_crc, write_table
 
 __all__ = ["write_tf_bundle"]
 
@@ -54,13 +56,15 @@ def _string_payload(values: np.ndarray, name: str) -> tuple[bytes, int]:
 
 
 def write_tf_bundle(prefix: str | Path, tensors: Iterable[tuple[str, np.ndarray]], *,
-                    overwrite: bool = False, big_endian: bool = False) -> Path:
+                    overwrite: bool = False, big_endian: bool = False,
+                    snappy_index: bool = False) -> Path:
     """Write ``<prefix>.index`` and ``<prefix>.data-00000-of-00001``; return the prefix.
 
     ``tensors`` yields ``(name, array)``; arrays may be float16/32/64, bfloat16, float8_e5m2,
     float8_e4m3fn, (u)int8/16/32/64, bool, complex64/128, or object/``bytes``/``str`` arrays for
     DT_STRING. Data is streamed: only one tensor is held at a time. ``big_endian``
-    writes what TensorFlow writes on a big-endian host (for testing readers).
+    writes what TensorFlow writes on a big-endian host, and ``snappy_index`` an index with
+    snappy-compressed blocks (both for testing readers).
     """
     prefix = Path(prefix)
     index_path = Path(f"{prefix}.index")
@@ -89,7 +93,8 @@ def write_tf_bundle(prefix: str | Path, tensors: Iterable[tuple[str, np.ndarray]
             items = [(b"", _wire.encode_header(header))]
             items += [(key, _wire.encode_entry(entries[key])) for key in sorted(entries)]
             with open(tmp_index, "wb") as out:
-                write_table(out, items)
+                write_table(out, items,
+                            compression=SNAPPY_COMPRESSION if snappy_index else NO_COMPRESSION)
     return prefix
 
 
