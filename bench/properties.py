@@ -150,13 +150,13 @@ PROPERTIES = [
         from pathlib import Path
         import bertconv.conversion as conversion
         seen = []
-        write_side_files = conversion._write_side_files
+        write_side_files = conversion.write_side_files
 
         def recording(directory, *args):
             seen.append(sorted(p.name for p in Path(directory).iterdir()))
             return write_side_files(directory, *args)
 
-        conversion._write_side_files = recording
+        conversion.write_side_files = recording
         conversion.convert(FIXTURE, Path(WORK) / "out", validate=False)
         print(json.dumps({"measured": ", ".join(seen[0]) if seen else "the thread never started",
                           "passed": seen == [["model.safetensors"]]}))

@@ -15,18 +15,16 @@ only through the values.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CheckFailed, InputError
-from .families import _TIED_ALIASES, select_tower, source_view
-from .families.base import apply_transform, training_state_kind, transformed_shape
+from .families import select_tower, source_view
 from .formats import open_source
-from .plan import METADATA_NAMES
 from .formats.base import TensorSource
+from .mapping import METADATA_NAMES, apply_transform, training_state_kind, transformed_shape
 
 __all__ = ["diff", "DiffReport", "TensorDiff"]
 
@@ -64,6 +62,8 @@ class DiffReport:
     family: str | None
     atol: float
     rtol: float
+    #: the source naming the names were paired through (e.g. google_bert, tf2_garden)
+    layout: str | None = None
     compared: list[TensorDiff] = field(default_factory=list)
     missing_in_b: list[str] = field(default_factory=list)
     unexpected_in_b: list[str] = field(default_factory=list)
@@ -133,7 +133,7 @@ class DiffReport:
         lines = [f"A: {self.a} ({self.format_a}, {self.naming_a} names)",
                  f"B: {self.b} ({self.format_b}, {self.naming_b} names)"]
         if self.naming_a != self.naming_b and self.family:
-            lines.append(f"names paired through the {self.family} mapping")
+            lines.append(f"names paired through the {self.layout or self.family} mapping")
         for d in self.beyond_tolerance:
             target = d.name if d.name == d.name_b else f"{d.name} -> {d.name_b}"
             lines.append(f"DIFFERS  {target}: max abs {d.max_abs:.6g} ({d.num_different} elements differ)")
@@ -201,33 +201,28 @@ class _Side:
     aliases: set[str]
     ignored: dict[str, str]
     buffers: list[str]
-    family: object = None
+    layout: object = None
 
     def transform_to_pytorch(self, name: str) -> str | None:
-        if self.naming != "tf" or self.family is None:
+        if self.naming != "tf" or self.layout is None:
             return None
-        match = self.family.mapping.to_target(name)
+        match = self.layout.mapping.to_target(name)
         return match.rule.transform if match else None
 
 
-#: Non-weight buffers that Hugging Face models register and older releases saved in their state
-#: dicts (``arange`` position ids, zero token type ids); transformers itself ignores them on load.
-_HF_BUFFERS = re.compile(r"^(\w+\.)?embeddings\.(position_ids|token_type_ids)$")
-
-
 def _describe(source: TensorSource, family: str | None, tower: str | None = None,
-              bound=None) -> tuple[_Side, str | None]:
+              bound=None) -> _Side:
     names = source.names()
-    fam, naming, to_source = source_view(names, family, source=source)
-    if tower and naming == "tf" and fam is not None and fam.towers and fam.tower != tower:
+    layout, naming, to_source = source_view(names, family, source=source)
+    if tower and naming == "tf" and layout is not None and layout.family.towers and layout.tower != tower:
         # a checkpoint of several models (ELECTRA): compare the one the converted side holds
-        fam = select_tower(fam, tower).for_checkpoint(names, source)
-        to_source = {n: n for n in names if fam.mapping.to_target(n)}
-    elif bound is not None and naming == "pt" and getattr(bound, "tower", None) and fam is not None \
-            and fam.tower != bound.tower:
+        layout = select_tower(layout, tower).for_checkpoint(names, source)
+        to_source = {n: n for n in names if layout.mapping.to_target(n)}
+    elif bound is not None and naming == "pt" and bound.tower and layout is not None and layout.tower != bound.tower:
         # PyTorch names of that model, read through the table the TensorFlow side was bound to
-        fam = bound
-        matches = {n: fam.mapping.to_source(n) or fam.mapping.to_source(f"{fam.model_type}.{n}") for n in names}
+        layout = bound
+        matches = {n: layout.mapping.to_source(n) or layout.mapping.to_source(f"{layout.model_type}.{n}")
+                   for n in names}
         to_source = {n: m.source for n, m in matches.items() if m}
     present = set(names)
     ignored = {}
@@ -235,15 +230,16 @@ def _describe(source: TensorSource, family: str | None, tower: str | None = None
         kind = "checkpoint metadata" if name in METADATA_NAMES else training_state_kind(name, present.__contains__)
         if kind is not None:
             ignored[name] = kind
-    buffers = [n for n in names if naming == "pt" and _HF_BUFFERS.match(n)]
+    # Non-weight buffers older Hugging Face state dicts carry; transformers itself ignores them on load
+    buffers = [n for n in names if naming == "pt" and layout.family.index_buffers.match(n)]
     keys = {}
     for name in names:
         if name in ignored or name in buffers:
             continue
-        match = fam.mapping.to_target(to_source[name]) if name in to_source else None
+        match = layout.mapping.to_target(to_source[name]) if name in to_source else None
         keys[name] = ("pt", match.target) if match else ("raw", name)
-    aliases = {n for n in names if n in _TIED_ALIASES and naming == "pt"}
-    return _Side(source, naming, keys, aliases, ignored, buffers, fam), (fam.name if fam else None)
+    aliases = {n for n in names if naming == "pt" and n in layout.family.tied}
+    return _Side(source, naming, keys, aliases, ignored, buffers, layout)
 
 
 def _pairs(side_a: _Side, side_b: _Side):
@@ -346,19 +342,22 @@ def diff(a: str | Path, b: str | Path, *, atol: float = 0.0, rtol: float = 0.0,
         raise InputError("atol and rtol must be non-negative numbers")
     with open_source(a, verify_crc=verify_crc) as source_a, open_source(b, verify_crc=verify_crc) as source_b:
         tower = tower or _tower_of(source_a) or _tower_of(source_b)
-        side_a, family_a = _describe(source_a, family, tower)
-        side_b, family_b = _describe(source_b, family, tower,
-                                     bound=side_a.family if side_a.naming == "tf" else None)
+        side_a = _describe(source_a, family, tower)
+        side_b = _describe(source_b, family, tower, bound=side_a.layout if side_a.naming == "tf" else None)
         if side_a.naming == "pt" and side_b.naming == "tf":
-            side_a, family_a = _describe(source_a, family, tower, bound=side_b.family)
+            side_a = _describe(source_a, family, tower, bound=side_b.layout)
+        # the TensorFlow side's layout names the pairing (either side's when both are alike)
+        named = next((s.layout for s in (side_a, side_b) if s.naming == "tf" and s.layout is not None),
+                     side_a.layout or side_b.layout)
         report = DiffReport(str(a), str(b), source_a.format_name, source_b.format_name,
-                            side_a.naming, side_b.naming, family_a or family_b, atol, rtol)
+                            side_a.naming, side_b.naming, named.family.name if named else None, atol, rtol,
+                            layout=named.name if named else None)
         report.ignored_training_state = (
             [("a", n, k) for n, k in sorted(side_a.ignored.items())]
             + [("b", n, k) for n, k in sorted(side_b.ignored.items())])
         report.ignored_buffers = [("a", n) for n in side_a.buffers] + [("b", n) for n in side_b.buffers]
         same_layout = (side_a.naming == side_b.naming
-                       and getattr(side_a.family, "name", None) == getattr(side_b.family, "name", None))
+                       and getattr(side_a.layout, "name", None) == getattr(side_b.layout, "name", None))
         for name_a, name_b, alias in _pairs(side_a, side_b):
             if name_a is None and name_b is None:
                 continue
@@ -406,27 +405,27 @@ def _architecture(side: _Side) -> str | None:
     return (getattr(side.source, "metadata", None) or {}).get("bertconv.architecture")
 
 
-def _parts_of(family, architecture: str) -> set[str] | None:
-    heads = [h for h, arch in family.architectures.items() if arch == architecture]
-    if not heads:
+def _parts_of(layout, architecture: str) -> set[str] | None:
+    heads = layout.family.architecture_heads.get(architecture)
+    if heads is None:
         return None
-    return set(family.exported_parts(frozenset(heads[0]), architecture))
+    return set(layout.exported_parts(heads, architecture))
 
 
 def _set_aside_absent_parts(report: DiffReport, side_a: _Side, side_b: _Side) -> None:
     """Move tensors of parts that the PyTorch side's model class lacks out of missing/unexpected."""
     for tf_side, pt_side, side_label, names in ((side_a, side_b, "a", report.missing_in_b),
                                                 (side_b, side_a, "b", report.unexpected_in_b)):
-        if tf_side.naming != "tf" or tf_side.family is None:
+        if tf_side.naming != "tf" or tf_side.layout is None:
             continue
         arch = _architecture(pt_side)
-        parts = _parts_of(tf_side.family, arch) if arch else None
+        parts = _parts_of(tf_side.layout, arch) if arch else None
         if parts is None:
             continue
-        present = {tf_side.family.mapping.to_target(n).rule.head for n in tf_side.keys
+        present = {tf_side.layout.mapping.to_target(n).rule.head for n in tf_side.keys
                    if tf_side.keys[n][0] == "pt"}
         for name in list(names):
-            match = tf_side.family.mapping.to_target(name)
+            match = tf_side.layout.mapping.to_target(name)
             part = match.rule.head if match else None
             if part is not None and part in present and part not in parts:
                 names.remove(name)

@@ -74,7 +74,9 @@ class BertConfig:
         return cls(**kwargs, extra=extra)
 
 
-def load_config_file(path: str | Path) -> BertConfig:
+def load_config_file(path: str | Path, *, defaults: dict[str, Any] | None = None) -> BertConfig:
+    """The config a JSON file states; ``defaults`` fills fields the file leaves out (the numerics
+    of the library that wrote the checkpoint, such as its LayerNorm epsilon)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -88,7 +90,7 @@ def load_config_file(path: str | Path) -> BertConfig:
         raise ConfigError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a JSON object", path=path)
-    return BertConfig.from_dict(data, path=path)
+    return BertConfig.from_dict({**(defaults or {}), **data}, path=path)
 
 
 def compare_configs(declared: BertConfig, inferred: dict[str, int]) -> list[str]:

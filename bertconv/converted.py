@@ -9,45 +9,27 @@ from typing import Any
 from .config import BertConfig
 from .errors import ConfigError, InputError, MappingError
 
-ARCHITECTURES = ("BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForNextSentencePrediction",
-                 "BertForSequenceClassification", "BertForQuestionAnswering")
+def family_of(config_dict: dict[str, Any], architecture: str | None = None):
+    """The family a converted model belongs to: its config's ``model_type``, else its
+    architecture's family; BERT when neither says (a bare state dict of BERT names)."""
+    from .families import family_for_architecture, family_for_model_type, get_family
 
-#: heads each architecture carries (names as in ``bertconv.outputs.HEAD_OUTPUTS``)
-ARCHITECTURE_HEADS = {
-    "BertModel": frozenset(),
-    "BertForPreTraining": frozenset({"mlm", "nsp"}),
-    "BertForMaskedLM": frozenset({"mlm"}),
-    "BertForNextSentencePrediction": frozenset({"nsp"}),
-    "BertForSequenceClassification": frozenset({"classifier"}),
-    "BertForQuestionAnswering": frozenset({"squad"}),
-}
-HEAD_ARCHITECTURES = {heads: arch for arch, heads in ARCHITECTURE_HEADS.items()}
-#: other families' architectures, run by bertconv.model_<model_type> (config.json says which)
-FAMILY_ARCHITECTURE_HEADS = {
-    "AlbertModel": frozenset(), "AlbertForPreTraining": frozenset({"mlm", "nsp"}),
-    "AlbertForMaskedLM": frozenset({"mlm"}),
-    "ElectraModel": frozenset(), "ElectraForPreTraining": frozenset({"discriminator"}),
-    "ElectraForMaskedLM": frozenset({"mlm"}),
-}
+    family = family_for_model_type(config_dict.get("model_type"))
+    if family is None and architecture:
+        family = family_for_architecture(architecture)
+    return family or get_family("bert")
 
 
-def infer_architecture(names) -> str:
-    """The architecture a set of state-dict names implies."""
-    names = set(names)
-    heads = set()
-    if "cls.predictions.bias" in names or "cls.predictions.transform.dense.weight" in names:
-        heads.add("mlm")
-    if "cls.seq_relationship.weight" in names:
-        heads.add("nsp")
-    if "classifier.weight" in names:
-        heads.add("classifier")
-    if "qa_outputs.weight" in names:
-        heads.add("squad")
-    arch = HEAD_ARCHITECTURES.get(frozenset(heads))
-    if arch is None:
-        raise MappingError(f"the weights hold heads ({', '.join(sorted(heads))}) that no BERT "
-                           "architecture carries together")
-    return arch
+def infer_architecture(names, family=None) -> str:
+    """The architecture a set of state-dict names implies (BERT's names unless ``family``)."""
+    from .families import get_family
+
+    family = family or get_family("bert")
+    heads = family.state_dict_heads(names)
+    if heads not in family.architectures:
+        raise MappingError(f"the weights hold heads ({', '.join(sorted(heads))}) that no "
+                           f"{family.model_type.upper()} architecture carries together")
+    return family.architectures[heads]
 
 
 def read_config_json(path: Path) -> dict[str, Any]:
@@ -128,8 +110,9 @@ def _describe(weights_path: Path, config_path: Path | None, names: list[str], me
     elif "bertconv.architecture" in metadata:
         architecture = metadata["bertconv.architecture"]
     if architecture is None:
-        architecture = infer_architecture(names)
-    if architecture not in ARCHITECTURE_HEADS and architecture not in FAMILY_ARCHITECTURE_HEADS:
+        architecture = infer_architecture(names, family_of(config_dict))
+    family = family_of(config_dict, architecture)
+    if architecture not in family.architecture_heads:
         raise ConfigError(f"architecture {architecture!r} is not one bertconv runs", path=origin or weights_path,
-                          hint=f"supported: {', '.join(ARCHITECTURES)}")
+                          hint=f"supported: {', '.join(family.architecture_heads)}")
     return parsed, config_dict, architecture

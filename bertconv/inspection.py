@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from .config import DEFAULT_HEAD_SIZE, compare_configs, load_config_file
 from .errors import BertconvError
 from .families import source_view
-from .families.base import training_state_kind, transformed_shape
+from .families.base import Family
 from .formats import open_source
-from .plan import METADATA_NAMES
+from .mapping import METADATA_NAMES, training_state_kind, transformed_shape
 from .vocab import load_vocab
 
 if TYPE_CHECKING:  # NumPy only for --stats and tensor values: listing a checkpoint needs none
@@ -52,9 +52,16 @@ class InspectReport:
     vocab_file: str | None
     vocab_size: int | None
     notes: list[str] = field(default_factory=list)
+    #: the source naming (e.g. google_bert, tf2_garden), and what wrote files of that naming
+    layout: str | None = None
+    layout_description: str | None = None
+    #: how the family describes each head, for rendering
+    head_descriptions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        del data["head_descriptions"]  # wording for the text rendering, not data
+        return data
 
     def render(self, *, stats: bool | None = None) -> str:
         """The report as ``bertconv inspect`` prints it: the tensor table, then what they add up
@@ -94,7 +101,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                        sort: str = "name", family: str | None = None, verify_crc: bool = True) -> InspectReport:
     with open_source(path, verify_crc=verify_crc) as src:
         infos = list(src)
-        fam, naming, to_source = source_view((i.name for i in infos), family, source=src)
+        layout, naming, to_source = source_view((i.name for i in infos), family, source=src)
         tf_names = set(to_source.values())
         rows = []
         for info in infos:
@@ -130,20 +137,20 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
         if unavailable:
             notes.append("listed from the index alone (" + "; ".join(u.describe() for u in unavailable)
                          + "); statistics and checksums are unavailable")
-        if fam is not None:
+        if layout is not None:
             # Shapes seen from the TF side, whichever side the file is on.
             shapes = {}
             for info in infos:
                 if info.name in to_source:
                     tf_name = to_source[info.name]
-                    m = fam.mapping.to_target(tf_name)
+                    m = layout.mapping.to_target(tf_name)
                     shape = tuple(info.shape) if naming == "tf" else transformed_shape(m.rule.transform, tuple(info.shape))
                     shapes[tf_name] = shape
-            inferred = fam.infer_sizes(shapes) if fam.infer_sizes else {}
-            present = fam.parts_present(shapes)
-            # BERT's four heads always, then what else this family's table names (ELECTRA's towers)
+            inferred = layout.infer_sizes(shapes) if layout.infer_sizes else {}
+            present = layout.parts_present(shapes)
+            # BERT's four heads always, then what else this layout's table names (ELECTRA's towers)
             known = ("mlm", "nsp", "classifier", "squad")
-            extra = sorted({r.head for r in fam.mapping.rules if r.head} - set(known) - {"pooler"})
+            extra = sorted({r.head for r in layout.mapping.rules if r.head} - set(known) - {"pooler"})
             heads = {h: (h in present) for h in known + tuple(extra)}
             if present & {"classifier"}:
                 heads["num_labels"] = inferred.get("num_labels")
@@ -152,7 +159,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                 notes.append(f"num_attention_heads is not in any shape; {inferred_heads} if the head size is "
                              f"{DEFAULT_HEAD_SIZE} as in Google's releases")
 
-        config_file = src.sidecar("bert_config.json", "config.json", "albert_config.json")
+        config_file = src.sidecar(*(layout.family.config_files if layout is not None else Family.config_files))
         problems: list[str] = []
         if config_file is not None:
             try:
@@ -180,18 +187,15 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
         keys = {"name": lambda r: r.name, "size": lambda r: (-r.bytes, r.name),
                 "params": lambda r: (-r.params, r.name), "dtype": lambda r: (r.dtype, r.name)}
         rows.sort(key=keys[sort])
-        return InspectReport(str(path), src.format_name, fam.name if fam else None, naming, rows, totals,
-                             heads, global_step, inferred, str(config_file) if config_file else None,
-                             problems, str(vocab_file) if vocab_file else None, vocab_size, notes)
+        return InspectReport(str(path), src.format_name, layout.family.name if layout else None, naming, rows,
+                             totals, heads, global_step, inferred, str(config_file) if config_file else None,
+                             problems, str(vocab_file) if vocab_file else None, vocab_size, notes,
+                             layout=layout.name if layout else None,
+                             layout_description=layout.description if layout else None,
+                             head_descriptions=dict(layout.family.head_descriptions) if layout else {})
 
 
 # ------------------------------------------------------------------------------------ rendering
-
-_HEAD_DESCRIPTIONS = {"mlm": "masked LM", "nsp": "next sentence", "classifier": "sequence classifier",
-                      "squad": "SQuAD span", "discriminator": "ELECTRA discriminator",
-                      "generator_tower": "ELECTRA generator (--tower generator)",
-                      "discriminator_tower": "ELECTRA discriminator (--tower discriminator)"}
-
 
 def _render_inspect_report(report: InspectReport, stats: bool) -> str:
     from tabulate import tabulate
@@ -211,13 +215,15 @@ def _render_inspect_report(report: InspectReport, stats: bool) -> str:
         headers += ["min", "max", "mean", "std", "nan", "inf"]
     lines = [tabulate(rows, headers=headers, disable_numparse=True), ""]
     naming = "" if report.naming == "?" else f" ({'TensorFlow' if report.naming == 'tf' else 'PyTorch'} names)"
-    lines.append(f"{report.path}: {report.format}, family {report.family or 'unknown'}{naming}")
+    layout = f", layout {report.layout}" if report.layout else ""
+    lines.append(f"{report.path}: {report.format}, family {report.family or 'unknown'}{layout}{naming}")
     summary = [[c, f"{t['tensors']:,}", f"{t['params']:,}", _human_bytes(t["bytes"])]
                for c, t in report.totals.items()]
     lines.append(tabulate(summary, headers=["", "tensors", "parameters", "bytes"], disable_numparse=True))
     if report.heads:
-        parts = [_HEAD_DESCRIPTIONS[h] + (f" ({report.heads.get('num_labels')} labels)" if h == "classifier" else "")
-                 for h in _HEAD_DESCRIPTIONS if report.heads.get(h)]
+        described = report.head_descriptions
+        parts = [described[h] + (f" ({report.heads.get('num_labels')} labels)" if h == "classifier" else "")
+                 for h in described if report.heads.get(h)]
         lines.append(f"heads: {', '.join(parts) if parts else 'none'}")
     if report.global_step is not None:
         lines.append(f"global_step: {report.global_step:,}")

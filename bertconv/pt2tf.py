@@ -17,7 +17,6 @@ which writes ``"gelu"`` and says in the report that the TF model will compute th
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -28,23 +27,11 @@ import numpy as np
 from .atomic import atomic_dir, check_not_reading
 from .config import BertConfig, compare_configs
 from .errors import ConfigError, MappingError
-from .families import _TIED_ALIASES
-from .families.base import invert_transform
-from .families.bert import FAMILY as BERT
-from .families.bert import MAPPING, infer_sizes
+from .families import family_for_model_type
 from .formats import open_source
+from .mapping import invert_transform
 
 CHECKPOINT_NAME = "bert_model.ckpt"
-GOOGLE_CONFIG_KEYS = ("attention_probs_dropout_prob", "hidden_act", "hidden_dropout_prob", "hidden_size",
-                      "initializer_range", "intermediate_size", "max_position_embeddings",
-                      "num_attention_heads", "num_hidden_layers", "type_vocab_size", "vocab_size")
-#: Hugging Face activation name -> google-research/bert's (modeling.get_activation) for the same function
-GOOGLE_ACTIVATION = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "relu", "tanh": "tanh",
-                     "linear": "linear"}
-#: index buffers older Hugging Face state dicts carry: not weights, nothing to write
-_HF_BUFFERS = re.compile(r"^(bert\.)?embeddings\.(position_ids|token_type_ids)$")
-#: google-research/bert hard-codes its LayerNorm epsilon
-GOOGLE_LAYER_NORM_EPS = 1e-12
 
 
 @dataclass
@@ -102,38 +89,6 @@ def _hf_config(source, path: Path) -> tuple[dict, Path]:
     return data, found
 
 
-def google_config(hf: dict, config_path: Path, *, allow_exact_gelu: bool, notes: list[str]) -> dict:
-    """A Hugging Face BERT config.json -> google-research/bert's bert_config.json."""
-    model_type = hf.get("model_type", "bert")
-    if model_type != "bert":
-        raise ConfigError(f"model_type is {model_type!r}; pt2tf writes BERT checkpoints", path=config_path)
-    if hf.get("position_embedding_type", "absolute") != "absolute":
-        raise ConfigError(f"position_embedding_type {hf['position_embedding_type']!r} has no counterpart in "
-                          "google-research/bert (absolute positions only)", path=config_path)
-    eps = hf.get("layer_norm_eps", GOOGLE_LAYER_NORM_EPS)
-    if eps != GOOGLE_LAYER_NORM_EPS:
-        raise ConfigError(f"layer_norm_eps is {eps}; google-research/bert's LayerNorm uses 1e-12 always",
-                          path=config_path)
-    act = hf.get("hidden_act", "gelu")
-    if act == "gelu":
-        if not allow_exact_gelu:
-            raise ConfigError("hidden_act 'gelu' is Hugging Face's exact erf GELU; google-research/bert's "
-                              "'gelu' is the tanh approximation, so the TF model would compute something else",
-                              path=config_path,
-                              hint="pass --allow-exact-gelu to write it anyway (outputs differ by ~1e-3)")
-        notes.append("hidden_act 'gelu' (exact erf) written as Google's 'gelu', which computes the tanh "
-                     "approximation: the TF model's outputs differ slightly from this model's")
-        google_act = "gelu"
-    elif act in GOOGLE_ACTIVATION:
-        google_act = GOOGLE_ACTIVATION[act]
-    else:
-        raise ConfigError(f"hidden_act {act!r} has no counterpart in google-research/bert "
-                          f"(it knows gelu, relu, tanh, linear)", path=config_path)
-    config = BertConfig.from_dict({**hf, "hidden_act": google_act}, path=config_path)
-    out = {k: v for k, v in config.to_dict().items() if k in GOOGLE_CONFIG_KEYS}
-    return {k: out[k] for k in sorted(out)}
-
-
 def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,
           allow_exact_gelu: bool = False) -> Pt2TfReport:
     """Write ``output/`` as a google-research/bert checkpoint directory from a Hugging Face BERT."""
@@ -143,19 +98,25 @@ def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,
     with open_source(source) as src:
         hf, config_path = _hf_config(src, Path(source))
         architecture = (hf.get("architectures") or [None])[0]
-        google = google_config(hf, config_path, allow_exact_gelu=allow_exact_gelu, notes=notes)
+        family = family_for_model_type(hf.get("model_type", "bert"))
+        if family is None:
+            raise ConfigError(f"model_type is {hf.get('model_type')!r}, which bertconv does not know",
+                              path=config_path, hint="pt2tf converts Hugging Face BERT models")
+        google = family.to_original_config(hf, config_path, allow_exact_gelu=allow_exact_gelu, notes=notes)
+        layout = family.layouts[0]
+        mapping = layout.mapping
 
         # Map every name first; report every problem at once before any data is read.
         plan: dict[str, tuple[str, str | None]] = {}      # TF name -> (PT name, transform)
         aliases, buffers, unknown, problems = [], [], [], []
         for name in src.names():
-            if _HF_BUFFERS.match(name):
+            if family.index_buffers.match(name):
                 buffers.append(name)
                 continue
-            if name in _TIED_ALIASES:
+            if name in family.tied:
                 aliases.append(name)
                 continue
-            match = MAPPING.to_source(name) or MAPPING.to_source("bert." + name)
+            match = mapping.to_source(name) or mapping.to_source(family.model_type + "." + name)
             if match is None:
                 unknown.append(name)
                 continue
@@ -164,7 +125,7 @@ def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,
                 continue
             plan[match.source] = (name, match.rule.transform)
         if unknown:
-            problems.append(f"{len(unknown)} tensor(s) are not BERT weights: " + ", ".join(unknown[:8])
+            problems.append(f"{len(unknown)} tensor(s) are not {family.name.upper()} weights: " + ", ".join(unknown[:8])
                             + (" ..." if len(unknown) > 8 else ""))
 
         shapes = {}
@@ -174,11 +135,12 @@ def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,
                 problems.append(f"{pt_name} has dtype {info.dtype}, not a floating-point weight")
             shapes[tf_name] = tuple(reversed(info.shape)) if transform else tuple(info.shape)
         config = BertConfig.from_dict(google, path=config_path)
-        disagreements = compare_configs(config, {k: v for k, v in infer_sizes(shapes).items() if k != "num_labels"})
+        disagreements = compare_configs(config, {k: v for k, v in layout.infer_sizes(shapes).items()
+                                                 if k != "num_labels"})
         if disagreements:
             problems.append("config.json contradicts the weights: " + "; ".join(disagreements))
-        parts = frozenset(BERT.parts_present(plan))
-        expected = {m.source for m in MAPPING.expected(config.num_hidden_layers, parts)}
+        parts = frozenset(layout.parts_present(plan))
+        expected = {m.source for m in mapping.expected(config.num_hidden_layers, parts)}
         missing = sorted(expected - set(plan))
         if missing:
             problems.append(f"missing {len(missing)} tensor(s): " + ", ".join(missing[:8])
@@ -191,8 +153,8 @@ def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,
             raise MappingError("; ".join(problems), path=src.path)
 
         for alias in aliases:
-            original = _TIED_ALIASES[alias]
-            original = original if original in src else original.removeprefix("bert.")
+            original = family.tied[alias]
+            original = original if original in src else original.removeprefix(family.model_type + ".")
             if original not in src:
                 raise MappingError(f"{alias} duplicates {original}, which is missing", path=src.path)
             if not np.array_equal(np.asarray(src.read(alias)), np.asarray(src.read(original))):

@@ -9,7 +9,7 @@ from safetensors import safe_open
 
 from bertconv.conversion import convert
 from bertconv.errors import ConfigError, InputError, MappingError, OutputError, VocabError
-from bertconv.families.bert import MAPPING
+from bertconv.families.bert.layouts.google import MAPPING
 from bertconv.formats import open_source
 
 from .conftest import BERT_FIXTURES, fixture_dir
@@ -206,7 +206,7 @@ def test_missing_expected_tensor_named(tmp_path):
 
 
 # -- the compiled data path (checksum and transpose in one pass, no NumPy) and the NumPy one ------
-conversion_module = __import__("bertconv.conversion", fromlist=["conversion"])
+conversion_module = __import__("bertconv.conversion.datapath", fromlist=["datapath"])
 needs_compiled_path = pytest.mark.skipif(
     not conversion_module.compiled_data_path_available(),
     reason="no compiled kernels, or no CRC-32C instruction on this CPU: only the NumPy path runs")

@@ -13,14 +13,15 @@ import pytest
 from bertconv.cli import main
 from bertconv.conversion import convert
 from bertconv.errors import ConfigError, MappingError
-from bertconv.families import detect_family
-from bertconv.families.base import (MERGE_HEADS, MERGE_HEADS_IN_T, MERGE_HEADS_OUT_T, apply_transform,
+from bertconv.families import detect_layout
+from bertconv.mapping import (MERGE_HEADS, MERGE_HEADS_IN_T, MERGE_HEADS_OUT_T, apply_transform,
                                     invert_transform, transformed_shape)
-from bertconv.families.tf2_garden import FAMILY, functional_layer_count
-from bertconv.families.views import google_names_view
+from bertconv.families.bert.layouts.garden import LAYOUT as GARDEN_LAYOUT
+from bertconv.families.bert.layouts.garden import functional_layer_count
+from bertconv.families.views import CanonicalNamesView
 from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
-from bertconv.plan import plan_conversion
+from bertconv.conversion.plan import plan_conversion
 
 from .conftest import FIXTURES
 
@@ -39,13 +40,13 @@ def garden_dir(name):
 @pytest.fixture(scope="module", params=GARDEN)
 def converted(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(request.param) / "hf"
-    # the default check against the float64 reference runs here, through google_names_view
+    # the default check against the float64 reference runs here, through the canonical names view
     return request.param, out, convert(garden_dir(request.param), out)
 
 
 def test_plan_and_config_from_shapes(converted):
     name, out, report = converted
-    assert report.family == "tf2_garden"
+    assert report.family == "bert" and report.layout == "tf2_garden"
     config = json.loads((out / "config.json").read_text())
     assert (config["num_attention_heads"], config["num_hidden_layers"], config["hidden_size"]) == (4, 2, 32)
     assert config["hidden_act"] == "gelu_new"          # the Garden's tanh GELU
@@ -82,12 +83,12 @@ def test_transformers_loads_offline_and_matches_tf2_forward(converted, monkeypat
     assert len(worst) >= 4 and max(worst.values()) <= TOLERANCE, worst
 
 
-def test_float64_reference_runs_on_google_names_view(converted):
+def test_float64_reference_runs_on_the_canonical_names_view(converted):
     from bertconv.validation import validate
 
     name, out, report = converted
     with open_source(garden_dir(name)) as src:
-        view = google_names_view(src)
+        view = CanonicalNamesView(src, GARDEN_LAYOUT)
         assert "bert/encoder/layer_1/attention/self/query/kernel" in view
         assert view["bert/encoder/layer_0/attention/self/query/kernel"].shape == (32, 32)
         plan = plan_conversion(src)
@@ -99,7 +100,7 @@ def test_float64_reference_runs_on_google_names_view(converted):
 
 def test_view_relayout_is_exact():
     with open_source(garden_dir("garden_v3")) as src:
-        view = google_names_view(src)
+        view = CanonicalNamesView(src, GARDEN_LAYOUT)
         kernel = src.read("encoder/_transformer_layers/0/_attention_layer/_query_dense/kernel/.ATTRIBUTES/VARIABLE_VALUE")
         out = src.read("encoder/_transformer_layers/0/_attention_layer/_output_dense/kernel/.ATTRIBUTES/VARIABLE_VALUE")
         bias = src.read("encoder/_transformer_layers/0/_attention_layer/_query_dense/bias/.ATTRIBUTES/VARIABLE_VALUE")
@@ -127,8 +128,8 @@ def test_shared_embedding_resolved_only_through_object_graph(tmp_path):
     from safetensors.numpy import save_file
 
     with open_source(garden_dir("garden_v3")) as src:
-        assert detect_family(src.names()).name == "tf2_garden"
-        bound = FAMILY.for_checkpoint(src.names(), src)
+        assert detect_layout(src.names()).name == "tf2_garden"
+        bound = GARDEN_LAYOUT.for_checkpoint(src.names(), src)
         word = bound.mapping.to_target(SHARED)
         assert word is not None and word.target == "bert.embeddings.word_embeddings.weight"
         tensors = {n: np.array(src.read(n)) for n in src.names() if n != "_CHECKPOINTABLE_OBJECT_GRAPH"}
@@ -169,7 +170,7 @@ def test_config_file_contradicting_the_stated_head_count(tmp_path):
 
 def test_inspect_shows_family_heads_and_head_count():
     report = inspect_checkpoint(garden_dir("garden_v3"))
-    assert report.family == "tf2_garden" and report.naming == "tf"
+    assert report.family == "bert" and report.layout == "tf2_garden" and report.naming == "tf"
     assert report.heads["mlm"] is True and report.heads["nsp"] is False
     assert report.inferred_config["num_attention_heads"] == 4
     roles = {r.name: r.category for r in report.tensors}
@@ -180,7 +181,7 @@ def test_inspect_shows_family_heads_and_head_count():
 def test_cli_tf2pt_and_inspect(tmp_path, capsys):
     assert main(["tf2pt", str(garden_dir("garden_v2")), str(tmp_path / "out"), "--no-validate", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["family"] == "tf2_garden" and data["tensors_written"] == 39
+    assert data["family"] == "bert" and data["layout"] == "tf2_garden" and data["tensors_written"] == 39
     assert main(["inspect", str(garden_dir("garden_v2"))]) == 0
     text = capsys.readouterr().out
-    assert "family tf2_garden" in text and "num_attention_heads=4" in text
+    assert "family bert, layout tf2_garden" in text and "num_attention_heads=4" in text

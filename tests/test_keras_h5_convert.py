@@ -79,7 +79,7 @@ def test_converts_and_transformers_matches_tf_golden(hf_tf_dir, tmp_path, monkey
     transformers = pytest.importorskip("transformers")
     torch = pytest.importorskip("torch")
     report = convert(hf_tf_dir / "tf_model.h5", tmp_path / "hf", validate=False)
-    assert report.family == "keras_hf" and report.architecture == "BertForPreTraining"
+    assert report.family == "bert" and report.layout == "keras_hf" and report.architecture == "BertForPreTraining"
     assert report.config_origin.endswith("config.json") and report.unknown_dropped == []
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["hidden_act"] == "gelu_new"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -144,12 +144,12 @@ def test_classifier_only_under_a_sequence_classification_scope(tmp_path):
 
 def test_inspect_and_cli(hf_tf_dir, tmp_path, capsys):
     report = inspect_checkpoint(hf_tf_dir / "tf_model.h5")
-    assert report.family == "keras_hf" and report.naming == "tf"
+    assert report.family == "bert" and report.layout == "keras_hf" and report.naming == "tf"
     assert report.heads["mlm"] and report.heads["nsp"]
     assert report.totals["model"]["tensors"] == report.totals["all"]["tensors"] == 46
     assert main(["tf2pt", str(hf_tf_dir / "tf_model.h5"), str(tmp_path / "out"), "--no-validate", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["family"] == "keras_hf" and data["architecture"] == "BertForPreTraining"
+    assert data["family"] == "bert" and data["layout"] == "keras_hf" and data["architecture"] == "BertForPreTraining"
 
 
 def test_default_validation_reads_huggingface_gelu_as_erf(hf_tf_dir, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-convert_module = importlib.import_module("bertconv.conversion")
+convert_module = importlib.import_module("bertconv.conversion.datapath")
 contiguous = convert_module.contiguous
 
 needs_native = pytest.mark.skipif(
@@ -157,7 +157,7 @@ def test_fused_transpose_gives_the_transpose_and_the_source_checksum(rows, cols,
     (None, (7, 5)), ("transpose", (7, 5)), ("transpose", (9,)), ("merge_heads", (3, 4)),
     ("merge_heads_out_transpose", (6, 3, 4)), ("merge_heads_in_transpose", (3, 4, 6))])
 def test_transforms_as_byte_moves_agree_with_the_array_transforms(transform, shape):
-    from bertconv.families.base import apply_transform, transposed_matrix
+    from bertconv.mapping import apply_transform, transposed_matrix
 
     stored = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
     expected = np.ascontiguousarray(apply_transform(transform, stored)).tobytes()

@@ -11,10 +11,12 @@ from safetensors.torch import save_file
 from bertconv import outputs as out
 from bertconv.config import BertConfig
 from bertconv.errors import ConfigError, MappingError
-from bertconv.converted import ARCHITECTURES, infer_architecture
-from bertconv.model import build_model, load_model, load_state_dict_strict, run_outputs
-from bertconv.reference import make_inputs
-from bertconv.validation import _transformers_outputs
+from bertconv.converted import infer_architecture
+from bertconv.families.bert import FAMILY as BERT
+from bertconv.families.bert.model import build_model
+from bertconv.runtime import load_model, load_state_dict_strict, run_outputs
+from bertconv.validation.inputs import make_inputs
+from bertconv.validation import transformers_outputs
 
 transformers = pytest.importorskip("transformers", reason="the comparison needs transformers")
 
@@ -42,7 +44,7 @@ def hf_model(architecture: str, hidden_act: str = "gelu_new"):
 
 def hf_outputs(model, inputs) -> dict[str, np.ndarray]:
     """transformers' outputs under bertconv's names, as `validate --with-transformers` collects them."""
-    return _transformers_outputs(model, inputs, torch.device("cpu"))
+    return transformers_outputs(model, inputs, torch.device("cpu"))
 
 
 def our_config(hidden_act="gelu_new") -> BertConfig:
@@ -54,7 +56,7 @@ def inputs():
     return make_inputs(SIZES["vocab_size"], 3, 12, seed=5)
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", list(BERT.architecture_heads))
 def test_same_state_dict_names_and_shapes_as_transformers(architecture):
     theirs = {k: tuple(v.shape) for k, v in hf_model(architecture).state_dict().items() if k not in HF_TIED}
     ours = {k: tuple(v.shape) for k, v in build_model(our_config(), architecture,
@@ -62,7 +64,7 @@ def test_same_state_dict_names_and_shapes_as_transformers(architecture):
     assert ours == theirs
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", list(BERT.architecture_heads))
 def test_same_outputs_as_transformers(architecture, inputs):
     theirs_model = hf_model(architecture)
     ours_model = build_model(our_config(), architecture, num_labels=NUM_LABELS)

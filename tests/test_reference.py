@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from bertconv import outputs as out
-from bertconv import reference
+from bertconv.families.bert import reference
 from bertconv.config import load_config_file
 from bertconv.errors import InputError
-from bertconv.reference import make_inputs, reference_forward
+from bertconv.families.bert.reference import reference_forward
+from bertconv.validation.inputs import make_inputs
 
 tf = pytest.importorskip("tensorflow", reason="the golden outputs are compared with TensorFlow's own reader")
 

@@ -15,8 +15,9 @@ from safetensors.numpy import load_file, save_file
 from bertconv import outputs as out
 from bertconv.config import BertConfig
 from bertconv.errors import CheckFailed, InputError
-from bertconv.families.base import apply_transform
-from bertconv.families.bert import MAPPING, SHAPES
+from bertconv.families.bert import model as bert_model
+from bertconv.mapping import apply_transform
+from bertconv.families.bert.layouts.google import MAPPING
 from bertconv.validation import DEFAULT_TOLERANCES, compare_output, load_golden, quick_check, validate
 
 from .conftest import fixture_dir
@@ -41,7 +42,7 @@ def tf_weights(sizes: dict, heads=("mlm", "nsp"), seed: int = 0) -> dict[str, np
     rng = np.random.default_rng(seed)
     dims = {**sizes, "num_labels": NUM_LABELS}
     weights = {}
-    for pattern, symbolic in SHAPES.items():
+    for pattern, symbolic in ((rule.source, rule.shape) for rule in MAPPING.rules):
         match = MAPPING.to_target(pattern.replace("{layer}", "0"))
         if match.rule.head not in (None, "pooler") and match.rule.head not in heads:
             continue
@@ -162,18 +163,21 @@ def test_broken_conversion_fails_at_the_right_output(tmp_path, case):
 
 
 @pytest.mark.parametrize("mask_value", [0.0, -1.0, -5.0])
-def test_wrong_attention_mask_constant_fails(tmp_path, mask_value):
-    report = check(tmp_path, model_options={"attention_mask_value": mask_value})
+def test_wrong_attention_mask_constant_fails(tmp_path, monkeypatch, mask_value):
+    # the converted side's model computes with a wrong constant (a conversion that got it wrong)
+    monkeypatch.setattr(bert_model, "ATTENTION_MASK_VALUE", mask_value)
+    report = check(tmp_path)
     assert not report.passed
     # the mask is first used by layer 0's attention: the embeddings stay exact
     assert report.first_diverging == out.layer(0), report.render()
     assert report.runs[0].outputs[0].passed
 
 
-def test_mask_constant_beyond_float32_resolution_is_harmless(tmp_path):
+def test_mask_constant_beyond_float32_resolution_is_harmless(tmp_path, monkeypatch):
     # -1e9 and -10000 give the same probabilities (exp underflows to 0 either way) on rows with a
     # real token: validation must not flag a difference that does not exist
-    report = check(tmp_path, model_options={"attention_mask_value": -1e9})
+    monkeypatch.setattr(bert_model, "ATTENTION_MASK_VALUE", -1e9)
+    report = check(tmp_path)
     assert report.passed, report.render()
 
 

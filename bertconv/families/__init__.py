@@ -1,192 +1,134 @@
-"""Model families: each is a declarative mapping table plus the few facts that cannot be a table
-(how to recognise it, which architecture a set of heads means, how to read sizes off shapes)."""
+"""The model families bertconv knows, and how a checkpoint's family and layout are recognised.
+
+Each family is a package of its own (``bertconv/families/<name>/``) exposing ``FAMILY``; adding one
+is a new package and one line in :data:`REGISTRY`. Families load on first use, one at a time: a
+BERT checkpoint never imports the others. Nothing here knows anything about any one family.
+"""
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+import importlib
+from typing import Iterable, Iterator
 
 from ..errors import InputError
-from .base import Mapping
+from .base import Family, Layout
+
+#: Detection order. ALBERT's names begin like BERT's (``bert/embeddings``), so its more specific
+#: marker is tried first. ELECTRA comes after BERT: below their prefixes their PyTorch names are
+#: the same, so a bare state dict without ELECTRA's own names reads as BERT.
+REGISTRY = ("albert", "bert", "electra")
 
 #: user-facing head names accepted by ``--head``, besides ``auto``
 HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
 
-
-@dataclass(frozen=True, repr=False)
-class Family:
-    name: str
-    model_type: str
-    mapping: Mapping
-    #: a name that only this family's checkpoints contain
-    marker: re.Pattern
-    #: frozenset of heads -> Hugging Face architecture class name
-    architectures: dict[frozenset, str]
-    #: the Hugging Face ``hidden_act`` that computes what the original code computed for the
-    #: config's activation name (BERT's modeling.py "gelu" is the tanh approximation)
-    faithful_activation: dict[str, str]
-    #: the exact-erf spelling, for ``--gelu exact``
-    exact_activation: dict[str, str]
-    #: architectures whose Hugging Face class has no pooler, though the checkpoint may have one
-    without_pooler: frozenset = frozenset()
-    #: symbolic shape of each source tensor, for checking weights against the config
-    shapes: dict[str, tuple] = field(default_factory=dict)
-    infer_sizes: Callable[[dict], dict] | None = None
-    structural_parts: frozenset = frozenset({"pooler"})
-    #: what the source config's ``hidden_act`` means, in the reference pass's names, where it
-    #: differs from google-research/bert's reading (a Hugging Face config's "gelu" is the erf form)
-    reference_activation: dict = field(default_factory=dict)
-    #: for families whose table cannot be fixed in advance (an index that depends on the layer
-    #: count, a variable shared under another object's name): ``bind(family, names, source)``
-    #: returns the family specialised to one checkpoint; ``source`` may be None (names only)
-    bind: Callable[["Family", list, object], "Family"] | None = None
-    #: the heads ``--head auto`` (with no task head) and ``--head pretraining`` export
-    pretraining_heads: frozenset = frozenset({"mlm", "nsp"})
-    #: checkpoints that hold more than one model (ELECTRA's discriminator and generator): the
-    #: model this family exports, and each tower's name -> loader of the family that exports it
-    tower: str | None = None
-    towers: dict = field(default_factory=dict)
-    #: the config file a release ships, named when the weights cannot stand in for it
-    config_file: str = "bert_config.json"
-
-    def __repr__(self) -> str:
-        return f"<Family {self.name}>"
-
-    def for_checkpoint(self, names: Iterable[str], source=None) -> "Family":
-        """This family with its table resolved for one checkpoint (itself when nothing depends on it)."""
-        return self.bind(self, list(names), source) if self.bind is not None else self
-
-    def heads_present(self, names: Iterable[str]) -> set[str]:
-        """Task heads whose tensors appear among ``names`` (the pooler is a part, not a head)."""
-        return {p for p in self.parts_present(names) if p not in self.structural_parts}
-
-    def parts_present(self, names: Iterable[str]) -> set[str]:
-        parts = set()
-        for name in names:
-            m = self.mapping.to_target(name)
-            if m and m.rule.head:
-                parts.add(m.rule.head)
-        return parts
-
-    def exported_parts(self, heads: frozenset, architecture: str) -> frozenset:
-        """The optional parts a model of ``architecture`` with ``heads`` is made of."""
-        extra = set()
-        if "pooler" in self.structural_parts and architecture not in self.without_pooler:
-            extra.add("pooler")
-        return frozenset(heads | extra)
-
-    def architecture(self, heads: frozenset) -> str:
-        try:
-            return self.architectures[heads]
-        except KeyError:
-            raise InputError(f"no {self.model_type} architecture carries the heads "
-                             f"{', '.join(sorted(heads))} together",
-                             hint="choose one with --head") from None
-
-
-def _bert() -> Family:
-    from . import bert
-    return bert.FAMILY
-
-
-def _tf2_garden() -> Family:
-    from . import tf2_garden
-    return tf2_garden.FAMILY
-
-
-def _keras_hf() -> Family:
-    from . import keras_hf
-    return keras_hf.FAMILY
-
-
-def _albert() -> Family:
-    from . import albert
-    return albert.FAMILY
-
-
-def _electra() -> Family:
-    from . import electra
-    return electra.FAMILY
-
-
-# Detection tries families in this order. ALBERT's names begin like BERT's (``bert/embeddings``),
-# so its more specific marker is tried first. ELECTRA comes after BERT: below their prefixes their
-# PyTorch names are the same, so a bare state dict without ELECTRA's own names reads as BERT.
-_LOADERS = {"albert": _albert, "bert": _bert, "electra": _electra, "tf2_garden": _tf2_garden,
-            "keras_hf": _keras_hf}
-
-
-def family_names() -> list[str]:
-    return list(_LOADERS)
+__all__ = ["Family", "Layout", "REGISTRY", "HEAD_CHOICES", "get_family", "families", "find_layout",
+           "detect_layout", "candidate_layouts", "source_view", "select_tower", "family_for_model_type", "family_for_architecture",
+           "layout_names"]
 
 
 def get_family(name: str) -> Family:
-    try:
-        return _LOADERS[name]()
-    except KeyError:
-        raise InputError(f"unknown model family {name!r}",
-                         hint=f"choose one of {', '.join(family_names())}") from None
+    if name not in REGISTRY:
+        raise InputError(f"unknown model family {name!r}", hint=f"choose one of {', '.join(layout_names())}")
+    return importlib.import_module(f".{name}", __name__).FAMILY
 
 
-def select_tower(family: Family, tower: str | None) -> Family:
-    """The family that exports ``tower`` of a multi-model checkpoint (``family`` itself for None)."""
-    if tower is None:
-        return family
-    if not family.towers:
-        raise InputError(f"--tower {tower}: {family.name} checkpoints hold a single model",
-                         hint="leave out --tower")
-    if tower not in family.towers:
-        raise InputError(f"unknown tower {tower!r} for {family.name}",
-                         hint=f"choose one of {', '.join(family.towers)}")
-    return family.towers[tower]()
+def families() -> Iterator[Family]:
+    """Every family, in detection order, each loaded only when reached."""
+    return (get_family(name) for name in REGISTRY)
 
 
-def detect_family(names: Iterable[str]) -> Family | None:
-    """The family whose marker the names contain (None when no family matches)."""
+def layout_names() -> list[str]:
+    """What ``--family`` accepts: a family (any of its layouts) or one layout."""
+    names = list(REGISTRY)
+    for family in families():
+        names += [layout.name for layout in family.layouts if layout.name not in names]
+    return names
+
+
+def candidate_layouts(name: str | None) -> Iterator[Layout]:
+    """The layouts ``--family name`` allows, in detection order (all of them for None)."""
+    if name is None:
+        for family in families():
+            yield from family.layouts
+        return
+    if name in REGISTRY:
+        yield from get_family(name).layouts
+        return
+    yield find_layout(name)
+
+
+def find_layout(name: str) -> Layout:
+    for family in families():
+        for layout in family.layouts:
+            if layout.name == name:
+                return layout
+    raise InputError(f"unknown model family {name!r}", hint=f"choose one of {', '.join(layout_names())}")
+
+
+def detect_layout(names: Iterable[str], family: str | None = None) -> Layout | None:
+    """The layout whose marker the names contain (None when none matches)."""
     names = list(names)
-    for loader in _LOADERS.values():
-        family = loader()
-        if any(family.marker.search(n) for n in names):
-            return family
+    for layout in candidate_layouts(family):
+        if any(layout.marker.search(n) for n in names):
+            return layout
     return None
 
 
-def source_view(names: Iterable[str], family: str | None = None, *,
-                source=None) -> tuple[Family | None, str, dict[str, str]]:
-    """Recognise a checkpoint's family from either naming side.
+def family_for_model_type(model_type: str | None) -> Family | None:
+    """The family a Hugging Face config's ``model_type`` names (None: none bertconv knows)."""
+    return next((f for f in families() if f.model_type == model_type), None) if model_type else None
 
-    Returns ``(family, side, to_source)``: ``side`` is ``"tf"`` when the names are the original
-    TensorFlow ones and ``"pt"`` when they are PyTorch names; ``to_source`` maps each recognised
-    name to its TensorFlow name (identity on the TF side). Hugging Face's duplicate keys of tied
-    weights are recognised as their originals. ``source``, when given, lets a family resolve
-    its table from the checkpoint itself (see :meth:`Family.for_checkpoint`).
+
+def family_for_architecture(architecture: str) -> Family | None:
+    return next((f for f in families() if architecture in f.architecture_heads), None)
+
+
+def select_tower(layout: Layout, tower: str | None) -> Layout:
+    """The layout that exports ``tower`` of a multi-model checkpoint (``layout`` itself for None)."""
+    if tower is None:
+        return layout
+    towers = layout.family.towers
+    if not towers:
+        raise InputError(f"--tower {tower}: {layout.family.name} checkpoints hold a single model",
+                         hint="leave out --tower")
+    if tower not in towers:
+        raise InputError(f"unknown tower {tower!r} for {layout.family.name}",
+                         hint=f"choose one of {', '.join(towers)}")
+    return towers[tower]
+
+
+def source_view(names: Iterable[str], family: str | None = None, *,
+                source=None) -> tuple[Layout | None, str, dict[str, str]]:
+    """Recognise a checkpoint's layout from either naming side.
+
+    Returns ``(layout, side, to_source)``: ``side`` is ``"tf"`` when the names are a layout's own
+    (TensorFlow-side) names and ``"pt"`` when they are PyTorch names; ``to_source`` maps each
+    recognised name to its source-side name (identity on the TF side). A family's tied duplicates
+    are recognised as their originals. ``source``, when given, lets a layout resolve its table
+    from the checkpoint itself (see :meth:`Layout.for_checkpoint`).
     """
     names = list(names)
-    # Families load one at a time, in detection order: a BERT checkpoint never builds the others.
-    loaders = [lambda: get_family(family)] if family else list(_LOADERS.values())
-    for load in loaders:
-        fam = load()
-        if any(fam.marker.search(n) for n in names):
-            fam = fam.for_checkpoint(names, source)
-            return fam, "tf", {n: n for n in names if fam.mapping.to_target(n)}
-    for fam in (load() for load in loaders):
-        prefix = fam.model_type + "."
+    layout = detect_layout(names, family)
+    if layout is not None:
+        layout = layout.for_checkpoint(names, source)
+        return layout, "tf", {n: n for n in names if layout.mapping.to_target(n)}
+    # PyTorch names: each family's canonical table, read backwards
+    seen = set()
+    for candidate in candidate_layouts(family):
+        if candidate.family.name in seen:
+            continue
+        seen.add(candidate.family.name)
+        canonical = candidate.family.layouts[0] if family in (None, candidate.family.name) else candidate
+        prefix = canonical.model_type + "."
         to_source = {}
         for n in names:
-            for candidate in (n, prefix + n, _TIED_ALIASES.get(n)):
-                if candidate is None:
+            for name in (n, prefix + n, canonical.family.tied.get(n)):
+                if name is None:
                     continue
-                m = fam.mapping.to_source(candidate)
+                m = canonical.mapping.to_source(name)
                 if m:
                     to_source[n] = m.source
                     break
-        if any(fam.marker.search(s) for s in to_source.values()):
-            return fam, "pt", to_source
-    return (get_family(family) if family else None), "?", {}
-
-
-#: Hugging Face state dicts may repeat tied weights under the decoder's own names.
-_TIED_ALIASES = {
-    "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
-    "cls.predictions.decoder.bias": "cls.predictions.bias",
-}
+        if any(canonical.marker.search(s) for s in to_source.values()):
+            return canonical, "pt", to_source
+    fallback = next(candidate_layouts(family), None) if family else None
+    return fallback, "?", {}

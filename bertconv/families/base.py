@@ -1,257 +1,241 @@
-"""Name mapping as data.
+"""What a model family is, and what one source naming of it (a layout) is.
 
-A family's mapping is a table of :class:`Rule` rows: a source (TensorFlow) name pattern, a target
-(PyTorch) name pattern and a transform. ``{layer}`` in a pattern stands for a layer index. The
-same table maps in both directions (TF -> PyTorch for ``tf2pt`` and ``diff``, PyTorch -> TF for
-``pt2tf``), so a row is the single statement of how one tensor corresponds to another.
+A :class:`Family` (BERT, ALBERT, ELECTRA...) owns everything about itself: its architectures and
+heads, which of its classes have no pooler, its tied weights, which PyTorch model and which float64
+reference run it, its config files and its tokenizer. Central modules call these hooks; none of
+them tests a family's name.
+
+A :class:`Layout` is one way the family's weights are named on disk (google-research's TF1 names,
+TF2 Model Garden object keys, Hugging Face Keras h5...): a mapping table, how to recognise it, and
+the numerics facts of the library that wrote it (what its ``"gelu"`` computes, its LayerNorm
+epsilon). A family's first layout is its canonical one: the names its float64 reference reads.
+Every other layout is read through it (:mod:`bertconv.families.views`).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-if TYPE_CHECKING:  # NumPy is imported where arrays are made, not to list a checkpoint
-    import numpy as np
+from ..errors import InputError
+from ..mapping import Mapping
 
-#: Transforms a rule may name. Each is its own inverse or has one below.
-TRANSPOSE = "transpose"  # dense kernel [in, out] <-> nn.Linear weight [out, in]
-# Einsum-dense layers (TF2 Model Garden, Keras MultiHeadAttention) keep the head axis apart.
-#: query/key/value kernel [in, heads, head_size] -> merge the heads -> [in, out] -> transpose
-MERGE_HEADS_OUT_T = "merge_heads_out_transpose"
-#: attention output kernel [heads, head_size, out] -> merge the heads -> [in, out] -> transpose
-MERGE_HEADS_IN_T = "merge_heads_in_transpose"
-#: query/key/value bias [heads, head_size] -> [out]
-MERGE_HEADS = "merge_heads"
-#: transforms whose inverse needs the source shape (the head count is in no PyTorch shape)
-SHAPE_AWARE = frozenset({MERGE_HEADS_OUT_T, MERGE_HEADS_IN_T, MERGE_HEADS})
+if TYPE_CHECKING:
+    from ..config import BertConfig
+
+#: heads that read the pooled output: a model that has one of them cannot go without a pooler
+HEADS_NEEDING_POOLER = frozenset({"nsp", "classifier"})
 
 
-@dataclass(frozen=True)
-class Rule:
-    source: str
-    target: str
-    transform: str | None = None
-    #: the head the tensor belongs to (None: the encoder itself, present in every model)
-    head: str | None = None
-    #: the number a source name carries for layer 0: Keras functional models number their
-    #: weighted layers in order (``layer_with_weights-4`` is encoder layer 0 when four embedding
-    #: layers come first); target names always count from 0
-    layer_offset: int = 0
+@dataclass(frozen=True, repr=False)
+class Layout:
+    """One source naming of a family. Most of its fields are the table and the facts of the
+    library that wrote it; ``family`` is set when the family is built."""
 
-    def _regex(self, pattern: str) -> re.Pattern:
-        parts = re.split(r"(\{layer\})", pattern)
-        body = "".join(r"(?P<layer>\d+)" if part == "{layer}" else re.escape(part) for part in parts)
-        return re.compile(f"^{body}$")
+    name: str
+    #: what wrote files of this layout, for reports
+    description: str
+    mapping: Mapping
+    #: a name that only this layout's checkpoints contain
+    marker: re.Pattern
+    #: the Hugging Face ``hidden_act`` that computes what the writing library computed for its
+    #: config's activation name (google-research/bert's "gelu" is the tanh approximation)
+    faithful_activation: dict[str, str]
+    #: the exact-erf spelling, for ``--gelu exact``
+    exact_activation: dict[str, str]
+    #: what the source config's ``hidden_act`` means, in the reference pass's names, where it
+    #: differs from google-research/bert's reading (a Hugging Face config's "gelu" is the erf form)
+    reference_activation: dict[str, str] = field(default_factory=dict)
+    #: the LayerNorm epsilon the writing library uses when its config does not say
+    layer_norm_eps: float = 1e-12
+    #: every config field the shapes determine: ``infer_sizes({name: shape})``
+    infer_sizes: Callable[[dict], dict] | None = None
+    #: for layouts whose table cannot be fixed in advance (an index that depends on the layer
+    #: count, a variable shared under another object's name, a scope read from the file):
+    #: ``bind(layout, names, source)`` returns the layout specialised to one checkpoint
+    bind: Callable[["Layout", list, object], "Layout"] | None = None
+    #: parts that are not heads (the pooler; ELECTRA's other tower)
+    structural_parts: frozenset = frozenset({"pooler"})
+    #: the heads ``--head auto`` (with no task head) and ``--head pretraining`` export
+    pretraining_heads: frozenset = frozenset({"mlm", "nsp"})
+    #: checkpoints holding several models (ELECTRA): which one this layout exports
+    tower: str | None = None
+    #: True when the family's reference reads this layout's names as they are (the original
+    #: code's own names); other layouts are read through the first layout's table
+    canonical: bool = False
+    family: "Family | None" = None
 
+    def __repr__(self) -> str:
+        return f"<Layout {self.name} of {self.family.name if self.family else '?'}>"
+
+    # -- the family's facts, as seen from one of its layouts ------------------------------------
     @property
-    def source_regex(self) -> re.Pattern:
-        return _compiled(self, "source")
+    def model_type(self) -> str:
+        return self.family.model_type
 
-    @property
-    def target_regex(self) -> re.Pattern:
-        return _compiled(self, "target")
+    def for_checkpoint(self, names: Iterable[str], source=None) -> "Layout":
+        """This layout with its table resolved for one checkpoint (itself when nothing depends on it)."""
+        return self.bind(self, list(names), source) if self.bind is not None else self
 
-    @property
-    def per_layer(self) -> bool:
-        return "{layer}" in self.source
+    def heads_present(self, names: Iterable[str]) -> set[str]:
+        """Task heads whose tensors appear among ``names`` (the pooler is a part, not a head)."""
+        return {p for p in self.parts_present(names) if p not in self.structural_parts}
 
+    def parts_present(self, names: Iterable[str]) -> set[str]:
+        parts = set()
+        for name in names:
+            m = self.mapping.to_target(name)
+            if m and m.rule.head:
+                parts.add(m.rule.head)
+        return parts
 
-_REGEX_CACHE: dict[tuple[Rule, str], re.Pattern] = {}
+    def exported_parts(self, heads: frozenset, architecture: str) -> frozenset:
+        """The optional parts a model of ``architecture`` with ``heads`` is made of."""
+        extra = set()
+        if "pooler" in self.structural_parts and architecture not in self.family.without_pooler:
+            extra.add("pooler")
+        return frozenset(heads | extra)
 
+    def architecture(self, heads: frozenset) -> str:
+        return self.family.architecture(heads)
 
-def _compiled(rule: Rule, side: str) -> re.Pattern:
-    key = (rule, side)
-    if key not in _REGEX_CACHE:
-        _REGEX_CACHE[key] = rule._regex(getattr(rule, side))
-    return _REGEX_CACHE[key]
-
-
-@dataclass(frozen=True)
-class Match:
-    rule: Rule
-    source: str
-    target: str
-    layer: int | None
-
-
-def apply_transform(transform: str | None, array: np.ndarray) -> np.ndarray:
-    """Source layout -> target layout (a view where possible)."""
-    if transform is None:
-        return array
-    if transform == TRANSPOSE:
-        return array.T
-    if transform == MERGE_HEADS_OUT_T:
-        n_in, heads, head_size = _dims(transform, array.shape, 3)
-        return array.reshape(n_in, heads * head_size).T
-    if transform == MERGE_HEADS_IN_T:
-        heads, head_size, n_out = _dims(transform, array.shape, 3)
-        return array.reshape(heads * head_size, n_out).T
-    if transform == MERGE_HEADS:
-        heads, head_size = _dims(transform, array.shape, 2)
-        return array.reshape(heads * head_size)
-    raise ValueError(f"unknown transform {transform!r}")
+    def gelu_meaning(self) -> str:
+        """What this layout's library computes for ``"gelu"``, in words."""
+        return "the original exact erf form" if self.faithful_activation.get("gelu") == "gelu" \
+            else "the original tanh form"
 
 
-def transposed_matrix(transform: str | None, source_shape: tuple[int, ...]) -> tuple[int, int] | None:
-    """The transform as a move of bytes: ``(rows, cols)`` when the target's bytes are the
-    transpose of the source's read as a row-major rows x cols matrix, None when they are the
-    source's bytes unchanged (a reshape); ValueError for a shape the transform cannot take as a
-    matrix. What the compiled data path of ``tf2pt`` does instead of
-    :func:`apply_transform`; the two agree bit for bit (tests/test_kernels.py)."""
-    if transform is None or transform == MERGE_HEADS:
-        return None
-    if transform == TRANSPOSE:
-        if len(source_shape) < 2:  # .T of a vector is the vector
-            return None
-        rows, cols = _dims(transform, source_shape, 2)
-        return rows, cols
-    if transform == MERGE_HEADS_OUT_T:
-        n_in, heads, head_size = _dims(transform, source_shape, 3)
-        return n_in, heads * head_size
-    if transform == MERGE_HEADS_IN_T:
-        heads, head_size, n_out = _dims(transform, source_shape, 3)
-        return heads * head_size, n_out
-    raise ValueError(f"unknown transform {transform!r}")
+class Family:
+    """A model family. Subclasses (one per package under ``bertconv/families/``) set the class
+    attributes and override the hooks that differ; the defaults are BERT's way."""
 
+    name: str = ""
+    #: Hugging Face's ``model_type``; also the prefix of the encoder's state-dict names
+    model_type: str = ""
+    #: frozenset of heads -> Hugging Face architecture class name
+    architectures: dict[frozenset, str] = {}
+    #: architectures whose Hugging Face class has no pooler, though the checkpoint may have one
+    without_pooler: frozenset = frozenset()
+    #: tied weights Hugging Face state dicts may repeat: duplicate name -> the name it duplicates;
+    #: each is accepted only when equal to what it duplicates
+    tied: dict[str, str] = {}
+    #: non-weight buffers older Hugging Face state dicts carry (position and token type ids)
+    index_buffers: re.Pattern = re.compile(r"^(\w+\.)?embeddings\.(position_ids|token_type_ids)$")
+    #: the config file a release ships, named when the weights cannot stand in for it
+    config_file: str = "bert_config.json"
+    #: config files looked for beside a checkpoint, in order
+    config_files: tuple[str, ...] = ("bert_config.json", "config.json", "albert_config.json")
+    #: how inspect describes each head
+    head_descriptions: dict[str, str] = {}
+    #: whether ``validate --with-transformers`` can run this family's models (see
+    #: :meth:`transformers_outputs`)
+    runs_in_transformers: bool = False
 
-def invert_transform(transform: str | None, array: np.ndarray,
-                     source_shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Target layout -> source layout. The head-merging transforms lose the head count, so their
-    inverse needs ``source_shape`` (the shape the source tensor has, or is to have)."""
-    if transform is None:
-        return array
-    if transform == TRANSPOSE:
-        return array.T
-    if transform in SHAPE_AWARE:
-        if source_shape is None:
-            raise ValueError(f"the inverse of {transform!r} needs the source shape")
-        source_shape = tuple(source_shape)
-        if transformed_shape(transform, source_shape) != tuple(array.shape):
-            raise ValueError(f"{transform!r}: shape {list(array.shape)} does not come from "
-                             f"{list(source_shape)}")
-        if transform == MERGE_HEADS:
-            return array.reshape(source_shape)
-        return array.T.reshape(source_shape)
-    raise ValueError(f"unknown transform {transform!r}")
+    def __init__(self, layouts: Iterable[Layout], tower_layouts: dict[str, str] | None = None):
+        self.layouts = tuple(layouts)
+        for layout in self.layouts:
+            # a layout belongs to exactly one family, set once here (the dataclass is frozen so
+            # that nothing else changes it; bound copies made by ``bind`` keep the reference)
+            if layout.family not in (None, self):
+                raise ValueError(f"layout {layout.name} already belongs to {layout.family.name}")
+            object.__setattr__(layout, "family", self)
+        by_name = {layout.name: layout for layout in self.layouts}
+        #: checkpoints holding several models: tower -> the layout that exports it
+        self.towers = {tower: by_name[name] for tower, name in (tower_layouts or {}).items()}
+        #: architecture -> its heads
+        self.architecture_heads = {arch: heads for heads, arch in self.architectures.items()}
 
+    def __repr__(self) -> str:
+        return f"<Family {self.name}>"
 
-def transformed_shape(transform: str | None, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The target shape of a source tensor of ``shape``. A head-merging transform given a shape
-    of the wrong rank leaves it as it is: the planner's shape check names that tensor."""
-    if transform in SHAPE_AWARE and len(shape) != (2 if transform == MERGE_HEADS else 3):
-        return tuple(shape)
-    if transform == TRANSPOSE:
-        return tuple(reversed(shape))
-    if transform == MERGE_HEADS_OUT_T:
-        n_in, heads, head_size = _dims(transform, shape, 3)
-        return (heads * head_size, n_in)
-    if transform == MERGE_HEADS_IN_T:
-        heads, head_size, n_out = _dims(transform, shape, 3)
-        return (n_out, heads * head_size)
-    if transform == MERGE_HEADS:
-        heads, head_size = _dims(transform, shape, 2)
-        return (heads * head_size,)
-    return tuple(shape)
+    def layout(self, name: str) -> Layout:
+        for layout in self.layouts:
+            if layout.name == name:
+                return layout
+        raise InputError(f"{self.name} has no layout {name!r}",
+                         hint=f"choose one of {', '.join(l.name for l in self.layouts)}")
 
+    def architecture(self, heads: frozenset) -> str:
+        try:
+            return self.architectures[heads]
+        except KeyError:
+            raise InputError(f"no {self.model_type} architecture carries the heads "
+                             f"{', '.join(sorted(heads))} together",
+                             hint="choose one with --head") from None
 
-def _dims(transform: str, shape, rank: int) -> tuple[int, ...]:
-    if len(shape) != rank:
-        raise ValueError(f"{transform!r} takes a rank-{rank} tensor, not shape {list(shape)}")
-    return tuple(int(d) for d in shape)
+    def state_dict_heads(self, names: Iterable[str]) -> frozenset:
+        """The heads whose PyTorch names (any of their tensors) appear among ``names``."""
+        names = set(names)
+        canonical = self.layouts[0]
+        return frozenset(rule.head for rule in canonical.mapping.rules
+                         if rule.head and rule.head not in canonical.structural_parts
+                         and (rule.target in names or rule.target.removeprefix(self.model_type + ".") in names))
 
+    def needs_pooler(self, architecture: str) -> bool:
+        return bool(self.architecture_heads.get(architecture, frozenset()) & HEADS_NEEDING_POOLER)
 
-@dataclass
-class Mapping:
-    rules: tuple[Rule, ...]
-    #: source prefix that some exports add (``module/`` for TF-Hub); stripped before matching
-    optional_prefixes: tuple[str, ...] = field(default_factory=tuple)
+    # -- hooks --------------------------------------------------------------------------------
+    def load_model(self, tensors: dict, config: "BertConfig", architecture: str, *, path=None,
+                   num_labels: int = 2):
+        """bertconv's own PyTorch model of ``architecture`` holding exactly ``tensors``."""
+        raise NotImplementedError
 
-    def to_target(self, source_name: str) -> Match | None:
-        # Planning, inspecting and diffing each ask for the same names several times.
-        cache = self.__dict__.setdefault("_to_target_cache", {})
-        if source_name not in cache:
-            cache[source_name] = self._to_target(source_name)
-        return cache[source_name]
+    def reference(self, weights, config: "BertConfig", inputs, *, heads=None, tower: str | None = None,
+                  kind: str = "numpy") -> dict:
+        """The original's outputs, computed by the family's independent float64 reference over the
+        canonical layout's names. ``kind``: ``numpy`` or ``tf`` (TensorFlow itself, where the
+        family has such an oracle)."""
+        raise NotImplementedError
 
-    def _to_target(self, source_name: str) -> Match | None:
-        name = source_name
-        for prefix in self.optional_prefixes:
-            if name.startswith(prefix):
-                name = name[len(prefix):]
-                break
-        for rule in self._candidates("source", name):
-            m = rule.source_regex.match(name)
-            if m:
-                layer = int(m.group("layer")) - rule.layer_offset if rule.per_layer else None
-                if layer is not None and layer < 0:
-                    continue
-                return Match(rule, source_name, _fill(rule.target, layer), layer)
-        return None
+    def numpy_reference_only(self, kind: str) -> None:
+        if kind != "numpy":
+            raise InputError(f"--reference {kind} covers BERT only; {self.name} is checked by its NumPy reference",
+                             hint="use --reference numpy")
 
-    def to_source(self, target_name: str) -> Match | None:
-        for rule in self._candidates("target", target_name):
-            m = rule.target_regex.match(target_name)
-            if m:
-                layer = int(m.group("layer")) if rule.per_layer else None
-                return Match(rule, _fill(rule.source, layer, rule.layer_offset), target_name, layer)
+    def reference_heads(self, weights, architecture: str) -> list[str] | None:
+        """The heads the reference is to compute for a converted model of ``architecture`` (None:
+        every head the original has)."""
         return None
 
-    def _candidates(self, side: str, name: str) -> list[Rule]:
-        # Checkpoints hold thousands of names and tables dozens of rows: rather than trying each
-        # row's regex on each name, index the rows by their "skeleton" (digit runs and {layer}
-        # both read as '#'), so a name is matched against the one or two rows that can fit it.
-        index = self.__dict__.get(f"_index_{side}")
-        if index is None:
-            index = {}
-            for rule in self.rules:
-                index.setdefault(_skeleton(getattr(rule, side).replace("{layer}", "0")), []).append(rule)
-            self.__dict__[f"_index_{side}"] = index
-        return index.get(_skeleton(name), [])
+    def tokenizer_source(self, source, vocab) -> Path | None:
+        """A tokenizer model the family ships instead of vocab.txt (ALBERT's SentencePiece), when
+        no vocabulary was found."""
+        return None
 
-    def expected(self, num_layers: int, heads: Iterable[str | None]) -> list[Match]:
-        """Every tensor a model with these heads must have, as matches (source and target)."""
-        wanted = set(heads) | {None}
-        out = []
-        for rule in self.rules:
-            if rule.head not in wanted:
-                continue
-            for layer in (range(num_layers) if rule.per_layer else [None]):
-                out.append(Match(rule, _fill(rule.source, layer, rule.layer_offset),
-                                 _fill(rule.target, layer), layer))
-        return out
+    def write_tokenizer(self, directory: Path, plan, lower_case: bool | None) -> tuple[list[str], bool | None,
+                                                                                     str | None]:
+        """The tokenizer files of a Hugging Face directory: (files written, do_lower_case, a note
+        on how casing was decided, or None)."""
+        from ..vocab import infer_lower_case
+        from .bert.tokenizer import write_tokenizer_files
 
+        if plan.vocab is None:
+            return [], None, None
+        note = None
+        if lower_case is None:
+            hints = [str(Path(plan.source_path).resolve()), str(plan.vocab.path.resolve().parent)]
+            lower_case, why = infer_lower_case(plan.vocab, hints)
+            note = f"do_lower_case={lower_case} ({why}; override with --cased/--uncased)"
+        files = write_tokenizer_files(directory, plan.vocab, do_lower_case=lower_case,
+                                      model_max_length=plan.config.max_position_embeddings)
+        return files, lower_case, note
 
-_DIGITS = re.compile(r"\d+")
+    def hf_config_extras(self, layout: Layout) -> dict[str, Any]:
+        """What a Hugging Face config.json of this family states besides the source config."""
+        return {"pad_token_id": 0, "position_embedding_type": "absolute"}
 
+    def transformers_outputs(self, model, result) -> dict:
+        """Named outputs (``bertconv.outputs``) of a transformers model's forward ``result``."""
+        raise NotImplementedError
 
-def _skeleton(name: str) -> str:
-    return _DIGITS.sub("#", name)
+    def tower_of(self, architecture: str, recorded: str | None) -> str | None:
+        """For checkpoints of several models: the tower a converted model of ``architecture`` was
+        exported from (its head says, else ``recorded``, the conversion's record; None: unknown)."""
+        return recorded
 
-
-def _fill(pattern: str, layer: int | None, offset: int = 0) -> str:
-    return pattern.replace("{layer}", str(layer + offset)) if layer is not None else pattern
-
-
-# Names that training leaves in a checkpoint. A name counts as training state only when it is one
-# of the standalone counters below, or a slot suffix appended to a tensor the model itself has:
-# anything else stays "unknown" rather than being guessed into either bin.
-TRAINING_COUNTERS = re.compile(
-    r"^(global_step|beta1_power|beta2_power|\w*_power(_\d+)?|good_steps|loss_scale|"
-    r"current_loss_scale|save_counter(/\.ATTRIBUTES/VARIABLE_VALUE)?|"
-    r"optimizer/.*|.*/\.OPTIMIZER_SLOT/.*)$")
-SLOT_SUFFIX = re.compile(
-    r"^(?P<var>.+)/(?P<slot>adam_m|adam_v|Adam|Adam_\d+|Momentum|lamb_m|lamb_v|LAMB|LAMB_\d+|"
-    r"Adagrad|Adadelta|Adadelta_\d+|RMSProp|RMSProp_\d+|Ftrl|Ftrl_\d+|ExponentialMovingAverage|"
-    r"accumulator|Adafactor\w*|m|v)$")
-
-
-def training_state_kind(name: str, is_model_tensor) -> str | None:
-    """``"counter"``, ``"slot:<name>"`` or None. ``is_model_tensor(name)`` says whether a name is
-    one of the model's own tensors, so that a slot is recognised only next to a real variable."""
-    if TRAINING_COUNTERS.match(name):
-        return "counter"
-    m = SLOT_SUFFIX.match(name)
-    if m and is_model_tensor(m.group("var")):
-        return f"slot:{m.group('slot')}"
-    return None
+    def to_original_config(self, hf: dict, config_path: Path, *, allow_exact_gelu: bool,
+                           notes: list[str]) -> dict:
+        """A Hugging Face config.json -> the original code's config (``pt2tf``)."""
+        raise InputError(f"pt2tf writes no {self.name} checkpoints", path=config_path,
+                         hint="pt2tf converts Hugging Face BERT models")

@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import outputs as out
-from .config import BertConfig
-from .errors import InputError
+from ... import outputs as out
+from ...config import BertConfig
+from ...errors import InputError
 
 #: the heads' variable names: (weights, bias), multiplied transposed (already [out, in])
 _HEAD_WEIGHTS = {

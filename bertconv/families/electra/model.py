@@ -15,17 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import outputs as out
-from .config import BertConfig
-from .errors import InputError
-from .model import ATTENTION_MASK_VALUE, BertEmbeddings, BertLayer, activation, embed
-
-ARCHITECTURE_HEADS = {
-    "ElectraModel": frozenset(),
-    "ElectraForPreTraining": frozenset({"discriminator"}),
-    "ElectraForMaskedLM": frozenset({"mlm"}),
-}
-
+from ... import outputs as out
+from ...config import BertConfig
+from ..bert.model import BertEmbeddings, BertLayer, activation, embed
 
 class ElectraEncoder(nn.Module):
     def __init__(self, config: BertConfig):
@@ -36,10 +28,9 @@ class ElectraEncoder(nn.Module):
 class ElectraEncoderModel(nn.Module):
     """Hugging Face's ``ElectraModel``."""
 
-    def __init__(self, config: BertConfig, *, attention_mask_value: float = ATTENTION_MASK_VALUE):
+    def __init__(self, config: BertConfig):
         super().__init__()
         self.config = config
-        self.attention_mask_value = attention_mask_value
         width = config.embedding_size or config.hidden_size
         self.embeddings = BertEmbeddings(dataclasses.replace(config, hidden_size=width, num_attention_heads=1))
         if width != config.hidden_size:
@@ -89,21 +80,18 @@ class GeneratorLMHead(nn.Module):
 
 
 class ElectraWithHeads(nn.Module):
-    def __init__(self, config: BertConfig, architecture: str, *, attention_mask_value: float = ATTENTION_MASK_VALUE):
+    def __init__(self, config: BertConfig, architecture: str, heads: frozenset):
         super().__init__()
         self.architecture = architecture
-        self.heads = ARCHITECTURE_HEADS[architecture]
+        self.heads = heads
         self.config = config
-        self.electra = ElectraEncoderModel(config, attention_mask_value=attention_mask_value)
+        self.electra = ElectraEncoderModel(config)
         if "discriminator" in self.heads:
             self.discriminator_predictions = ElectraDiscriminatorPredictions(config)
         if "mlm" in self.heads:
             self.generator_predictions = ElectraGeneratorPredictions(config)
             self.generator_lm_head = GeneratorLMHead(config)
 
-    @property
-    def attention_mask_value(self) -> float:
-        return self.electra.attention_mask_value
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
         results = self.electra(input_ids, token_type_ids, attention_mask)
@@ -117,31 +105,12 @@ class ElectraWithHeads(nn.Module):
         return results
 
 
-def build_model(config: BertConfig, architecture: str = "ElectraModel", *,
-                attention_mask_value: float = ATTENTION_MASK_VALUE) -> nn.Module:
-    if architecture not in ARCHITECTURE_HEADS:
-        raise InputError(f"unknown ELECTRA architecture {architecture!r}",
-                         hint=f"choose one of {', '.join(ARCHITECTURE_HEADS)}")
+def build_model(config: BertConfig, architecture: str, heads: frozenset) -> nn.Module:
+    """A model of ``architecture`` with ``heads`` (its weights are meant to be loaded next)."""
     activation(config.hidden_act)
-    if architecture == "ElectraModel":
-        model = ElectraEncoderModel(config, attention_mask_value=attention_mask_value)
+    if not heads:
+        model = ElectraEncoderModel(config)
         model.architecture, model.heads = architecture, frozenset()
     else:
-        model = ElectraWithHeads(config, architecture, attention_mask_value=attention_mask_value)
+        model = ElectraWithHeads(config, architecture, heads)
     return model.eval()
-
-
-def load(tensors: dict[str, torch.Tensor], config: BertConfig, architecture: str, *, path=None,
-         attention_mask_value: float = ATTENTION_MASK_VALUE) -> nn.Module:
-    """A model of ``architecture`` holding exactly ``tensors`` (strict: see load_state_dict_strict)."""
-    from .model import load_state_dict_strict
-
-    tensors = {n: t for n, t in tensors.items()
-               if not n.endswith(("embeddings.position_ids", "embeddings.token_type_ids"))}
-    alias, original = "generator_lm_head.weight", "electra.embeddings.word_embeddings.weight"
-    if alias in tensors and original in tensors and torch.equal(tensors[alias], tensors[original]):
-        del tensors[alias]
-    with torch.device("meta"):
-        model = build_model(config, architecture, attention_mask_value=attention_mask_value)
-    load_state_dict_strict(model, tensors, path=path)
-    return model

@@ -16,18 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import outputs as out
-from .config import BertConfig
-from .errors import ConfigError, InputError
-from .model import ATTENTION_MASK_VALUE, BertEmbeddings, BertSelfAttention, activation, embed
-
-ARCHITECTURE_HEADS = {
-    "AlbertModel": frozenset(),
-    "AlbertForPreTraining": frozenset({"mlm", "nsp"}),
-    "AlbertForMaskedLM": frozenset({"mlm"}),
-}
-_NO_POOLER = frozenset({"AlbertForMaskedLM"})
-
+from ... import outputs as out
+from ...config import BertConfig
+from ...errors import ConfigError
+from ..bert.model import BertEmbeddings, BertSelfAttention, activation, embed
 
 def _groups(config: BertConfig) -> tuple[int, int]:
     extra = config.extra or {}
@@ -85,11 +77,9 @@ class AlbertTransformer(nn.Module):
 class AlbertEncoderModel(nn.Module):
     """Hugging Face's ``AlbertModel``: embeddings, the shared-layer encoder, optional pooler."""
 
-    def __init__(self, config: BertConfig, *, with_pooler: bool = True,
-                 attention_mask_value: float = ATTENTION_MASK_VALUE):
+    def __init__(self, config: BertConfig, *, with_pooler: bool = True):
         super().__init__()
         self.config = config
-        self.attention_mask_value = attention_mask_value
         width = config.embedding_size or config.hidden_size
         self.embeddings = BertEmbeddings(dataclasses.replace(config, hidden_size=width, num_attention_heads=1))
         self.encoder = AlbertTransformer(config)
@@ -128,24 +118,17 @@ class AlbertSOPHead(nn.Module):
 
 
 class AlbertWithHeads(nn.Module):
-    def __init__(self, config: BertConfig, architecture: str, *, with_pooler: bool | None = None,
-                 attention_mask_value: float = ATTENTION_MASK_VALUE):
+    def __init__(self, config: BertConfig, architecture: str, heads: frozenset, *, with_pooler: bool):
         super().__init__()
         self.architecture = architecture
-        self.heads = ARCHITECTURE_HEADS[architecture]
+        self.heads = heads
         self.config = config
-        if with_pooler is None:
-            with_pooler = architecture not in _NO_POOLER
-        self.albert = AlbertEncoderModel(config, with_pooler=with_pooler or "nsp" in self.heads,
-                                         attention_mask_value=attention_mask_value)
+        self.albert = AlbertEncoderModel(config, with_pooler=with_pooler or "nsp" in self.heads)
         if "mlm" in self.heads:
             self.predictions = AlbertMLMHead(config)
         if "nsp" in self.heads:
             self.sop_classifier = AlbertSOPHead(config)
 
-    @property
-    def attention_mask_value(self) -> float:
-        return self.albert.attention_mask_value
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
         results = self.albert(input_ids, token_type_ids, attention_mask)
@@ -157,37 +140,12 @@ class AlbertWithHeads(nn.Module):
         return results
 
 
-def build_model(config: BertConfig, architecture: str = "AlbertModel", *, with_pooler: bool | None = None,
-                attention_mask_value: float = ATTENTION_MASK_VALUE) -> nn.Module:
-    if architecture not in ARCHITECTURE_HEADS:
-        raise InputError(f"unknown ALBERT architecture {architecture!r}",
-                         hint=f"choose one of {', '.join(ARCHITECTURE_HEADS)}")
+def build_model(config: BertConfig, architecture: str, heads: frozenset, *, with_pooler: bool) -> nn.Module:
+    """A model of ``architecture`` with ``heads`` (its weights are meant to be loaded next)."""
     activation(config.hidden_act)
-    if architecture == "AlbertModel":
-        model = AlbertEncoderModel(config, with_pooler=True if with_pooler is None else with_pooler,
-                                   attention_mask_value=attention_mask_value)
+    if not heads:
+        model = AlbertEncoderModel(config, with_pooler=with_pooler)
         model.architecture, model.heads = architecture, frozenset()
     else:
-        model = AlbertWithHeads(config, architecture, with_pooler=with_pooler,
-                                attention_mask_value=attention_mask_value)
+        model = AlbertWithHeads(config, architecture, heads, with_pooler=with_pooler)
     return model.eval()
-
-
-def load(tensors: dict[str, torch.Tensor], config: BertConfig, architecture: str, *, path=None,
-         attention_mask_value: float = ATTENTION_MASK_VALUE) -> nn.Module:
-    """A model of ``architecture`` holding exactly ``tensors`` (strict: see load_state_dict_strict)."""
-    from .model import load_state_dict_strict
-
-    tensors = {n: t for n, t in tensors.items()
-               if not n.endswith(("embeddings.position_ids", "embeddings.token_type_ids"))}
-    # Hugging Face may repeat the tied decoder; it must equal what it repeats
-    for alias, original in (("predictions.decoder.weight", "albert.embeddings.word_embeddings.weight"),
-                            ("predictions.decoder.bias", "predictions.bias")):
-        if alias in tensors and original in tensors and torch.equal(tensors[alias], tensors[original]):
-            del tensors[alias]
-    pooler = "pooler.weight" if architecture == "AlbertModel" else "albert.pooler.weight"
-    with torch.device("meta"):
-        model = build_model(config, architecture, with_pooler=pooler in tensors,
-                            attention_mask_value=attention_mask_value)
-    load_state_dict_strict(model, tensors, path=path)
-    return model

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from . import outputs as out
-from .config import BertConfig
-from .errors import InputError
-from .reference import (ACTIVATIONS, BERT_LAYER_NAMES, _check_inputs, _check_shape, _dense, _gelu_erf, _gelu_tanh,
+from ... import outputs as out
+from ...config import BertConfig
+from ...errors import InputError
+from ..bert.reference import (ACTIVATIONS, BERT_LAYER_NAMES, _check_inputs, _check_shape, _dense, _gelu_erf, _gelu_tanh,
                         _layer_norm, _Weights, mask_adder_of, transformer_layer)
 
 #: ELECTRA's get_activation: its "gelu" is the erf form

@@ -1,4 +1,4 @@
-"""The ELECTRA family: google-research/electra TF1 names -> Hugging Face ``Electra*`` state-dict names.
+"""google-research/electra's TF1 names -> Hugging Face ``Electra*`` state-dict names.
 
 A pretraining checkpoint holds two models. The discriminator (``ElectraForPreTraining``) lives under
 ``electra/``, its head under ``discriminator_predictions/{dense,dense_1}``; the generator
@@ -6,7 +6,7 @@ A pretraining checkpoint holds two models. The discriminator (``ElectraForPreTra
 decoder tied to the word embeddings. Both read the embeddings ``electra/embeddings/*`` (the
 generator has its own ``generator/embeddings/*`` only when trained with untied embeddings). Each
 tower maps its embeddings to its own width with ``<tower>/embeddings_project`` when the widths
-differ. Which tower is exported is the user's choice (``--tower``); this module holds one family per
+differ. Which tower is exported is the user's choice (``--tower``); this module holds one layout per
 tower, and the other tower's tensors are recognised and left out, never exported by mistake.
 Below the scope, the encoder is BERT's, row for row.
 """
@@ -16,8 +16,9 @@ import dataclasses
 import re
 from functools import partial
 
-from .base import TRANSPOSE as T
-from .base import Mapping, Rule
+from ...mapping import TRANSPOSE as T
+from ...mapping import Mapping, Rule
+from ..base import Layout
 
 TOWERS = ("discriminator", "generator")
 #: the TensorFlow scope of each tower's encoder
@@ -102,21 +103,20 @@ def tower_rules(tower: str, *, embeddings_scope: str = "electra", project: bool 
     tower's own, exported; a part name: the other tower's, recognised but left out)."""
     scope = SCOPES[tower]
     head_name, head_rows = _HEADS[tower]
-    rows = [Rule(f"{embeddings_scope}/embeddings/{s}", f"electra.embeddings.{t}", None, head)
-            for s, t in _EMBEDDINGS]
+    rows = [(f"{embeddings_scope}/embeddings/{s}", f"electra.embeddings.{t}", None, head) for s, t in _EMBEDDINGS]
     if project:
-        rows += [Rule(f"{scope}/embeddings_project/kernel", "electra.embeddings_project.weight", T, head),
-                 Rule(f"{scope}/embeddings_project/bias", "electra.embeddings_project.bias", None, head)]
-    rows += [Rule(f"{scope}/encoder/layer_{{layer}}/{s}", f"electra.encoder.layer.{{layer}}.{t}", tr, head)
+        rows += [(f"{scope}/embeddings_project/kernel", "electra.embeddings_project.weight", T, head),
+                 (f"{scope}/embeddings_project/bias", "electra.embeddings_project.bias", None, head)]
+    rows += [(f"{scope}/encoder/layer_{{layer}}/{s}", f"electra.encoder.layer.{{layer}}.{t}", tr, head)
              for s, t, tr in _LAYER]
-    rows += [Rule(s, t, tr, head or head_name) for s, t, tr in head_rows]
-    return tuple(rows)
+    rows += [(s, t, tr, head or head_name) for s, t, tr in head_rows]
+    return tuple(Rule(source, target, _shape(source), transform, part) for source, target, transform, part in rows)
 
 
 def infer_sizes(shapes: dict[str, tuple[int, ...]], tower: str = "discriminator",
                 embeddings_scope: str = "electra") -> dict[str, int]:
     """Every config field the shapes determine for one tower (the head count is not among them)."""
-    from ..config import count_layers
+    from ...config import count_layers
 
     scope = SCOPES[tower]
 
@@ -137,14 +137,14 @@ def infer_sizes(shapes: dict[str, tuple[int, ...]], tower: str = "discriminator"
     return {k: v for k, v in sizes.items() if v is not None}
 
 
-def bind(family, names: list[str], source=None):
-    """The table for this checkpoint: the family's tower with or without its projection and with
+def bind(layout: Layout, names: list[str], source=None) -> Layout:
+    """The table for this checkpoint: the layout's tower with or without its projection and with
     the embeddings it really reads, plus whatever the other tower left in the file."""
-    tower = family.tower
+    tower = layout.tower
     other = TOWERS[1 - TOWERS.index(tower)]
     present = set(names)
     if tower == "generator" and not any(n.startswith("generator/encoder/layer_") for n in names):
-        from ..errors import MappingError
+        from ...errors import MappingError
         raise MappingError("--tower generator: the checkpoint holds no generator (no generator/encoder/layer_* "
                            "tensors)", hint="released fine-tuned and discriminator-only checkpoints keep only "
                            "the discriminator; leave out --tower")
@@ -163,48 +163,32 @@ def bind(family, names: list[str], source=None):
     rules += tuple(dataclasses.replace(r, target=f"{OTHER[tower]}.{r.target}")
                    for r in tower_rules(other, embeddings_scope=embeddings_of(other), project=projects(other),
                                         head=OTHER[tower]) if r.source not in mine)
-    return dataclasses.replace(
-        family, mapping=Mapping(rules), shapes={r.source: _shape(r.source) for r in rules if r.source in mine},
-        infer_sizes=partial(infer_sizes, tower=tower, embeddings_scope=embeddings_of(tower)), bind=None)
+    return dataclasses.replace(layout, mapping=Mapping(rules),
+                               infer_sizes=partial(infer_sizes, tower=tower, embeddings_scope=embeddings_of(tower)),
+                               bind=None)
 
 
 MARKER = re.compile(r"^(electra|generator)/(embeddings|encoder/layer_\d+)/|^discriminator_predictions/")
 
 
-def _family(tower: str):
-    from . import Family
-
-    head = _HEADS[tower][0]
-    rules = tower_rules(tower)
-    return Family(
-        name="electra",
-        model_type="electra",
-        mapping=Mapping(rules),
+def _layout(tower: str) -> Layout:
+    return Layout(
+        name="google_electra" if tower == "discriminator" else "google_electra_generator",
+        description=f"google-research/electra TF1 checkpoint ({tower})",
+        mapping=Mapping(tower_rules(tower)),
         marker=MARKER,
-        architectures={frozenset(): "ElectraModel",
-                       frozenset({head}): "ElectraForPreTraining" if tower == "discriminator" else "ElectraForMaskedLM"},
         # ELECTRA's modeling.py computes the exact erf GELU for "gelu": Hugging Face's "gelu" is that
         faithful_activation={"gelu": "gelu", "relu": "relu", "tanh": "tanh"},
         exact_activation={"gelu": "gelu"},
         reference_activation={"gelu": "gelu_exact"},
-        shapes={r.source: _shape(r.source) for r in rules},
         infer_sizes=partial(infer_sizes, tower=tower),
         structural_parts=frozenset({OTHER[tower]}),
-        pretraining_heads=frozenset({head}),
+        pretraining_heads=frozenset({_HEADS[tower][0]}),
         tower=tower,
-        towers={"discriminator": _discriminator, "generator": _generator},
+        canonical=True,
         bind=bind,
     )
 
 
-def _discriminator():
-    return DISCRIMINATOR
-
-
-def _generator():
-    return GENERATOR
-
-
-DISCRIMINATOR = _family("discriminator")
-GENERATOR = _family("generator")
-FAMILY = DISCRIMINATOR
+DISCRIMINATOR = _layout("discriminator")
+GENERATOR = _layout("generator")

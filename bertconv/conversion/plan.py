@@ -6,15 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DEFAULT_HEAD_SIZE, BertConfig, compare_configs, load_config_file
-from .errors import ConfigError, InputError, MappingError
-from .families import Family, detect_family, get_family, select_tower
-from .families.base import Match, training_state_kind, transformed_shape
-from .formats.base import TensorSource
-from .vocab import Vocab, check_vocab_size, load_vocab
-
-#: bookkeeping entries that are neither weights nor optimizer state
-METADATA_NAMES = frozenset({"_CHECKPOINTABLE_OBJECT_GRAPH"})
+from ..config import DEFAULT_HEAD_SIZE, BertConfig, compare_configs, load_config_file
+from ..errors import ConfigError, InputError, MappingError
+from ..families import Family, Layout, candidate_layouts, detect_layout, select_tower
+from ..formats.base import TensorSource
+from ..mapping import METADATA_NAMES, Match, training_state_kind, transformed_shape
+from ..vocab import Vocab, check_vocab_size, load_vocab
 
 
 @dataclass
@@ -22,15 +19,14 @@ class TensorPlan:
     source: str
     target: str
     transform: str | None
-    source_shape: tuple[int, ...]
     target_shape: tuple[int, ...]
-    source_dtype: str
     head: str | None
 
 
 @dataclass
 class Plan:
-    family: Family
+    #: the source naming, bound to this checkpoint (its ``family`` is the model family)
+    layout: Layout
     config: BertConfig
     config_origin: str                     # a path, or "inferred from the weights"
     heads_present: frozenset
@@ -39,13 +35,18 @@ class Plan:
     tensors: list[TensorPlan]
     training_state: dict[str, str]         # name -> kind ("counter", "slot:adam_m", ...)
     dropped_heads: list[str]               # source names of heads present but not exported
-    metadata: list[str]
     unknown: list[str]
     num_labels: int | None
     vocab: Vocab | None
+    #: what the user named as the source
+    source_path: Path
     notes: list[str] = field(default_factory=list)
-    #: a SentencePiece model beside the checkpoint (ALBERT ships one instead of vocab.txt)
-    sentencepiece: Path | None = None
+    #: a tokenizer model the family ships instead of vocab.txt (ALBERT's SentencePiece model)
+    tokenizer_model: Path | None = None
+
+    @property
+    def family(self) -> Family:
+        return self.layout.family
 
     @property
     def parameters(self) -> int:
@@ -58,7 +59,7 @@ class Plan:
         return total
 
 
-def select_heads(family: Family, present: frozenset, requested: str) -> tuple[frozenset, list[str]]:
+def select_heads(layout: Layout, present: frozenset, requested: str) -> tuple[frozenset, list[str]]:
     notes = []
     if requested == "base":
         return frozenset(), notes
@@ -73,8 +74,8 @@ def select_heads(family: Family, present: frozenset, requested: str) -> tuple[fr
                 notes.append(f"exporting the fine-tuned {next(iter(task))} head; "
                              f"the {', '.join(sorted(others))} head(s) are left out (choose with --head)")
             return frozenset(task), notes
-        return frozenset(present & family.pretraining_heads), notes
-    wanted = family.pretraining_heads if requested == "pretraining" else frozenset({requested})
+        return frozenset(present & layout.pretraining_heads), notes
+    wanted = layout.pretraining_heads if requested == "pretraining" else frozenset({requested})
     lacking = wanted - present
     if lacking:
         found = ", ".join(sorted(present)) or "none"
@@ -84,19 +85,19 @@ def select_heads(family: Family, present: frozenset, requested: str) -> tuple[fr
     return wanted, notes
 
 
-def resolve_config(family: Family, source: TensorSource, *, config_path: str | Path | None,
+def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | Path | None,
                    notes: list[str]) -> tuple[BertConfig, str, dict]:
     shapes = {i.name: i.shape for i in source}
-    inferred = family.infer_sizes(shapes) if family.infer_sizes else {}
+    inferred = layout.infer_sizes(shapes) if layout.infer_sizes else {}
     if config_path is None:
-        config_path = source.sidecar("bert_config.json", "config.json", "albert_config.json")
+        config_path = source.sidecar(*layout.family.config_files)
     num_labels = inferred.pop("num_labels", None)
     # Some layouts state the head count in a shape (TF2 Model Garden: [H, heads, head_size]).
     stated_heads = inferred.pop("num_attention_heads", None)
     if config_path is not None:
         if stated_heads is not None:
             inferred["num_attention_heads"] = stated_heads
-        config = load_config_file(config_path)
+        config = load_config_file(config_path, defaults={"layer_norm_eps": layout.layer_norm_eps})
         problems = compare_configs(config, inferred)
         if problems:
             raise ConfigError("contradicts the weights: " + "; ".join(problems), path=config_path,
@@ -107,23 +108,20 @@ def resolve_config(family: Family, source: TensorSource, *, config_path: str | P
     lacking = [r for r in required if r not in inferred]
     if lacking:
         raise ConfigError(f"no config file and the weights do not determine {', '.join(lacking)}",
-                          path=source.path, hint=f"pass --config {family.config_file}")
+                          path=source.path, hint=f"pass --config {layout.family.config_file}")
     if stated_heads is not None:
-        config = BertConfig(num_attention_heads=stated_heads, hidden_act="gelu", **inferred)
+        config = BertConfig(num_attention_heads=stated_heads, hidden_act="gelu",
+                            layer_norm_eps=layout.layer_norm_eps, **inferred)
         notes.append(f"no config file: sizes inferred from the weights, num_attention_heads={stated_heads} "
-                     f"from the attention kernels' shapes; hidden_act 'gelu' ({_gelu_meaning(family)})")
+                     f"from the attention kernels' shapes; hidden_act 'gelu' ({layout.gelu_meaning()})")
         return config, "inferred from the weights", {"num_labels": num_labels}
     heads = max(1, inferred["hidden_size"] // DEFAULT_HEAD_SIZE)
-    config = BertConfig(num_attention_heads=heads, hidden_act="gelu", **inferred)
+    config = BertConfig(num_attention_heads=heads, hidden_act="gelu", layer_norm_eps=layout.layer_norm_eps,
+                        **inferred)
     notes.append(f"no config file: sizes inferred from the weights; num_attention_heads={heads} assumed "
                  f"(head size {DEFAULT_HEAD_SIZE}, as in Google's releases) and hidden_act 'gelu' "
-                 f"({_gelu_meaning(family)})")
+                 f"({layout.gelu_meaning()})")
     return config, "inferred from the weights", {"num_labels": num_labels}
-
-
-def _gelu_meaning(family: Family) -> str:
-    return "the original exact erf form" if family.faithful_activation.get("gelu") == "gelu" \
-        else "the original tanh form"
 
 
 def expected_shape(symbolic: tuple, config: BertConfig, num_labels: int | None) -> tuple[int, ...] | None:
@@ -144,23 +142,22 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
                     config_path: str | Path | None = None, vocab_path: str | Path | None = None,
                     allow_unknown: bool = False) -> Plan:
     names = source.names()
-    fam = get_family(family) if family else detect_family(names)
-    if fam is None:
+    # --family forces its layout even where the names do not look like it: the plan then says
+    # exactly which tensors are missing or unknown
+    layout = detect_layout(names, family) or (next(candidate_layouts(family)) if family else None)
+    if layout is None:
         raise InputError("no BERT-family tensors found (this is not a checkpoint of a model bertconv converts)",
                          path=source.path, hint="see `bertconv inspect` for what it holds")
-    fam = select_tower(fam, tower).for_checkpoint(names, source)
+    layout = select_tower(layout, tower).for_checkpoint(names, source)
     notes: list[str] = []
     matches: dict[str, Match] = {}
     for name in names:
-        m = fam.mapping.to_target(name)
+        m = layout.mapping.to_target(name)
         if m is not None:
             matches[name] = m
-    training, metadata, unknown = {}, [], []
+    training, unknown = {}, []
     for name in names:
-        if name in matches:
-            continue
-        if name in METADATA_NAMES:
-            metadata.append(name)
+        if name in matches or name in METADATA_NAMES:
             continue
         kind = training_state_kind(name, lambda var: var in matches)
         if kind:
@@ -168,16 +165,16 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
         else:
             unknown.append(name)
 
-    config, origin, facts = resolve_config(fam, source, config_path=config_path, notes=notes)
+    config, origin, facts = resolve_config(layout, source, config_path=config_path, notes=notes)
     num_labels = facts["num_labels"]
-    present = frozenset(fam.heads_present(matches))
-    heads, head_notes = select_heads(fam, present, head)
+    present = frozenset(layout.heads_present(matches))
+    heads, head_notes = select_heads(layout, present, head)
     notes += head_notes
-    architecture = fam.architecture(heads)
-    parts = fam.exported_parts(heads, architecture)
+    architecture = layout.architecture(heads)
+    parts = layout.exported_parts(heads, architecture)
 
     problems = []
-    expected = fam.mapping.expected(config.num_hidden_layers, parts)
+    expected = layout.mapping.expected(config.num_hidden_layers, parts)
     missing = [e.source for e in expected if e.source not in matches]
     if missing:
         problems.append(f"missing {len(missing)} expected tensor(s): " + ", ".join(missing[:8])
@@ -192,18 +189,17 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
                 unknown.append(name)
             continue
         info = source.info(name)
-        want = expected_shape(fam.shapes.get(m.rule.source, ()), config, num_labels) if fam.shapes else None
+        want = expected_shape(m.rule.shape, config, num_labels) if m.rule.shape else None
         if want is not None and tuple(info.shape) != want:
             problems.append(f"{name} has shape {list(info.shape)} but the config implies {list(want)}")
         if not info.is_float:
             problems.append(f"{name} has dtype {info.dtype}, not a floating-point weight")
-        tensors.append(TensorPlan(name, m.target, m.rule.transform, tuple(info.shape),
-                                  transformed_shape(m.rule.transform, tuple(info.shape)), info.dtype,
-                                  m.rule.head))
+        tensors.append(TensorPlan(name, m.target, m.rule.transform,
+                                  transformed_shape(m.rule.transform, tuple(info.shape)), m.rule.head))
     if unknown and not allow_unknown:
         shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
-        problems.append(f"{len(unknown)} tensor(s) are neither {fam.name} weights nor known training state: "
-                        f"{shown} (pass --allow-unknown to drop them with a warning)")
+        problems.append(f"{len(unknown)} tensor(s) are neither {layout.family.name} weights nor known training "
+                        f"state: {shown} (pass --allow-unknown to drop them with a warning)")
     elif unknown:
         notes.append(f"dropped {len(unknown)} unknown tensor(s): {', '.join(unknown[:5])}"
                      + (" ..." if len(unknown) > 5 else ""))
@@ -216,22 +212,13 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     if vocab_path is not None:
         vocab = load_vocab(vocab_path)
         check_vocab_size(vocab, config.vocab_size)
-    sentencepiece = _sentencepiece_model(source) if vocab is None and fam.model_type == "albert" else None
-    if vocab is None and sentencepiece is None:
+    tokenizer_model = layout.family.tokenizer_source(source, vocab) if vocab is None else None
+    if vocab is None and tokenizer_model is None:
         notes.append("no vocab.txt beside the checkpoint: weights converted, no tokenizer written (pass --vocab)")
 
     tensors.sort(key=lambda t: _target_order(t.target))
-    return Plan(fam, config, origin, present, heads, architecture, tensors, training, sorted(dropped),
-                metadata, sorted(unknown), num_labels, vocab, notes, sentencepiece)
-
-
-def _sentencepiece_model(source: TensorSource) -> Path | None:
-    """ALBERT's SentencePiece model: 30k-clean.model as released, else the one *.model beside the checkpoint."""
-    found = source.sidecar("30k-clean.model", "spiece.model")
-    if found is None and source.directory is not None:
-        models = sorted(p for p in Path(source.directory).glob("*.model") if p.is_file())
-        found = models[0] if len(models) == 1 else None
-    return found
+    return Plan(layout, config, origin, present, heads, architecture, tensors, training, sorted(dropped),
+                sorted(unknown), num_labels, vocab, Path(source.path), notes, tokenizer_model)
 
 
 def _target_order(target: str):

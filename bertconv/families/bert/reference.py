@@ -26,22 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from . import outputs as out
-from .config import BertConfig
-from .errors import InputError
+from ... import outputs as out
+from ...config import BertConfig
+from ...errors import InputError
+from . import HEAD_TENSORS
 
 #: modeling.py's additive attention mask value for padded keys.
 ATTENTION_MASK_ADDER = -10000.0
-
-#: The tensors whose presence means the checkpoint holds a head (and that each head needs).
-HEAD_TENSORS = {
-    "mlm": ("cls/predictions/transform/dense/kernel", "cls/predictions/transform/dense/bias",
-            "cls/predictions/transform/LayerNorm/gamma", "cls/predictions/transform/LayerNorm/beta",
-            "cls/predictions/output_bias"),
-    "nsp": ("cls/seq_relationship/output_weights", "cls/seq_relationship/output_bias"),
-    "classifier": ("output_weights", "output_bias"),
-    "squad": ("cls/squad/output_weights", "cls/squad/output_bias"),
-}
 
 _POOLER = ("bert/pooler/dense/kernel", "bert/pooler/dense/bias")
 _HEADS_NEEDING_POOLER = ("nsp", "classifier")
@@ -335,40 +326,3 @@ def reference_forward(weights: Any, config: BertConfig, inputs: MappingABC, *,
     if "squad" in chosen:
         results[out.SPAN_LOGITS] = _output_weights(x, get, "cls/squad", hidden, 2)  # [B, T, 2]
     return results
-
-
-def make_inputs(vocab_size: int, batch: int, seq_len: int, seed: int, type_vocab_size: int = 2, *,
-                cls_id: int | None = None, sep_id: int | None = None,
-                pad_id: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic int64 inputs shaped like real ones: ``[CLS] a... [SEP] b... [SEP] [PAD]...``.
-
-    Row 0 fills the whole sequence; later rows are padded. With ``type_vocab_size >= 2`` the
-    second segment has token type 1. ``cls_id``/``sep_id`` default to Google's vocabularies
-    (101/102) when the vocabulary is that large, else to 1/2. Word ids are drawn after the
-    special tokens.
-    """
-    if vocab_size < 4 or batch < 1 or seq_len < 1:
-        raise InputError("make_inputs needs vocab_size >= 4, batch >= 1, seq_len >= 1")
-    if cls_id is None:
-        cls_id = 101 if vocab_size > 110 else 1
-    if sep_id is None:
-        sep_id = 102 if vocab_size > 110 else 2
-    first_word = max(cls_id, sep_id, pad_id) + 2
-    if first_word >= vocab_size:
-        first_word = 1
-    rng = np.random.default_rng(seed)
-    input_ids = np.full((batch, seq_len), pad_id, dtype=np.int64)
-    token_type_ids = np.zeros((batch, seq_len), dtype=np.int64)
-    attention_mask = np.zeros((batch, seq_len), dtype=np.int64)
-    for row in range(batch):
-        length = seq_len if row == 0 or seq_len < 4 else int(rng.integers(max(3, seq_len // 2), seq_len))
-        words = rng.integers(first_word, vocab_size, size=length)
-        input_ids[row, :length] = words
-        input_ids[row, 0] = cls_id
-        input_ids[row, length - 1] = sep_id
-        attention_mask[row, :length] = 1
-        if length >= 5 and type_vocab_size >= 2:
-            first_end = int(rng.integers(2, length - 2))  # index of the first [SEP]
-            input_ids[row, first_end] = sep_id
-            token_type_ids[row, first_end + 1:length] = 1
-    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}

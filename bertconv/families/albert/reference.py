@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from . import outputs as out
-from .config import BertConfig
-from .errors import InputError
-from .reference import (ACTIVATIONS, _check_inputs, _check_shape, _dense, _layer_norm, _output_weights, _Weights,
+from ... import outputs as out
+from ...config import BertConfig
+from ...errors import InputError
+from ..bert.reference import (ACTIVATIONS, _check_inputs, _check_shape, _dense, _layer_norm, _output_weights, _Weights,
                         mask_adder_of, transformer_layer)
 
 _HEAD_TENSORS = {

@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .errors import VocabError
+from ...errors import VocabError
 
 #: ALBERT's special tokens, as its 30k-clean model defines them and run_classifier.py uses them
 SPECIAL_TOKENS = {"bos_token": "[CLS]", "eos_token": "[SEP]", "unk_token": "<unk>", "sep_token": "[SEP]",
@@ -47,7 +47,7 @@ def read_sentencepiece(model: Path) -> dict:
     """Pieces with scores, the unknown piece's id, the normaliser's character map."""
     import struct
 
-    from .formats._wire import WireError, iter_fields
+    from ...formats._wire import WireError, iter_fields
 
     try:
         data = Path(model).read_bytes()

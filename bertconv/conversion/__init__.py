@@ -1,0 +1,259 @@
+"""``bertconv tf2pt``: source reader -> name mapping (the plan, ``plan.py``) -> target writer (the
+data path, ``datapath.py``, and the Hugging Face directory's other files, ``hf_directory.py``),
+then a check of what was written against the original before it gets its final name."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..atomic import atomic_dir, atomic_file, check_name, check_not_reading
+from ..errors import InputError, OutputError
+from ..formats import open_source
+from .datapath import OUTPUT_DTYPES, compiled_data_path_available, native_transpose_available, write_weights
+from .hf_directory import hf_config, write_side_files
+from .plan import Plan, plan_conversion
+
+__all__ = ["convert", "ConversionReport", "OUTPUT_DTYPES", "FORMATS", "compiled_data_path_available",
+           "native_transpose_available", "write_weights"]
+
+FORMATS = ("hf", "safetensors")
+
+
+@dataclass
+class ConversionReport:
+    source: str
+    output: str
+    format: str
+    family: str
+    #: the source naming it was read in (e.g. google_bert, tf2_garden)
+    layout: str
+    architecture: str
+    heads_present: list[str]
+    heads: list[str]
+    config_origin: str
+    dtype: str
+    tensors_written: int
+    parameters: int
+    training_state_dropped: dict[str, int]
+    heads_dropped: list[str]
+    unknown_dropped: list[str]
+    files: list[str]
+    do_lower_case: bool | None
+    notes: list[str] = field(default_factory=list)
+    #: the checkpoint prefix or file the weights were actually read from
+    weights_from: str = ""
+    seconds: float = 0.0          # the whole conversion, validation included
+    write_seconds: float = 0.0    # planning and writing, up to the check
+    validation: Any = None   # a validate.ValidationReport when the output was checked
+    layout_is_canonical: bool = True
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k not in ("validation", "layout_is_canonical")}
+        d["validation"] = self.validation.to_dict() if self.validation is not None else None
+        return d
+
+    def summary_lines(self) -> list[str]:
+        dropped = sum(self.training_state_dropped.values())
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.training_state_dropped.items()))
+        lines = [
+            f"source       {self.source} ({self.family}{'' if self.layout_is_canonical else ', ' + self.layout}; "
+            f"config {self.config_origin})",
+            # shown when a `checkpoint` file led elsewhere than the directory named
+            *([f"weights      {self.weights_from}"] if self.weights_from and
+              Path(self.weights_from).resolve().parent != _directory_of(self.source) else []),
+            f"model        {self.architecture}: {self.tensors_written} tensors, "
+            f"{self.parameters:,} parameters, {self.dtype}",
+            f"heads        found: {', '.join(self.heads_present) or 'none'}; "
+            f"exported: {', '.join(self.heads) or 'none (base model)'}",
+            f"dropped      {dropped} training-state tensor(s)" + (f" ({kinds})" if kinds else ""),
+        ]
+        if self.heads_dropped:
+            lines.append(f"             {len(self.heads_dropped)} tensor(s) not part of {self.architecture} "
+                         f"(heads not exported, or a pooler it does not have)")
+        if self.unknown_dropped:
+            lines.append(f"             {len(self.unknown_dropped)} unknown tensor(s) (--allow-unknown)")
+        lines.append(f"wrote        {self.output}: {', '.join(self.files)} in {self.write_seconds:.2f} s")
+        for note in self.notes:
+            lines.append(f"note         {note}")
+        return lines
+
+
+def _directory_of(source: str) -> Path:
+    path = Path(source).resolve()
+    return path if path.is_dir() else path.parent
+
+
+def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype: str = "float32",
+            head: str = "auto", labels: list[str] | None = None, lower_case: bool | None = None,
+            gelu: str = "faithful", family: str | None = None, config: str | Path | None = None,
+            vocab: str | Path | None = None, allow_unknown: bool = False, overwrite: bool = False,
+            validate: bool = True, verify_crc: bool = True, progress: bool = False,
+            tower: str | None = None) -> ConversionReport:
+    """Convert a TensorFlow checkpoint to a Hugging Face directory (``format="hf"``) or one
+    ``.safetensors`` file, and (by default) check the result against the original."""
+    if format not in FORMATS:
+        raise InputError(f"unknown output format {format!r}", hint=f"choose one of {', '.join(FORMATS)}")
+    if dtype not in OUTPUT_DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}", hint=f"choose one of {', '.join(OUTPUT_DTYPES)}")
+    if gelu not in ("faithful", "exact"):
+        raise InputError(f"unknown --gelu {gelu!r}", hint="choose faithful or exact")
+    if format == "safetensors" and str(output).endswith(("/", os.sep)):
+        raise OutputError("--format safetensors writes one file, but the output names a directory",
+                          path=output, hint="drop the trailing slash, e.g. model.safetensors")
+    started = time.perf_counter()
+    output = Path(output)
+    check_name(output)
+    with open_source(source, verify_crc=verify_crc, prefer="tf") as src:
+        if src.format_name not in ("tf-bundle", "keras-h5"):
+            raise InputError(f"tf2pt converts TensorFlow checkpoints, and this is a {src.format_name} file",
+                             path=src.path, hint="it is PyTorch already: inspect, validate or diff it")
+        plan = plan_conversion(src, family=family, head=head, config_path=config, vocab_path=vocab,
+                               allow_unknown=allow_unknown, tower=tower)
+        _check_labels(labels, plan)
+        _refuse_overwriting_source(output, src, plan)
+        notes = list(plan.notes)
+        config_json = hf_config(plan, gelu=gelu, labels=labels, dtype=dtype)
+        metadata = {"format": "pt", "bertconv.version": __version__, "bertconv.source": str(Path(source)),
+                    "bertconv.architecture": plan.architecture,
+                    "bertconv.config": json.dumps(config_json, sort_keys=True)}
+        do_lower = None
+        if format == "hf":
+            with atomic_dir(output, overwrite=overwrite) as tmp:
+                # The configuration and tokenizer files (tens of milliseconds, mostly the tokenizers
+                # library) are written on a thread while the weights stream: the weights' threads
+                # spend their time in the kernel and in compiled copies, without the GIL. Started
+                # once the weights are under way, so that its Python does not hold the GIL while
+                # this thread sets the output file up.
+                side_files: list[_OnThread] = []
+
+                def start_side_files() -> None:
+                    side_files.append(_OnThread(write_side_files, tmp, plan, config_json,
+                                                lower_case, name="bertconv-files"))
+                try:
+                    write_weights(plan, src, tmp / "model.safetensors", dtype=dtype, metadata=metadata,
+                                  progress=progress, once_writing=start_side_files)
+                except BaseException:
+                    for thread in side_files:
+                        thread.wait()  # let it finish; the weights' error is the one to report
+                    raise
+                written, do_lower, why = side_files[0].result()
+                files = ["model.safetensors", *written]
+                if why:
+                    notes.append(why)
+                write_seconds = time.perf_counter() - started
+                validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if validate else None
+        else:
+            files = [output.name]
+            with atomic_file(output, overwrite=overwrite) as tmp:
+                write_weights(plan, src, tmp, dtype=dtype, metadata=metadata, progress=progress)
+                write_seconds = time.perf_counter() - started
+                validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if validate else None
+
+        counts: dict[str, int] = {}
+        for name, kind in plan.training_state.items():
+            # slots by kind (adam_m 41), counters by name (global_step 1)
+            key = name if kind == "counter" else kind.split(":", 1)[-1]
+            counts[key] = counts.get(key, 0) + 1
+        report = ConversionReport(
+            source=str(source), output=str(output), format=format, family=plan.family.name,
+            layout=plan.layout.name, layout_is_canonical=plan.layout.canonical,
+            architecture=plan.architecture, heads_present=sorted(plan.heads_present),
+            heads=sorted(plan.heads), config_origin=plan.config_origin, dtype=dtype,
+            tensors_written=len(plan.tensors), parameters=plan.parameters,
+            training_state_dropped=counts, heads_dropped=plan.dropped_heads,
+            unknown_dropped=plan.unknown, files=files, do_lower_case=do_lower, notes=notes)
+        report.validation = validation
+        report.weights_from = str(getattr(src, "prefix", None) or src.path)
+        report.write_seconds = write_seconds
+        report.seconds = time.perf_counter() - started
+    return report
+
+
+class _OnThread:
+    """``function(*args)`` run on a thread of its own; :meth:`result` waits and returns its value
+    or raises its exception. Not concurrent.futures: importing it (and logging with it) costs
+    more than this whole class, on the path every conversion waits on before its first byte."""
+
+    def __init__(self, function, *args, name: str):
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(function, args), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, function, args) -> None:
+        try:
+            self._value = function(*args)
+        except BaseException as error:  # handed to whoever waits for the result
+            self._error = error
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self):
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _check_labels(labels: list[str] | None, plan: Plan) -> None:
+    if labels is None:
+        return
+    if "classifier" not in plan.heads:
+        raise InputError("--labels names the classes of a classifier head, and this model exports none")
+    if len(labels) != plan.num_labels:
+        raise InputError(f"--labels names {len(labels)} labels but the classifier has {plan.num_labels}")
+    if any(not label for label in labels) or len(set(labels)) != len(labels):
+        raise InputError(f"--labels must name each class once, without empty names (got {','.join(labels)})")
+
+
+def _files_read(src, plan: Plan) -> list[Path]:
+    files = [Path(src.path)]
+    for attribute in ("index_path",):
+        if getattr(src, attribute, None) is not None:
+            files.append(Path(getattr(src, attribute)))
+    if hasattr(src, "shard_path") and hasattr(src, "num_shards"):
+        files += [Path(src.shard_path(i)) for i in range(src.num_shards)]
+    if plan.vocab is not None:
+        files.append(Path(plan.vocab.path))
+    if plan.config_origin and Path(plan.config_origin).exists():
+        files.append(Path(plan.config_origin))
+    if plan.tokenizer_model is not None:
+        files.append(Path(plan.tokenizer_model))
+    return files
+
+
+def _refuse_overwriting_source(output: Path, src, plan: Plan) -> None:
+    check_not_reading(output, _files_read(src, plan))
+
+
+def _check_before_publishing(written: Path, src, plan: Plan, dtype: str, gelu: str, notes: list[str]):
+    """Run the written model against the original before it gets its final name: a conversion
+    that does not compute what the original computed is never published."""
+    import dataclasses
+
+    from ..errors import CheckFailed
+    from ..families.views import canonical_view
+    from ..validation import quick_check
+
+    config, layout = plan.config, plan.layout
+    if gelu == "exact" and layout.exact_activation.get(config.hidden_act) != \
+            layout.faithful_activation.get(config.hidden_act):
+        # The user asked for a model that differs from the original on purpose: check that the
+        # weights were carried over faithfully, with the reference computing the same erf GELU.
+        config = dataclasses.replace(config, hidden_act="gelu_exact")
+        notes.append("--gelu exact: checked against the original's weights with the erf GELU; the original "
+                     "model computes the tanh form (outputs differ by about 1e-3)")
+    elif not layout.canonical and layout.reference_activation.get(config.hidden_act):
+        config = dataclasses.replace(config, hidden_act=layout.reference_activation[config.hidden_act])
+    report = quick_check(written, canonical_view(src, layout), config, dtype=dtype)
+    if not report.passed:
+        raise CheckFailed(f"the converted model does not match the original ({report.summary_line()}); "
+                          "nothing was written", path=src.path,
+                          hint="run `bertconv validate` for details, or --no-validate to write anyway")
+    return report

@@ -1,0 +1,10 @@
+"""BERT's source namings, in detection order: Google's TF1 names first (the canonical layout, whose
+names BERT's float64 reference reads), then every other library's. A new naming is one module here
+and one line below."""
+from __future__ import annotations
+
+from .garden import LAYOUT as TF2_GARDEN
+from .google import LAYOUT as GOOGLE
+from .keras_hf import LAYOUT as KERAS_HF
+
+LAYOUTS = (GOOGLE, TF2_GARDEN, KERAS_HF)

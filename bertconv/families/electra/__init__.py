@@ -1,0 +1,47 @@
+"""The ELECTRA family: Hugging Face ``Electra*`` models from google-research/electra checkpoints,
+which hold two models (the discriminator and the generator, one layout each; ``--tower`` picks).
+Releases ship no config file: sizes come from the shapes."""
+from __future__ import annotations
+
+from ..base import Family
+from .layouts import DISCRIMINATOR, GENERATOR
+
+
+class ElectraFamily(Family):
+    name = "electra"
+    model_type = "electra"
+    architectures = {
+        frozenset(): "ElectraModel",
+        frozenset({"discriminator"}): "ElectraForPreTraining",
+        frozenset({"mlm"}): "ElectraForMaskedLM",
+    }
+    # ELECTRA has no pooler at all
+    without_pooler = frozenset(architectures.values())
+    tied = {"generator_lm_head.weight": "electra.embeddings.word_embeddings.weight"}
+    head_descriptions = {"mlm": "masked LM", "discriminator": "ELECTRA discriminator",
+                         "generator_tower": "ELECTRA generator (--tower generator)",
+                         "discriminator_tower": "ELECTRA discriminator (--tower discriminator)"}
+
+    def load_model(self, tensors, config, architecture, *, path=None, num_labels=2):
+        import torch
+
+        from ...runtime import load_state_dict_strict
+        from .model import build_model
+
+        with torch.device("meta"):  # no time or memory for values that are replaced next
+            model = build_model(config, architecture, self.architecture_heads[architecture])
+        load_state_dict_strict(model, tensors, self, path=path)
+        return model
+
+    def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
+        self.numpy_reference_only(kind)
+        from .reference import electra_reference_forward
+        return electra_reference_forward(weights, config, inputs, tower=tower or "discriminator")
+
+    def tower_of(self, architecture: str, recorded: str | None) -> str | None:
+        return {"ElectraForPreTraining": "discriminator", "ElectraForMaskedLM": "generator"}.get(
+            architecture) or recorded
+
+
+FAMILY = ElectraFamily([DISCRIMINATOR, GENERATOR], tower_layouts={"discriminator": DISCRIMINATOR.name,
+                                                                  "generator": GENERATOR.name})

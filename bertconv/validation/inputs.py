@@ -1,0 +1,126 @@
+"""The inputs both forward passes run on: generated ones shaped like real ones, or a file of text
+tokenized with the converted model's own tokenizer."""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..config import BertConfig
+from ..errors import InputError
+
+INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask")
+
+# -------------------------------------------------------------------------------------- inputs
+
+
+def _special_ids(vocab_path: Path | None) -> dict[str, int]:
+    if vocab_path is None or not vocab_path.is_file():
+        return {}
+    try:
+        tokens = [t.strip() for t in vocab_path.read_text(encoding="utf-8").split("\n")]
+    except (OSError, UnicodeDecodeError):
+        return {}
+    index = {t.strip(): i for i, t in enumerate(tokens)}
+    found = {}
+    for key, token in (("cls_id", "[CLS]"), ("sep_id", "[SEP]"), ("pad_id", "[PAD]")):
+        if token in index:
+            found[key] = index[token]
+    return found
+
+
+def make_validation_inputs(config: BertConfig, batch: int, seq_len: int, seed: int,
+                           vocab_path: Path | None = None) -> dict[str, np.ndarray]:
+    """Deterministic inputs shaped like real ones ([CLS] first, [SEP]s, two segments, padding)."""
+    if batch < 1 or seq_len < 1:
+        raise InputError(f"batch and seq_len must be at least 1, got {batch} and {seq_len}")
+    if seq_len > config.max_position_embeddings:
+        raise InputError(f"seq_len {seq_len} exceeds the model's max_position_embeddings "
+                         f"{config.max_position_embeddings}")
+    ids = {k: v for k, v in _special_ids(vocab_path).items() if v < config.vocab_size}
+    return make_inputs(config.vocab_size, batch, seq_len, seed, config.type_vocab_size, **ids)
+
+
+def text_inputs(path: str | Path, directory: Path | None, config: BertConfig) -> dict[str, np.ndarray]:
+    """Tokenize a file of lines (a tab separates the two texts of a pair) with the converted
+    model's own tokenizer files."""
+    path = Path(path)
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", path=path) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", path=path) from None
+    if not lines:
+        raise InputError("holds no text", path=path)
+    if directory is None:
+        raise InputError("--text needs the tokenizer files of a converted directory", path=path,
+                         hint="validate a Hugging Face directory, or use generated inputs")
+    tokenizer = _tokenizer(directory)
+    tokenizer.enable_truncation(max_length=config.max_position_embeddings)
+    pad_id = tokenizer.token_to_id("[PAD]")
+    tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+    pairs = [tuple(line.split("\t", 1)) if "\t" in line else line for line in lines]
+    encodings = tokenizer.encode_batch(pairs)
+    as_array = lambda attr: np.array([getattr(e, attr) for e in encodings], dtype=np.int64)  # noqa: E731
+    inputs = {"input_ids": as_array("ids"), "token_type_ids": as_array("type_ids"),
+              "attention_mask": as_array("attention_mask")}
+    if inputs["input_ids"].max() >= config.vocab_size:
+        raise InputError("the tokenizer produced ids beyond the model's vocab_size", path=directory)
+    return inputs
+
+
+def _tokenizer(directory: Path):
+    from tokenizers import Tokenizer
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    if (directory / "tokenizer.json").is_file():
+        return Tokenizer.from_file(str(directory / "tokenizer.json"))
+    vocab = directory / "vocab.txt"
+    if not vocab.is_file():
+        raise InputError("no tokenizer.json or vocab.txt to tokenize --text with", path=directory)
+    lower = True
+    settings = directory / "tokenizer_config.json"
+    if settings.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            lower = bool(json.loads(settings.read_text(encoding="utf-8")).get("do_lower_case", True))
+    return BertWordPieceTokenizer(str(vocab), lowercase=lower)
+
+
+def make_inputs(vocab_size: int, batch: int, seq_len: int, seed: int, type_vocab_size: int = 2, *,
+                cls_id: int | None = None, sep_id: int | None = None,
+                pad_id: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic int64 inputs shaped like real ones: ``[CLS] a... [SEP] b... [SEP] [PAD]...``.
+
+    Row 0 fills the whole sequence; later rows are padded. With ``type_vocab_size >= 2`` the
+    second segment has token type 1. ``cls_id``/``sep_id`` default to Google's vocabularies
+    (101/102) when the vocabulary is that large, else to 1/2. Word ids are drawn after the
+    special tokens.
+    """
+    if vocab_size < 4 or batch < 1 or seq_len < 1:
+        raise InputError("make_inputs needs vocab_size >= 4, batch >= 1, seq_len >= 1")
+    if cls_id is None:
+        cls_id = 101 if vocab_size > 110 else 1
+    if sep_id is None:
+        sep_id = 102 if vocab_size > 110 else 2
+    first_word = max(cls_id, sep_id, pad_id) + 2
+    if first_word >= vocab_size:
+        first_word = 1
+    rng = np.random.default_rng(seed)
+    input_ids = np.full((batch, seq_len), pad_id, dtype=np.int64)
+    token_type_ids = np.zeros((batch, seq_len), dtype=np.int64)
+    attention_mask = np.zeros((batch, seq_len), dtype=np.int64)
+    for row in range(batch):
+        length = seq_len if row == 0 or seq_len < 4 else int(rng.integers(max(3, seq_len // 2), seq_len))
+        words = rng.integers(first_word, vocab_size, size=length)
+        input_ids[row, :length] = words
+        input_ids[row, 0] = cls_id
+        input_ids[row, length - 1] = sep_id
+        attention_mask[row, :length] = 1
+        if length >= 5 and type_vocab_size >= 2:
+            first_end = int(rng.integers(2, length - 2))  # index of the first [SEP]
+            input_ids[row, first_end] = sep_id
+            token_type_ids[row, first_end + 1:length] = 1
+    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}

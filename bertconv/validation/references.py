@@ -1,0 +1,67 @@
+"""The original's outputs: the family's independent float64 reference (or TensorFlow itself) over
+the original checkpoint, read through its canonical names."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import BertConfig, load_config_file
+from ..errors import InputError
+
+# ---------------------------------------------------------------------------------- references
+
+
+def open_against(against, verify_crc: bool = True):
+    """A (weights, close) pair for a path, a TensorSource or a mapping of the original names to
+    arrays. A checkpoint of a family's non-canonical layout is read through the canonical names,
+    a pure relayout of the same arrays."""
+    if isinstance(against, (str, Path)):
+        from ..families import detect_layout
+        from ..families.views import canonical_view
+        from ..formats import open_source
+
+        source = open_source(against, verify_crc=verify_crc)
+        layout = detect_layout(source.names())
+        return (canonical_view(source, layout) if layout is not None else source), source.close
+    return against, lambda: None
+
+
+def reference_config(against, converted_dict: dict[str, Any], given) -> tuple[BertConfig, str]:
+    """The original's config: given, or the checkpoint's config file, or (last) the converted
+    model's own config with the source's activation name restored."""
+    from ..families.base import Family
+
+    if isinstance(given, BertConfig):
+        return given, "given"
+    if given is not None:
+        return load_config_file(given), str(given)
+    sidecar = getattr(against, "sidecar", None)
+    found = sidecar(*Family.config_files) if callable(sidecar) else None
+    if found is not None:
+        config = load_config_file(found)
+        layout = getattr(against, "layout", None)  # a view of a non-canonical layout says which
+        meaning = layout.reference_activation.get(config.hidden_act) if layout is not None else None
+        if meaning:  # e.g. a Hugging Face config's "gelu" is the erf form
+            config = dataclasses.replace(config, hidden_act=meaning)
+        return config, str(found)
+    data = dict(converted_dict)
+    source_act = (data.get("bertconv") or {}).get("source_hidden_act") if isinstance(data.get("bertconv"), dict) else None
+    if source_act:
+        data["hidden_act"] = source_act
+    return BertConfig.from_dict(data), "the converted model's config"
+
+
+def compute_reference(weights, config: BertConfig, inputs: dict[str, np.ndarray], kind: str, *,
+                      family=None, tower: str | None = None, heads=None) -> dict[str, np.ndarray]:
+    """The original's outputs, by ``family``'s reference (BERT's when None); ``kind``: ``numpy``
+    (the float64 reference) or ``tf`` (TensorFlow itself); ``tower``: for checkpoints of several
+    models, which one."""
+    if kind not in ("numpy", "tf"):
+        raise InputError(f"unknown reference {kind!r}", hint="choose numpy or tf")
+    if family is None:
+        from ..families import get_family
+        family = get_family("bert")
+    return family.reference(weights, config, inputs, heads=heads, tower=tower, kind=kind)

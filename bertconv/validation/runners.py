@@ -1,0 +1,171 @@
+"""Running a converted model: bertconv's own PyTorch model of its family, or transformers' class,
+on a chosen device and dtype, with float32 kept exact on CUDA and the peak memory measured."""
+from __future__ import annotations
+
+import contextlib
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import InputError
+from ..torch_import import import_torch
+from .compare import _PRECISION_RANK
+
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+# ------------------------------------------------------------------------------------- running
+
+
+_DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def resolve_device(device: str):
+    if not _DEVICE_NAME.match(str(device)):
+        raise InputError(f"unknown device {device!r}", hint="use auto, cpu, cuda or cuda:N")
+    torch = import_torch()  # the first import of torch on the way to running a model
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {device!r}", hint="use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r} was asked for but CUDA is not available",
+                             hint="use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
+    elif dev.type != "cpu":
+        raise InputError(f"unsupported device {device!r}", hint="use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+@contextlib.contextmanager
+def exact_float32(device) -> Iterator[str]:
+    """Disable TF32 for the duration on CUDA (its ~1e-3 relative error would hide or fake a
+    conversion bug), restoring the caller's settings afterwards. Yields what the report says."""
+    import torch
+
+    if device.type != "cuda":
+        yield "n/a (CPU)"
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.get_float32_matmul_precision())
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield "disabled"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[0], saved[1]
+        torch.set_float32_matmul_precision(saved[2])
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+             "float64": torch.float64}
+    if name not in table:
+        raise InputError(f"unknown dtype {name!r}", hint=f"choose from {', '.join(DTYPES)}")
+    return table[name]
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # Linux reports KiB, macOS bytes
+
+
+def _weights_dtype(model) -> str:
+    import torch
+
+    names = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
+             torch.float64: "float64"}
+    return names.get(getattr(model, "stored_dtype", None), "float32")
+
+
+def _stored_dtype(converted: Path) -> str:
+    """The least precise float dtype in a converted safetensors file, from its header alone."""
+    from safetensors import safe_open
+
+    path = converted / "model.safetensors" if converted.is_dir() else converted
+    names = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+    found = set()
+    with contextlib.suppress(Exception), safe_open(str(path), framework="np") as f:
+        found = {names.get(f.get_slice(k).get_dtype()) for k in f.keys()} - {None}
+    return min(found, key=lambda d: _PRECISION_RANK[d]) if found else "float32"
+
+
+def transformers_outputs(model, inputs, device, family=None) -> dict[str, np.ndarray]:
+    """Every named output of a transformers model on ``inputs``, as float64 arrays; ``family``
+    (default: the one whose architectures include the model's class) names them."""
+    import torch
+
+    from ..families import family_for_architecture
+
+    family = family or family_for_architecture(type(model).__name__)
+    args = {k: torch.as_tensor(np.asarray(v), dtype=torch.long, device=device) for k, v in inputs.items()}
+    with torch.inference_mode():
+        named = family.transformers_outputs(model, model(**args, output_hidden_states=True))
+    return {k: v.detach().to("cpu", torch.float64).numpy() for k, v in named.items()}
+
+
+def _load_with_transformers(path: Path, architecture: str, dtype, device):
+    try:
+        import transformers
+    except ImportError:
+        raise InputError("--with-transformers needs transformers, which is not installed") from None
+    if not path.is_dir():
+        raise InputError("--with-transformers loads a Hugging Face directory, not a bare file", path=path)
+    cls = getattr(transformers, architecture, None)
+    if cls is None:
+        raise InputError(f"transformers has no class {architecture}", path=path)
+    # transformers 5 names the argument ``dtype``; 4.x called it ``torch_dtype``
+    dtype_arg = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    model = cls.from_pretrained(str(path), attn_implementation="eager", **{dtype_arg: dtype})
+    return model.to(device).eval()
+
+
+def run_one(converted: Path, dtype_name: str, device, *, with_transformers: bool, architecture: str,
+            family, inputs) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    import torch
+
+    from ..runtime import load_model, run_outputs
+
+    dtype = _torch_dtype(dtype_name)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    with exact_float32(device) as tf32:
+        started = time.perf_counter()
+        if with_transformers:
+            model = _load_with_transformers(converted, architecture, dtype, device)
+            weights_dtype = _stored_dtype(converted)
+        else:
+            model = load_model(converted, device=device, dtype=dtype)
+            weights_dtype = _weights_dtype(model)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        loaded = time.perf_counter()
+        if with_transformers:
+            outputs = transformers_outputs(model, inputs, device, family)
+        else:
+            outputs = run_outputs(model, inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        finished = time.perf_counter()
+    if device.type == "cuda":
+        peak, measure = int(torch.cuda.max_memory_allocated(device)), "CUDA max_memory_allocated"
+    else:
+        peak, measure = _peak_rss_bytes(), "process peak RSS"
+    del model
+    if device.type == "cuda" and dtype_name != "float32":
+        tf32 = "n/a (not float32)"
+    return outputs, {"tf32": tf32, "load_seconds": loaded - started, "forward_seconds": finished - loaded,
+                     "peak_memory_bytes": peak, "memory_measure": measure, "weights_dtype": weights_dtype}
