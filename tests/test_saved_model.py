@@ -88,7 +88,7 @@ def test_hub_module_variables_give_the_modules_own_outputs():
     """The reference forward pass over the variables as read reproduces what hub.Module computed
     (golden.npz); a hub module ships no config, so the sizes are make_bert_fixtures.py's TINY."""
     from bertconv.config import BertConfig
-    from bertconv.reference import reference_forward
+    from bertconv.families.bert.reference import reference_forward
 
     directory = saved_model("hub_tf1")
     golden = np.load(directory / "golden.npz")
@@ -97,7 +97,7 @@ def test_hub_module_variables_give_the_modules_own_outputs():
                                    "max_position_embeddings": 40, "type_vocab_size": 2, "hidden_act": "gelu"})
     inputs = {k: golden[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
     with SavedModelSource(directory) as source:
-        outputs = reference_forward(source.read, config, inputs)
+        outputs = reference_forward(source, config, inputs)
     for name in ("sequence_output", "pooled_output", "mlm_logits"):
         np.testing.assert_allclose(outputs[name], golden[name], rtol=0, atol=2e-5, err_msg=name)
 
