@@ -175,3 +175,23 @@ def test_runs_started_together_leave_one_complete_conversion(tmp_path, capsys):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], outcomes
         rc, _, err = run_cli(capsys, "validate", out, "--against", src)
         assert rc == 0, (err, outcomes)
+
+
+def test_without_file_locks_outputs_are_still_written_and_no_temporary_is_removed(tmp_path, monkeypatch):
+    # some FUSE and network filesystems keep no flock locks: nothing can prove a temporary's
+    # owner gone there, so none is touched, and the run goes on as it would have without the lock
+    import errno
+    import fcntl
+
+    from bertconv.atomic import atomic_dir
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    other = tmp_path / ".out.bertconv-tmp-of-another-run"
+    other.mkdir()
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "model.safetensors").write_bytes(b"whole")
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "out"]
