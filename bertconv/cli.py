@@ -73,6 +73,9 @@ no_verify_crc_option = click.option("--no-verify-crc", is_flag=True,
                                     help="Skip the crc32c checks of the tensor data read.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no summary, no progress bar).")
+step_option = click.option("--step", type=click.IntRange(min=0), metavar="N",
+                           help="A TensorFlow training directory's model.ckpt-N to read (default: the newest "
+                                "there, or the one its checkpoint file names).")
 
 
 def dtype_option(*, several: bool):
@@ -132,15 +135,16 @@ def cli():
 @click.option("--filter", "pattern", metavar="GLOB", help="Only tensors whose name matches GLOB.")
 @click.option("--sort", type=click.Choice(["name", "size", "params", "dtype"]), default="name", show_default=True)
 @family_option
+@step_option
 @no_verify_crc_option
 @json_option
 @debug_option
-def inspect(path, stats, pattern, sort, family, no_verify_crc, as_json):
+def inspect(path, stats, pattern, sort, family, step, no_verify_crc, as_json):
     """List the tensors of a checkpoint (TF, safetensors, HF directory, .bin, .h5) and what they are."""
     from .inspection import inspect_checkpoint
 
     report = inspect_checkpoint(path, stats=stats, filter=pattern, sort=sort, family=family,
-                                verify_crc=not no_verify_crc)
+                                verify_crc=not no_verify_crc, step=step)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
     else:
@@ -167,12 +171,13 @@ def inspect(path, stats, pattern, sort, family, no_verify_crc, as_json):
 @tower_option
 @overwrite_option
 @click.option("--no-validate", is_flag=True, help="Skip the check of the output against the original.")
+@step_option
 @no_verify_crc_option
 @quiet_option
 @json_option
 @debug_option
 def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_path, vocab_path,
-          allow_unknown, tower, overwrite, no_validate, no_verify_crc, quiet, as_json):
+          allow_unknown, tower, overwrite, no_validate, step, no_verify_crc, quiet, as_json):
     """Convert a TensorFlow checkpoint to a Hugging Face directory or a .safetensors file."""
     from .conversion import convert
 
@@ -181,7 +186,7 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
                      lower_case=None if cased is None else not cased, gelu=gelu, family=family,
                      config=config_path, vocab=vocab_path, allow_unknown=allow_unknown, overwrite=overwrite,
                      validate=not no_validate, verify_crc=not no_verify_crc,
-                     progress=not quiet and not as_json and sys.stderr.isatty(), tower=tower)
+                     progress=not quiet and not as_json and sys.stderr.isatty(), tower=tower, step=step)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
         return
@@ -236,18 +241,19 @@ def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
 @atol_option(per="output", default=None)
 @click.option("--with-transformers", is_flag=True, help="Run the converted model through transformers.")
 @tower_option
+@step_option
 @no_verify_crc_option
 @json_option
 @debug_option
 def validate(converted, against, golden, save_golden, overwrite, reference, device, dtypes, batch, seq_len, seed,
-             text, atol, with_transformers, tower, no_verify_crc, as_json):
+             text, atol, with_transformers, tower, step, no_verify_crc, as_json):
     """Run the converted model and compare every output with an independent reference."""
     from .validation import validate as run_validate
 
     report = run_validate(converted, against=against, golden=golden, reference=reference, device=device,
                           dtypes=dtypes, batch=batch, seq_len=seq_len, seed=seed, text=text, tolerance=atol,
                           with_transformers=with_transformers, save_golden=save_golden, tower=tower,
-                          verify_crc=not no_verify_crc, overwrite=overwrite)
+                          verify_crc=not no_verify_crc, overwrite=overwrite, step=step)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
     else:
@@ -262,14 +268,15 @@ def validate(converted, against, golden, save_golden, overwrite, reference, devi
 @atol_option(per="tensor", default=0.0)
 @family_option
 @tower_option
+@step_option
 @no_verify_crc_option
 @json_option
 @debug_option
-def diff(a, b, atol, family, tower, no_verify_crc, as_json):
+def diff(a, b, atol, family, tower, step, no_verify_crc, as_json):
     """Compare the weights of two checkpoints of any supported formats (mapping-aware)."""
     from .comparison import diff as run_diff
 
-    report = run_diff(a, b, atol=atol, family=family, tower=tower, verify_crc=not no_verify_crc)
+    report = run_diff(a, b, atol=atol, family=family, tower=tower, verify_crc=not no_verify_crc, step=step)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
     else:

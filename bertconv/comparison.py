@@ -336,11 +336,16 @@ def _compare(report: DiffReport, side_a: _Side, side_b: _Side, name_a: str, name
 
 
 def diff(a: str | Path, b: str | Path, *, atol: float = 0.0, rtol: float = 0.0,
-         family: str | None = None, tower: str | None = None, verify_crc: bool = True) -> DiffReport:
-    """Compare the weights of checkpoint ``a`` with those of ``b`` (any supported formats)."""
+         family: str | None = None, tower: str | None = None, verify_crc: bool = True,
+         step: int | None = None) -> DiffReport:
+    """Compare the weights of checkpoint ``a`` with those of ``b`` (any supported formats).
+    ``step``: which ``model.ckpt-N`` of a TensorFlow training directory to read, on each side
+    that is one."""
     if atol < 0 or rtol < 0 or math.isnan(atol) or math.isnan(rtol):
         raise InputError("atol and rtol must be non-negative numbers")
-    with open_source(a, verify_crc=verify_crc) as source_a, open_source(b, verify_crc=verify_crc) as source_b:
+    with _open(a, verify_crc, step) as source_a, _open(b, verify_crc, step) as source_b:
+        source_a.require_data()
+        source_b.require_data()
         tower = tower or _tower_of(source_a) or _tower_of(source_b)
         side_a = _describe(source_a, family, tower)
         side_b = _describe(source_b, family, tower, bound=side_a.layout if side_a.naming == "tf" else None)
@@ -372,6 +377,13 @@ def diff(a: str | Path, b: str | Path, *, atol: float = 0.0, rtol: float = 0.0,
         report.unexpected_in_b.sort()
         report.compared.sort(key=lambda d: (d.alias, d.name, d.name_b))
         return report
+
+
+def _open(path, verify_crc: bool, step: int | None) -> TensorSource:
+    from .formats import detect_format
+
+    tf_side = step is not None and detect_format(path)[0] == "tf-bundle"
+    return open_source(path, verify_crc=verify_crc, step=step if tf_side else None)
 
 
 def _tower_of(source: TensorSource) -> str | None:

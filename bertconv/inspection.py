@@ -98,8 +98,9 @@ def tensor_stats(array: np.ndarray) -> dict[str, float]:
 
 
 def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | None = None,
-                       sort: str = "name", family: str | None = None, verify_crc: bool = True) -> InspectReport:
-    with open_source(path, verify_crc=verify_crc) as src:
+                       sort: str = "name", family: str | None = None, verify_crc: bool = True,
+                       step: int | None = None) -> InspectReport:
+    with open_source(path, verify_crc=verify_crc, step=step) as src:
         infos = list(src)
         layout, naming, to_source = source_view((i.name for i in infos), family, source=src)
         tf_names = set(to_source.values())

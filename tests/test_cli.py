@@ -160,3 +160,13 @@ def test_validate_and_diff_read_damaged_data_only_with_no_verify_crc(capsys, cop
         assert rc == 1, err  # read, and found to differ
     rc, stdout, _ = run(capsys, "diff", src, out, "--no-verify-crc")
     assert tensor in stdout
+
+
+def test_step_picks_a_training_directorys_checkpoint(capsys):
+    # --step means the same on every command that reads a TF training directory
+    assert main(["inspect", str(fixture_dir("reader") / "steps"), "--step", "100", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["global_step"] == 100
+    assert main(["inspect", str(fixture_dir("reader") / "steps"), "--step", "7"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "steps here: 100, 300" in err

@@ -94,7 +94,7 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
             gelu: str = "faithful", family: str | None = None, config: str | Path | None = None,
             vocab: str | Path | None = None, allow_unknown: bool = False, overwrite: bool = False,
             validate: bool = True, verify_crc: bool = True, progress: bool = False,
-            tower: str | None = None) -> ConversionReport:
+            tower: str | None = None, step: int | None = None) -> ConversionReport:
     """Convert a TensorFlow checkpoint to a Hugging Face directory (``format="hf"``) or one
     ``.safetensors`` file, and (by default) check the result against the original."""
     if format not in FORMATS:
@@ -109,15 +109,16 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
     started = time.perf_counter()
     output = Path(output)
     check_name(output)
-    with open_source(source, verify_crc=verify_crc, prefer="tf") as src:
-        if src.format_name not in ("tf-bundle", "keras-h5"):
+    with open_source(source, verify_crc=verify_crc, prefer="tf", step=step) as src:
+        if src.format_name not in ("tf-bundle", "keras-h5", "saved-model"):
             raise InputError(f"tf2pt converts TensorFlow checkpoints, and this is a {src.format_name} file",
                              path=src.path, hint="it is PyTorch already: inspect, validate or diff it")
+        src.require_data()  # before planning: a missing data file is named as such, not as missing tensors
         plan = plan_conversion(src, family=family, head=head, config_path=config, vocab_path=vocab,
                                allow_unknown=allow_unknown, tower=tower)
         _check_labels(labels, plan)
         _refuse_overwriting_source(output, src, plan)
-        notes = list(plan.notes)
+        notes = [*src.notes, *plan.notes]
         config_json = hf_config(plan, gelu=gelu, labels=labels, dtype=dtype)
         metadata = {"format": "pt", "bertconv.version": __version__, "bertconv.source": str(Path(source)),
                     "bertconv.architecture": plan.architecture,

@@ -85,6 +85,9 @@ class TensorSource(abc.ABC):
         self.directory = Path(directory) if directory is not None else (
             self.path if self.path.is_dir() else self.path.parent)
         self._infos: dict[str, TensorInfo] | None = None
+        #: what the reader decided on the way that a user should know (a state file followed
+        #: to another basename, a step chosen among several)
+        self.notes: list[str] = []
 
     # -- what each reader provides -------------------------------------------------------------
     @abc.abstractmethod
@@ -110,6 +113,14 @@ class TensorSource(abc.ABC):
 
     def confirm_crc32c(self, name: str, computed: int) -> None:  # noqa: B027 - only readers with checksums
         """Check a checksum computed over :meth:`stored_bytes` (raises CorruptDataError)."""
+
+    def unavailable_data(self) -> list:
+        """Files that hold this source's tensor data but are missing, or are Git LFS pointers
+        (empty where the data is all there): the names can be listed, the values not read."""
+        return []
+
+    def require_data(self) -> None:  # noqa: B027 - only readers whose data can be absent
+        """Raise the one-line error naming the first unavailable data file, if any."""
 
     # -- shared behaviour -----------------------------------------------------------------------
     @property

@@ -36,13 +36,14 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
              device: str = "auto", dtypes=("float32",), batch: int = 2, seq_len: int = 16, seed: int = 0,
              text: str | Path | None = None, tolerance: float | None = None, with_transformers: bool = False,
              save_golden: str | Path | None = None, source_config=None, tower: str | None = None,
-             verify_crc: bool = True, overwrite: bool = False) -> ValidationReport:
+             verify_crc: bool = True, overwrite: bool = False, step: int | None = None) -> ValidationReport:
     """Run the converted model and compare each output with the reference, for each dtype.
 
     ``against``: the original checkpoint (any path ``open_source`` reads; or a TensorSource, or a
     mapping of the original names to arrays). ``golden``: a ``.npz`` of inputs and reference
     outputs, used instead. ``save_golden`` replaces an existing file only with ``overwrite``.
     ``source_config``: the original's config when ``against`` has no config file beside it.
+    ``step``: which ``model.ckpt-N`` of a TensorFlow training directory ``against`` is.
     """
     from ..converted import describe_converted, family_of
 
@@ -88,7 +89,7 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
             description += f" ({golden_metadata['reference']})"
         source_label = None
     else:
-        weights, close = open_against(against, verify_crc)
+        weights, close = open_against(against, verify_crc, step)
         try:
             ref_config, config_origin = reference_config(weights, config_dict, source_config)
             if text is not None:

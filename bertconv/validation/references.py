@@ -14,7 +14,7 @@ from ..errors import InputError
 # ---------------------------------------------------------------------------------- references
 
 
-def open_against(against, verify_crc: bool = True):
+def open_against(against, verify_crc: bool = True, step: int | None = None):
     """A (weights, close) pair for a path, a TensorSource or a mapping of the original names to
     arrays. A checkpoint of a family's non-canonical layout is read through the canonical names,
     a pure relayout of the same arrays."""
@@ -23,7 +23,12 @@ def open_against(against, verify_crc: bool = True):
         from ..families.views import canonical_view
         from ..formats import open_source
 
-        source = open_source(against, verify_crc=verify_crc)
+        source = open_source(against, verify_crc=verify_crc, step=step)
+        try:
+            source.require_data()
+        except BaseException:
+            source.close()
+            raise
         layout = detect_layout(source.names())
         return (canonical_view(source, layout) if layout is not None else source), source.close
     return against, lambda: None
