@@ -227,7 +227,8 @@ def _describe(source: TensorSource, family: str | None, tower: str | None = None
     present = set(names)
     ignored = {}
     for name in names:
-        kind = "checkpoint metadata" if name in METADATA_NAMES else training_state_kind(name, present.__contains__)
+        kind = "checkpoint metadata" if name in METADATA_NAMES else training_state_kind(
+            name, source.info(name).shape, lambda v: source.info(v).shape if v in present else None)
         if kind is not None:
             ignored[name] = kind
     # Non-weight buffers older Hugging Face state dicts carry; transformers itself ignores them on load

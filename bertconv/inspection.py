@@ -111,7 +111,8 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
             elif info.name in METADATA_NAMES:
                 category, role = "other", "checkpoint metadata"
             else:
-                kind = training_state_kind(info.name, lambda v: v in tf_names or v in to_source)
+                kind = training_state_kind(info.name, info.shape, lambda v: src.info(v).shape
+                                           if (v in tf_names or v in to_source) and v in src else None)
                 category, role = ("training", kind) if kind else ("other", "")
             rows.append(TensorRow(info.name, info.dtype, list(info.shape), info.numel, info.nbytes,
                                   category, role))

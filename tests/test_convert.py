@@ -255,3 +255,34 @@ def test_damaged_tensor_bytes_stop_the_conversion(tensor, compiled, copy_fixture
     assert caught.value.tensor == tensor
     assert not (tmp_path / "out").exists()
     assert list(tmp_path.iterdir()) == [src]  # no temporary directory left beside it
+
+
+@pytest.mark.parametrize("name, kinds", [
+    # tf.compat.v1.train.AdamOptimizer(name="BERTAdam"): slots named after the optimizer
+    ("bert_bertadam", {"BERTAdam": 46, "BERTAdam_1": 46, "beta1_power": 1, "beta2_power": 1, "global_step": 1}),
+    # NVIDIA DeepLearningExamples: gradient accumulation and dynamic loss scaling
+    ("bert_nvidia_state", {"accum": 46, "adam_m": 46, "adam_v": 46, "batch_finite": 1, "current_loss_scale": 1,
+                           "global_step": 1, "good_steps": 1, "local_step": 1}),
+    # its manual_fp16 path: contrib's loss-scale manager
+    ("bert_nvidia_fp16", {"adam_m": 39, "adam_v": 39, "bad_steps": 1, "global_step": 1, "good_steps": 1,
+                          "loss_scale": 1}),
+])
+def test_other_training_stacks_state_is_recognised_by_rule(name, kinds, tmp_path):
+    report = convert(fixture_dir(name), tmp_path / "out")
+    assert report.training_state_dropped == kinds and report.unknown_dropped == []
+    assert report.validation.passed
+
+
+def test_a_slot_must_have_its_weights_shape(copy_fixture, tmp_path):
+    # beside a real weight but of another shape: not a slot, whatever its name
+    import numpy as np
+
+    from bertconv.formats.tf_bundle_writer import write_tf_bundle
+
+    src = copy_fixture("bert_pretrain")
+    with open_source(src) as checkpoint:
+        tensors = {n: np.array(checkpoint.read(n)) for n in checkpoint.names()}
+    tensors["bert/pooler/dense/kernel/adam_m"] = np.zeros(3, np.float32)
+    write_tf_bundle(src / "bert_model.ckpt", sorted(tensors.items()), overwrite=True)
+    with pytest.raises(MappingError, match="bert/pooler/dense/kernel/adam_m"):
+        convert(src, tmp_path / "out", validate=False)

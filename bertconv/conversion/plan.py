@@ -159,7 +159,8 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     for name in names:
         if name in matches or name in METADATA_NAMES:
             continue
-        kind = training_state_kind(name, lambda var: var in matches)
+        kind = training_state_kind(name, source.info(name).shape,
+                                   lambda var: source.info(var).shape if var in matches else None)
         if kind:
             training[name] = kind
         else:

@@ -1,30 +1,64 @@
-"""What training leaves in a checkpoint besides the model: optimizer slots, counters, loss scaling."""
+"""What training leaves in a checkpoint besides the model: optimizer slots, counters, loss scaling.
+
+Recognised by rule, never by a growing list of optimizer names:
+
+- a **slot** is ``<weight>/<name>`` (TF1 optimizers: ``adam_m``, ``Adam_1``, ``BERTAdam``,
+  ``AdamWeightDecayOptimizer_1``, ``Momentum``, NVIDIA's ``accum`` and ``shadow``...) where
+  ``<weight>`` is one of the model's own tensors and the slot has that tensor's shape: a slot can
+  never be taken for a weight, since no weight is named below another one. Factored second
+  moments (Adafactor) have a smaller shape: they are slots when each of their dimensions is one of
+  the weight's;
+- a TF2 object checkpoint says so outright: ``<object path>/.OPTIMIZER_SLOT/<optimizer>/<slot>/...``,
+  and the optimizer's own variables live under ``optimizer/``;
+- a **counter** is a scalar whose last name component is a step count, a power of a decay rate,
+  a loss scale or a finiteness flag (``global_step``, ``local_step``, ``beta1_power``,
+  ``loss_scale``, ``current_loss_scale``, ``good_steps``, ``bad_steps``, ``batch_finite``,
+  ``save_counter``...).
+
+Whatever no rule explains stays unknown, and is listed.
+"""
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 #: bookkeeping entries that are neither weights nor optimizer state
 METADATA_NAMES = frozenset({"_CHECKPOINTABLE_OBJECT_GRAPH"})
 
-# Names that training leaves in a checkpoint. A name counts as training state only when it is one
-# of the standalone counters below, or a slot suffix appended to a tensor the model itself has:
-# anything else stays "unknown" rather than being guessed into either bin.
-TRAINING_COUNTERS = re.compile(
-    r"^(global_step|beta1_power|beta2_power|\w*_power(_\d+)?|good_steps|loss_scale|"
-    r"current_loss_scale|save_counter(/\.ATTRIBUTES/VARIABLE_VALUE)?|"
-    r"optimizer/.*|.*/\.OPTIMIZER_SLOT/.*)$")
-SLOT_SUFFIX = re.compile(
-    r"^(?P<var>.+)/(?P<slot>adam_m|adam_v|Adam|Adam_\d+|Momentum|lamb_m|lamb_v|LAMB|LAMB_\d+|"
-    r"Adagrad|Adadelta|Adadelta_\d+|RMSProp|RMSProp_\d+|Ftrl|Ftrl_\d+|ExponentialMovingAverage|"
-    r"accumulator|Adafactor\w*|m|v)$")
+_TF2_VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
+_TF2_SLOT = re.compile(r"^(?P<var>.+)/\.OPTIMIZER_SLOT/(?P<optimizer>[^/]+)/(?P<slot>[^/]+)" + re.escape(_TF2_VALUE) + "$")
+_TF2_OPTIMIZER = re.compile(r"^optimizer/")
+_SLOT = re.compile(r"^(?P<var>.+)/(?P<slot>[A-Za-z_][A-Za-z0-9_]*)$")
+#: the last name component of a training counter (a scalar)
+_COUNTER = re.compile(r"^(\w*_)?(steps?|power(_\d+)?|loss_scale|finite|counter)$")
 
 
-def training_state_kind(name: str, is_model_tensor) -> str | None:
-    """``"counter"``, ``"slot:<name>"`` or None. ``is_model_tensor(name)`` says whether a name is
-    one of the model's own tensors, so that a slot is recognised only next to a real variable."""
-    if TRAINING_COUNTERS.match(name):
+def training_state_kind(name: str, shape: tuple[int, ...],
+                        model_shape: Callable[[str], tuple[int, ...] | None]) -> str | None:
+    """``"counter"``, ``"slot:<name>"``, ``"optimizer"`` or None (not training state).
+
+    ``shape`` is the tensor's own shape; ``model_shape(name)`` is the shape of one of the model's
+    own tensors, or None when ``name`` is not one."""
+    tf2 = _TF2_SLOT.match(name)
+    if tf2:
+        return f"slot:{tf2.group('slot')}"
+    if _TF2_OPTIMIZER.match(name):
+        return "optimizer"
+    stem = name[:-len(_TF2_VALUE)] if name.endswith(_TF2_VALUE) else name
+    if _is_scalar(shape) and _COUNTER.match(stem.rsplit("/", 1)[-1]):
         return "counter"
-    m = SLOT_SUFFIX.match(name)
-    if m and is_model_tensor(m.group("var")):
-        return f"slot:{m.group('slot')}"
+    m = _SLOT.match(name)
+    if m:
+        weight = model_shape(m.group("var"))
+        if weight is not None and (tuple(shape) == tuple(weight) or _factored(shape, weight, m.group("slot"))):
+            return f"slot:{m.group('slot')}"
     return None
+
+
+def _is_scalar(shape) -> bool:
+    return all(d == 1 for d in shape)
+
+
+def _factored(shape, weight, slot: str) -> bool:
+    """Adafactor keeps a row and a column statistic for a matrix instead of its full square."""
+    return "adafactor" in slot.lower() and 0 < len(shape) < len(weight) and all(d in weight for d in shape)
