@@ -10,10 +10,27 @@ attributes is read as a plain tree: every dataset, named by its path.
 
 Contiguous, uncompressed datasets are memory-mapped (zero copy, read-only); chunked or filtered
 ones are read through h5py.
+
+What a layout needs beyond the tensors is offered as data, read once when the file is opened (the
+reader knows Keras' file, not the models in it):
+
+- :attr:`KerasH5Source.layer_names`: every layer in the root's ``layer_names`` order (weightless
+  layers included; the graph's order, which is not always the order the model was built in);
+- :attr:`KerasH5Source.layer_weights`: layer -> the tensor names of its weights, in the order of
+  the layer's ``weight_names`` (the order the layer created them: generated sub-layer names such
+  as ``dense_10`` sort before ``dense_7``, so a layout maps by this order, never by sorted names);
+- :meth:`KerasH5Source.model_config`: the ``model_config`` JSON that ``model.save()`` writes (the
+  layers' classes and their constructor arguments), None for weights-only files.
+
+Attributes are accepted both as ``bytes`` (older Keras and h5py) and as ``str`` (tf-keras 2.x
+writes variable-length strings). Groups not listed in ``layer_names`` (tf-keras' empty
+``top_level_model_weights``) hold no layer's weights and are skipped.
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+import json
 
 import numpy as np
 
@@ -41,7 +58,11 @@ def _attribute_list(group, name: str) -> list[str] | None:
             index += 1
     else:
         return None
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+    return [_text(v) for v in values]
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 class KerasH5Source(TensorSource):
@@ -58,6 +79,11 @@ class KerasH5Source(TensorSource):
         except OSError as e:
             raise CheckpointFormatError(f"not a readable HDF5 file ({e})", path=self.path) from None
         self._datasets: dict[str, object] = {}
+        #: every layer, in the file's ``layer_names`` order (empty for a plain tree)
+        self.layer_names: list[str] = []
+        #: layer -> its weights' tensor names in ``weight_names`` order (only layers with weights)
+        self.layer_weights: dict[str, list[str]] = {}
+        self._model_config: str | None = None
         try:
             self._index(h5py)
         except BaseException:
@@ -66,6 +92,8 @@ class KerasH5Source(TensorSource):
 
     def _index(self, h5py) -> None:
         root = self._h5
+        if "model_config" in root.attrs:
+            self._model_config = _text(root.attrs["model_config"])
         if _attribute_list(root, "layer_names") is None and isinstance(root.get("model_weights"), h5py.Group):
             root = root["model_weights"]
         layer_names = _attribute_list(root, "layer_names")
@@ -77,6 +105,7 @@ class KerasH5Source(TensorSource):
                     self._datasets[path] = obj
             root.visititems(visit)
             return
+        self.layer_names = layer_names
         for layer in layer_names:
             group = root.get(layer)
             if not isinstance(group, h5py.Group):
@@ -93,6 +122,17 @@ class KerasH5Source(TensorSource):
                 if name in self._datasets:
                     raise CheckpointFormatError("weight listed twice", path=self.path, tensor=name)
                 self._datasets[name] = dataset
+                self.layer_weights.setdefault(layer, []).append(name)
+
+    def model_config(self) -> dict | None:
+        """The parsed ``model_config`` attribute of a ``model.save()`` file (``{"class_name":
+        ..., "config": {"layers": [...]}}``), or None when the file has none."""
+        if self._model_config is None:
+            return None
+        try:
+            return json.loads(self._model_config)
+        except ValueError as e:
+            raise CheckpointFormatError(f"the model_config attribute is not JSON ({e})", path=self.path) from None
 
     def _list(self) -> list[TensorInfo]:
         out = []
