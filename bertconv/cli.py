@@ -66,9 +66,9 @@ debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eage
                             help="Show the full traceback on errors.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 family_option = click.option("--family", help="Model family (default: detected).")
-tower_option = click.option("--tower", type=click.Choice(["discriminator", "generator"]),
-                            help="ELECTRA: which of the checkpoint's two models (default: the one the converted "
-                                 "model records, else the discriminator).")
+tower_option = click.option("--tower", metavar="NAME",
+                            help="For checkpoints that hold several models (ELECTRA's discriminator and generator): "
+                                 "which one (default: the one the converted model records, else the first).")
 no_verify_crc_option = click.option("--no-verify-crc", is_flag=True,
                                     help="Skip the crc32c checks of the tensor data read.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")

@@ -12,19 +12,19 @@ from .errors import ConfigError, InputError, MappingError
 def family_of(config_dict: dict[str, Any], architecture: str | None = None):
     """The family a converted model belongs to: its config's ``model_type``, else its
     architecture's family; BERT when neither says (a bare state dict of BERT names)."""
-    from .families import family_for_architecture, family_for_model_type, get_family
+    from .families import default_family, family_for_architecture, family_for_model_type
 
     family = family_for_model_type(config_dict.get("model_type"))
     if family is None and architecture:
         family = family_for_architecture(architecture)
-    return family or get_family("bert")
+    return family or default_family()
 
 
 def infer_architecture(names, family=None) -> str:
     """The architecture a set of state-dict names implies (BERT's names unless ``family``)."""
-    from .families import get_family
+    from .families import default_family
 
-    family = family or get_family("bert")
+    family = family or default_family()
     heads = family.state_dict_heads(names)
     if heads not in family.architectures:
         raise MappingError(f"the weights hold heads ({', '.join(sorted(heads))}) that no "

@@ -150,8 +150,8 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                     shapes[tf_name] = shape
             inferred = layout.infer_sizes(shapes) if layout.infer_sizes else {}
             present = layout.parts_present(shapes)
-            # BERT's four heads always, then what else this layout's table names (ELECTRA's towers)
-            known = ("mlm", "nsp", "classifier", "squad")
+            # the heads the family describes, then whatever else this layout's table names
+            known = tuple(layout.family.head_descriptions)
             extra = sorted({r.head for r in layout.mapping.rules if r.head} - set(known) - {"pooler"})
             heads = {h: (h in present) for h in known + tuple(extra)}
             if present & {"classifier"}:

@@ -31,6 +31,9 @@ HEAD_OUTPUTS = {
 
 
 def ordered(names, num_layers: int) -> list[str]:
-    """Outputs in the order data flows through the model (for 'first diverging output')."""
+    """Outputs in the order data flows through the model (for 'first diverging output'); names
+    this module does not list (a family's own heads) follow, sorted, so none is ever left out."""
     order = [EMBEDDINGS] + [layer(i) for i in range(num_layers)] + [SEQUENCE, POOLED] + list(HEAD_OUTPUTS.values())
-    return [n for n in order if n in names]
+    names = set(names)
+    known = [n for n in order if n in names]
+    return known + sorted(names - set(known))

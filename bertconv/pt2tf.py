@@ -27,11 +27,10 @@ import numpy as np
 from .atomic import atomic_dir, check_not_reading
 from .config import BertConfig, compare_configs
 from .errors import ConfigError, MappingError
-from .families import family_for_model_type
+from .families import default_family, family_for_model_type
 from .formats import open_source
 from .mapping import invert_transform
 
-CHECKPOINT_NAME = "bert_model.ckpt"
 
 
 @dataclass
@@ -98,7 +97,7 @@ def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,
     with open_source(source) as src:
         hf, config_path = _hf_config(src, Path(source))
         architecture = (hf.get("architectures") or [None])[0]
-        family = family_for_model_type(hf.get("model_type", "bert"))
+        family = family_for_model_type(hf.get("model_type")) if "model_type" in hf else default_family()
         if family is None:
             raise ConfigError(f"model_type is {hf.get('model_type')!r}, which bertconv does not know",
                               path=config_path, hint="pt2tf converts Hugging Face BERT models")
@@ -181,16 +180,16 @@ def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,
                 yield tf_name, np.ascontiguousarray(invert_transform(transform, array))
                 src.release(pt_name)
 
-        files = [f"{CHECKPOINT_NAME}.index", f"{CHECKPOINT_NAME}.data-00000-of-00001", "checkpoint",
-                 "bert_config.json"]
+        prefix, config_name = family.checkpoint_name, family.config_file
+        files = [f"{prefix}.index", f"{prefix}.data-00000-of-00001", "checkpoint", config_name]
         check_not_reading(Path(output), [p for p in (src.path, config_path, src.sidecar("vocab.txt")) if p])
         with atomic_dir(output, overwrite=overwrite) as tmp:
             from .formats.tf_bundle_writer import write_tf_bundle
 
-            write_tf_bundle(tmp / CHECKPOINT_NAME, tensors())
-            (tmp / "checkpoint").write_text(f'model_checkpoint_path: "{CHECKPOINT_NAME}"\n'
-                                            f'all_model_checkpoint_paths: "{CHECKPOINT_NAME}"\n', encoding="utf-8")
-            (tmp / "bert_config.json").write_text(json.dumps(google, indent=2) + "\n", encoding="utf-8")
+            write_tf_bundle(tmp / prefix, tensors())
+            (tmp / "checkpoint").write_text(f'model_checkpoint_path: "{prefix}"\n'
+                                            f'all_model_checkpoint_paths: "{prefix}"\n', encoding="utf-8")
+            (tmp / config_name).write_text(json.dumps(google, indent=2) + "\n", encoding="utf-8")
             vocab = src.sidecar("vocab.txt")
             if vocab is not None:
                 shutil.copyfile(vocab, tmp / "vocab.txt")

@@ -89,8 +89,8 @@ def load_state_dict_strict(model: nn.Module, tensors: dict[str, torch.Tensor], f
     initialised. The family's tied duplicates are accepted only when equal to what they duplicate,
     and its index buffers are dropped (they are not weights). ``family``: BERT's by default."""
     if family is None:
-        from .families import get_family
-        family = get_family("bert")
+        from .families import default_family
+        family = default_family()
     expected = model.state_dict()
     tensors = dict(tensors)
     problems = []

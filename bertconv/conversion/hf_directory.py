@@ -22,7 +22,7 @@ def hf_config(plan: Plan, *, gelu: str, labels: list[str] | None, dtype: str) ->
     out = {"architectures": [plan.architecture], "model_type": layout.model_type, **out}
     out["hidden_act"] = act
     out.update(plan.family.hf_config_extras(layout))
-    out.update({"dtype": dtype, "tie_word_embeddings": True, "use_cache": False})
+    out.update({"dtype": dtype, "use_cache": False})
     if plan.num_labels is not None and "classifier" in plan.heads:
         names = labels or [f"LABEL_{i}" for i in range(plan.num_labels)]
         out["id2label"] = {str(i): n for i, n in enumerate(names)}

@@ -64,7 +64,7 @@ def select_heads(layout: Layout, present: frozenset, requested: str) -> tuple[fr
     if requested == "base":
         return frozenset(), notes
     if requested == "auto":
-        task = present & {"classifier", "squad"}
+        task = present & layout.family.task_heads
         if len(task) > 1:
             raise MappingError(f"the checkpoint has several task heads ({', '.join(sorted(task))})",
                                hint="choose one with --head")

@@ -1,8 +1,9 @@
 """The model families bertconv knows, and how a checkpoint's family and layout are recognised.
 
 Each family is a package of its own (``bertconv/families/<name>/``) exposing ``FAMILY``; adding one
-is a new package and one line in :data:`REGISTRY`. Families load on first use, one at a time: a
-BERT checkpoint never imports the others. Nothing here knows anything about any one family.
+is a new package and one line in :data:`REGISTRY`. Families load on first use, in detection order,
+each only when detection reaches it (their packages hold tables, not models: a model, a reference
+or a tokenizer loads only when it is used). Nothing here knows anything about any one family.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ REGISTRY = ("albert", "bert", "electra")
 HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
 
 __all__ = ["Family", "Layout", "REGISTRY", "HEAD_CHOICES", "get_family", "families", "find_layout",
-           "detect_layout", "candidate_layouts", "source_view", "select_tower", "family_for_model_type", "family_for_architecture",
+           "detect_layout", "candidate_layouts", "default_family", "source_view", "select_tower", "family_for_model_type", "family_for_architecture",
            "layout_names"]
 
 
@@ -71,6 +72,12 @@ def detect_layout(names: Iterable[str], family: str | None = None) -> Layout | N
         if any(layout.marker.search(n) for n in names):
             return layout
     return None
+
+
+def default_family() -> Family:
+    """The family a bare state dict is read as when nothing names one: BERT, whose PyTorch names
+    the others share below their prefixes (see REGISTRY's order)."""
+    return get_family("bert")
 
 
 def family_for_model_type(model_type: str | None) -> Family | None:

@@ -126,8 +126,14 @@ class Family:
     config_file: str = "bert_config.json"
     #: config files looked for beside a checkpoint, in order
     config_files: tuple[str, ...] = ("bert_config.json", "config.json", "albert_config.json")
-    #: how inspect describes each head
-    head_descriptions: dict[str, str] = {}
+    #: how inspect describes each head (and which heads inspect reports present or absent)
+    head_descriptions: dict[str, str] = {"mlm": "masked LM", "nsp": "next sentence",
+                                         "classifier": "sequence classifier", "squad": "SQuAD span"}
+    #: heads of fine-tuned task models: ``--head auto`` exports the one present instead of the
+    #: pretraining heads
+    task_heads: frozenset = frozenset({"classifier", "squad"})
+    #: the checkpoint prefix ``pt2tf`` writes, as the original code names it
+    checkpoint_name: str = "bert_model.ckpt"
     #: whether ``validate --with-transformers`` can run this family's models (see
     #: :meth:`transformers_outputs`)
     runs_in_transformers: bool = False
@@ -223,7 +229,7 @@ class Family:
 
     def hf_config_extras(self, layout: Layout) -> dict[str, Any]:
         """What a Hugging Face config.json of this family states besides the source config."""
-        return {"pad_token_id": 0, "position_embedding_type": "absolute"}
+        return {"pad_token_id": 0, "position_embedding_type": "absolute", "tie_word_embeddings": True}
 
     def transformers_outputs(self, model, result) -> dict:
         """Named outputs (``bertconv.outputs``) of a transformers model's forward ``result``."""

@@ -34,17 +34,15 @@ def open_against(against, verify_crc: bool = True, step: int | None = None):
     return against, lambda: None
 
 
-def reference_config(against, converted_dict: dict[str, Any], given) -> tuple[BertConfig, str]:
-    """The original's config: given, or the checkpoint's config file, or (last) the converted
-    model's own config with the source's activation name restored."""
-    from ..families.base import Family
-
+def reference_config(against, converted_dict: dict[str, Any], given, family) -> tuple[BertConfig, str]:
+    """The original's config: given, or the checkpoint's config file (one of ``family``'s), or
+    (last) the converted model's own config with the source's activation name restored."""
     if isinstance(given, BertConfig):
         return given, "given"
     if given is not None:
         return load_config_file(given), str(given)
     sidecar = getattr(against, "sidecar", None)
-    found = sidecar(*Family.config_files) if callable(sidecar) else None
+    found = sidecar(*family.config_files) if callable(sidecar) else None
     if found is not None:
         config = load_config_file(found)
         layout = getattr(against, "layout", None)  # a view of a non-canonical layout says which
@@ -67,6 +65,6 @@ def compute_reference(weights, config: BertConfig, inputs: dict[str, np.ndarray]
     if kind not in ("numpy", "tf"):
         raise InputError(f"unknown reference {kind!r}", hint="choose numpy or tf")
     if family is None:
-        from ..families import get_family
-        family = get_family("bert")
+        from ..families import default_family
+        family = default_family()
     return family.reference(weights, config, inputs, heads=heads, tower=tower, kind=kind)

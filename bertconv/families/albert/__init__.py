@@ -21,7 +21,7 @@ class AlbertFamily(Family):
     tied = {"predictions.decoder.weight": "albert.embeddings.word_embeddings.weight",
             "predictions.decoder.bias": "predictions.bias"}
     config_file = "albert_config.json"
-    head_descriptions = {"mlm": "masked LM", "nsp": "sentence order"}
+    head_descriptions = {**Family.head_descriptions, "nsp": "sentence order"}
 
     def load_model(self, tensors, config, architecture, *, path=None, num_labels=2):
         import torch

@@ -55,8 +55,6 @@ class BertFamily(Family):
     without_pooler = frozenset({"BertForMaskedLM", "BertForQuestionAnswering"})
     tied = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
             "cls.predictions.decoder.bias": "cls.predictions.bias"}
-    head_descriptions = {"mlm": "masked LM", "nsp": "next sentence", "classifier": "sequence classifier",
-                         "squad": "SQuAD span"}
     runs_in_transformers = True
 
     def load_model(self, tensors, config, architecture, *, path=None, num_labels=2):

@@ -18,7 +18,7 @@ class ElectraFamily(Family):
     # ELECTRA has no pooler at all
     without_pooler = frozenset(architectures.values())
     tied = {"generator_lm_head.weight": "electra.embeddings.word_embeddings.weight"}
-    head_descriptions = {"mlm": "masked LM", "discriminator": "ELECTRA discriminator",
+    head_descriptions = {**Family.head_descriptions, "discriminator": "ELECTRA discriminator",
                          "generator_tower": "ELECTRA generator (--tower generator)",
                          "discriminator_tower": "ELECTRA discriminator (--tower discriminator)"}
 
