@@ -21,8 +21,10 @@ def hf_config(plan: Plan, *, gelu: str, labels: list[str] | None, dtype: str) ->
     out = {k: v for k, v in cfg.to_dict().items() if k not in ("hidden_act", "architectures", "model_type")}
     out = {"architectures": [plan.architecture], "model_type": layout.model_type, **out}
     out["hidden_act"] = act
-    out.update(plan.family.hf_config_extras(layout))
-    out.update({"dtype": dtype, "use_cache": False})
+    extras = dict(plan.family.hf_config_extras(layout))
+    tied = extras.pop("tie_word_embeddings", True)
+    # the keys in the order every earlier conversion wrote them (outputs stay byte-identical)
+    out.update({**extras, "dtype": dtype, "tie_word_embeddings": tied, "use_cache": False})
     if plan.num_labels is not None and "classifier" in plan.heads:
         names = labels or [f"LABEL_{i}" for i in range(plan.num_labels)]
         out["id2label"] = {str(i): n for i, n in enumerate(names)}
