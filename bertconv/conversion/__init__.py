@@ -52,6 +52,9 @@ class ConversionReport:
     write_seconds: float = 0.0    # planning and writing, up to the check
     validation: Any = None   # a validate.ValidationReport when the output was checked
     layout_is_canonical: bool = True
+    #: PyTorch names written although the architecture's class ignores them (a pooler under
+    #: BertForMaskedLM), so that the directory holds every trained weight
+    ignored_by_class: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k not in ("validation", "layout_is_canonical")}
@@ -75,7 +78,11 @@ class ConversionReport:
         ]
         if self.heads_dropped:
             lines.append(f"             {len(self.heads_dropped)} tensor(s) not part of {self.architecture} "
-                         f"(heads not exported, or a pooler it does not have)")
+                         f"(heads not exported)")
+        if self.ignored_by_class:
+            lines.append(f"kept         {len(self.ignored_by_class)} tensor(s) that {self.architecture} itself "
+                         f"ignores ({', '.join(self.ignored_by_class)}): written so that AutoModel on this "
+                         f"directory loads every trained weight")
         if self.unknown_dropped:
             lines.append(f"             {len(self.unknown_dropped)} unknown tensor(s) (--allow-unknown)")
         lines.append(f"wrote        {self.output}: {', '.join(self.files)} in {self.write_seconds:.2f} s")
@@ -168,7 +175,8 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
             heads=sorted(plan.heads), config_origin=plan.config_origin, dtype=dtype,
             tensors_written=len(plan.tensors), parameters=plan.parameters,
             training_state_dropped=counts, heads_dropped=plan.dropped_heads,
-            unknown_dropped=plan.unknown, files=files, do_lower_case=do_lower, notes=notes)
+            unknown_dropped=plan.unknown, files=files, do_lower_case=do_lower, notes=notes,
+            ignored_by_class=plan.ignored_by_class)
         report.validation = validation
         report.weights_from = str(getattr(src, "prefix", None) or src.path)
         report.write_seconds = write_seconds

@@ -43,6 +43,9 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     #: a tokenizer model the family ships instead of vocab.txt (ALBERT's SentencePiece model)
     tokenizer_model: Path | None = None
+    #: target names written although the architecture's class does not use them (a pooler under
+    #: BertForMaskedLM): kept so that every trained weight is in the output
+    ignored_by_class: list[str] = field(default_factory=list)
 
     @property
     def family(self) -> Family:
@@ -115,6 +118,11 @@ def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | P
         notes.append(f"no config file: sizes inferred from the weights, num_attention_heads={stated_heads} "
                      f"from the attention kernels' shapes; hidden_act 'gelu' ({layout.gelu_meaning()})")
         return config, "inferred from the weights", {"num_labels": num_labels}
+    if not layout.head_count_from_head_size:
+        raise ConfigError(f"the weights do not record num_attention_heads ({layout.name} files never do, and "
+                          f"their models are not all {DEFAULT_HEAD_SIZE}-wide per head)", path=source.path,
+                          hint=f"pass --config {layout.family.config_file} stating num_attention_heads "
+                               "(or put it beside the checkpoint)")
     heads = max(1, inferred["hidden_size"] // DEFAULT_HEAD_SIZE)
     config = BertConfig(num_attention_heads=heads, hidden_act="gelu", layer_norm_eps=layout.layer_norm_eps,
                         **inferred)
@@ -149,7 +157,7 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
         raise InputError("no BERT-family tensors found (this is not a checkpoint of a model bertconv converts)",
                          path=source.path, hint="see `bertconv inspect` for what it holds")
     layout = select_tower(layout, tower).for_checkpoint(names, source)
-    notes: list[str] = []
+    notes: list[str] = list(layout.assumptions)
     matches: dict[str, Match] = {}
     for name in names:
         m = layout.mapping.to_target(name)
@@ -173,6 +181,11 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     notes += head_notes
     architecture = layout.architecture(heads)
     parts = layout.exported_parts(heads, architecture)
+    # Every trained weight is kept: a pooler the class is built without (BertForMaskedLM) is
+    # still written, so that AutoModel on the same directory is never partly random; the report
+    # names it as ignored by the class.
+    ignored_parts = (frozenset({"pooler"}) & layout.structural_parts & layout.parts_present(matches)) - parts
+    parts = parts | ignored_parts
 
     problems = []
     expected = layout.mapping.expected(config.num_hidden_layers, parts)
@@ -218,8 +231,9 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
         notes.append("no vocab.txt beside the checkpoint: weights converted, no tokenizer written (pass --vocab)")
 
     tensors.sort(key=lambda t: _target_order(t.target))
+    ignored = [t.target for t in tensors if t.head in ignored_parts]
     return Plan(layout, config, origin, present, heads, architecture, tensors, training, sorted(dropped),
-                sorted(unknown), num_labels, vocab, Path(source.path), notes, tokenizer_model)
+                sorted(unknown), num_labels, vocab, Path(source.path), notes, tokenizer_model, ignored)
 
 
 def _target_order(target: str):

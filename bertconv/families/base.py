@@ -64,6 +64,13 @@ class Layout:
     #: True when the family's reference reads this layout's names as they are (the original
     #: code's own names); other layouts are read through the first layout's table
     canonical: bool = False
+    #: whether, with no config file, the head count may be taken as hidden_size / 64 (Google's
+    #: head size); False where the writing library records no head count and its models are not
+    #: all 64-wide per head: a config must then state it
+    head_count_from_head_size: bool = True
+    #: what the layout (bound to one checkpoint) assumed where the file records nothing, for the
+    #: conversion report
+    assumptions: tuple[str, ...] = ()
     family: "Family | None" = None
 
     def __repr__(self) -> str:
