@@ -3,8 +3,10 @@ names BERT's float64 reference reads), then every other library's. A new naming 
 and one line below."""
 from __future__ import annotations
 
+from .bert_for_tf2 import LAYOUT as BERT_FOR_TF2
 from .garden import LAYOUT as TF2_GARDEN
 from .google import LAYOUT as GOOGLE
+from .hf_tf_checkpoint import LAYOUT as HF_TF_CHECKPOINT
 from .keras_hf import LAYOUT as KERAS_HF
 
-LAYOUTS = (GOOGLE, TF2_GARDEN, KERAS_HF)
+LAYOUTS = (GOOGLE, TF2_GARDEN, KERAS_HF, BERT_FOR_TF2, HF_TF_CHECKPOINT)

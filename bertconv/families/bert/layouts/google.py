@@ -106,7 +106,10 @@ LAYOUT = Layout(
     name="google_bert",
     description="google-research/bert TF1 checkpoint",
     mapping=MAPPING,
-    marker=re.compile(r"^bert/(embeddings|encoder/layer_\d+)/"),
+    # TF1 checkpoint keys never end in a Keras ":0" nor hold a TF2 object path: bert-for-tf2's
+    # h5 (bert/encoder/layer_0/...:0) and Hugging Face's object checkpoints (bert/embeddings/
+    # weight/.ATTRIBUTES/...) begin like Google's names and belong to their own layouts
+    marker=re.compile(r"^bert/(embeddings|encoder/layer_\d+)/(?!.*(:\d+$|/\.ATTRIBUTES/))"),
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
     infer_sizes=infer_sizes,
