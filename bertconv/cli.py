@@ -137,10 +137,36 @@ def cli():
 @family_option
 @step_option
 @no_verify_crc_option
+@click.option("--memory", is_flag=True,
+              help="Instead: estimate the peak memory of one inference or training step, from the shapes.")
+@click.option("--batch", metavar="B[,B...]", help="--memory: batch sizes, comma-separated (default 8).")
+@click.option("--seq-len", metavar="S[,S...]",
+              help="--memory: sequence lengths, comma-separated (default 128, or the model's positions if fewer).")
+@click.option("--dtype", type=click.Choice(DTYPES),
+              help="--memory: float32 (default), or float16 / bfloat16 as torch.autocast runs them.")
+@click.option("--mode", type=click.Choice(["infer", "train"]), help="--memory: a forward (default) or a training step.")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd", "none"]),
+              help="--memory: the training step's optimizer (default adamw).")
+@click.option("--attention", type=click.Choice(["eager", "sdpa"]), help="--memory: default transformers' own, sdpa.")
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), help="--memory: whose code paths (default cuda).")
+@click.option("--gpu", metavar="SIZE|NAME",
+              help="--memory: a GPU's memory (16GB) or name (T4, A100-80GB...): does it fit, what batch does.")
 @json_option
 @debug_option
-def inspect(path, stats, pattern, sort, family, step, no_verify_crc, as_json):
+def inspect(path, stats, pattern, sort, family, step, no_verify_crc, memory, as_json, **memory_options):
     """List the tensors of a checkpoint (TF, safetensors, HF directory, .bin, .h5) and what they are."""
+    memory_options = {k: v for k, v in memory_options.items() if v is not None}
+    if memory or memory_options:
+        if not memory:
+            raise click.UsageError(f"--{next(iter(memory_options)).replace('_', '-')} goes with --memory")
+        from .memory import estimate
+
+        report = estimate(path, family=family, step=step, **memory_options)
+        if as_json:
+            _emit_json(report.to_dict())
+        else:
+            click.echo(report.render())
+        return
     from .inspection import inspect_checkpoint
 
     report = inspect_checkpoint(path, stats=stats, filter=pattern, sort=sort, family=family,
