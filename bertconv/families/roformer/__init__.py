@@ -1,0 +1,91 @@
+"""The RoFormer family (v1): Hugging Face ``RoFormer*`` models from ZhuiyiTechnology's TF1
+checkpoints (Google's BERT names without a position table) and from bert4keras' ``model='roformer'``
+Keras HDF5 files (``layouts.py``).
+
+Transformers' RoFormer has no pooler and no NSP head: a pooler in the source is written anyway
+(every trained weight is kept) and ignored by the class; an NSP head is not exported. NEZHA and
+RoFormer-v2, which look alike on disk, are refused (see ``layouts.py``). Its PyTorch model
+(``model.py``) and float64 reference (``reference.py``) load only when used; the tokenizer is
+BERT's WordPiece from ``vocab.txt``.
+"""
+from __future__ import annotations
+
+import re
+
+from ..base import Family
+from .layouts import LAYOUTS
+
+
+#: the original's MLM head tensors, in the canonical names (the reference states them too)
+MLM_TENSORS = ("cls/predictions/transform/dense/kernel", "cls/predictions/transform/dense/bias",
+               "cls/predictions/transform/LayerNorm/gamma", "cls/predictions/transform/LayerNorm/beta",
+               "cls/predictions/output_bias")
+
+
+def _has(weights, name: str) -> bool:
+    try:
+        return name in weights
+    except TypeError:
+        return False
+
+
+class RoFormerFamily(Family):
+    name = "roformer"
+    model_type = "roformer"
+    architectures = {
+        frozenset(): "RoFormerModel",
+        frozenset({"mlm"}): "RoFormerForMaskedLM",
+    }
+    # transformers' RoFormer has no pooler at all
+    without_pooler = frozenset(architectures.values())
+    tied = {"cls.predictions.decoder.weight": "roformer.embeddings.word_embeddings.weight",
+            "cls.predictions.decoder.bias": "cls.predictions.bias"}
+    # Hugging Face RoFormer state dicts also carry the sinusoid table transformers computes at
+    # load time (``encoder.embed_positions.weight``): not a trained weight
+    index_buffers = re.compile(r"^(\w+\.)?(embeddings\.(position_ids|token_type_ids)|encoder\.embed_positions\.weight)$")
+    head_descriptions = {"mlm": "masked LM", "nsp": "next sentence (no RoFormer class has one: not exported)"}
+    # no RoFormer task head is read from these sources
+    task_heads = frozenset()
+    runs_in_transformers = True
+
+    def load_model(self, tensors, config, architecture, *, path=None, num_labels=2):
+        import torch
+
+        from ...runtime import load_state_dict_strict
+        from .model import build_model
+
+        pooler = "roformer.pooler.dense.weight"
+        has_pooler = pooler in tensors or pooler.removeprefix("roformer.") in tensors
+        with torch.device("meta"):  # no time or memory for values that are replaced next
+            model = build_model(config, architecture, with_pooler=has_pooler)
+        load_state_dict_strict(model, tensors, self, path=path)
+        return model
+
+    def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
+        self.numpy_reference_only(kind)
+        from .reference import roformer_reference_forward
+        return roformer_reference_forward(weights, config, inputs, heads=heads)
+
+    def reference_heads(self, weights, architecture):
+        wanted = self.architecture_heads.get(architecture)
+        if wanted is None:
+            return None
+        return ["mlm"] if "mlm" in wanted and all(_has(weights, n) for n in MLM_TENSORS) else []
+
+    def hf_config_extras(self, layout):
+        # v1 rotates queries and keys only; embedding_size is left to transformers' default
+        # (hidden_size), which is what v1 checkpoints have
+        return {"pad_token_id": 0, "rotary_value": False, "tie_word_embeddings": True}
+
+    def transformers_outputs(self, model, result):
+        from ... import outputs as out
+
+        hidden = result.hidden_states
+        named = {out.EMBEDDINGS: hidden[0], out.SEQUENCE: hidden[-1]}
+        named.update({out.layer(i): h for i, h in enumerate(hidden[1:])})
+        if type(model).__name__ == "RoFormerForMaskedLM":
+            named[out.MLM_LOGITS] = result.logits
+        return named
+
+
+FAMILY = RoFormerFamily(LAYOUTS)
