@@ -247,3 +247,34 @@ def test_report_renders_each_component_and_the_parameters_only_rule():
         assert words in text, words
     data = json.loads(json.dumps(report.to_dict()))
     assert data["estimates"][0]["peak_bytes"] == sum(data["estimates"][0]["breakdown"].values())
+
+
+# ------------------------------------------------------------------------------------ the CLI
+def test_cli_memory_json_and_table(capsys):
+    from bertconv.cli import main
+
+    src = fixture_dir("bert_pretrain")
+    rc = main(["inspect", str(src), "--memory", "--batch", "1,4", "--seq-len", "16,32", "--mode", "train",
+               "--dtype", "bfloat16", "--gpu", "T4", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    data = json.loads(out)
+    assert [(e["batch"], e["seq_len"]) for e in data["estimates"]] == [(1, 16), (4, 16), (1, 32), (4, 32)]
+    assert data["gpu"]["name"] == "T4" and data["mode"] == "train" and data["dtype"] == "bfloat16"
+    assert all(e["fits"] is True for e in data["estimates"]) and set(data["largest_batch"]) == {"16", "32"}
+    expected = estimate(src, batch=4, seq_len=32, mode="train", dtype="bfloat16").rows[0].peak_bytes
+    assert data["estimates"][3]["peak_bytes"] == expected
+    rc = main(["inspect", str(src), "--memory"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and "peak" in out and "parameters-only rule" in out, err
+
+
+def test_cli_memory_options_need_memory(capsys):
+    from bertconv.cli import main
+
+    rc = main(["inspect", str(fixture_dir("bert_pretrain")), "--batch", "4"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "--batch goes with --memory" in err
+    rc = main(["inspect", str(fixture_dir("bert_pretrain")), "--memory", "--gpu", "A100"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and err.startswith("bertconv: error: ") and "ambiguous" in err

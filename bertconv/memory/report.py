@@ -211,7 +211,8 @@ def _with_batch(settings: Settings, batch: int) -> Settings:
 def estimate(source: str | Path | EncoderShape, *, batch: int | Iterable[int] | str = 8,
              seq_len: int | Iterable[int] | str | None = None, dtype: str = "float32", mode: str = "infer",
              optimizer: str = "adamw", attention: str | None = None, device: str = "cuda",
-             gpu: str | GPU | None = None, family: str | None = None, tower: str | None = None) -> MemoryReport:
+             gpu: str | GPU | None = None, family: str | None = None, tower: str | None = None,
+             step: int | None = None) -> MemoryReport:
     """The peak memory of one step of the model at ``source`` (a TF checkpoint, a converted
     directory, anything :func:`bertconv.inspect_checkpoint` reads, or an :class:`EncoderShape`),
     for every batch size and sequence length given, estimated from its shapes without running it.
@@ -225,7 +226,7 @@ def estimate(source: str | Path | EncoderShape, *, batch: int | Iterable[int] | 
     if isinstance(source, EncoderShape):
         shape, label = source, source.architecture
     else:
-        shape, label = encoder_shape(source, family=family, tower=tower), str(source)
+        shape, label = encoder_shape(source, family=family, tower=tower, step=step), str(source)
     gpu = parse_gpu(gpu)
     attention = attention or DEFAULT_ATTENTION
     batches = _as_list(batch, "batch")

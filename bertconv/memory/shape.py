@@ -185,15 +185,17 @@ def _generator_sizes(rows) -> dict[str, int]:
     return sizes
 
 
-def encoder_shape(path: str | Path, *, family: str | None = None, tower: str | None = None) -> EncoderShape:
+def encoder_shape(path: str | Path, *, family: str | None = None, tower: str | None = None,
+                  step: int | None = None) -> EncoderShape:
     """The :class:`EncoderShape` of a TF checkpoint or a converted directory (any source
     :func:`bertconv.inspect_checkpoint` reads), from its tensors and its config file.
 
     For a TF checkpoint, the model is the one ``bertconv tf2pt`` writes by default (its heads,
-    its activation); ``tower`` picks ELECTRA's discriminator (default) or generator."""
+    its activation); ``tower`` picks ELECTRA's discriminator (default) or generator; ``step``, a
+    training directory's model.ckpt-N."""
     from ..inspection import inspect_checkpoint
 
-    report = inspect_checkpoint(path, family=family)
+    report = inspect_checkpoint(path, family=family, step=step)
     fam = report.family
     if fam is None:
         raise InputError("not a model bertconv knows: no BERT, ALBERT or ELECTRA tensors found", path=path)
