@@ -1,0 +1,194 @@
+"""RoFormer v1: bert4keras' h5 (written by bert4keras itself) and a Google-layout TF1 checkpoint
+(fixtures/make_roformer_google_fixtures.py: tf.compat.v1 Saver under bert4keras' own names, loaded
+back by bert4keras to make its golden file) convert to Hugging Face RoFormer directories that
+transformers loads offline and that match the library's outputs; NEZHA and RoFormer-v2 are
+refused in one line; BERT checkpoints are not read as RoFormer."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from bertconv.cli import main
+from bertconv.comparison import diff
+from bertconv.conversion import convert
+from bertconv.errors import InputError
+from bertconv.families import detect_layout, source_view
+from bertconv.formats import open_source
+from bertconv.inspection import inspect_checkpoint
+from bertconv.validation import validate
+
+from .conftest import FIXTURES, fixture_dir
+from .keras_era_transformers import TOLERANCE, golden, keras_era_dir
+
+H5 = "bert4keras_roformer_h5"
+GOOGLE = FIXTURES / "roformer_google"
+V2_GOOGLE = FIXTURES / "roformer_v2_google"
+POOLER = ("roformer.pooler.dense.weight", "roformer.pooler.dense.bias")
+
+
+def h5_source():
+    return keras_era_dir(H5) / "roformer_weights.h5"
+
+
+def google_source():
+    if not (GOOGLE / "bert_model.ckpt.index").is_file():
+        pytest.skip("fixture roformer_google is missing: run fixtures/make_roformer_google_fixtures.py")
+    return GOOGLE
+
+
+SOURCES = {"h5": (h5_source, "bert4keras_roformer", lambda: golden(H5)),
+           "google": (google_source, "google_roformer",
+                      lambda: dict(np.load(google_source() / "golden.npz")))}
+
+
+@pytest.fixture(scope="module", params=sorted(SOURCES))
+def converted(request, tmp_path_factory):
+    source_of, layout, gold = SOURCES[request.param]
+    out = tmp_path_factory.mktemp(request.param) / "hf"
+    report = convert(source_of(), out)
+    return source_of(), layout, gold(), out, report
+
+
+def test_converts_and_its_own_check_passes(converted):
+    _, _, _, out, report = converted
+    assert report.architecture == "RoFormerForMaskedLM"
+    assert report.validation is not None and report.validation.passed
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "roformer" and config["rotary_value"] is False
+    # bert4keras' "gelu" is the erf form and its RoFormer LayerNorm epsilon 1e-7
+    assert config["hidden_act"] == "gelu" and config["layer_norm_eps"] == 1e-7
+
+
+def test_every_trained_weight_is_kept_and_the_pooler_reported(converted):
+    from safetensors.numpy import load_file
+
+    _, _, _, out, report = converted
+    stored = load_file(out / "model.safetensors")
+    assert set(POOLER) <= set(stored)
+    assert sorted(report.to_dict()["ignored_by_class"]) == sorted(POOLER)
+
+
+def _transformers_outputs(out, gold, monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    from bertconv.families import get_family
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, info = transformers.RoFormerForMaskedLM.from_pretrained(out, output_loading_info=True)
+    # the pooler is the only weight the class leaves unused; the sinusoid table it computes itself
+    assert set(info["unexpected_keys"]) == set(POOLER)
+    assert set(info["missing_keys"]) <= {"roformer.encoder.embed_positions.weight"}
+    model.eval()
+    with torch.no_grad():
+        result = model(input_ids=torch.tensor(gold["input_ids"]), token_type_ids=torch.tensor(gold["token_type_ids"]),
+                       attention_mask=torch.tensor(gold["attention_mask"]), output_hidden_states=True)
+        named = get_family("roformer").transformers_outputs(model, result)
+        # transformers' RoFormer has no pooler: the kept weights, applied as the original does
+        pooler = load_file(out / "model.safetensors")
+        sequence = named["sequence_output"]
+        named["pooled_output"] = torch.tanh(sequence[:, 0] @ pooler[POOLER[0]].T + pooler[POOLER[1]])
+    return {k: v.numpy() for k, v in named.items()}
+
+
+def test_transformers_matches_the_library_golden(converted, monkeypatch):
+    _, _, gold, out, _ = converted
+    got = _transformers_outputs(out, gold, monkeypatch)
+    outputs = [k for k in gold if k not in ("input_ids", "token_type_ids", "attention_mask")]
+    assert set(outputs) == {"embeddings", "layer_0", "layer_1", "sequence_output", "pooled_output", "mlm_logits"}
+    worst = {k: float(np.max(np.abs(got[k].astype(np.float64) - gold[k]))) for k in outputs}
+    assert max(worst.values()) < TOLERANCE, worst
+
+
+def test_tokenizer_loads_offline(converted, monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _, _, _, out, _ = converted
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    vocab = (out / "vocab.txt").read_text().split()
+    assert tokenizer.convert_ids_to_tokens(tokenizer("hello")["input_ids"])[0] == "[CLS]"
+    assert len(tokenizer) == len(vocab)
+
+
+def test_inspect_names_family_and_layout(converted):
+    source, layout, _, _, _ = converted
+    report = inspect_checkpoint(source)
+    assert (report.family, report.layout) == ("roformer", layout)
+
+
+def test_validate_and_diff_work(converted):
+    source, _, _, out, _ = converted
+    result = validate(out, against=source, device="cpu")
+    assert result.passed
+    report = diff(source, out / "model.safetensors")
+    assert report.passed and report.compared and not report.missing_in_b and not report.unexpected_in_b
+
+
+def test_bert4keras_tables_follow_each_groups_weight_order():
+    """The bound table maps each group by its weight_names order, which the reader states."""
+    with open_source(h5_source()) as source:
+        layout = detect_layout(source.names(), source=source).for_checkpoint(source.names(), source)
+        for group, names in source.layer_weights.items():
+            targets = [layout.mapping.to_target(n).target for n in names]
+            if group == "Transformer-0-MultiHeadSelfAttention":
+                assert [t.rsplit(".", 2)[-2:] for t in targets] == [
+                    ["query", "weight"], ["query", "bias"], ["key", "weight"], ["key", "bias"],
+                    ["value", "weight"], ["value", "bias"], ["dense", "weight"], ["dense", "bias"]]
+            if group.endswith("Norm"):
+                assert [t.rsplit(".", 1)[1] for t in targets] == ["bias", "weight"]  # beta, then gamma
+
+
+def test_bert_checkpoints_are_not_read_as_roformer():
+    with open_source(fixture_dir("bert_pretrain")) as source:
+        assert detect_layout(source.names()).family.name == "bert"
+    # a bare BertModel state dict (PyTorch names without a prefix) neither
+    names = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+             "embeddings.token_type_embeddings.weight", "encoder.layer.0.attention.self.query.weight"]
+    layout, side, _ = source_view(names)
+    assert (layout.family.name, side) == ("bert", "pt")
+    # and RoFormer's own PyTorch names are RoFormer's
+    layout, side, _ = source_view(["roformer.embeddings.word_embeddings.weight",
+                                   "roformer.encoder.layer.0.attention.self.query.weight"])
+    assert (layout.family.name, side) == ("roformer", "pt")
+
+
+def _one_line_refusal(source, tmp_path, model: str):
+    with pytest.raises(InputError) as info:
+        convert(source, tmp_path / "out")
+    message = str(info.value)
+    assert model in message and "transformers 5 has no" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()
+    assert main(["tf2pt", str(source), str(tmp_path / "out2")]) == 2
+
+
+def test_nezha_is_refused(tmp_path):
+    nezha = tmp_path / "nezha"
+    shutil.copytree(google_source(), nezha)
+    config = json.loads((nezha / "bert_config.json").read_text())
+    config.update(use_relative_position=True, max_relative_position=64)
+    (nezha / "bert_config.json").write_text(json.dumps(config))
+    _one_line_refusal(nezha, tmp_path, "NEZHA")
+
+
+def test_bert4keras_nezha_is_refused(tmp_path):
+    """bert4keras' NEZHA stores its sinusoid table as Embedding-Relative-Position."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "nezha.h5"
+    shutil.copy(h5_source(), path)
+    shutil.copy(keras_era_dir(H5) / "bert_config.json", tmp_path / "bert_config.json")
+    with h5py.File(path, "r+") as f:
+        group = f.create_group("Embedding-Relative-Position")
+        group.create_dataset("Embedding-Relative-Position/embeddings:0", data=np.zeros((129, 8), np.float32))
+        group.attrs["weight_names"] = [b"Embedding-Relative-Position/embeddings:0"]
+        f.attrs["layer_names"] = [*f.attrs["layer_names"], "Embedding-Relative-Position"]
+    _one_line_refusal(path, tmp_path, "NEZHA")
+
+
+def test_roformer_v2_is_refused(tmp_path):
+    if not (V2_GOOGLE / "bert_model.ckpt.index").is_file():
+        pytest.skip("fixture roformer_v2_google is missing: run fixtures/make_roformer_google_fixtures.py")
+    _one_line_refusal(V2_GOOGLE, tmp_path, "RoFormer-v2")
