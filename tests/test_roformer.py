@@ -6,6 +6,7 @@ refused in one line; BERT checkpoints are not read as RoFormer."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -192,3 +193,22 @@ def test_roformer_v2_is_refused(tmp_path):
     if not (V2_GOOGLE / "bert_model.ckpt.index").is_file():
         pytest.skip("fixture roformer_v2_google is missing: run fixtures/make_roformer_google_fixtures.py")
     _one_line_refusal(V2_GOOGLE, tmp_path, "RoFormer-v2")
+
+
+def test_group_order_rebuilt_from_names_matches_the_file():
+    """Where a source states no group order, it is rebuilt from bert4keras' names; on the graph-mode
+    file (process-wide counters: dense_7 ... dense_10, scopes suffixed _1) it is the file's own."""
+    from bertconv.families.roformer.layouts import B4K_GROUPS, group_weights
+
+    patterns = [re.compile(re.escape(g).replace(re.escape("{layer}"), r"\d+") + "$") for g, _ in B4K_GROUPS]
+    for name in ("bert4keras_classifier_h5/best_model.h5", f"{H5}/roformer_weights.h5"):
+        with open_source(keras_era_dir(name.split("/")[0]) / name.split("/")[1]) as source:
+            stated = {g: ns for g, ns in source.layer_weights.items() if any(p.match(g) for p in patterns)}
+            rebuilt = group_weights(source.names())
+            assert stated and all(rebuilt[g] == ns for g, ns in stated.items())
+
+
+def test_the_report_says_what_was_assumed(converted):
+    _, _, _, _, report = converted
+    notes = " ".join(report.notes)
+    assert "LayerNorm epsilon 1e-07 assumed" in notes and "mlm_logits move by about 2e-6" in notes

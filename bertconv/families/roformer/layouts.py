@@ -181,13 +181,27 @@ def refuse_relative_positions(config: dict | None, source=None) -> None:
                 "embeddings, not RoFormer's rotary ones)", source)
 
 
+def assumptions(config: dict | None, has_mlm: bool) -> tuple[str, ...]:
+    """What the conversion takes from bert4keras where the files say nothing, for the report."""
+    said = []
+    if config is not None and "layer_norm_eps" not in config:
+        said.append(f"LayerNorm epsilon {ROFORMER_LAYER_NORM_EPS} assumed (bert4keras' RoFormer; the config "
+                    "states none)")
+    if has_mlm:
+        said.append("the MLM head's LayerNorm epsilon is 1e-12 in bert4keras; transformers has one "
+                    "layer_norm_eps, so the head uses the encoder's: mlm_logits move by about 2e-6")
+    return tuple(said)
+
+
 def _bind_google(layout: Layout, names: list[str], source=None) -> Layout:
     encoder = [n for n in names if n.startswith("bert/encoder/layer_")]
     if encoder and not any(n.endswith("LayerNorm/gamma") for n in encoder) \
             and not any(n.endswith("/bias") for n in encoder):
         _refuse("RoFormer-v2", "its layers have no biases and no LayerNorm parameters", source)
-    refuse_relative_positions(_sidecar_config(source), source)
-    return dataclasses.replace(layout, bind=None)
+    config = _sidecar_config(source)
+    refuse_relative_positions(config, source)
+    has_mlm = "cls/predictions/transform/LayerNorm/gamma" in names
+    return dataclasses.replace(layout, bind=None, assumptions=assumptions(config, has_mlm))
 
 
 def _natural(text: str):
@@ -234,7 +248,8 @@ def _bind_b4k(layout: Layout, names: list[str], source=None) -> Layout:
     has_norm = any(g.endswith("-Norm") for g in groups)
     if attention and not has_norm and not any(_leaf(n) == "bias" for n in attention):
         _refuse("RoFormer-v2", "its layers have no biases and no LayerNorm parameters", source)
-    refuse_relative_positions(_sidecar_config(source), source)
+    config = _sidecar_config(source)
+    refuse_relative_positions(config, source)
     rules = []
     for pattern, entries in B4K_GROUPS:
         regex = re.compile(re.escape(pattern).replace(re.escape("{layer}"), r"(\d+)") + "$")
@@ -251,7 +266,8 @@ def _bind_b4k(layout: Layout, names: list[str], source=None) -> Layout:
                     target = target.replace("{layer}", m.group(1))
                 rules.append(Rule(name, target, shape, transform, _part(target)))
     mapping = Mapping(rules)
-    return dataclasses.replace(layout, mapping=mapping, bind=None,
+    has_mlm = any(rule.head == "mlm" for rule in rules)
+    return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=assumptions(config, has_mlm),
                                infer_sizes=lambda shapes: infer_sizes_through(mapping, shapes))
 
 
