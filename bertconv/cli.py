@@ -73,6 +73,10 @@ no_verify_crc_option = click.option("--no-verify-crc", is_flag=True,
                                     help="Skip the crc32c checks of the tensor data read.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no summary, no progress bar).")
+keep_tokens_option = click.option(
+    "--keep-tokens", type=click.Path(), metavar="FILE",
+    help="A JSON list of the vocab.txt lines a pruned vocabulary kept, in row order (bert4keras' keep_tokens): "
+         "the vocab.txt written holds those tokens.")
 step_option = click.option("--step", type=click.IntRange(min=0), metavar="N",
                            help="A TensorFlow training directory's model.ckpt-N to read (default: the newest "
                                 "there, or the one its checkpoint file names).")
@@ -193,6 +197,7 @@ def inspect(path, stats, pattern, sort, family, step, no_verify_crc, memory, as_
 @family_option
 @click.option("--config", "config_path", type=click.Path(), help="bert_config.json (default: beside the checkpoint).")
 @click.option("--vocab", "vocab_path", type=click.Path(), help="vocab.txt (default: beside the checkpoint).")
+@keep_tokens_option
 @click.option("--allow-unknown", is_flag=True, help="Drop unrecognised tensors with a warning instead of failing.")
 @tower_option
 @overwrite_option
@@ -202,7 +207,7 @@ def inspect(path, stats, pattern, sort, family, step, no_verify_crc, memory, as_
 @quiet_option
 @json_option
 @debug_option
-def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_path, vocab_path,
+def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_path, vocab_path, keep_tokens,
           allow_unknown, tower, overwrite, no_validate, step, no_verify_crc, quiet, as_json):
     """Convert a TensorFlow checkpoint to a Hugging Face directory or a .safetensors file."""
     from .conversion import convert
@@ -212,7 +217,8 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
                      lower_case=None if cased is None else not cased, gelu=gelu, family=family,
                      config=config_path, vocab=vocab_path, allow_unknown=allow_unknown, overwrite=overwrite,
                      validate=not no_validate, verify_crc=not no_verify_crc,
-                     progress=not quiet and not as_json and sys.stderr.isatty(), tower=tower, step=step)
+                     progress=not quiet and not as_json and sys.stderr.isatty(), tower=tower, step=step,
+                     keep_tokens=keep_tokens)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
         return

@@ -69,6 +69,33 @@ def check_vocab_size(vocab: Vocab, vocab_size: int) -> None:
                          path=vocab.path, hint="use the vocab.txt released with this checkpoint, or --vocab")
 
 
+def prune_vocab(vocab: Vocab, keep_tokens: str | Path, rows: int) -> Vocab:
+    """The vocabulary of a model whose embedding rows were cut to ``keep_tokens`` (bert4keras'
+    ``load_vocab(simplified=True)``): row ``i`` is line ``keep_tokens[i]`` of vocab.txt.
+    ``keep_tokens`` is a JSON file holding that list of line numbers."""
+    import json
+
+    path = Path(keep_tokens)
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise VocabError(f"cannot read: {e.strerror}", path=path) from None
+    except ValueError as e:
+        raise VocabError(f"not JSON ({e})", path=path, hint="a JSON list of token ids, e.g. [0, 100, 101, ...]") from None
+    if not isinstance(kept, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in kept):
+        raise VocabError("is not a list of token ids", path=path, hint="a JSON list of token ids, e.g. [0, 100, 101, ...]")
+    if len(kept) != rows:
+        raise VocabError(f"keeps {len(kept)} tokens but the word embeddings have {rows} rows", path=path,
+                         hint="use the keep_tokens list the model was built with")
+    outside = [i for i in kept if not 0 <= i < len(vocab)]
+    if outside:
+        raise VocabError(f"names token ids outside the {len(vocab)} lines of {vocab.path.name}: {outside[:5]}", path=path,
+                         hint="use the vocab.txt the keep_tokens list was made from, or --vocab")
+    if len(set(kept)) != len(kept):
+        raise VocabError("keeps a token id twice", path=path, hint="use the keep_tokens list the model was built with")
+    return Vocab(vocab.path, [vocab.tokens[i] for i in kept])
+
+
 def infer_lower_case(vocab: Vocab | None, names: list[str]) -> tuple[bool, str]:
     """(do_lower_case, why). Casing is not stored in the config: read it from the release's name,
     else from the vocabulary (an uncased vocabulary has no capitalised word pieces)."""

@@ -101,9 +101,11 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
             gelu: str = "faithful", family: str | None = None, config: str | Path | None = None,
             vocab: str | Path | None = None, allow_unknown: bool = False, overwrite: bool = False,
             validate: bool = True, verify_crc: bool = True, progress: bool = False,
-            tower: str | None = None, step: int | None = None) -> ConversionReport:
+            tower: str | None = None, step: int | None = None,
+            keep_tokens: str | Path | None = None) -> ConversionReport:
     """Convert a TensorFlow checkpoint to a Hugging Face directory (``format="hf"``) or one
-    ``.safetensors`` file, and (by default) check the result against the original."""
+    ``.safetensors`` file, and (by default) check the result against the original.
+    ``keep_tokens``: a JSON list of the vocab.txt lines a pruned vocabulary kept, in row order."""
     if format not in FORMATS:
         raise InputError(f"unknown output format {format!r}", hint=f"choose one of {', '.join(FORMATS)}")
     if dtype not in OUTPUT_DTYPES:
@@ -122,7 +124,7 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
                              path=src.path, hint="it is PyTorch already: inspect, validate or diff it")
         src.require_data()  # before planning: a missing data file is named as such, not as missing tensors
         plan = plan_conversion(src, family=family, head=head, config_path=config, vocab_path=vocab,
-                               allow_unknown=allow_unknown, tower=tower)
+                               allow_unknown=allow_unknown, tower=tower, keep_tokens=keep_tokens)
         _check_labels(labels, plan)
         _refuse_overwriting_source(output, src, plan)
         notes = [*src.notes, *plan.notes]

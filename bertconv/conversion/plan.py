@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import DEFAULT_HEAD_SIZE, BertConfig, compare_configs, load_config_file
-from ..errors import ConfigError, InputError, MappingError
+from ..errors import ConfigError, InputError, MappingError, VocabError
 from ..families import Family, Layout, candidate_layouts, detect_layout, select_tower
 from ..formats.base import TensorSource
 from ..mapping import METADATA_NAMES, Match, training_state_kind, transformed_shape
-from ..vocab import Vocab, check_vocab_size, load_vocab
+from ..vocab import Vocab, check_vocab_size, load_vocab, prune_vocab
 
 
 @dataclass
@@ -101,6 +101,7 @@ def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | P
         if stated_heads is not None:
             inferred["num_attention_heads"] = stated_heads
         config = load_config_file(config_path, defaults={"layer_norm_eps": layout.layer_norm_eps})
+        config = _sizes_from_weights(layout, config, inferred, notes)
         problems = compare_configs(config, inferred)
         if problems:
             raise ConfigError("contradicts the weights: " + "; ".join(problems), path=config_path,
@@ -132,6 +133,20 @@ def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | P
     return config, "inferred from the weights", {"num_labels": num_labels}
 
 
+def _sizes_from_weights(layout: Layout, config: BertConfig, inferred: dict, notes: list[str]) -> BertConfig:
+    """The config with the sizes the layout's library may store otherwise than its config says
+    taken from the weights (``Layout.sizes_from_weights``), each with a note."""
+    import dataclasses
+
+    changes = {}
+    for name, why in layout.sizes_from_weights.items():
+        stored, declared = inferred.get(name), getattr(config, name)
+        if stored is not None and stored != declared:
+            changes[name] = stored
+            notes.append(f"{name}={stored} as the weights store it, not the config's {declared} ({why})")
+    return dataclasses.replace(config, **changes) if changes else config
+
+
 def expected_shape(symbolic: tuple, config: BertConfig, num_labels: int | None) -> tuple[int, ...] | None:
     out = []
     for d in symbolic:
@@ -148,7 +163,7 @@ def expected_shape(symbolic: tuple, config: BertConfig, num_labels: int | None) 
 
 def plan_conversion(source: TensorSource, *, family: str | None = None, head: str = "auto", tower: str | None = None,
                     config_path: str | Path | None = None, vocab_path: str | Path | None = None,
-                    allow_unknown: bool = False) -> Plan:
+                    allow_unknown: bool = False, keep_tokens: str | Path | None = None) -> Plan:
     names = source.names()
     # --family forces its layout even where the names do not look like it: the plan then says
     # exactly which tensors are missing or unknown
@@ -225,6 +240,13 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
         vocab_path = source.sidecar("vocab.txt")
     if vocab_path is not None:
         vocab = load_vocab(vocab_path)
+        if keep_tokens is not None:
+            vocab = prune_vocab(vocab, keep_tokens, config.vocab_size)
+            notes.append(f"vocab.txt pruned to the {len(vocab)} kept tokens of {keep_tokens}, in row order")
+        elif len(vocab) > config.vocab_size and "vocab_size" in layout.sizes_from_weights:
+            raise VocabError(f"has {len(vocab)} tokens but the word embeddings have {config.vocab_size} rows "
+                             f"({layout.sizes_from_weights['vocab_size']})", path=vocab.path,
+                             hint="pass --keep-tokens FILE: the kept token ids in row order, a JSON list")
         check_vocab_size(vocab, config.vocab_size)
     tokenizer_model = layout.family.tokenizer_source(source, vocab) if vocab is None else None
     if vocab is None and tokenizer_model is None:

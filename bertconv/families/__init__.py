@@ -65,11 +65,13 @@ def find_layout(name: str) -> Layout:
     raise InputError(f"unknown model family {name!r}", hint=f"choose one of {', '.join(layout_names())}")
 
 
-def detect_layout(names: Iterable[str], family: str | None = None) -> Layout | None:
-    """The layout whose marker the names contain (None when none matches)."""
+def detect_layout(names: Iterable[str], family: str | None = None, source=None) -> Layout | None:
+    """The layout whose marker the names contain and whose ``recognise`` (where it has one)
+    accepts them (None when none matches)."""
     names = list(names)
     for layout in candidate_layouts(family):
-        if any(layout.marker.search(n) for n in names):
+        if any(layout.marker.search(n) for n in names) and (
+                layout.recognise is None or layout.recognise(names, source)):
             return layout
     return None
 

@@ -71,6 +71,14 @@ class Layout:
     #: what the layout (bound to one checkpoint) assumed where the file records nothing, for the
     #: conversion report
     assumptions: tuple[str, ...] = ()
+    #: ``recognise(names, source)``: whether a checkpoint whose names contain the marker is this
+    #: layout's, for layouts that share names with another and differ by what is absent (bert4keras'
+    #: BERT and RoFormer: a position table or none); None: the marker decides alone
+    recognise: Callable[[list, object], bool] | None = None
+    #: config fields whose size the writing library may store otherwise than its config says
+    #: (keras-bert cuts the position table to ``seq_len``; bert4keras' ``keep_tokens`` prunes the
+    #: vocabulary): field -> why, in words; the weights' size is taken, with a note
+    sizes_from_weights: dict[str, str] = field(default_factory=dict)
     family: "Family | None" = None
 
     def __repr__(self) -> str:

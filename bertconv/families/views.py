@@ -43,6 +43,10 @@ class CanonicalNamesView(MappingABC):
     def __len__(self) -> int:
         return len(self._where)
 
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The checkpoint's own names -> shapes (what ``Layout.infer_sizes`` reads)."""
+        return {info.name: tuple(info.shape) for info in self._source}
+
     def source_name(self, key: str) -> str:
         """The checkpoint's own name for a canonical name."""
         return self._where[key][0]

@@ -44,11 +44,17 @@ def reference_config(against, converted_dict: dict[str, Any], given, family) -> 
     sidecar = getattr(against, "sidecar", None)
     found = sidecar(*family.config_files) if callable(sidecar) else None
     if found is not None:
-        config = load_config_file(found)
         layout = getattr(against, "layout", None)  # a view of a non-canonical layout says which
+        config = load_config_file(found, defaults={"layer_norm_eps": layout.layer_norm_eps} if layout else None)
         meaning = layout.reference_activation.get(config.hidden_act) if layout is not None else None
         if meaning:  # e.g. a Hugging Face config's "gelu" is the erf form
             config = dataclasses.replace(config, hidden_act=meaning)
+        if layout is not None and layout.sizes_from_weights and layout.infer_sizes and hasattr(against, "shapes"):
+            # sizes the library stores otherwise than its config says (a position table cut to
+            # seq_len, a pruned vocabulary): the weights' own, as the conversion took them
+            stored = layout.infer_sizes(against.shapes())
+            changes = {k: stored[k] for k in layout.sizes_from_weights if stored.get(k, getattr(config, k)) != getattr(config, k)}
+            config = dataclasses.replace(config, **changes) if changes else config
         return config, str(found)
     data = dict(converted_dict)
     source_act = (data.get("bertconv") or {}).get("source_hidden_act") if isinstance(data.get("bertconv"), dict) else None

@@ -14,10 +14,13 @@ def write_tokenizer_files(directory: Path, vocab: Vocab, *, do_lower_case: bool,
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     index = vocab.index()
-    missing = [t for t in SPECIAL_TOKENS.values() if t not in index]
+    # A vocabulary pruned for fine-tuning (bert4keras' keep_tokens) may drop [MASK]: the tokenizer
+    # then has no mask token, rather than one whose id the embeddings lack.
+    special = {k: t for k, t in SPECIAL_TOKENS.items() if k != "mask_token" or t in index}
+    missing = [t for t in special.values() if t not in index]
     if missing:
         raise VocabError(f"lacks the special tokens {', '.join(missing)}", path=vocab.path,
-                         hint="a BERT WordPiece vocabulary has [PAD] [UNK] [CLS] [SEP] [MASK]")
+                         hint="a BERT WordPiece vocabulary has [PAD] [UNK] [CLS] [SEP] (and [MASK])")
     (directory / "vocab.txt").write_text("\n".join(vocab.tokens) + "\n", encoding="utf-8")
 
     # The normaliser and pre-tokeniser reproduce google-research/bert's BasicTokenizer: control
@@ -33,7 +36,7 @@ def write_tokenizer_files(directory: Path, vocab: Vocab, *, do_lower_case: bool,
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     tok.decoder = decoders.WordPiece(prefix="##")
     from tokenizers import AddedToken
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS.values()])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special.values()])
     tok.save(str(directory / "tokenizer.json"))
 
     tokenizer_config = {
@@ -44,10 +47,11 @@ def write_tokenizer_files(directory: Path, vocab: Vocab, *, do_lower_case: bool,
         "do_basic_tokenize": True,
         "model_max_length": model_max_length,
         "clean_up_tokenization_spaces": False,
-        **SPECIAL_TOKENS,
+        **special,
+        **({} if "mask_token" in special else {"mask_token": None}),
     }
     _write_json(directory / "tokenizer_config.json", tokenizer_config)
-    _write_json(directory / "special_tokens_map.json", SPECIAL_TOKENS)
+    _write_json(directory / "special_tokens_map.json", special)
     return ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 
 
