@@ -15,7 +15,6 @@ import re
 from ..base import Family
 from .layouts import LAYOUTS
 
-
 #: the original's MLM head tensors, in the canonical names (the reference states them too)
 MLM_TENSORS = ("cls/predictions/transform/dense/kernel", "cls/predictions/transform/dense/bias",
                "cls/predictions/transform/LayerNorm/gamma", "cls/predictions/transform/LayerNorm/beta",

@@ -29,8 +29,8 @@ H, I, V = "hidden_size", "intermediate_size", "vocab_size"
 L = "bert/encoder/layer_{layer}/"
 P = "roformer.encoder.layer.{layer}."
 
-#: (Hugging Face target, symbolic source shape in Google's orientation, transform, part): the
-#: tensors of RoFormer v1, named once and read by both tables
+#: where a source's pooler is written (transformers' RoFormer has none; the name is BERT's, under
+#: RoFormer's prefix)
 POOLER = "roformer.pooler.dense."
 
 GOOGLE_RULES = (
@@ -126,13 +126,11 @@ def _google_shape(target: str, transform) -> tuple:
 
 
 def _b4k_rules(names_of_group) -> tuple[Rule, ...]:
-    """The rows, with each group's source names given by ``names_of_group(group, count)`` (a
-    tuple of that many names, in weight_names order, or None when the file lacks the group)."""
+    """The rows, with each group's source names given by ``names_of_group(group, entries)`` (one
+    name per entry, in weight_names order)."""
     rules = []
     for group, entries in B4K_GROUPS:
         names = names_of_group(group, entries)
-        if names is None:
-            continue
         for name, (target, _leaf, transform) in zip(names, entries):
             rules.append(Rule(name, target, _google_shape(target, transform), transform, _part(target)))
     return tuple(rules)
@@ -144,6 +142,8 @@ def _eager_names(group: str, entries) -> tuple[str, ...]:
     return tuple(f"{group}/{leaf}:0" for _t, leaf, _x in entries)
 
 
+#: the table before it is bound to a file: the names eager-mode bert4keras writes (bind() maps
+#: each file by its own group order instead)
 B4K_MAPPING = Mapping(_b4k_rules(_eager_names))
 
 # -- recognition -------------------------------------------------------------------------------

@@ -20,8 +20,15 @@ from torch import nn
 from ... import outputs as out
 from ...config import BertConfig
 from ...errors import InputError
-from ..bert.model import (BertIntermediate, BertLMPredictionHead, BertOutput, BertPooler, BertSelfOutput,
-                          activation, additive_mask)
+from ..bert.model import (
+    BertIntermediate,
+    BertLMPredictionHead,
+    BertOutput,
+    BertPooler,
+    BertSelfOutput,
+    activation,
+    additive_mask,
+)
 
 #: the rotary angles' base, fixed in RoFormer
 ROTARY_BASE = 10000.0

@@ -29,8 +29,17 @@ import numpy as np
 from ... import outputs as out
 from ...config import BertConfig
 from ...errors import InputError
-from ..bert.reference import (ACTIVATIONS, _check_inputs, _check_shape, _decode, _dense, _layer_norm, _softmax,
-                              _Weights, mask_adder_of)
+from ..bert.reference import (
+    ACTIVATIONS,
+    _check_inputs,
+    _check_shape,
+    _decode,
+    _dense,
+    _layer_norm,
+    _softmax,
+    _Weights,
+    mask_adder_of,
+)
 
 #: bert4keras' MLM-Norm epsilon (BERT.apply_final_layers passes it; the encoder keeps K.epsilon())
 MLM_LAYER_NORM_EPS = 1e-12
