@@ -15,8 +15,9 @@ from .base import Family, Layout
 
 #: Detection order. ALBERT's names begin like BERT's (``bert/embeddings``), so its more specific
 #: marker is tried first. ELECTRA comes after BERT: below their prefixes their PyTorch names are
-#: the same, so a bare state dict without ELECTRA's own names reads as BERT.
-REGISTRY = ("albert", "bert", "electra")
+#: the same, so a bare state dict without ELECTRA's own names reads as BERT. RoFormer's names are
+#: BERT's without the position table; its ``recognise`` claims only checkpoints that lack one.
+REGISTRY = ("albert", "roformer", "bert", "electra")
 
 #: user-facing head names accepted by ``--head``, besides ``auto``
 HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
@@ -137,7 +138,8 @@ def source_view(names: Iterable[str], family: str | None = None, *,
                 if m:
                     to_source[n] = m.source
                     break
-        if any(canonical.marker.search(s) for s in to_source.values()):
+        if any(canonical.marker.search(s) for s in to_source.values()) and (
+                canonical.recognise is None or canonical.recognise(names, None)):
             return canonical, "pt", to_source
     fallback = next(candidate_layouts(family), None) if family else None
     return fallback, "?", {}
