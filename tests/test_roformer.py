@@ -157,6 +157,19 @@ def test_bert_checkpoints_are_not_read_as_roformer():
     assert (layout.family.name, side) == ("roformer", "pt")
 
 
+@pytest.mark.parametrize("name", ["bert4keras_bert_h5", "bert4keras_bert_ckpt", "bert4keras_classifier_h5",
+                                  "bert_for_tf2_h5", "bert_for_tf2_ckpt", "hf_tf_classifier_ckpt",
+                                  "hf_tf_pretraining_ckpt", "keras_bert_pretrain_h5", "keras_hub_backbone"])
+def test_keras_era_bert_files_are_not_roformer(name):
+    """Files of other libraries whose names begin like Google's or bert4keras' but hold a position
+    table (under any name) stay with their own family."""
+    directory = keras_era_dir(name)
+    files = sorted(directory.glob("*.h5")) or [directory]
+    with open_source(files[0]) as source:
+        layout = detect_layout(source.names(), source=source)
+        assert layout is None or layout.family.name != "roformer", layout
+
+
 def _one_line_refusal(source, tmp_path, model: str):
     with pytest.raises(InputError) as info:
         convert(source, tmp_path / "out")

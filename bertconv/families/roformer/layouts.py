@@ -309,7 +309,9 @@ GOOGLE = Layout(
     name="google_roformer",
     description="RoFormer v1 TF1 checkpoint (Google's BERT names without a position table)",
     mapping=GOOGLE_MAPPING,
-    marker=re.compile(r"^bert/(embeddings|encoder/layer_\d+)/"),
+    # as BERT's marker: TF1 keys never end in a Keras ":0" nor hold a TF2 object path (Hugging
+    # Face's TF object checkpoints begin with bert/embeddings/ and name their position table otherwise)
+    marker=re.compile(r"^bert/(embeddings|encoder/layer_\d+)/(?!.*(:\d+$|/\.ATTRIBUTES/))"),
     recognise=recognise,
     faithful_activation=_EXACT,
     exact_activation=_EXACT,
