@@ -79,6 +79,11 @@ class TensorSource(abc.ABC):
     """
 
     format_name: str = "?"
+    #: what the file itself records about the tokenizer's casing (a TF Hub export's
+    #: ``do_lower_case``), None where it records nothing; readers that find one override this
+    lower_case: bool | None = None
+    #: where in the file ``lower_case`` was read, in words, for the notes of a conversion
+    lower_case_origin: str | None = None
 
     def __init__(self, path: str | Path, directory: str | Path | None = None):
         self.path = Path(path)

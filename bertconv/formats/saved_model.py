@@ -38,7 +38,8 @@ with the field numbers read here::
     GraphDef          { repeated NodeDef node = 1; }
     NodeDef           { string name = 1; string op = 2; map<string, AttrValue> attr = 5; }
     AttrValue         { TensorProto tensor = 8; }
-    TensorProto       { DataType dtype = 1; bytes tensor_content = 4; repeated bool bool_val = 11; }
+    TensorProto       { DataType dtype = 1; TensorShapeProto tensor_shape = 2; bytes tensor_content = 4;
+                        repeated int32 int_val = 7; repeated int64 int64_val = 10; repeated bool bool_val = 11; }
     SavedObjectGraph  { repeated SavedObject nodes = 1; }
     SavedObject       { repeated ObjectReference children = 1; SavedUserObject user_object = 4;
                         SavedAsset asset = 5; SavedFunction function = 6; SavedVariable variable = 7;
@@ -95,7 +96,11 @@ TOKENIZATION_SIGNATURE = "tokenization_info"
 VOCAB_ASSET, LOWER_CASE_VARIABLE = "vocab_file", "do_lower_case"
 #: config fields that make a Keras object's config an encoder's (tf-models' BertEncoder and kin)
 ENCODER_FIELDS = ("vocab_size", "hidden_size", "num_layers")
-_DT_BOOL = 10
+_DT_BOOL, _DT_INT32, _DT_INT64 = 10, 3, 9
+#: bytes per element of the Const dtypes decoded here (in ``tensor_content``)
+_CONST_ITEM_BYTES = {_DT_BOOL: 1, _DT_INT32: 4, _DT_INT64: 8}
+#: TensorProto's value fields: int_val (int32), int64_val, bool_val
+_INT_VAL, _INT64_VAL, _BOOL_VAL = 7, 10, 11
 _VARIABLE_VALUE = "VARIABLE_VALUE"
 
 _KINDS = {4: "user_object", 5: "asset", 6: "function", 7: "variable", 8: "bare_concrete_function",
@@ -303,31 +308,48 @@ def parse_saved_model(buf: bytes) -> tuple[int, list[MetaGraph]]:
     return _last_int(top, 1), [_parse_meta_graph(raw) for raw in top.get(2, [])]
 
 
-def _const_bool(attrs: dict[str, bytes]) -> bool | None:
-    """The value of a scalar bool ``Const`` node, from its ``value`` attr's TensorProto
-    (``bool_val``, packed or not, else ``tensor_content``); None for anything else."""
+def _const_value(attrs: dict[str, bytes]) -> bool | int | tuple[int, ...] | None:
+    """The value of a bool or integer ``Const`` node, from its ``value`` attr's TensorProto: a
+    scalar as a bool or int, a vector as a tuple of ints; None for any other dtype or rank.
+
+    The values are in ``bool_val``/``int_val``/``int64_val`` (packed or not; fewer values than
+    elements means the last one repeats, as TensorFlow writes a filled tensor) or, little-endian,
+    in ``tensor_content``."""
     if "value" not in attrs:
         return None
     tensor_bytes = _fields(attrs["value"], "AttrValue", {8: LENGTH_DELIMITED}).get(8)
     if not tensor_bytes:
         return None
     dtype = 0
+    shape: tuple[int, ...] | None = ()
     values: list[int] = []
     content = b""
     for number, wire_type, value in _wire.iter_fields(tensor_bytes[-1]):
         if number == 1 and wire_type == VARINT:
             dtype = value
+        elif number == 2 and wire_type == LENGTH_DELIMITED:
+            shape = _shape(value)
         elif number == 4 and wire_type == LENGTH_DELIMITED:
             content = value
-        elif number == 11 and wire_type == VARINT:
+        elif number in (_INT_VAL, _INT64_VAL, _BOOL_VAL) and wire_type == VARINT:
             values.append(value)
-        elif number == 11 and wire_type == LENGTH_DELIMITED:
+        elif number in (_INT_VAL, _INT64_VAL, _BOOL_VAL) and wire_type == LENGTH_DELIMITED:
             values += _packed(value)
-    if dtype != _DT_BOOL:
+    if dtype not in _CONST_ITEM_BYTES or shape is None or len(shape) > 1:
         return None
-    if values:
-        return bool(values[0])
-    return bool(content[0]) if content else None
+    count = shape[0] if shape else 1
+    if content:
+        width = _CONST_ITEM_BYTES[dtype]
+        if len(content) != count * width:
+            return None
+        values = [int.from_bytes(content[i:i + width], "little", signed=dtype != _DT_BOOL)
+                  for i in range(0, len(content), width)]
+    elif values:
+        values = [_wire.as_int64(v) for v in values] + [_wire.as_int64(values[-1])] * (count - len(values))
+    if len(values) != count or count == 0:
+        return None
+    items = tuple(bool(v) for v in values) if dtype == _DT_BOOL else tuple(values)
+    return items if shape else items[0]
 
 
 def _packed(buf: bytes) -> list[int]:
@@ -397,6 +419,8 @@ class SavedModelSource(TFBundleSource):
     - ``lower_case`` (read on first use): ``do_lower_case`` as the model records it (TF1: the
       signature's bool Const; TF2: the root's ``do_lower_case`` variable, read from the data
       file, so DataUnavailableError where that file is not here), None when it records none;
+      ``lower_case_origin`` says which of the two it was;
+    - ``graph_constant(name)``: the value of a bool or integer ``Const`` node of a TF1 graph;
     - ``keras_objects`` (:class:`KerasObject`, from ``keras_metadata.pb`` or, as older Keras
       wrote them, from ``saved_model.pb``'s user objects), ``encoder_config`` (the config of the
       first object whose config has vocab_size, hidden_size and num_layers) and ``encoder_class``.
@@ -507,20 +531,50 @@ class SavedModelSource(TFBundleSource):
                                         path=where, hint="the file is damaged; download or copy it again") from None
 
     @functools.cached_property
-    def lower_case(self) -> bool | None:
+    def _recorded_casing(self) -> tuple[bool | None, str | None]:
+        """(``do_lower_case`` as the model records it, where), see the class docstring."""
+        for meta_graph in self._tokenization_graphs():
+            tensor = meta_graph.signatures[TOKENIZATION_SIGNATURE].outputs.get(LOWER_CASE_VARIABLE)
+            value = self._constant_in(meta_graph, tensor.split(":")[0]) if tensor else None
+            if isinstance(value, bool):
+                return value, f"the {TOKENIZATION_SIGNATURE} signature of {SAVED_MODEL_FILE}"
+        value = self._lower_case_variable()
+        return value, (None if value is None else f"the SavedModel's {LOWER_CASE_VARIABLE} variable")
+
+    @property
+    def lower_case(self) -> bool | None:  # type: ignore[override]
         """``do_lower_case`` as the model records it (see the class docstring)."""
+        return self._recorded_casing[0]
+
+    @property
+    def lower_case_origin(self) -> str | None:  # type: ignore[override]
+        return self._recorded_casing[1]
+
+    def graph_constant(self, node_name: str) -> bool | int | tuple[int, ...] | None:
+        """The value of the bool or integer ``Const`` node ``node_name`` of a TF1 graph (the
+        default graph, tags ``[]``, first), or None where no meta graph has such a node. A TF1
+        Hub module records there what its variables' shapes do not (the attention head count is
+        a Const of the reshape that splits the heads)."""
+        for meta_graph in sorted(self.meta_graphs, key=lambda g: len(g.tags)):
+            value = self._constant_in(meta_graph, node_name)
+            if value is not None:
+                return value
+        return None
+
+    def _constant_in(self, meta_graph: MetaGraph, node_name: str) -> bool | int | tuple[int, ...] | None:
         try:
-            for meta_graph in self._tokenization_graphs():
-                tensor = meta_graph.signatures[TOKENIZATION_SIGNATURE].outputs.get(LOWER_CASE_VARIABLE)
-                node = meta_graph.node_def(tensor.split(":")[0]) if tensor else None
-                if node is not None and node[0] == "Const":
-                    value = _const_bool(node[1])
-                    if value is not None:
-                        return value
+            node = meta_graph.node_def(node_name)
+            return _const_value(node[1]) if node is not None and node[0] == "Const" else None
         except WireError as err:
             raise CheckpointFormatError(f"graph does not decode ({err})", path=self.saved_model_path,
                                         hint="the file is damaged; download or copy it again") from None
-        return self._lower_case_variable()
+
+    def object_graph(self):
+        """As :meth:`TFBundleSource.object_graph`, parsed once: detection, the layout's table
+        and ``lower_case`` all follow it."""
+        if not hasattr(self, "_parsed_object_graph"):
+            self._parsed_object_graph = super().object_graph()
+        return self._parsed_object_graph
 
     def _lower_case_variable(self) -> bool | None:
         """The value of the root's ``do_lower_case`` variable (a bool scalar), None without one."""
