@@ -46,6 +46,10 @@ class Plan:
     #: target names written although the architecture's class does not use them (a pooler under
     #: BertForMaskedLM): kept so that every trained weight is in the output
     ignored_by_class: list[str] = field(default_factory=list)
+    #: the tokenizer's casing as the source itself records it (a TF Hub export's do_lower_case),
+    #: and where it is recorded; None where it records none
+    recorded_lower_case: bool | None = None
+    recorded_lower_case_origin: str | None = None
 
     @property
     def family(self) -> Family:
@@ -97,6 +101,8 @@ def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | P
     num_labels = inferred.pop("num_labels", None)
     # Some layouts state the head count in a shape (TF2 Model Garden: [H, heads, head_size]).
     stated_heads = inferred.pop("num_attention_heads", None)
+    # What the source records beside its weights (a SavedModel's Keras config, a Hub module's graph)
+    recorded = layout.recorded_config(layout, source) if layout.recorded_config else {}
     if config_path is not None:
         if stated_heads is not None:
             inferred["num_attention_heads"] = stated_heads
@@ -106,7 +112,16 @@ def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | P
         if problems:
             raise ConfigError("contradicts the weights: " + "; ".join(problems), path=config_path,
                               hint="use the config released with this checkpoint, or --config")
+        disagreeing = [f"{name} is {getattr(config, name)} in the config but {value} in {where}"
+                       for name, (value, where) in recorded.items()
+                       if _is_size(value) and getattr(config, name, value) != value]
+        if disagreeing:
+            raise ConfigError("contradicts what the source records: " + "; ".join(disagreeing), path=config_path,
+                              hint="use the config released with this checkpoint, or --config")
         return config, str(config_path), {"num_labels": num_labels}
+    if recorded:
+        config, origin = _config_from_records(layout, source, inferred, stated_heads, recorded, notes)
+        return config, origin, {"num_labels": num_labels}
     required = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
                 "max_position_embeddings", "type_vocab_size")
     lacking = [r for r in required if r not in inferred]
@@ -147,6 +162,53 @@ def _sizes_from_weights(layout: Layout, config: BertConfig, inferred: dict, note
     return dataclasses.replace(config, **changes) if changes else config
 
 
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _config_from_records(layout: Layout, source: TensorSource, inferred: dict, stated_heads: int | None,
+                         recorded: dict, notes: list[str]) -> tuple[BertConfig, str]:
+    """With no config file: the sizes the weights determine, completed by what the source records
+    (the head count, the activation, the LayerNorm epsilon...). A record that contradicts the
+    weights is an error, not a choice; what neither says is assumed, and the note says which is which."""
+    fields = dict(inferred)
+    if stated_heads is not None:
+        fields["num_attention_heads"] = stated_heads
+    from_records: dict[str, list[str]] = {}
+    for name, (value, where) in recorded.items():
+        if name in fields and fields[name] != value:
+            raise ConfigError(f"{name} is {value} in {where} but {fields[name]} in the weights", path=source.path,
+                              hint=f"pass --config {layout.family.config_file} with the model's real config")
+        if name not in fields:
+            fields[name] = value
+            from_records.setdefault(where, []).append(f"{name}={value!r}" if isinstance(value, str)
+                                                      else f"{name}={value}")
+    required = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
+                "max_position_embeddings", "type_vocab_size")
+    lacking = [r for r in required if r not in fields]
+    if lacking:
+        raise ConfigError(f"no config file, and neither the weights nor the source's records determine "
+                          f"{', '.join(lacking)}", path=source.path, hint=f"pass --config {layout.family.config_file}")
+    said = [f"{', '.join(facts)} from {where}" for where, facts in from_records.items()]
+    if stated_heads is not None:
+        said.insert(0, f"num_attention_heads={stated_heads} from the attention kernels' shapes")
+    assumed = []
+    if "num_attention_heads" not in fields:
+        fields["num_attention_heads"] = max(1, fields["hidden_size"] // DEFAULT_HEAD_SIZE)
+        assumed.append(f"num_attention_heads={fields['num_attention_heads']} (head size {DEFAULT_HEAD_SIZE}, "
+                       "as in Google's releases)")
+    if "hidden_act" not in fields:
+        fields["hidden_act"] = "gelu"
+        assumed.append(f"hidden_act 'gelu' ({layout.gelu_meaning()})")
+    if "layer_norm_eps" not in fields:
+        fields["layer_norm_eps"] = layout.layer_norm_eps
+    config = BertConfig.from_dict(fields, path=source.path)
+    notes.append("no config file: sizes inferred from the weights; " + "; ".join(said)
+                 + (f"; assumed {' and '.join(assumed)}" if assumed else ""))
+    return config, "inferred from the weights and the source's own records" if from_records \
+        else "inferred from the weights"
+
+
 def expected_shape(symbolic: tuple, config: BertConfig, num_labels: int | None) -> tuple[int, ...] | None:
     out = []
     for d in symbolic:
@@ -167,7 +229,7 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     names = source.names()
     # --family forces its layout even where the names do not look like it: the plan then says
     # exactly which tensors are missing or unknown
-    layout = detect_layout(names, family) or (next(candidate_layouts(family)) if family else None)
+    layout = detect_layout(names, family, source) or (next(candidate_layouts(family)) if family else None)
     if layout is None:
         raise InputError("no BERT-family tensors found (this is not a checkpoint of a model bertconv converts)",
                          path=source.path, hint="see `bertconv inspect` for what it holds")
@@ -255,7 +317,8 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     tensors.sort(key=lambda t: _target_order(t.target))
     ignored = [t.target for t in tensors if t.head in ignored_parts]
     return Plan(layout, config, origin, present, heads, architecture, tensors, training, sorted(dropped),
-                sorted(unknown), num_labels, vocab, Path(source.path), notes, tokenizer_model, ignored)
+                sorted(unknown), num_labels, vocab, Path(source.path), notes, tokenizer_model, ignored,
+                recorded_lower_case=source.lower_case, recorded_lower_case_origin=source.lower_case_origin)
 
 
 def _target_order(target: str):

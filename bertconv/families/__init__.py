@@ -117,7 +117,7 @@ def source_view(names: Iterable[str], family: str | None = None, *,
     from the checkpoint itself (see :meth:`Layout.for_checkpoint`).
     """
     names = list(names)
-    layout = detect_layout(names, family)
+    layout = detect_layout(names, family, source)
     if layout is not None:
         layout = layout.for_checkpoint(names, source)
         return layout, "tf", {n: n for n in names if layout.mapping.to_target(n)}

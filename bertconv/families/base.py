@@ -55,6 +55,10 @@ class Layout:
     #: count, a variable shared under another object's name, a scope read from the file):
     #: ``bind(layout, names, source)`` returns the layout specialised to one checkpoint
     bind: Callable[["Layout", list, object], "Layout"] | None = None
+    #: config fields the source records beside its weights (a SavedModel's Keras config, a
+    #: TF1 Hub module's graph): ``recorded_config(layout, source)`` -> ``{field: (value, where)}``,
+    #: ``where`` naming the file or node it was read from, for the conversion's notes
+    recorded_config: Callable[["Layout", object], dict[str, tuple[Any, str]]] | None = None
     #: parts that are not heads (the pooler; ELECTRA's other tower)
     structural_parts: frozenset = frozenset({"pooler"})
     #: the heads ``--head auto`` (with no task head) and ``--head pretraining`` export
@@ -234,10 +238,18 @@ class Family:
         if plan.vocab is None:
             return [], None, None
         note = None
-        if lower_case is None:
+        recorded = plan.recorded_lower_case
+        if lower_case is None and recorded is not None:
+            # the file says how its model was trained: that beats any guess from names or tokens
+            lower_case = recorded
+            note = f"do_lower_case={lower_case} (recorded in {plan.recorded_lower_case_origin}; override with " \
+                   "--cased/--uncased)"
+        elif lower_case is None:
             hints = [str(Path(plan.source_path).resolve()), str(plan.vocab.path.resolve().parent)]
             lower_case, why = infer_lower_case(plan.vocab, hints)
             note = f"do_lower_case={lower_case} ({why}; override with --cased/--uncased)"
+        elif recorded is not None and recorded != lower_case:
+            note = f"do_lower_case={lower_case} as asked, although {plan.recorded_lower_case_origin} records {recorded}"
         files = write_tokenizer_files(directory, plan.vocab, do_lower_case=lower_case,
                                       model_max_length=plan.config.max_position_embeddings)
         return files, lower_case, note
