@@ -5,10 +5,24 @@ Dense kernels are stored ``[in, out]`` and ``nn.Linear.weight`` is ``[out, in]``
 transposed. ``output_weights`` tensors are already ``[out, in]`` (modeling.py multiplies with
 ``transpose_b=True``), so they are copied as they are. The MLM decoder weight is the word
 embedding matrix itself and has no row of its own. Shapes are symbolic: config field names.
+
+Two kinds of files carry these names besides Google's own checkpoints:
+
+- TF1 Hub modules (a SavedModel directory): the variables as they are, the vocabulary and
+  ``do_lower_case`` beside them. No config ships and no shape holds the head count, but the
+  module's graph does: the query is split into heads by a reshape whose shape holds the head
+  count as a Const (:func:`recorded_config`).
+- fine-tunes that loaded such a module into their graph: the module's variables under its scope,
+  ``module/bert/...`` (and ``module/cls/...`` for heads the module had), the task head the fine-tune
+  added at the root (``output_weights``). :func:`bind` writes the prefix into the rows that have it
+  in this checkpoint; such a table is not the canonical one, so the reference reads it through
+  the unprefixed names.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
+from functools import partial
 
 from ....mapping import TRANSPOSE as T
 from ....mapping import Mapping, Rule
@@ -60,9 +74,9 @@ RULES = (
 MAPPING = Mapping(RULES)
 
 
-def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+def infer_sizes(shapes: dict[str, tuple[int, ...]], mapping: Mapping = MAPPING) -> dict[str, int]:
     """Every config field the shapes determine (the head count is not among them)."""
-    sizes, by_target = infer_sizes_through(MAPPING, shapes)
+    sizes, by_target = infer_sizes_through(mapping, shapes)
     classifier = by_target.get("classifier.weight")
     if classifier:  # run_classifier.py's output_weights is already [labels, hidden]
         sizes["num_labels"] = classifier[0]
@@ -102,6 +116,53 @@ def infer_sizes_through(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) ->
 GOOGLE_ACTIVATIONS = {"gelu": "gelu_new", "gelu_new": "gelu_new", "relu": "relu", "tanh": "tanh", "swish": "swish"}
 GOOGLE_EXACT_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu"}
 
+#: the scope tensorflow_hub gives a module's variables in the graph that loads it
+HUB_PREFIX = "module/"
+
+
+def bind(layout: Layout, names: list[str], source=None) -> Layout:
+    """The table with ``module/`` written into the rows whose tensors carry it here: the encoder's
+    always (the module is the encoder), a head's where the module brought it rather than the
+    fine-tune's own graph."""
+    if not any(n.startswith(HUB_PREFIX + "bert/") for n in names):
+        return dataclasses.replace(layout, bind=None)
+    present = set(names)
+    rules = tuple(dataclasses.replace(rule, source=HUB_PREFIX + rule.source)
+                  if rule.head in (None, "pooler") or HUB_PREFIX + rule.source in present else rule
+                  for rule in RULES)
+    mapping = Mapping(rules)
+    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(infer_sizes, mapping=mapping),
+                               canonical=False, bind=None)
+
+
+#: the reshape of layer 0's query into [batch, length, heads, head_size] (modeling.py's
+#: transpose_for_scores); with a dynamic batch its shape is packed from Consts ``/2`` and ``/3``,
+#: with a static one it is a single Const
+HEAD_SPLIT_SHAPE = "bert/encoder/layer_0/attention/self/Reshape/shape"
+
+
+def recorded_config(layout: Layout, source) -> dict:
+    """The head count of a TF1 Hub module, read from its graph; nothing for other sources. A
+    value that does not split the hidden size into heads of the graph's own head size is not
+    the reshape it is taken for, and is ignored."""
+    constant = getattr(source, "graph_constant", None)
+    if constant is None:
+        return {}
+    heads, head_size = constant(HEAD_SPLIT_SHAPE + "/2"), constant(HEAD_SPLIT_SHAPE + "/3")
+    where = f"the module's graph (Const {HEAD_SPLIT_SHAPE}/2)"
+    if heads is None:
+        whole = constant(HEAD_SPLIT_SHAPE)
+        if isinstance(whole, tuple) and len(whole) == 4:
+            heads, head_size = whole[2], whole[3]
+            where = f"the module's graph (Const {HEAD_SPLIT_SHAPE}, element 2)"
+    word = "bert/embeddings/word_embeddings"
+    hidden = source.info(word).shape[-1] if word in source else None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (heads, head_size)) \
+            or heads * head_size != hidden:
+        return {}
+    return {"num_attention_heads": (heads, where)}
+
+
 LAYOUT = Layout(
     name="google_bert",
     description="google-research/bert TF1 checkpoint",
@@ -109,9 +170,11 @@ LAYOUT = Layout(
     # TF1 checkpoint keys never end in a Keras ":0" nor hold a TF2 object path: bert-for-tf2's
     # h5 (bert/encoder/layer_0/...:0) and Hugging Face's object checkpoints (bert/embeddings/
     # weight/.ATTRIBUTES/...) begin like Google's names and belong to their own layouts
-    marker=re.compile(r"^bert/(embeddings|encoder/layer_\d+)/(?!.*(:\d+$|/\.ATTRIBUTES/))"),
+    marker=re.compile(r"^(module/)?bert/(embeddings|encoder/layer_\d+)/(?!.*(:\d+$|/\.ATTRIBUTES/))"),
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
     infer_sizes=infer_sizes,
+    bind=bind,
+    recorded_config=recorded_config,
     canonical=True,
 )
