@@ -9,6 +9,14 @@ Two layouts exist, both tables below:
   ``4 + i`` encoder layer ``i``, and the pooler comes last, at ``4 + num_layers``.
 - ``encoder/_transformer_layers/{i}/...``, ``encoder/_embedding_layer``, ``masked_lm/...`` (the
   ``BertEncoder`` and masked-LM head of a ``BertPretrainerV2``, saved by their attribute names).
+- ``encoder/layer_with_weights-N/...`` beside ``masked_lm/...``: a ``BertPretrainerV2`` saved as
+  Model Garden saves pretraining results, ``tf.train.Checkpoint(**pretrainer.checkpoint_items)``,
+  where the encoder is the functional ``BertEncoder``: the functional numbering under
+  ``encoder/`` (its word embeddings are the masked-LM's table, see below). Its classification
+  heads are saved as ``<head>.pooler_dense`` only (``ClassificationHead.checkpoint_items`` leaves
+  out ``out_proj``): the ``next_sentence`` head of Garden's BERT pretraining is therefore a head
+  of its own here, recognised and never exported (no Hugging Face class has a pooler-only
+  next-sentence head, and its logits cannot be computed without ``out_proj``).
 
 Attention kernels are einsum kernels that keep the head axis apart: query/key/value
 ``[H, heads, head_size]`` with biases ``[heads, head_size]``, the attention output
@@ -94,33 +102,54 @@ ENCODER_RULES = (
     *_block("encoder/_transformer_layers/{layer}/", "_attention_layer/_output_dense"),
     Rule(_v("encoder/_pooler_layer/kernel"),                 "bert.pooler.dense.weight",                     (H, H), T,    "pooler"),
     Rule(_v("encoder/_pooler_layer/bias"),                   "bert.pooler.dense.bias",                       (H,),   None, "pooler"),
-    # masked-LM head; its embedding_table is the word embeddings (resolved by bind when stored there)
+)
+# masked-LM head; its embedding_table is the word embeddings (resolved by bind when stored there)
+MASKED_LM_RULES = (
     Rule(_v("masked_lm/dense/kernel"),                       "cls.predictions.transform.dense.weight",       (H, H), T,    "mlm"),
     Rule(_v("masked_lm/dense/bias"),                         "cls.predictions.transform.dense.bias",         (H,),   None, "mlm"),
     Rule(_v("masked_lm/layer_norm/gamma"),                   "cls.predictions.transform.LayerNorm.weight",   (H,),   None, "mlm"),
     Rule(_v("masked_lm/layer_norm/beta"),                    "cls.predictions.transform.LayerNorm.bias",     (H,),   None, "mlm"),
     Rule(_v("masked_lm/output_bias.Sbias"),                  "cls.predictions.bias",                         (V,),   None, "mlm"),
 )
-
-# model/layer_with_weights-N/... (Keras functional TransformerEncoder); the pooler row is added by bind
-KERAS_FUNCTIONAL = "model/layer_with_weights-"
-FUNCTIONAL_RULES = (
-    Rule(_v(KERAS_FUNCTIONAL + "0/embeddings"), "bert.embeddings.word_embeddings.weight",       (V, H)),
-    Rule(_v(KERAS_FUNCTIONAL + "1/embeddings"), "bert.embeddings.position_embeddings.weight",   ("max_position_embeddings", H)),
-    Rule(_v(KERAS_FUNCTIONAL + "2/embeddings"), "bert.embeddings.token_type_embeddings.weight", ("type_vocab_size", H)),
-    Rule(_v(KERAS_FUNCTIONAL + "3/gamma"),      "bert.embeddings.LayerNorm.weight",             (H,)),
-    Rule(_v(KERAS_FUNCTIONAL + "3/beta"),       "bert.embeddings.LayerNorm.bias",               (H,)),
-    *_block(KERAS_FUNCTIONAL + "{layer}/", "_attention_output_dense", FIRST_LAYER_INDEX),
+# a pretrainer's next-sentence ClassificationHead, as checkpoint_items saves it: its pooler only
+# (the item is named "next_sentence.pooler_dense"; a "." in a key is escaped as "..")
+NEXT_SENTENCE_RULES = (
+    Rule(_v("next_sentence..pooler_dense/kernel"),           "next_sentence.pooler_dense.weight",            (H, H), T,    "next_sentence"),
+    Rule(_v("next_sentence..pooler_dense/bias"),             "next_sentence.pooler_dense.bias",              (H,),   None, "next_sentence"),
 )
+ENCODER_RULES += MASKED_LM_RULES
+
+# <scope>/layer_with_weights-N/... (a Keras functional encoder: TransformerEncoder saved as
+# model/..., tf-models <= 2.3; the functional BertEncoder of a pretrainer's checkpoint_items, as
+# encoder/...); the pooler row is added by bind
+KERAS_FUNCTIONAL = "model/layer_with_weights-"
+PRETRAINER_FUNCTIONAL = "encoder/layer_with_weights-"
 
 
-def functional_pooler_rules(num_layers: int) -> tuple[Rule, ...]:
+def functional_rules(numbered: str, attention_output: str) -> tuple[Rule, ...]:
+    """The rows of a functional encoder whose weighted layers are ``numbered`` + index."""
+    return (
+        Rule(_v(numbered + "0/embeddings"), "bert.embeddings.word_embeddings.weight",       (V, H)),
+        Rule(_v(numbered + "1/embeddings"), "bert.embeddings.position_embeddings.weight",   ("max_position_embeddings", H)),
+        Rule(_v(numbered + "2/embeddings"), "bert.embeddings.token_type_embeddings.weight", ("type_vocab_size", H)),
+        Rule(_v(numbered + "3/gamma"),      "bert.embeddings.LayerNorm.weight",             (H,)),
+        Rule(_v(numbered + "3/beta"),       "bert.embeddings.LayerNorm.bias",               (H,)),
+        *_block(numbered + "{layer}/", attention_output, FIRST_LAYER_INDEX),
+    )
+
+
+FUNCTIONAL_RULES = functional_rules(KERAS_FUNCTIONAL, "_attention_output_dense")
+# BertEncoder's TransformerEncoderBlock keeps the attention output inside the attention layer
+PRETRAINER_RULES = functional_rules(PRETRAINER_FUNCTIONAL, "_attention_layer/_output_dense")
+
+
+def functional_pooler_rules(num_layers: int, numbered: str = KERAS_FUNCTIONAL) -> tuple[Rule, ...]:
     index = FIRST_LAYER_INDEX + num_layers
-    return (Rule(_v(f"{KERAS_FUNCTIONAL}{index}/kernel"), "bert.pooler.dense.weight", (H, H), T, "pooler"),
-            Rule(_v(f"{KERAS_FUNCTIONAL}{index}/bias"), "bert.pooler.dense.bias", (H,), None, "pooler"))
+    return (Rule(_v(f"{numbered}{index}/kernel"), "bert.pooler.dense.weight", (H, H), T, "pooler"),
+            Rule(_v(f"{numbered}{index}/bias"), "bert.pooler.dense.bias", (H,), None, "pooler"))
 
 
-RULES = ENCODER_RULES + FUNCTIONAL_RULES
+RULES = ENCODER_RULES + NEXT_SENTENCE_RULES + FUNCTIONAL_RULES + PRETRAINER_RULES
 MAPPING = Mapping(RULES)
 
 def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
@@ -135,7 +164,7 @@ def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[s
 
 # -- resolving the table for one checkpoint ------------------------------------------------------
 
-_FUNCTIONAL_LAYER = re.compile(r"^model/layer_with_weights-(\d+)/_attention_layer/")
+_FUNCTIONAL_LAYER = re.compile(r"^(?:model|encoder)/layer_with_weights-(\d+)/_attention_layer/")
 
 
 def functional_layer_count(names) -> int | None:
@@ -174,14 +203,19 @@ def stored_key(graph, key: str) -> str | None:
 def bind(layout: Layout, names: list[str], source=None) -> Layout:
     """The layout with its table resolved for this checkpoint (see the module docstring)."""
     present = set(names)
-    # One layout per checkpoint: the other layout's rows would only be reported missing.
+    # One layout per checkpoint: the other layouts' rows would only be reported missing.
     if any(n.startswith(KERAS_FUNCTIONAL) for n in names):
         rules = list(FUNCTIONAL_RULES)
         count = functional_layer_count(names)
         if count is not None:
             rules += functional_pooler_rules(count)
+    elif any(n.startswith(PRETRAINER_FUNCTIONAL) for n in names):
+        rules = list(PRETRAINER_RULES + MASKED_LM_RULES + NEXT_SENTENCE_RULES)
+        count = functional_layer_count(names)
+        if count is not None:
+            rules += functional_pooler_rules(count, PRETRAINER_FUNCTIONAL)
     else:
-        rules = list(ENCODER_RULES)
+        rules = list(ENCODER_RULES + NEXT_SENTENCE_RULES)
     graph = None
     if source is not None and hasattr(source, "object_graph"):
         graph = source.object_graph()
@@ -203,7 +237,7 @@ LAYOUT = Layout(
     description="TF2 Model Garden object checkpoint (tf-models-official)",
     mapping=MAPPING,
     marker=re.compile(r"^(model/layer_with_weights-\d+/_attention_layer/|"
-                      r"encoder/_transformer_layers/\d+/_attention_layer/)"),
+                      r"encoder/(_transformer_layers/|layer_with_weights-)\d+/_attention_layer/)"),
     # tf-models' BertEncoder and MaskedLM default to the tanh GELU
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
