@@ -18,6 +18,8 @@ _CAPITALISED_PIECE = re.compile(r"^(?!\[[^\]\n]+\]$)[^\n]*[A-Z][^\n]*$", re.M)
 class Vocab:
     path: Path
     tokens: list[str]
+    #: the keep_tokens file this vocabulary was pruned to (None: vocab.txt as it is)
+    kept_by: Path | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -93,7 +95,7 @@ def prune_vocab(vocab: Vocab, keep_tokens: str | Path, rows: int) -> Vocab:
                          hint="use the vocab.txt the keep_tokens list was made from, or --vocab")
     if len(set(kept)) != len(kept):
         raise VocabError("keeps a token id twice", path=path, hint="use the keep_tokens list the model was built with")
-    return Vocab(vocab.path, [vocab.tokens[i] for i in kept])
+    return Vocab(vocab.path, [vocab.tokens[i] for i in kept], kept_by=path)
 
 
 def infer_lower_case(vocab: Vocab | None, names: list[str]) -> tuple[bool, str]:

@@ -15,8 +15,9 @@ def write_tokenizer_files(directory: Path, vocab: Vocab, *, do_lower_case: bool,
 
     index = vocab.index()
     # A vocabulary pruned for fine-tuning (bert4keras' keep_tokens) may drop [MASK]: the tokenizer
-    # then has no mask token, rather than one whose id the embeddings lack.
-    special = {k: t for k, t in SPECIAL_TOKENS.items() if k != "mask_token" or t in index}
+    # then has no mask token, rather than one whose id the embeddings lack. A whole vocab.txt
+    # without it is not BERT's.
+    special = {k: t for k, t in SPECIAL_TOKENS.items() if k != "mask_token" or t in index or vocab.kept_by is None}
     missing = [t for t in special.values() if t not in index]
     if missing:
         raise VocabError(f"lacks the special tokens {', '.join(missing)}", path=vocab.path,
