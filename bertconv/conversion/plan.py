@@ -255,6 +255,11 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
     num_labels = facts["num_labels"]
     present = frozenset(layout.heads_present(matches))
     heads, head_notes = select_heads(layout, present, head)
+    refused = sorted(heads & set(layout.refused_heads))
+    if refused:
+        raise MappingError(layout.refused_heads[refused[0]], path=source.path,
+                           hint="choose --head base, or another head the checkpoint has; that head's weights are then "
+                                "left out")
     notes += head_notes
     architecture = layout.architecture(heads)
     parts = layout.exported_parts(heads, architecture)

@@ -75,6 +75,10 @@ class Layout:
     #: what the layout (bound to one checkpoint) assumed where the file records nothing, for the
     #: conversion report
     assumptions: tuple[str, ...] = ()
+    #: heads no Hugging Face config of the family reproduces as this library computes them
+    #: (head -> why, one sentence): exporting one is refused rather than written to compute
+    #: something else
+    refused_heads: dict[str, str] = field(default_factory=dict)
     #: ``recognise(names, source)``: whether a checkpoint whose names contain the marker is this
     #: layout's, for layouts that share names with another and differ by what is absent (bert4keras'
     #: BERT and RoFormer: a position table or none); None: the marker decides alone

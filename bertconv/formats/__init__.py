@@ -36,7 +36,8 @@ def _pytorch_weights_in(p: Path) -> tuple[str, Path] | None:
 def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Path]:
     """Return ``(format, location)``: one of ``tf-bundle`` (location: the bundle prefix),
     ``saved-model`` (location: the SavedModel directory, named as itself or its
-    ``saved_model.pb``), ``safetensors``, ``torch-bin``, ``keras-h5`` (location: the file).
+    ``saved_model.pb``), ``keras-hub`` (location: the KerasHub preset directory, named as itself
+    or one of its weight files), ``safetensors``, ``torch-bin``, ``keras-h5`` (location: the file).
 
     A directory holding a TensorFlow checkpoint and PyTorch weights is ambiguous: with
     ``prefer="tf"`` (what ``tf2pt`` converts) the TensorFlow one is taken, otherwise it is an error
@@ -45,6 +46,9 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
     if p.is_dir():
         if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
             return "saved-model", p  # the reader says when it is the text format it cannot read
+        from .keras_hub import is_keras_hub_preset
+        if is_keras_hub_preset(p):
+            return "keras-hub", p
         tf_found = None
         if any(p.glob("*.index")) or (p / "checkpoint").is_file():
             tf_found = ("tf-bundle", p)
@@ -89,6 +93,9 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
     if suffix in (".bin", ".pt", ".pth"):
         return "torch-bin", p
     if suffix in (".h5", ".hdf5", ".keras"):
+        from .keras_hub import BACKBONE_WEIGHTS, TASK_WEIGHTS, is_keras_hub_preset
+        if name in (BACKBONE_WEIGHTS, TASK_WEIGHTS) and is_keras_hub_preset(p.parent):
+            return "keras-hub", p.parent  # one file of a preset stands for the preset
         return "keras-h5", p
     # A bundle prefix that is also a file: Keras Tuner's prefix "checkpoint" beside the state file
     # of that name. The state file named on its own stands for its directory.
@@ -134,6 +141,9 @@ def open_source(path: str | Path, *, verify_crc: bool = True, prefer: str | None
     if fmt == "tf-bundle":
         from .tf_bundle import TFBundleSource
         return TFBundleSource(location, verify_crc=verify_crc, step=step)
+    if fmt == "keras-hub":
+        from .keras_hub import KerasHubSource
+        return KerasHubSource(location)
     if fmt == "saved-model":
         from .saved_model import SavedModelSource
         return SavedModelSource(location, verify_crc=verify_crc)

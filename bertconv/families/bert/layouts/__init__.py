@@ -11,7 +11,8 @@ from .google import LAYOUT as GOOGLE
 from .hf_tf_checkpoint import LAYOUT as HF_TF_CHECKPOINT
 from .keras_bert import LAYOUT as KERAS_BERT
 from .keras_hf import LAYOUT as KERAS_HF
+from .keras_hub import LAYOUT as KERAS_HUB
 from .savedmodel import LAYOUT as TF2_SAVEDMODEL
 
 LAYOUTS = (GOOGLE, TF2_GARDEN, KERAS_HF, BERT_FOR_TF2, HF_TF_CHECKPOINT, BERT4KERAS, BERT4KERAS_CHECKPOINT,
-           KERAS_BERT, TF2_SAVEDMODEL)
+           KERAS_BERT, TF2_SAVEDMODEL, KERAS_HUB)
