@@ -14,11 +14,17 @@ import pytest
 from bertconv.cli import main
 from bertconv.conversion import convert
 from bertconv.conversion.plan import plan_conversion
-from bertconv.errors import MappingError, VocabError
+from bertconv.errors import ConfigError, MappingError, VocabError
 from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
 
-from .keras_era_transformers import TOLERANCE, golden, keras_era_dir, transformers_outputs, worst_differences
+from .keras_era_transformers import (
+    TOLERANCE,
+    golden,
+    keras_era_dir,
+    transformers_outputs,
+    worst_differences,
+)
 
 h5py = pytest.importorskip("h5py")
 
@@ -131,11 +137,12 @@ def test_saved_model_config_gives_what_a_missing_config_file_would(tmp_path, mon
     shutil.copyfile(source / "bert_model.h5", alone / "bert_model.h5")
     shutil.copyfile(source / "vocab.txt", alone / "vocab.txt")
     report = convert(alone / "bert_model.h5", tmp_path / "hf")
-    assert report.config_origin == "inferred from the weights"
+    assert report.config_origin == "inferred from the weights and the source's own records"
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["num_attention_heads"] == 4 and config["hidden_act"] == "gelu"
     assert config["layer_norm_eps"] == 1e-12 and config["intermediate_size"] == 48
-    assert any("model_config" in note and "num_attention_heads=4" in note for note in report.notes), report.notes
+    assert any("num_attention_heads=4, hidden_act='gelu_erf', layer_norm_eps=1e-12 from the model_config of "
+               "bert_model.h5" in note for note in report.notes), report.notes
     gold = golden("bert4keras_bert_saved")
     worst = worst_differences(transformers_outputs(tmp_path / "hf", gold, monkeypatch), gold)
     assert max(worst.values()) <= TOLERANCE, worst
@@ -144,7 +151,7 @@ def test_saved_model_config_gives_what_a_missing_config_file_would(tmp_path, mon
 def test_weights_only_file_without_config_asks_for_the_head_count(tmp_path):
     source = keras_era_dir("bert4keras_bert_h5")
     shutil.copyfile(source / "bert_weights.h5", tmp_path / "bert_weights.h5")
-    with pytest.raises(Exception, match="num_attention_heads"):
+    with pytest.raises(ConfigError, match="num_attention_heads"):
         convert(tmp_path / "bert_weights.h5", tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
 

@@ -6,15 +6,23 @@ says 16."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from bertconv.cli import main
 from bertconv.conversion import convert
+from bertconv.errors import ConfigError
 from bertconv.inspection import inspect_checkpoint
 
-from .keras_era_transformers import TOLERANCE, golden, keras_era_dir, transformers_outputs, worst_differences
+from .keras_era_transformers import (
+    TOLERANCE,
+    golden,
+    keras_era_dir,
+    transformers_outputs,
+    worst_differences,
+)
 
 h5py = pytest.importorskip("h5py")
 
@@ -106,3 +114,25 @@ def test_tokenizer_is_uncased_by_inference_with_a_note(converted):
     out, report = converted("keras_bert_pretrain_h5")
     assert json.loads((out / "tokenizer_config.json").read_text())["do_lower_case"] is True
     assert any(note.startswith("do_lower_case=True (vocab.txt has no capitalised") for note in report.notes)
+
+
+def test_saved_model_config_gives_the_head_count_activation_and_epsilon(tmp_path, monkeypatch):
+    """Without bert_config.json, a save() file's model_config records what the shapes do not."""
+    source = keras_era_dir("keras_bert_base_saved")
+    shutil.copyfile(source / "bert_model.h5", tmp_path / "bert_model.h5")
+    shutil.copyfile(source / "vocab.txt", tmp_path / "vocab.txt")
+    report = convert(tmp_path / "bert_model.h5", tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["num_attention_heads"] == 4 and config["hidden_act"] == "gelu_new"
+    assert config["layer_norm_eps"] == pytest.approx(1e-14, rel=1e-9) and config["max_position_embeddings"] == 12
+    assert any("from the model_config of bert_model.h5" in note for note in report.notes), report.notes
+    gold = golden("keras_bert_base_saved")
+    worst = worst_differences(transformers_outputs(tmp_path / "hf", gold, monkeypatch), gold)
+    assert max(worst.values()) <= TOLERANCE, worst
+
+
+def test_weights_only_file_without_config_asks_for_the_head_count(tmp_path):
+    shutil.copyfile(source_of("keras_bert_pretrain_h5"), tmp_path / "bert_weights.h5")
+    with pytest.raises(ConfigError, match="num_attention_heads"):
+        convert(tmp_path / "bert_weights.h5", tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()

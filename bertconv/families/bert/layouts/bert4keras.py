@@ -112,22 +112,21 @@ def layers_of(mapping: Mapping) -> int:
     return max(found) + 1 if found else 0
 
 
-def infer_sizes(mapping: Mapping, extra: dict, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Every config field the shapes determine (the head count only where the file records it:
-    ``extra``, from a ``model.save()`` file's model_config)."""
+def infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """Every config field the shapes determine (the head count is not among them: a ``save()``
+    file's model_config records it, see :func:`recorded_config`)."""
     sizes, _ = infer_sizes_through(mapping, shapes)
     # bound tables name each layer's tensors outright (no {layer} rows), so count them by target
     layers = layers_of(mapping)
     if layers:
         sizes["num_hidden_layers"] = layers
-    sizes.update(extra)
     return sizes
 
 
-def _bound(layout: Layout, rules: list[Rule], notes: list[str], extra: dict | None = None, **changes) -> Layout:
+def _bound(layout: Layout, rules: list[Rule], notes: list[str]) -> Layout:
     mapping = Mapping(tuple(rules))
-    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(infer_sizes, mapping, extra or {}),
-                               bind=None, assumptions=tuple(notes), **changes)
+    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(infer_sizes, mapping), bind=None,
+                               assumptions=tuple(notes))
 
 
 # -- HDF5 -------------------------------------------------------------------------------------------
@@ -256,33 +255,35 @@ def bind_h5(layout: Layout, names: list[str], source=None) -> Layout:
                           f"the pooled output ({how})")
     if others:
         notes.append("layers that are not bert4keras' BERT, left unmapped: " + ", ".join(others))
-    extra, changes = _facts_from_model_config(config_layers, notes)
-    return _bound(layout, rules, notes, extra, **changes)
+    return _bound(layout, rules, notes)
 
 
-def _facts_from_model_config(config_layers: dict[str, dict], notes: list[str]) -> tuple[dict, dict]:
-    """The head count, LayerNorm epsilon and activation a save() file records."""
-    if not config_layers:
-        return {}, {}
-    extra, changes = {}, {}
-    attention = config_layers.get("Transformer-0-MultiHeadSelfAttention", {}).get("config", {})
-    if isinstance(attention.get("heads"), int):
-        extra["num_attention_heads"] = attention["heads"]
-    epsilon = config_layers.get("Embedding-Norm", {}).get("config", {}).get("epsilon")
-    if isinstance(epsilon, (int, float)):
-        changes["layer_norm_eps"] = float(epsilon)
-    activation = _activation_name(config_layers.get("Transformer-0-FeedForward", {}).get("config", {}).get("activation"))
-    if activation == "gelu_tanh":
-        # the config file beside says "gelu"; what the saved model computed is the tanh form
-        changes["faithful_activation"] = {**BERT4KERAS_ACTIVATIONS, "gelu": "gelu_new"}
-        changes["exact_activation"] = BERT4KERAS_EXACT_ACTIVATIONS
-        changes["reference_activation"] = {**BERT4KERAS_REFERENCE_ACTIVATIONS, "gelu": "gelu_new"}
-    recorded = [f"{k}={v}" for k, v in (("num_attention_heads", extra.get("num_attention_heads")),
-                                         ("layer_norm_eps", changes.get("layer_norm_eps")),
-                                         ("activation", activation)) if v is not None]
-    if recorded:
-        notes.append("model_config of the saved model records " + ", ".join(recorded))
-    return extra, changes
+def model_config_records(source, *, attention: str, heads_key: str, feed_forward: str,
+                         norm: str = "Embedding-Norm") -> dict:
+    """What a ``model.save()`` file's model_config records that the shapes do not: the head
+    count, the activation (the library's own name for it) and the LayerNorm epsilon, each as
+    ``{field: (value, where)}`` (``Layout.recorded_config``); empty for weights-only files."""
+    model_config = source.model_config() if hasattr(source, "model_config") else None
+    layers = _model_config_layers(model_config)
+    if not layers:
+        return {}
+    where = f"the model_config of {source.path.name}"
+    recorded = {}
+    heads = layers.get(attention, {}).get("config", {}).get(heads_key)
+    if isinstance(heads, int) and not isinstance(heads, bool):
+        recorded["num_attention_heads"] = (heads, where)
+    activation = _activation_name(layers.get(feed_forward, {}).get("config", {}).get("activation"))
+    if activation:
+        recorded["hidden_act"] = (activation, where)
+    epsilon = layers.get(norm, {}).get("config", {}).get("epsilon")
+    if isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool):
+        recorded["layer_norm_eps"] = (float(epsilon), where)
+    return recorded
+
+
+def recorded_config(layout: Layout, source) -> dict:
+    return model_config_records(source, attention="Transformer-0-MultiHeadSelfAttention", heads_key="heads",
+                                feed_forward="Transformer-0-FeedForward")
 
 
 def recognise_h5(names: list[str], source=None) -> bool:
@@ -303,6 +304,7 @@ LAYOUT = Layout(
     reference_activation=BERT4KERAS_REFERENCE_ACTIVATIONS,
     layer_norm_eps=1e-12,
     bind=bind_h5,
+    recorded_config=recorded_config,
     recognise=recognise_h5,
     head_count_from_head_size=False,
     sizes_from_weights={"vocab_size": "a vocabulary pruned with bert4keras' keep_tokens keeps fewer rows"},

@@ -22,8 +22,24 @@ import re
 
 from ....mapping import Mapping, Rule
 from ...base import Layout
-from .bert4keras import CLASSIFIER, EMBEDDINGS, MLM_BIAS, MLM_DENSE, MLM_NORM, NSP, POOLER, P, _bound, _leaf, _norm, _rule
-from .bert4keras import attention_rows, feed_forward_rows
+from .bert4keras import (
+    CLASSIFIER,
+    EMBEDDINGS,
+    MLM_BIAS,
+    MLM_DENSE,
+    MLM_NORM,
+    NSP,
+    POOLER,
+    P,
+    _bound,
+    _by_leaf,
+    _leaf,
+    _norm,
+    _rule,
+    attention_rows,
+    feed_forward_rows,
+    model_config_records,
+)
 from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
 
 #: keras-bert's LayerNormalization default: K.epsilon() ** 2, as float64 computes it
@@ -59,12 +75,6 @@ def _suffixed(group: str, names: list[str], suffixes: tuple, rows: list[tuple]) 
     if set(found) != set(suffixes):
         return None
     return [_rule(found[s], by_suffix[s]) for s in suffixes]
-
-
-def _by_leaf(names: list[str], rows: dict[str, tuple]) -> list[Rule] | None:
-    if sorted(_leaf(n) for n in names) != sorted(rows):
-        return None
-    return [_rule(name, rows[_leaf(name)]) for name in names]
 
 
 def _layer_rules(group: str, names: list[str]) -> list[Rule] | None:
@@ -113,6 +123,11 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
     return _bound(layout, rules, notes)
 
 
+def recorded_config(layout: Layout, source) -> dict:
+    return model_config_records(source, attention="Encoder-1-MultiHeadSelfAttention", heads_key="head_num",
+                                feed_forward="Encoder-1-FeedForward")
+
+
 LAYOUT = Layout(
     name="keras_bert",
     description="keras-bert (CyberZHG) BERT saved as Keras HDF5",
@@ -123,6 +138,7 @@ LAYOUT = Layout(
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
     layer_norm_eps=KERAS_BERT_EPSILON,
     bind=bind,
+    recorded_config=recorded_config,
     head_count_from_head_size=False,
     sizes_from_weights={"max_position_embeddings": "keras-bert's build_model_from_config(seq_len=N) keeps N rows "
                                                    "of the position table; the model computes no further"},
