@@ -89,3 +89,36 @@ def test_classifier_without_pooler_is_not_taken_as_sequence_classifier(tmp_path)
     layout, side, recognised = source_view(names)
     assert layout.name == "hf_tf_checkpoint" and side == "tf"
     assert not any(n.startswith("classifier/") for n in recognised)
+
+
+def test_pooler_is_kept_under_a_class_without_one(tmp_path, monkeypatch):
+    """--head mlm: BertForMaskedLM has no pooler, but the trained one is written (equal to the
+    source) and reported as ignored by the class, so AutoModel on the directory is complete."""
+    transformers = pytest.importorskip("transformers")
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    source = keras_era_dir("hf_tf_pretraining_ckpt")
+    out = tmp_path / "mlm"
+    report = convert(source, out, head="mlm")
+    assert report.architecture == "BertForMaskedLM" and report.validation.passed
+    assert report.ignored_by_class == ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
+    assert any(line.startswith("kept ") for line in report.summary_lines())
+    assert all(n.startswith("nsp/") for n in report.heads_dropped)
+    written = load_file(str(out / "model.safetensors"))
+    with open_source(source) as src:
+        kernel = np.asarray(src.read("bert/pooler/dense/kernel/.ATTRIBUTES/VARIABLE_VALUE"))
+    np.testing.assert_array_equal(written["bert.pooler.dense.weight"], kernel.T)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, info = transformers.AutoModel.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"], info  # nothing of the BertModel left at random
+    gold = golden("hf_tf_pretraining_ckpt")
+    import torch
+    with torch.no_grad():
+        pooled = model.eval()(**{k: torch.tensor(gold[k]) for k in ("input_ids", "token_type_ids",
+                                                                    "attention_mask")}).pooler_output.numpy()
+    assert np.max(np.abs(pooled - gold["pooled_output"])) < TOLERANCE  # the trained pooler, not a random one
+    gold.pop("nsp_logits")  # the NSP head is not exported
+    gold.pop("pooled_output")  # BertForMaskedLM builds no pooler
+    worst = worst_differences(transformers_outputs(out, gold, monkeypatch), gold)
+    assert "mlm_logits" in worst and max(worst.values()) < TOLERANCE, worst
