@@ -235,3 +235,32 @@ def test_validate_against_the_tf1_checkpoint_uses_bert4keras_epsilon(converted):
     if layout != "google_roformer":
         pytest.skip("the h5 is read through a view that carries its layout's epsilon")
     assert validate(out, against=source, device="cpu").worst_max_abs < 5e-6
+
+
+def test_rotation_is_transformers_own():
+    """bertconv's rotation (model and reference) equals RoFormerSelfAttention's on the positions
+    transformers' sinusoid table gives, for a longer sequence than the fixtures'."""
+    torch = pytest.importorskip("torch")
+    modeling = pytest.importorskip("transformers.models.roformer.modeling_roformer")
+    from bertconv.families.roformer.model import rotary_angles, rotate_pairs
+    from bertconv.families.roformer.reference import rotate
+
+    seq_len, head_size = 300, 16
+    table = modeling.RoFormerSinusoidalPositionalEmbedding(seq_len, head_size)
+    with torch.no_grad():
+        table.weight.copy_(table.create_weight())
+        positions = table(torch.Size([1, seq_len]))[None, None]
+    x = torch.randn(2, 3, seq_len, head_size, generator=torch.Generator().manual_seed(0))
+    theirs, _ = modeling.RoFormerSelfAttention.apply_rotary_position_embeddings(positions, x, x)
+    sin, cos = rotary_angles(seq_len, head_size, torch.float32)
+    assert torch.allclose(rotate_pairs(x, sin, cos), theirs, atol=2e-6)
+    assert np.allclose(rotate(x.double().numpy()), theirs.double().numpy(), atol=2e-6)
+
+
+def test_the_reference_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import bertconv.families.roformer.reference, bertconv.families.roformer.layouts; "
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
