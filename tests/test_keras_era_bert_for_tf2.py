@@ -133,3 +133,48 @@ def test_validate_and_diff_work(converted, config_file):
     assert result.passed
     report = diff(source_of(name), out / "model.safetensors")
     assert report.passed and report.compared and not report.missing_in_b and not report.unexpected_in_b
+
+
+#: each Keras-era fixture -> the layout that must claim it (the ones this test is about)
+OWN = {"bert_for_tf2_h5/classifier.h5": "bert_for_tf2", "bert_for_tf2_ckpt": "bert_for_tf2",
+       "hf_tf_classifier_ckpt": "hf_tf_checkpoint", "hf_tf_pretraining_ckpt": "hf_tf_checkpoint",
+       "keras_hub_backbone": "keras_hub", "keras_hub_classifier": "keras_hub", "keras_hub_masked_lm": "keras_hub"}
+
+
+def _sources():
+    from .conftest import FIXTURES
+
+    yield from (FIXTURES / "keras_era" / name for name in OWN)
+    for directory in sorted((FIXTURES / "keras_era").iterdir()):
+        if directory.is_dir() and not any(name.split("/")[0] == directory.name for name in OWN):
+            yield from sorted(directory.glob("*.h5")) or [directory]
+    for name in ("bert_pretrain", "bert_classifier", "bert_squad", "bert_adam", "garden_v2", "garden_v3",
+                 "garden_pretrainer", "albert_pretrain", "electra_small"):
+        if (FIXTURES / name).is_dir():
+            yield FIXTURES / name
+
+
+def test_each_marker_claims_only_its_own_files():
+    """The three layouts here recognise their libraries' fixtures, and no other fixture: not
+    bert4keras', keras-bert's, Google's, the Garden's, ALBERT's or ELECTRA's (Google's marker,
+    tried first, leaves Keras ':0' names and object keys to the layouts that own them)."""
+    from bertconv.families import detect_layout, get_family
+
+    mine = {layout.name: layout for layout in get_family("bert").layouts
+            if layout.name in set(OWN.values())}
+    seen = 0
+    for path in _sources():
+        try:
+            src = open_source(path)
+        except Exception:  # noqa: BLE001 - a fixture of a format this tree does not read is no claim
+            continue
+        with src:
+            names = src.names()
+        relative = "/".join(path.parts[-2:]) if path.parent.name != "keras_era" else path.name
+        expected = OWN.get(relative) or OWN.get(path.name)
+        claimed = {name for name, layout in mine.items() if any(layout.marker.search(n) for n in names)}
+        assert claimed == ({expected} if expected else set()), (path, claimed)
+        if expected:
+            assert detect_layout(names).name == expected, path
+        seen += 1
+    assert seen >= len(OWN) + 9
