@@ -149,6 +149,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                     shape = tuple(info.shape) if naming == "tf" else transformed_shape(m.rule.transform, tuple(info.shape))
                     shapes[tf_name] = shape
             inferred = layout.infer_sizes(shapes) if layout.infer_sizes else {}
+            notes += [a for a in layout.assumptions if a not in notes]  # how the bound table read the file
             present = layout.parts_present(shapes)
             # the heads the family describes, then whatever else this layout's table names
             known = tuple(layout.family.head_descriptions)
@@ -156,17 +157,31 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
             heads = {h: (h in present) for h in known + tuple(extra)}
             if present & {"classifier"}:
                 heads["num_labels"] = inferred.get("num_labels")
+            recorded = layout.recorded_config(layout, src) if layout.recorded_config and naming == "tf" else {}
             if "hidden_size" in inferred and "num_attention_heads" not in inferred:
                 inferred_heads = max(1, inferred["hidden_size"] // DEFAULT_HEAD_SIZE)
-                notes.append(f"num_attention_heads is not in any shape; {inferred_heads} if the head size is "
-                             f"{DEFAULT_HEAD_SIZE} as in Google's releases")
+                if "num_attention_heads" in recorded:
+                    value, where = recorded["num_attention_heads"]
+                    notes.append(f"num_attention_heads={value}, recorded in {where}")
+                elif not layout.head_count_from_head_size:
+                    notes.append("num_attention_heads is not in any shape, and this library's files do not record "
+                                 "it: tf2pt reads it from the config file")
+                else:
+                    notes.append(f"num_attention_heads is not in any shape; {inferred_heads} if the head size is "
+                                 f"{DEFAULT_HEAD_SIZE} as in Google's releases")
 
         config_file = src.sidecar(*(layout.family.config_files if layout is not None else Family.config_files))
         problems: list[str] = []
         if config_file is not None:
             try:
                 declared = load_config_file(config_file)
-                problems = compare_configs(declared, {k: v for k, v in inferred.items() if k != "num_labels"})
+                # sizes the layout's library stores otherwise than its config says: facts, not problems
+                stored_otherwise = {k: v for k, v in inferred.items()
+                                    if layout is not None and k in layout.sizes_from_weights and getattr(declared, k) != v}
+                notes += [f"{k}={v} as the weights store it, not the config's {getattr(declared, k)} "
+                          f"({layout.sizes_from_weights[k]})" for k, v in stored_otherwise.items()]
+                problems = compare_configs(declared, {k: v for k, v in inferred.items()
+                                                      if k != "num_labels" and k not in stored_otherwise})
             except BertconvError as e:
                 problems = [str(e)]
         vocab_file = src.sidecar("vocab.txt")
@@ -174,7 +189,11 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
         if vocab_file is not None:
             try:
                 vocab_size = len(load_vocab(vocab_file))
-                if "vocab_size" in inferred and vocab_size != inferred["vocab_size"]:
+                if ("vocab_size" in inferred and vocab_size > inferred["vocab_size"] and layout is not None
+                        and "vocab_size" in layout.sizes_from_weights):
+                    notes.append(f"vocab.txt has {vocab_size} tokens but the word embeddings have "
+                                 f"{inferred['vocab_size']} rows: tf2pt needs --keep-tokens FILE, the kept token ids")
+                elif "vocab_size" in inferred and vocab_size != inferred["vocab_size"]:
                     problems.append(f"vocab.txt has {vocab_size} tokens but the word embeddings have "
                                     f"{inferred['vocab_size']} rows")
             except BertconvError as e:

@@ -244,3 +244,39 @@ def test_a_layer_that_is_not_a_final_dense_is_listed_as_unknown(tmp_path):
     assert report.architecture == "BertModel"
     assert set(report.unknown_dropped) == {"dense_19/kernel:0", "dense_19/bias:0", "crf/trans:0"}
     assert any("left unmapped: dense_19, crf" in note for note in report.notes), report.notes
+
+
+def test_a_two_label_head_in_a_checkpoint_is_read_as_a_classifier_and_the_note_says_why(tmp_path, monkeypatch):
+    """A 2-label user head and NSP-Proba have the same shape and position; without a masked-LM
+    head it is read as the user's classifier, and the note says that NSP-Proba would compute the
+    same logits. (The classifier checkpoint written by bert4keras, its head cut to 2 labels.)"""
+    from bertconv.formats.tf_bundle_writer import write_tf_bundle
+
+    source = keras_era_dir("bert4keras_classifier_ckpt")
+    head = "layer_with_weights-13/{}/.ATTRIBUTES/VARIABLE_VALUE"
+    with open_source(source) as src:
+        tensors = {n: np.array(src.read(n)) for n in src.names() if n != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    tensors[head.format("kernel")] = tensors[head.format("kernel")][:, :2].copy()
+    tensors[head.format("bias")] = tensors[head.format("bias")][:2].copy()
+    (tmp_path / "ck").mkdir()
+    write_tf_bundle(tmp_path / "ck" / "best_model.weights", tensors.items())
+    for name in ("bert_config.json", "vocab.txt"):
+        shutil.copyfile(source / name, tmp_path / "ck" / name)
+    report = convert(tmp_path / "ck", tmp_path / "hf")
+    assert report.architecture == "BertForSequenceClassification" and report.validation.passed
+    assert any("13 the user's classifier with 2 labels on the pooled output" in note
+               and "NSP-Proba has the same shape and would compute the same logits" in note for note in report.notes)
+    gold = golden("bert4keras_classifier_ckpt")
+    got = transformers_outputs(tmp_path / "hf", gold, monkeypatch)
+    np.testing.assert_allclose(got["classifier_logits"], gold["classifier_logits"][:, :2], atol=TOLERANCE, rtol=0)
+
+
+def test_inspect_reports_a_pruned_vocabulary_in_one_line_and_how_a_checkpoint_was_read():
+    report = inspect_checkpoint(source_of("bert4keras_keep_tokens_h5"))
+    assert report.config_problems == []
+    assert "vocab.txt has 124 tokens but the word embeddings have 113 rows: tf2pt needs --keep-tokens FILE, " \
+           "the kept token ids" in report.notes
+    report = inspect_checkpoint(source_of("bert4keras_classifier_ckpt"))
+    assert any(note.startswith("positional checkpoint: 2 encoder layer(s)") for note in report.notes)
+    report = inspect_checkpoint(source_of("bert4keras_bert_saved"))
+    assert "num_attention_heads=4, recorded in the model_config of bert_model.h5" in report.notes

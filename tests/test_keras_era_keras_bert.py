@@ -136,3 +136,10 @@ def test_weights_only_file_without_config_asks_for_the_head_count(tmp_path):
     with pytest.raises(ConfigError, match="num_attention_heads"):
         convert(tmp_path / "bert_weights.h5", tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+def test_inspect_reports_the_cut_position_table_as_a_fact_not_a_problem():
+    report = inspect_checkpoint(source_of("keras_bert_base_saved"))
+    assert report.config_problems == [] and report.inferred_config["max_position_embeddings"] == 12
+    assert any(note.startswith("max_position_embeddings=12 as the weights store it, not the config's 16")
+               for note in report.notes), report.notes
