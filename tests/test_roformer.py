@@ -1,6 +1,6 @@
-"""RoFormer v1: bert4keras' h5 (written by bert4keras itself) and a Google-layout TF1 checkpoint
-(fixtures/make_roformer_google_fixtures.py: tf.compat.v1 Saver under bert4keras' own names, loaded
-back by bert4keras to make its golden file) convert to Hugging Face RoFormer directories that
+"""RoFormer v1: bert4keras' h5 and TF object checkpoint (written by bert4keras itself) and a
+Google-layout TF1 checkpoint (fixtures/make_roformer_fixtures.py: tf.compat.v1 Saver under
+bert4keras' own names, loaded back by bert4keras to make its golden file) convert to Hugging Face RoFormer directories that
 transformers loads offline and that match the library's outputs; NEZHA and RoFormer-v2 are
 refused in one line; BERT checkpoints are not read as RoFormer."""
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .keras_era_transformers import TOLERANCE, golden, keras_era_dir
 H5 = "bert4keras_roformer_h5"
 GOOGLE = FIXTURES / "roformer_google"
 V2_GOOGLE = FIXTURES / "roformer_v2_google"
+OBJECT_CKPT = FIXTURES / "roformer_bert4keras_ckpt"
 POOLER = ("roformer.pooler.dense.weight", "roformer.pooler.dense.bias")
 
 
@@ -36,13 +37,21 @@ def h5_source():
 
 def google_source():
     if not (GOOGLE / "bert_model.ckpt.index").is_file():
-        pytest.skip("fixture roformer_google is missing: run fixtures/make_roformer_google_fixtures.py")
+        pytest.skip("fixture roformer_google is missing: run fixtures/make_roformer_fixtures.py")
     return GOOGLE
+
+
+def ckpt_source():
+    if not (OBJECT_CKPT / "best_model.weights.index").is_file():
+        pytest.skip("fixture roformer_bert4keras_ckpt is missing: run fixtures/make_roformer_fixtures.py")
+    return OBJECT_CKPT
 
 
 SOURCES = {"h5": (h5_source, "bert4keras_roformer", lambda: golden(H5)),
            "google": (google_source, "google_roformer",
-                      lambda: dict(np.load(google_source() / "golden.npz")))}
+                      lambda: dict(np.load(google_source() / "golden.npz"))),
+           "ckpt": (ckpt_source, "bert4keras_roformer_checkpoint",
+                    lambda: dict(np.load(ckpt_source() / "golden.npz")))}
 
 
 @pytest.fixture(scope="module", params=sorted(SOURCES))
@@ -204,7 +213,7 @@ def test_bert4keras_nezha_is_refused(tmp_path):
 
 def test_roformer_v2_is_refused(tmp_path):
     if not (V2_GOOGLE / "bert_model.ckpt.index").is_file():
-        pytest.skip("fixture roformer_v2_google is missing: run fixtures/make_roformer_google_fixtures.py")
+        pytest.skip("fixture roformer_v2_google is missing: run fixtures/make_roformer_fixtures.py")
     _one_line_refusal(V2_GOOGLE, tmp_path, "RoFormer-v2")
 
 
@@ -222,9 +231,39 @@ def test_group_order_rebuilt_from_names_matches_the_file():
 
 
 def test_the_report_says_what_was_assumed(converted):
-    _, _, _, _, report = converted
+    _, layout, _, _, report = converted
     notes = " ".join(report.notes)
     assert "LayerNorm epsilon 1e-07 assumed" in notes and "mlm_logits move by about 2e-6" in notes
+    if layout == "bert4keras_roformer_checkpoint":
+        assert ("read 11 MLM-Dense and 12 MLM-Norm (a square dense followed by a LayerNorm); 13 MLM-Bias "
+                "(a beta-only vector); 14 Pooler-Dense") in notes
+
+
+def test_object_checkpoint_without_a_config_stops(tmp_path):
+    """Nothing in bert4keras' object checkpoint records the head count (hidden 32 with 4 here) or
+    the longest input (no position table): without a config the conversion stops and says what to
+    pass, rather than assuming."""
+    from bertconv.errors import ConfigError
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ckpt_source().glob("best_model.weights.*"):
+        shutil.copy(f, bare / f.name)
+    with pytest.raises(ConfigError, match="pass --config"):
+        convert(bare, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_object_checkpoint_of_roformer_v2_is_refused(tmp_path):
+    """An object checkpoint whose attention has kernels but no biases (RoFormer-v2's) is refused;
+    made from the v1 fixture's index by dropping those keys from the listing."""
+    from bertconv.families.roformer.layouts import BERT4KERAS_CHECKPOINT
+
+    with open_source(ckpt_source()) as source:
+        names = [n for n in source.names() if not n.endswith("bias/.ATTRIBUTES/VARIABLE_VALUE")
+                 and "/beta/" not in n and "/gamma/" not in n]
+    with pytest.raises(InputError, match="RoFormer-v2 checkpoint"):
+        BERT4KERAS_CHECKPOINT.for_checkpoint(names)
 
 
 @pytest.mark.xfail(strict=True, reason="validation/references.reference_config applies a layout's LayerNorm epsilon "
@@ -233,7 +272,7 @@ def test_the_report_says_what_was_assumed(converted):
 def test_validate_against_the_tf1_checkpoint_uses_bert4keras_epsilon(converted):
     source, layout, _, out, _ = converted
     if layout != "google_roformer":
-        pytest.skip("the h5 is read through a view that carries its layout's epsilon")
+        pytest.skip("bert4keras' files are read through a view that carries their layout's epsilon")
     assert validate(out, against=source, device="cpu").worst_max_abs < 5e-6
 
 

@@ -274,6 +274,117 @@ def _bind_b4k(layout: Layout, names: list[str], source=None) -> Layout:
 _LAYER_OF_TARGET = re.compile(r"^roformer\.encoder\.layer\.(\d+)\.")
 
 
+# -- bert4keras TF object checkpoint (model.save_weights('best_model.weights')) ----------------
+# Keys are positional only, ``layer_with_weights-N/<attribute>``, N counting the model's layers
+# that have weights in model.layers order: 0 Embedding-Token, 1 Embedding-Segment, 2 Embedding-Norm
+# (RoFormer has no position table: BERT's third layer is gone), then four per encoder layer
+# (attention, its Norm, feed-forward, its Norm) from 3, then the heads in the graph's order
+# (MLM-Dense, MLM-Norm, MLM-Bias, Pooler-Dense for a model with both). The heads are told apart by
+# shape and neighbours, and what was read is stated in the report.
+_CKPT_KEY = re.compile(r"^layer_with_weights-(\d+)/(.+)/\.ATTRIBUTES/VARIABLE_VALUE$")
+#: a group's attributes in the order of its B4K_GROUPS entries, where they are not the entries'
+#: leaves (bert4keras' own layers keep their Dense sub-layers as attributes)
+_CKPT_ATTRIBUTES = {
+    G + "MultiHeadSelfAttention": tuple(f"{x}_dense/{leaf}" for x in "qkvo" for leaf in ("kernel", "bias")),
+    G + "FeedForward": tuple(f"{x}_dense/{leaf}" for x in ("i0", "o") for leaf in ("kernel", "bias")),
+}
+
+
+def _ckpt_key(index: int, attribute: str) -> str:
+    return f"layer_with_weights-{index}/{attribute}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def recognise_checkpoint(names: list[str], source=None) -> bool:
+    """bert4keras' RoFormer (and NEZHA, RoFormer-v2, refused when bound): no position table third,
+    where bert4keras' BERT keeps it."""
+    return _ckpt_key(2, "embeddings") not in set(names) and _ckpt_key(0, "embeddings") in set(names)
+
+
+def _bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
+    groups: dict[int, dict[str, str]] = {}
+    for name in names:
+        m = _CKPT_KEY.match(name)
+        if m:
+            groups.setdefault(int(m.group(1)), {})[m.group(2)] = name
+    entries_of = dict(B4K_GROUPS)
+    shape = (lambda n: tuple(source.info(n).shape)) if source is not None else (lambda n: ())
+
+    def attributes(index):
+        return set(groups.get(index, {}))
+
+    if any(attributes(i) == {"embeddings"} for i in groups if i > 1):
+        _refuse("NEZHA", "it has a third embedding table (bert4keras' Embedding-Relative-Position: relative "
+                "positions)", source)
+    if any({a for a in attributes(i) if a.endswith("/kernel")} == {f"{x}_dense/kernel" for x in "qkvo"}
+           and not any(a.endswith("/bias") for a in attributes(i)) for i in groups):
+        _refuse("RoFormer-v2", "its layers have no biases and no LayerNorm parameters", source)
+    config = _sidecar_config(source)
+    refuse_relative_positions(config, source)
+
+    rules: list[Rule] = []
+
+    def take(index: int, group: str, layer: int | None = None) -> None:
+        entries = entries_of[group]
+        keys = _CKPT_ATTRIBUTES.get(group) or tuple(leaf for _t, leaf, _x in entries)
+        for attribute, (target, _leaf_name, transform) in zip(keys, entries):
+            shape_ = _google_shape(target, transform)
+            if layer is not None:
+                target = target.replace("{layer}", str(layer))
+            rules.append(Rule(_ckpt_key(index, attribute), target, shape_, transform, _part(target)))
+
+    for index, group in enumerate(("Embedding-Token", "Embedding-Segment")):
+        if attributes(index) == {"embeddings"}:
+            take(index, group)
+    if attributes(2) == {"beta", "gamma"}:
+        take(2, "Embedding-Norm")
+    layer, index = 0, 3
+    while (attributes(index) == set(_CKPT_ATTRIBUTES[G + "MultiHeadSelfAttention"]) and attributes(index + 1) == {"beta", "gamma"}
+           and attributes(index + 2) == set(_CKPT_ATTRIBUTES[G + "FeedForward"])
+           and attributes(index + 3) == {"beta", "gamma"}):
+        take(index, G + "MultiHeadSelfAttention", layer)
+        take(index + 1, G + "MultiHeadSelfAttention-Norm", layer)
+        take(index + 2, G + "FeedForward", layer)
+        take(index + 3, G + "FeedForward-Norm", layer)
+        layer, index = layer + 1, index + 4
+
+    hidden = shape(_ckpt_key(0, "embeddings"))[1:2]
+    heads = sorted(i for i in groups if i >= index)
+    read, mlm, pooler = [], None, None
+    for position, i in enumerate(heads):
+        following = heads[position + 1] if position + 1 < len(heads) else None
+        if attributes(i) == {"kernel", "bias"}:
+            kernel = shape(_ckpt_key(i, "kernel"))
+            square = len(kernel) == 2 and kernel[0] == kernel[1] and kernel[:1] == hidden
+            if square and mlm is None and following is not None and attributes(following) == {"beta", "gamma"}:
+                mlm = i
+                take(i, "MLM-Dense")
+                take(following, "MLM-Norm")
+                read.append(f"{i} MLM-Dense and {following} MLM-Norm (a square dense followed by a LayerNorm)")
+            elif square and pooler is None:
+                pooler = i
+                take(i, "Pooler-Dense")
+                read.append(f"{i} Pooler-Dense (a square dense not followed by a LayerNorm)")
+            elif pooler is not None and following is None and kernel[:1] == hidden and kernel[1:] == (2,) \
+                    and any(attributes(j) == {"beta"} for j in heads):
+                take(i, "NSP-Proba")
+                read.append(f"{i} NSP-Proba (a last [H, 2] dense in a model with the masked-LM head)")
+        elif attributes(i) == {"beta"}:
+            take(i, "MLM-Bias")
+            read.append(f"{i} MLM-Bias (a beta-only vector)")
+    notes = [f"positional checkpoint: {layer} encoder layer(s) in layer_with_weights-3 to -{index - 1}, four each; "
+             "read " + ("; ".join(read) if read else "no heads")] if source is not None else []
+    known = {r.source for r in rules}
+    left = sorted({i for i in groups for n in groups[i].values() if n not in known})
+    if left:
+        notes.append("layer_with_weights-" + ", -".join(str(i) for i in left)
+                     + " match no part of bert4keras' RoFormer by shape and order: left unmapped")
+    mapping = Mapping(rules)
+    has_mlm = mlm is not None
+    return dataclasses.replace(layout, mapping=mapping, bind=None,
+                               assumptions=tuple(notes) + assumptions(config, has_mlm),
+                               infer_sizes=lambda shapes: infer_sizes_through(mapping, shapes))
+
+
 def infer_sizes_through(mapping: Mapping, shapes: dict) -> dict[str, int]:
     """Every config field the shapes determine through ``mapping`` (not the head count, and not
     max_position_embeddings: rotary positions have no table)."""
@@ -338,4 +449,20 @@ BERT4KERAS = Layout(
     pretraining_heads=frozenset({"mlm"}),
 )
 
-LAYOUTS = (GOOGLE, BERT4KERAS)
+BERT4KERAS_CHECKPOINT = Layout(
+    name="bert4keras_roformer_checkpoint",
+    description="bert4keras RoFormer saved with save_weights as a TF object checkpoint (positional keys)",
+    mapping=Mapping(()),
+    marker=re.compile(r"^layer_with_weights-\d+/q_dense/kernel/\.ATTRIBUTES/VARIABLE_VALUE$"),
+    recognise=recognise_checkpoint,
+    faithful_activation=_EXACT,
+    exact_activation=_EXACT,
+    reference_activation={"gelu": "gelu_exact"},
+    layer_norm_eps=ROFORMER_LAYER_NORM_EPS,
+    bind=_bind_checkpoint,
+    pretraining_heads=frozenset({"mlm"}),
+    # nothing in the checkpoint records the head count, and RoFormers are not all 64-wide per head
+    head_count_from_head_size=False,
+)
+
+LAYOUTS = (GOOGLE, BERT4KERAS, BERT4KERAS_CHECKPOINT)
