@@ -280,3 +280,17 @@ def test_inspect_reports_a_pruned_vocabulary_in_one_line_and_how_a_checkpoint_wa
     assert any(note.startswith("positional checkpoint: 2 encoder layer(s)") for note in report.notes)
     report = inspect_checkpoint(source_of("bert4keras_bert_saved"))
     assert "num_attention_heads=4, recorded in the model_config of bert_model.h5" in report.notes
+
+
+def test_the_h5_reader_offers_layer_order_weight_order_and_model_config():
+    with open_source(source_of("bert4keras_classifier_h5")) as src:
+        assert src.layer_names[:3] == ["Input-Token", "Input-Segment", "Embedding-Token"]
+        assert src.layer_names[-2:] == ["dropout_4", "dense_19"]
+        assert src.layer_weights["Transformer-0-MultiHeadSelfAttention"][::2] == [
+            f"Transformer-0-MultiHeadSelfAttention_1/dense_{i}/kernel:0" for i in (7, 8, 9, 10)]
+        assert "dropout_4" not in src.layer_weights and src.model_config() is None
+    with open_source(source_of("bert4keras_bert_saved")) as src:  # save(): the tree under model_weights/
+        assert src.layer_weights["Embedding-Norm"] == ["Embedding-Norm/beta:0", "Embedding-Norm/gamma:0"]
+        layers = {layer["config"]["name"]: layer for layer in src.model_config()["config"]["layers"]}
+        assert layers["Transformer-0-MultiHeadSelfAttention"]["config"]["heads"] == 4
+        assert "top_level_model_weights" not in src.layer_weights
