@@ -294,3 +294,11 @@ def test_the_h5_reader_offers_layer_order_weight_order_and_model_config():
         layers = {layer["config"]["name"]: layer for layer in src.model_config()["config"]["layers"]}
         assert layers["Transformer-0-MultiHeadSelfAttention"]["config"]["heads"] == 4
         assert "top_level_model_weights" not in src.layer_weights
+
+
+def test_kept_token_list_without_a_vocabulary_is_refused(tmp_path):
+    name = "bert4keras_keep_tokens_h5"
+    shutil.copyfile(source_of(name), tmp_path / "bert_weights.h5")
+    shutil.copyfile(keras_era_dir(name) / "bert_config.json", tmp_path / "bert_config.json")
+    with pytest.raises(VocabError, match="none is beside the checkpoint"):
+        convert(tmp_path / "bert_weights.h5", tmp_path / "hf", keep_tokens=keras_era_dir(name) / "keep_tokens.json")

@@ -209,6 +209,20 @@ def _config_from_records(layout: Layout, source: TensorSource, inferred: dict, s
         else "inferred from the weights"
 
 
+def _sizes_from_weights(layout: Layout, config: BertConfig, inferred: dict, notes: list[str]) -> BertConfig:
+    """The config with the sizes the layout's library may store otherwise than its config says
+    taken from the weights (``Layout.sizes_from_weights``), each with a note."""
+    import dataclasses
+
+    changes = {}
+    for name, why in layout.sizes_from_weights.items():
+        stored, declared = inferred.get(name), getattr(config, name)
+        if stored is not None and stored != declared:
+            changes[name] = stored
+            notes.append(f"{name}={stored} as the weights store it, not the config's {declared} ({why})")
+    return dataclasses.replace(config, **changes) if changes else config
+
+
 def expected_shape(symbolic: tuple, config: BertConfig, num_labels: int | None) -> tuple[int, ...] | None:
     out = []
     for d in symbolic:
@@ -315,6 +329,9 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
                              f"({layout.sizes_from_weights['vocab_size']})", path=vocab.path,
                              hint="pass --keep-tokens FILE: the kept token ids in row order, a JSON list")
         check_vocab_size(vocab, config.vocab_size)
+    elif keep_tokens is not None:
+        raise VocabError("--keep-tokens names lines of a vocab.txt, and none is beside the checkpoint",
+                         path=keep_tokens, hint="pass --vocab with the vocab.txt the list was made from")
     tokenizer_model = layout.family.tokenizer_source(source, vocab) if vocab is None else None
     if vocab is None and tokenizer_model is None:
         notes.append("no vocab.txt beside the checkpoint: weights converted, no tokenizer written (pass --vocab)")
