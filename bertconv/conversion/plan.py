@@ -209,20 +209,6 @@ def _config_from_records(layout: Layout, source: TensorSource, inferred: dict, s
         else "inferred from the weights"
 
 
-def _sizes_from_weights(layout: Layout, config: BertConfig, inferred: dict, notes: list[str]) -> BertConfig:
-    """The config with the sizes the layout's library may store otherwise than its config says
-    taken from the weights (``Layout.sizes_from_weights``), each with a note."""
-    import dataclasses
-
-    changes = {}
-    for name, why in layout.sizes_from_weights.items():
-        stored, declared = inferred.get(name), getattr(config, name)
-        if stored is not None and stored != declared:
-            changes[name] = stored
-            notes.append(f"{name}={stored} as the weights store it, not the config's {declared} ({why})")
-    return dataclasses.replace(config, **changes) if changes else config
-
-
 def expected_shape(symbolic: tuple, config: BertConfig, num_labels: int | None) -> tuple[int, ...] | None:
     out = []
     for d in symbolic:
