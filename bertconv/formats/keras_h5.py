@@ -28,9 +28,8 @@ writes variable-length strings). Groups not listed in ``layer_names`` (tf-keras'
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import numpy as np
 
