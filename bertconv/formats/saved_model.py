@@ -64,6 +64,7 @@ from typing import Any
 from ..errors import CheckpointFormatError, InputError
 from . import _wire
 from ._wire import LENGTH_DELIMITED, VARINT, WireError
+from .sstable import crc32c
 from .tf_bundle import DTYPES, TFBundleSource
 
 __all__ = [
@@ -240,11 +241,22 @@ class MetaGraph:
     _object_graph_def: bytes = field(repr=False, default=b"")
 
     @functools.cached_property
+    def _raw_objects(self) -> tuple[bytes, ...]:
+        return tuple(value for number, wire_type, value in _wire.iter_fields(self._object_graph_def)
+                     if number == 1 and wire_type == LENGTH_DELIMITED)
+
+    @functools.cached_property
     def objects(self) -> tuple[SavedObject, ...]:
         """``object_graph_def``'s nodes (node 0 is the root); empty for TF1 SavedModels."""
-        nodes = [value for number, wire_type, value in _wire.iter_fields(self._object_graph_def)
-                 if number == 1 and wire_type == LENGTH_DELIMITED]
-        return tuple(_parse_saved_object(i, raw) for i, raw in enumerate(nodes))
+        return tuple(_parse_saved_object(i, raw) for i, raw in enumerate(self._raw_objects))
+
+    def object_at(self, node_id: int) -> SavedObject | None:
+        """One node of ``object_graph_def`` (None outside it), parsed alone: a BERT-Base export
+        has thousands of nodes, and finding the vocabulary needs two of them."""
+        if "objects" in self.__dict__:
+            return self.objects[node_id] if 0 <= node_id < len(self.objects) else None
+        raw = self._raw_objects
+        return _parse_saved_object(node_id, raw[node_id]) if 0 <= node_id < len(raw) else None
 
     def node_def(self, name: str) -> tuple[str, dict[str, bytes]] | None:
         """``(op, attrs as serialized AttrValue)`` of the graph node ``name``, or None."""
@@ -485,9 +497,10 @@ class SavedModelSource(TFBundleSource):
         for meta_graph in self.meta_graphs:
             root = self._root(meta_graph)
             asset_node = root.child(VOCAB_ASSET) if root else None
-            if asset_node is None or not 0 <= asset_node < len(meta_graph.objects):
+            asset = self._object_at(meta_graph, asset_node) if asset_node is not None else None
+            if asset is None:
                 continue
-            index = meta_graph.objects[asset_node].asset_file_def_index
+            index = asset.asset_file_def_index
             if index is not None and 0 <= index < len(meta_graph.asset_files):
                 path = self._asset_path(meta_graph.asset_files[index].filename)
                 if path is not None:
@@ -501,9 +514,15 @@ class SavedModelSource(TFBundleSource):
             raise CheckpointFormatError(f"object graph does not decode ({err})", path=self.saved_model_path,
                                         hint="the file is damaged; download or copy it again") from None
 
+    def _object_at(self, meta_graph: MetaGraph, node_id: int) -> SavedObject | None:
+        try:
+            return meta_graph.object_at(node_id)
+        except WireError as err:
+            raise CheckpointFormatError(f"object graph does not decode ({err})", path=self.saved_model_path,
+                                        hint="the file is damaged; download or copy it again") from None
+
     def _root(self, meta_graph: MetaGraph) -> SavedObject | None:
-        objects = self._objects(meta_graph)
-        return objects[0] if objects else None
+        return self._object_at(meta_graph, 0)
 
     def _read_keras_objects(self) -> list[KerasObject]:
         metadata_path = self.directory / KERAS_METADATA_FILE
@@ -596,7 +615,16 @@ class SavedModelSource(TFBundleSource):
         info = self.info(key)
         if info.dtype != "bool" or info.shape != ():
             return None
-        return bool(self.read(key))
+        # One byte, read as stored: reading it as an array would import NumPy, which nothing else
+        # in a float32 conversion needs
+        stored = self.stored_bytes(key)
+        if stored is None:
+            return bool(self.read(key))
+        with stored.data:
+            value = bytes(stored.data)
+        if stored.crc32c is not None:
+            self.confirm_crc32c(key, crc32c(value))
+        return value != b"\x00"
 
     # -- side files -------------------------------------------------------------------------------
     def sidecar(self, *candidates: str) -> Path | None:
