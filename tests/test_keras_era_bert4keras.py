@@ -167,13 +167,13 @@ def test_checkpoint_notes_say_how_positional_keys_were_read(converted):
     assert "12 Pooler-Dense" in text and "13 the user's classifier with 3 labels on the pooled output" in text
 
 
-def test_validate_and_diff_work_on_the_converted_directory(converted, capsys):
-    for name in ("bert4keras_classifier_h5", "bert4keras_bert_ckpt", "bert4keras_keep_tokens_h5"):
-        out, _ = converted(name)
-        assert main(["validate", str(out), "--against", str(source_of(name)), "--seq-len", "12"]) == 0
-        assert main(["validate", str(out), "--golden", str(keras_era_dir(name) / "golden.npz")]) == 0
-        assert main(["diff", str(source_of(name)), str(out)]) == 0
-        assert "IDENTICAL" in capsys.readouterr().out
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_validate_and_diff_work_on_the_converted_directory(name, converted, capsys):
+    out, _ = converted(name)
+    assert main(["validate", str(out), "--against", str(source_of(name)), "--seq-len", "12"]) == 0
+    assert main(["validate", str(out), "--golden", str(keras_era_dir(name) / "golden.npz")]) == 0
+    assert main(["diff", str(source_of(name)), str(out)]) == 0
+    assert "IDENTICAL" in capsys.readouterr().out
 
 
 def test_tokenizer_is_uncased_by_inference_with_a_note(converted):

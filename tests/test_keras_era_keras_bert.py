@@ -101,13 +101,13 @@ def test_gamma_then_beta_and_the_heads_land_where_they_belong(converted):
         np.testing.assert_array_equal(written["cls.seq_relationship.weight"], f["NSP"]["NSP/kernel:0"][()].T)
 
 
-def test_validate_and_diff_work_on_the_converted_directory(converted, capsys):
-    for name in sorted(SOURCES):
-        out, _ = converted(name)
-        assert main(["validate", str(out), "--against", str(source_of(name)), "--seq-len", "12"]) == 0
-        assert main(["validate", str(out), "--golden", str(keras_era_dir(name) / "golden.npz")]) == 0
-        assert main(["diff", str(source_of(name)), str(out)]) == 0
-        assert "IDENTICAL" in capsys.readouterr().out
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_validate_and_diff_work_on_the_converted_directory(name, converted, capsys):
+    out, _ = converted(name)
+    assert main(["validate", str(out), "--against", str(source_of(name)), "--seq-len", "12"]) == 0
+    assert main(["validate", str(out), "--golden", str(keras_era_dir(name) / "golden.npz")]) == 0
+    assert main(["diff", str(source_of(name)), str(out)]) == 0
+    assert "IDENTICAL" in capsys.readouterr().out
 
 
 def test_tokenizer_is_uncased_by_inference_with_a_note(converted):

@@ -49,11 +49,12 @@ def reference_config(against, converted_dict: dict[str, Any], given, family) -> 
         meaning = layout.reference_activation.get(config.hidden_act) if layout is not None else None
         if meaning:  # e.g. a Hugging Face config's "gelu" is the erf form
             config = dataclasses.replace(config, hidden_act=meaning)
-        if layout is not None and layout.sizes_from_weights and layout.infer_sizes and hasattr(against, "shapes"):
+        bound = getattr(against, "layout", None) or layout  # a view's table is bound to this checkpoint
+        if bound is not None and bound.sizes_from_weights and bound.infer_sizes and hasattr(against, "shapes"):
             # sizes the library stores otherwise than its config says (a position table cut to
             # seq_len, a pruned vocabulary): the weights' own, as the conversion took them
-            stored = layout.infer_sizes(against.shapes())
-            changes = {k: stored[k] for k in layout.sizes_from_weights if stored.get(k, getattr(config, k)) != getattr(config, k)}
+            stored = bound.infer_sizes(against.shapes())
+            changes = {k: stored[k] for k in bound.sizes_from_weights if stored.get(k, getattr(config, k)) != getattr(config, k)}
             config = dataclasses.replace(config, **changes) if changes else config
         return config, str(found)
     data = dict(converted_dict)
