@@ -302,3 +302,10 @@ def test_kept_token_list_without_a_vocabulary_is_refused(tmp_path):
     shutil.copyfile(keras_era_dir(name) / "bert_config.json", tmp_path / "bert_config.json")
     with pytest.raises(VocabError, match="none is beside the checkpoint"):
         convert(tmp_path / "bert_weights.h5", tmp_path / "hf", keep_tokens=keras_era_dir(name) / "keep_tokens.json")
+
+
+def test_a_directory_holding_one_h5_file_is_read_as_that_file(capsys):
+    """Keras libraries save under names the user chose; the fixture directories each hold one."""
+    for name in ("bert4keras_bert_h5", "bert4keras_classifier_h5"):
+        assert main(["inspect", str(keras_era_dir(name))]) == 0
+        assert "keras-h5, family bert, layout bert4keras" in capsys.readouterr().out

@@ -54,6 +54,9 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
             tf_found = ("tf-bundle", p)
         elif (p / "tf_model.h5").is_file():
             tf_found = ("keras-h5", p / "tf_model.h5")
+        elif len(h5_files := sorted(p.glob("*.h5"))) == 1:
+            # Keras libraries save under names the user chose (bert4keras' best_model.h5)
+            tf_found = ("keras-h5", h5_files[0])
         pt_found = _pytorch_weights_in(p)
         if tf_found and pt_found and prefer != "tf":
             raise InputError(f"directory holds both a TensorFlow checkpoint and {pt_found[1].name}", path=p,
