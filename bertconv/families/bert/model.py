@@ -60,12 +60,21 @@ def activation(name: str):
 # ------------------------------------------------------------------------------------- modules
 
 
+class Embedding(nn.Embedding):
+    """``nn.Embedding`` without an initialisation: bertconv's models are built on the meta device
+    and take every weight from a checkpoint, and a random normal draw on the meta device loads
+    PyTorch's Python meta kernels (hundreds of modules: time and memory, docs/performance.md)."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
 class BertEmbeddings(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.word_embeddings = Embedding(config.vocab_size, config.hidden_size)
+        self.position_embeddings = Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, input_ids, token_type_ids):

@@ -22,6 +22,7 @@ from ...config import BertConfig
 from ...errors import InputError
 from ..bert.model import (
     BertIntermediate,
+    Embedding,
     BertLMPredictionHead,
     BertOutput,
     BertPooler,
@@ -55,8 +56,8 @@ class RoFormerEmbeddings(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.word_embeddings = Embedding(config.vocab_size, config.hidden_size)
+        self.token_type_embeddings = Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, input_ids, token_type_ids):
