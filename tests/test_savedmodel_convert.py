@@ -23,6 +23,7 @@ from bertconv.errors import ConfigError, InputError
 from bertconv.families.bert.layouts import savedmodel
 from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
+from bertconv.validation import validate
 
 from .conftest import FIXTURES, fixture_dir
 
@@ -126,6 +127,16 @@ def test_diff_of_source_and_conversion_passes(converted):
         report = diff(source_dir(name), target)
         assert report.passed, report.render()
         assert report.compared and all(d.max_abs == 0 for d in report.compared)
+
+
+def test_validate_against_the_source_itself(converted):
+    # a SavedModel is recognised through its object graph, a Hub module's head count read from its
+    # graph: validate finds both as tf2pt did, and runs the reference over the source's own weights
+    name, out, _, out_base, _ = converted
+    for target in (out, out_base):
+        report = validate(target, against=source_dir(name), device="cpu", seq_len=12)
+        assert report.passed, report.render()
+        assert report.worst_max_abs() < 2e-5
 
 
 def test_tokenizer_casing_is_what_the_source_records(converted):
@@ -280,6 +291,7 @@ def test_module_prefixed_checkpoint_converts_to_the_same_model(tmp_path, fixture
     assert converted.training_state_dropped == plain.training_state_dropped  # the slots under module/ too
     assert diff(tmp_path / "plain", tmp_path / "from-hub").identical
     assert diff(hub, tmp_path / "from-hub").passed
+    assert validate(tmp_path / "from-hub", against=hub, device="cpu").passed
 
 
 def test_cli_tf2pt_of_a_savedmodel(tmp_path, capsys):

@@ -89,9 +89,9 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
             description += f" ({golden_metadata['reference']})"
         source_label = None
     else:
-        weights, close = open_against(against, verify_crc, step)
+        weights, close, layout = open_against(against, verify_crc, step)
         try:
-            ref_config, config_origin = reference_config(weights, config_dict, source_config, family)
+            ref_config, config_origin = reference_config(weights, config_dict, source_config, family, layout)
             if text is not None:
                 inputs = text_inputs(text, directory, config)
             else:

@@ -15,9 +15,9 @@ from ..errors import InputError
 
 
 def open_against(against, verify_crc: bool = True, step: int | None = None):
-    """A (weights, close) pair for a path, a TensorSource or a mapping of the original names to
-    arrays. A checkpoint of a family's non-canonical layout is read through the canonical names,
-    a pure relayout of the same arrays."""
+    """A (weights, close, layout) triple for a path, a TensorSource or a mapping of the original
+    names to arrays (layout None where it cannot be known). A checkpoint of a family's
+    non-canonical layout is read through the canonical names, a pure relayout of the same arrays."""
     if isinstance(against, (str, Path)):
         from ..families import detect_layout
         from ..families.views import canonical_view
@@ -29,14 +29,16 @@ def open_against(against, verify_crc: bool = True, step: int | None = None):
         except BaseException:
             source.close()
             raise
-        layout = detect_layout(source.names())
-        return (canonical_view(source, layout) if layout is not None else source), source.close
-    return against, lambda: None
+        layout = detect_layout(source.names(), source=source)
+        weights = canonical_view(source, layout) if layout is not None else source
+        return weights, source.close, getattr(weights, "layout", layout)
+    return against, lambda: None, getattr(against, "layout", None)
 
 
-def reference_config(against, converted_dict: dict[str, Any], given, family) -> tuple[BertConfig, str]:
-    """The original's config: given, or the checkpoint's config file (one of ``family``'s), or
-    (last) the converted model's own config with the source's activation name restored."""
+def reference_config(against, converted_dict: dict[str, Any], given, family, layout=None) -> tuple[BertConfig, str]:
+    """The original's config: given, or the checkpoint's config file (one of ``family``'s, read
+    with the numerics facts of ``layout``, the library that wrote the checkpoint), or (last) the
+    converted model's own config with the source's activation name restored."""
     if isinstance(given, BertConfig):
         return given, "given"
     if given is not None:
@@ -44,7 +46,7 @@ def reference_config(against, converted_dict: dict[str, Any], given, family) -> 
     sidecar = getattr(against, "sidecar", None)
     found = sidecar(*family.config_files) if callable(sidecar) else None
     if found is not None:
-        layout = getattr(against, "layout", None)  # a view of a non-canonical layout says which
+        layout = layout or getattr(against, "layout", None)
         config = load_config_file(found, defaults={"layer_norm_eps": layout.layer_norm_eps} if layout else None)
         meaning = layout.reference_activation.get(config.hidden_act) if layout is not None else None
         if meaning:  # e.g. a Hugging Face config's "gelu" is the erf form
