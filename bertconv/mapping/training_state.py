@@ -22,8 +22,9 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-#: bookkeeping entries that are neither weights nor optimizer state
-METADATA_NAMES = frozenset({"_CHECKPOINTABLE_OBJECT_GRAPH"})
+#: bookkeeping entries that are neither weights nor optimizer state: the object graph, and the
+#: tokenizer casing TF Hub exports keep as a variable (read by the SavedModel reader)
+METADATA_NAMES = frozenset({"_CHECKPOINTABLE_OBJECT_GRAPH", "do_lower_case/.ATTRIBUTES/VARIABLE_VALUE"})
 
 _TF2_VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
 _TF2_SLOT = re.compile(r"^(?P<var>.+)/\.OPTIMIZER_SLOT/(?P<optimizer>[^/]+)/(?P<slot>[^/]+)" + re.escape(_TF2_VALUE) + "$")

@@ -30,6 +30,8 @@ def open_against(against, verify_crc: bool = True, step: int | None = None):
             source.close()
             raise
         layout = detect_layout(source.names(), source=source)
+        if layout is not None:  # bound first: a bound table may no longer be the canonical one (module/)
+            layout = layout.for_checkpoint(source.names(), source)
         weights = canonical_view(source, layout) if layout is not None else source
         return weights, source.close, getattr(weights, "layout", layout)
     return against, lambda: None, getattr(against, "layout", None)

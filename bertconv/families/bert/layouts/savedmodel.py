@@ -20,8 +20,8 @@ layers' configs the epsilon; every size is also checked against the weights. tf-
 ``"Text>gelu"`` is the tanh GELU; a bare ``"gelu"`` is Keras' own, whose default is the exact
 erf form (a ``BertEncoder`` given the string ``"gelu"`` computes that); both are written in
 google-research/bert's spelling (``gelu`` for tanh, ``gelu_exact`` for erf), which the reference
-reads too. The root's ``do_lower_case`` variable is the tokenizer's casing: a row of the part
-``tokenizer``, never a weight of the model (the conversion writes it to tokenizer_config.json).
+reads too. The root's ``do_lower_case`` variable is the tokenizer's casing, read by the reader
+(``source.lower_case``) and bookkeeping to everything else (``mapping.METADATA_NAMES``).
 """
 from __future__ import annotations
 
@@ -50,7 +50,6 @@ def _rerooted(rule: Rule) -> Rule:
 
 #: object paths, not keys: bind turns each into the key its variable is stored under
 OBJECT_RULES = tuple(_rerooted(rule) for rule in ENCODER_RULES)
-CASING_RULE = Rule("do_lower_case" + SUFFIX, "do_lower_case", (), None, "tokenizer")
 #: a path every export of an encoder has: the first layer's query kernel
 PROBE = ENCODER_OBJECT + "_transformer_layers/{layer}/_attention_layer/_query_dense/kernel" + SUFFIX
 
@@ -81,7 +80,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
     present = set(names)
     layers = _layer_count(graph, present) if graph else 0
     rules = []
-    for rule in OBJECT_RULES + (CASING_RULE,):
+    for rule in OBJECT_RULES:
         for layer in (range(layers) if rule.per_layer else (None,)):
             path, target = rule.source, rule.target
             if layer is not None:
@@ -176,7 +175,7 @@ def recorded_config(layout: Layout, source) -> dict:
 LAYOUT = Layout(
     name="tf2_savedmodel",
     description="tf-models-official TF Hub SavedModel (export_tfhub_lib)",
-    mapping=Mapping(OBJECT_RULES + (CASING_RULE,)),
+    mapping=Mapping(OBJECT_RULES),
     # positional keys any Keras SavedModel has: recognise() decides through the object graph
     marker=re.compile(r"^variables/\d+/\.ATTRIBUTES/VARIABLE_VALUE$"),
     recognise=recognise,
@@ -185,5 +184,4 @@ LAYOUT = Layout(
     infer_sizes=partial(infer_sizes, Mapping(OBJECT_RULES)),
     bind=bind,
     recorded_config=recorded_config,
-    structural_parts=frozenset({"pooler", "tokenizer"}),
 )
