@@ -24,48 +24,30 @@ from ...errors import ConfigError, InputError
 from ...mapping import TRANSPOSE as T
 from ...mapping import Mapping, Rule
 from ..base import Layout
+from ..bert.layouts.google import RULES as BERT_GOOGLE_RULES
 
-H, I, V = "hidden_size", "intermediate_size", "vocab_size"
-L = "bert/encoder/layer_{layer}/"
 P = "roformer.encoder.layer.{layer}."
 
 #: where a source's pooler is written (transformers' RoFormer has none; the name is BERT's, under
 #: RoFormer's prefix)
 POOLER = "roformer.pooler.dense."
 
-GOOGLE_RULES = (
-    # source (TensorFlow)                              target (PyTorch)                                  shape                  transform  part
-    Rule("bert/embeddings/word_embeddings",           "roformer.embeddings.word_embeddings.weight",       (V, H)),
-    Rule("bert/embeddings/token_type_embeddings",     "roformer.embeddings.token_type_embeddings.weight", ("type_vocab_size", H)),
-    Rule("bert/embeddings/LayerNorm/gamma",           "roformer.embeddings.LayerNorm.weight",             (H,)),
-    Rule("bert/embeddings/LayerNorm/beta",            "roformer.embeddings.LayerNorm.bias",               (H,)),
-    Rule(L + "attention/self/query/kernel",           P + "attention.self.query.weight",                  (H, H),                T),
-    Rule(L + "attention/self/query/bias",             P + "attention.self.query.bias",                    (H,)),
-    Rule(L + "attention/self/key/kernel",             P + "attention.self.key.weight",                    (H, H),                T),
-    Rule(L + "attention/self/key/bias",               P + "attention.self.key.bias",                      (H,)),
-    Rule(L + "attention/self/value/kernel",           P + "attention.self.value.weight",                  (H, H),                T),
-    Rule(L + "attention/self/value/bias",             P + "attention.self.value.bias",                    (H,)),
-    Rule(L + "attention/output/dense/kernel",         P + "attention.output.dense.weight",                (H, H),                T),
-    Rule(L + "attention/output/dense/bias",           P + "attention.output.dense.bias",                  (H,)),
-    Rule(L + "attention/output/LayerNorm/gamma",      P + "attention.output.LayerNorm.weight",            (H,)),
-    Rule(L + "attention/output/LayerNorm/beta",       P + "attention.output.LayerNorm.bias",              (H,)),
-    Rule(L + "intermediate/dense/kernel",             P + "intermediate.dense.weight",                    (H, I),                T),
-    Rule(L + "intermediate/dense/bias",               P + "intermediate.dense.bias",                      (I,)),
-    Rule(L + "output/dense/kernel",                   P + "output.dense.weight",                          (I, H),                T),
-    Rule(L + "output/dense/bias",                     P + "output.dense.bias",                            (H,)),
-    Rule(L + "output/LayerNorm/gamma",                P + "output.LayerNorm.weight",                      (H,)),
-    Rule(L + "output/LayerNorm/beta",                 P + "output.LayerNorm.bias",                        (H,)),
-    Rule("bert/pooler/dense/kernel",                  POOLER + "weight",                                  (H, H),                T,    "pooler"),
-    Rule("bert/pooler/dense/bias",                    POOLER + "bias",                                    (H,),                  None, "pooler"),
-    Rule("cls/predictions/transform/dense/kernel",    "cls.predictions.transform.dense.weight",           (H, H),                T,    "mlm"),
-    Rule("cls/predictions/transform/dense/bias",      "cls.predictions.transform.dense.bias",             (H,),                  None, "mlm"),
-    Rule("cls/predictions/transform/LayerNorm/gamma", "cls.predictions.transform.LayerNorm.weight",       (H,),                  None, "mlm"),
-    Rule("cls/predictions/transform/LayerNorm/beta",  "cls.predictions.transform.LayerNorm.bias",         (H,),                  None, "mlm"),
-    Rule("cls/predictions/output_bias",               "cls.predictions.bias",                             (V,),                  None, "mlm"),
-    # recognised so that it is reported as not exported: no RoFormer class has an NSP head
-    Rule("cls/seq_relationship/output_weights",       "cls.seq_relationship.weight",                      (2, H),                None, "nsp"),
-    Rule("cls/seq_relationship/output_bias",          "cls.seq_relationship.bias",                        (2,),                  None, "nsp"),
-)
+#: BERT's rows without what RoFormer lacks: the position table (rotary positions are computed,
+#: not stored) and the task heads (no RoFormer class here carries them). The NSP rows stay so
+#: that an NSP head is reported as not exported rather than unknown.
+_NOT_IN_ROFORMER = ("bert/embeddings/position_embeddings",)
+_HEADS_NOT_IN_ROFORMER = ("classifier", "squad")
+
+
+def _retarget(rule: Rule) -> Rule:
+    """BERT's row under RoFormer's prefix (``bert.`` -> ``roformer.``; the heads' ``cls.`` stays)."""
+    if not rule.target.startswith("bert."):
+        return rule
+    return dataclasses.replace(rule, target="roformer." + rule.target.removeprefix("bert."))
+
+
+GOOGLE_RULES = tuple(_retarget(rule) for rule in BERT_GOOGLE_RULES
+                     if rule.source not in _NOT_IN_ROFORMER and rule.head not in _HEADS_NOT_IN_ROFORMER)
 GOOGLE_MAPPING = Mapping(GOOGLE_RULES)
 
 # -- bert4keras (model='roformer') -------------------------------------------------------------
