@@ -22,13 +22,14 @@ from ...config import BertConfig
 from ...errors import InputError
 from ..bert.model import (
     BertIntermediate,
-    Embedding,
     BertLMPredictionHead,
     BertOutput,
     BertPooler,
+    BertSelfAttention,
     BertSelfOutput,
+    Embedding,
     activation,
-    additive_mask,
+    embed,
 )
 
 #: the rotary angles' base, fixed in RoFormer
@@ -64,14 +65,8 @@ class RoFormerEmbeddings(nn.Module):
         return self.LayerNorm(self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids))
 
 
-class RoFormerSelfAttention(nn.Module):
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.head_size = config.head_size
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+class RoFormerSelfAttention(BertSelfAttention):
+    """BERT's query, key and value; the query and key rotated before the scores."""
 
     def forward(self, x, mask_adder, sin, cos):
         batch, seq_len, hidden = x.shape
@@ -129,13 +124,7 @@ class RoFormerEncoderModel(nn.Module):
         self.pooler = BertPooler(config) if with_pooler else None
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)
-        results = {out.EMBEDDINGS: x}
-        mask_adder = additive_mask(attention_mask, x)
+        x, results, mask_adder = embed(self, input_ids, token_type_ids, attention_mask)
         sin, cos = rotary_angles(input_ids.shape[1], self.config.head_size, x.dtype, x.device)
         for i, layer in enumerate(self.encoder.layer):
             x = layer(x, mask_adder, sin, cos)
