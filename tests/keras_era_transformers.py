@@ -27,6 +27,20 @@ def golden(name: str, file: str = "golden.npz") -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
+def converted_once(tmp_path_factory, convert_fixture):
+    """fixture name -> (its converted directory, the conversion's report), each fixture converted
+    by ``convert_fixture(name, out)`` the first time a test asks for it (a module-scoped fixture
+    returns this, so the tests of one file share the conversions)."""
+    made = {}
+
+    def get(name: str):
+        if name not in made:
+            out = tmp_path_factory.mktemp(name) / "hf"
+            made[name] = (out, convert_fixture(name, out))
+        return made[name]
+    return get
+
+
 def transformers_outputs(directory: Path, gold: dict[str, np.ndarray], monkeypatch,
                          attention_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every named output of the model transformers builds from ``directory`` (the class its

@@ -20,6 +20,7 @@ from bertconv.inspection import inspect_checkpoint
 
 from .keras_era_transformers import (
     TOLERANCE,
+    converted_once,
     golden,
     keras_era_dir,
     transformers_outputs,
@@ -52,14 +53,7 @@ def extra_options(name: str) -> dict:
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """fixture name -> (its converted directory, the conversion's report), made once."""
-    made = {}
-
-    def get(name):
-        if name not in made:
-            out = tmp_path_factory.mktemp(name) / "hf"
-            made[name] = (out, convert(source_of(name), out, **extra_options(name)))
-        return made[name]
-    return get
+    return converted_once(tmp_path_factory, lambda name, out: convert(source_of(name), out, **extra_options(name)))
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))

@@ -18,6 +18,7 @@ from bertconv.inspection import inspect_checkpoint
 
 from .keras_era_transformers import (
     TOLERANCE,
+    converted_once,
     golden,
     keras_era_dir,
     transformers_outputs,
@@ -39,14 +40,7 @@ def source_of(name: str):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    made = {}
-
-    def get(name):
-        if name not in made:
-            out = tmp_path_factory.mktemp(name) / "hf"
-            made[name] = (out, convert(source_of(name), out))
-        return made[name]
-    return get
+    return converted_once(tmp_path_factory, lambda name, out: convert(source_of(name), out))
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
