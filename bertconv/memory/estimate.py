@@ -11,7 +11,7 @@ What the replay follows, and where it comes from:
 
 - the modules' code in transformers 5 (``modeling_bert``, ``modeling_albert``, ``modeling_electra``):
   which intermediate each ``forward`` keeps in a local variable until it returns, that the MLM
-  logits are computed for every position, that ``gelu_new`` is seven elementwise operators;
+  logits are computed for every position, that ``gelu_new`` is eight elementwise operators;
 - PyTorch's operators: ``torch.matmul`` on the attention's transposed views copies both operands;
   dropout on CPU multiplies by a mask of the input's dtype, on CUDA ``native_dropout`` keeps a
   bool mask; scaled-dot-product attention on CPU runs the fused flash kernel unless dropout is on
@@ -274,7 +274,7 @@ class _Replay:
             self.save(out if kind in ("relu", "tanh") else x)  # relu and tanh keep their output
             return out
         # NewGELUActivation: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * pow(x, 3))))
-        half = self.elementwise(x)                                     # 0.5 * x
+        halved = self.elementwise(x)                                   # 0.5 * x
         xin = x
         if self.cuda and self.half:  # pow is on CUDA autocast's fp32 list
             xin = self.new(x.numel, "float32", CASTS)
@@ -291,9 +291,9 @@ class _Replay:
         self.save(tanh)
         one_plus = self.elementwise(tanh)
         self.tl.drop(tanh)
-        out = self.new(x.numel, self.promote(half.dtype, one_plus.dtype), x.category)
-        self.save(half, one_plus)
-        self.tl.drop(half, one_plus)
+        out = self.new(x.numel, self.promote(halved.dtype, one_plus.dtype), x.category)
+        self.save(halved, one_plus)
+        self.tl.drop(halved, one_plus)
         if xin is not x:
             self.tl.drop(xin)
         return out

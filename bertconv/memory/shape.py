@@ -137,7 +137,6 @@ _ARCHITECTURES = {
     "AlbertModel": ((), True),
     "ElectraForPreTraining": (("discriminator",), False),
     "ElectraForMaskedLM": (("mlm",), False),
-    "ElectraForSequenceClassification": (("classifier",), False),
     "ElectraModel": ((), False),
 }
 _PREFIX = {"bert": "Bert", "albert": "Albert", "electra": "Electra", "tf2_garden": "Bert", "keras_hf": "Bert"}
