@@ -46,6 +46,13 @@ from functools import partial
 from ....mapping import TRANSPOSE as T
 from ....mapping import Mapping, Rule
 from ...base import Layout
+from ...keras_layers import (
+    ATTENTION_ATTRIBUTES,
+    FEED_FORWARD_ATTRIBUTES,
+    PositionalCheckpoint,
+    rules_by_group,
+)
+from ...keras_layers import checkpoint_key as _key
 from .google import infer_sizes_through
 
 H, I, V = "hidden_size", "intermediate_size", "vocab_size"
@@ -229,14 +236,7 @@ def bind_h5(layout: Layout, names: list[str], source=None) -> Layout:
         return layout
     config_layers = _model_config_layers(source.model_config() if hasattr(source, "model_config") else None)
     notes: list[str] = []
-    rules: list[Rule] = []
-    others: list[str] = []
-    for group, weights in layer_weights.items():
-        found = _h5_layer_rules(group, weights)
-        if found is None:
-            others.append(group)
-        else:
-            rules += found
+    rules, others = rules_by_group(layer_weights, _h5_layer_rules)
     groups = list(layer_weights)
     shapes = {i.name: i.shape for i in source} if hasattr(source, "__iter__") else {}
     # The user's own head: the last layer with weights, a dense [H, n] on the pooled output.
@@ -312,26 +312,11 @@ LAYOUT = Layout(
 
 # -- TF object checkpoint ---------------------------------------------------------------------------
 
-SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
-_KEY = re.compile(r"^layer_with_weights-(\d+)/(.+)/\.ATTRIBUTES/VARIABLE_VALUE$")
-
-
-def _key(index: int, attribute: str) -> str:
-    return f"layer_with_weights-{index}/{attribute}{SUFFIX}"
-
-
 def bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
     """The table of one ``save_weights('x.weights')`` checkpoint, from the layer count, the heads'
     shapes and their order (see the module docstring)."""
-    groups: dict[int, dict[str, str]] = {}
-    for name in names:
-        m = _KEY.match(name)
-        if m:
-            groups.setdefault(int(m.group(1)), {})[m.group(2)] = name
-    shape = (lambda n: tuple(source.info(n).shape)) if source is not None else (lambda n: ())
-
-    def attributes(index):
-        return set(groups.get(index, {}))
+    ckpt = PositionalCheckpoint(names, source)
+    groups, shape, attributes = ckpt.groups, ckpt.shape, ckpt.attributes
 
     rules: list[Rule] = []
     notes: list[str] = []
@@ -340,27 +325,19 @@ def bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
             rules.append(_rule(_key(index, "embeddings"), EMBEDDINGS[part]))
     if attributes(3) == {"beta", "gamma"}:
         rules += [_rule(_key(3, leaf), row) for leaf, row in _norm("bert.embeddings.LayerNorm").items()]
-    attention = {f"{x}_dense/{leaf}" for x in "qkvo" for leaf in ("kernel", "bias")}
-    feed_forward = {f"{x}_dense/{leaf}" for x in ("i0", "o") for leaf in ("kernel", "bias")}
-    layer, index = 0, 4
-    while (attributes(index) == attention and attributes(index + 1) == {"beta", "gamma"}
-           and attributes(index + 2) == feed_forward and attributes(index + 3) == {"beta", "gamma"}):
-        rows = attention_rows(layer)
-        for (x, rows_of) in zip("qkvo", (rows[0:2], rows[2:4], rows[4:6], rows[6:8])):
-            rules += [_rule(_key(index, f"{x}_dense/kernel"), rows_of[0]), _rule(_key(index, f"{x}_dense/bias"), rows_of[1])]
+    starts = ckpt.encoder_layers(4)
+    for layer, index in enumerate(starts):
         p = P.format(layer=layer)
+        rules += [_rule(_key(index, a), row) for a, row in zip(ATTENTION_ATTRIBUTES, attention_rows(layer))]
         rules += [_rule(_key(index + 1, leaf), row) for leaf, row in _norm(p + "attention.output.LayerNorm").items()]
-        ff = feed_forward_rows(layer)
-        rules += [_rule(_key(index + 2, "i0_dense/kernel"), ff[0]), _rule(_key(index + 2, "i0_dense/bias"), ff[1]),
-                  _rule(_key(index + 2, "o_dense/kernel"), ff[2]), _rule(_key(index + 2, "o_dense/bias"), ff[3])]
+        rules += [_rule(_key(index + 2, a), row) for a, row in zip(FEED_FORWARD_ATTRIBUTES, feed_forward_rows(layer))]
         rules += [_rule(_key(index + 3, leaf), row) for leaf, row in _norm(p + "output.LayerNorm").items()]
-        layer, index = layer + 1, index + 4
+    layer, index = len(starts), 4 + 4 * len(starts)
     hidden = shape(_key(0, "embeddings"))[1:2] if 0 in groups else ()
-    heads = sorted(i for i in groups if i >= index)
+    heads = ckpt.heads_from(index)
     read: list[str] = []
     mlm = pooler = None
-    for position, i in enumerate(heads):
-        following = heads[position + 1] if position + 1 < len(heads) else None
+    for i, following in zip(heads, heads[1:] + [None]):
         attrs = attributes(i)
         if attrs == {"kernel", "bias"}:
             kernel = shape(_key(i, "kernel"))

@@ -22,6 +22,7 @@ import re
 
 from ....mapping import Mapping, Rule
 from ...base import Layout
+from ...keras_layers import rules_by_group
 from .bert4keras import (
     CLASSIFIER,
     EMBEDDINGS,
@@ -98,15 +99,8 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
     if not layer_weights:
         return layout
     shapes = {i.name: i.shape for i in source}
-    rules: list[Rule] = []
-    others: list[str] = []
+    rules, others = rules_by_group(layer_weights, _layer_rules)
     notes: list[str] = []
-    for group, weights in layer_weights.items():
-        found = _layer_rules(group, weights)
-        if found is None:
-            others.append(group)
-        else:
-            rules += found
     groups = list(layer_weights)
     # The user's own head: a final dense [H, n] after NSP-Dense (keras-bert's pooler), when the
     # model has no NSP head of its own.
