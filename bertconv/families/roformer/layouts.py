@@ -25,6 +25,12 @@ from ...mapping import TRANSPOSE as T
 from ...mapping import Mapping, Rule
 from ..base import Layout
 from ..bert.layouts.google import RULES as BERT_GOOGLE_RULES
+from ..keras_layers import (
+    ATTENTION_ATTRIBUTES,
+    FEED_FORWARD_ATTRIBUTES,
+    PositionalCheckpoint,
+)
+from ..keras_layers import checkpoint_key as _key
 
 P = "roformer.encoder.layer.{layer}."
 
@@ -263,36 +269,24 @@ _LAYER_OF_TARGET = re.compile(r"^roformer\.encoder\.layer\.(\d+)\.")
 # (attention, its Norm, feed-forward, its Norm) from 3, then the heads in the graph's order
 # (MLM-Dense, MLM-Norm, MLM-Bias, Pooler-Dense for a model with both). The heads are told apart by
 # shape and neighbours, and what was read is stated in the report.
-_CKPT_KEY = re.compile(r"^layer_with_weights-(\d+)/(.+)/\.ATTRIBUTES/VARIABLE_VALUE$")
 #: a group's attributes in the order of its B4K_GROUPS entries, where they are not the entries'
 #: leaves (bert4keras' own layers keep their Dense sub-layers as attributes)
 _CKPT_ATTRIBUTES = {
-    G + "MultiHeadSelfAttention": tuple(f"{x}_dense/{leaf}" for x in "qkvo" for leaf in ("kernel", "bias")),
-    G + "FeedForward": tuple(f"{x}_dense/{leaf}" for x in ("i0", "o") for leaf in ("kernel", "bias")),
+    G + "MultiHeadSelfAttention": ATTENTION_ATTRIBUTES,
+    G + "FeedForward": FEED_FORWARD_ATTRIBUTES,
 }
-
-
-def _ckpt_key(index: int, attribute: str) -> str:
-    return f"layer_with_weights-{index}/{attribute}/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 def recognise_checkpoint(names: list[str], source=None) -> bool:
     """bert4keras' RoFormer (and NEZHA, RoFormer-v2, refused when bound): no position table third,
     where bert4keras' BERT keeps it."""
-    return _ckpt_key(2, "embeddings") not in set(names) and _ckpt_key(0, "embeddings") in set(names)
+    return _key(2, "embeddings") not in set(names) and _key(0, "embeddings") in set(names)
 
 
 def _bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
-    groups: dict[int, dict[str, str]] = {}
-    for name in names:
-        m = _CKPT_KEY.match(name)
-        if m:
-            groups.setdefault(int(m.group(1)), {})[m.group(2)] = name
+    ckpt = PositionalCheckpoint(names, source)
+    groups, shape, attributes = ckpt.groups, ckpt.shape, ckpt.attributes
     entries_of = dict(B4K_GROUPS)
-    shape = (lambda n: tuple(source.info(n).shape)) if source is not None else (lambda n: ())
-
-    def attributes(index):
-        return set(groups.get(index, {}))
 
     if any(attributes(i) == {"embeddings"} for i in groups if i > 1):
         _refuse("NEZHA", "it has a third embedding table (bert4keras' Embedding-Relative-Position: relative "
@@ -312,30 +306,27 @@ def _bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
             shape_ = _google_shape(target, transform)
             if layer is not None:
                 target = target.replace("{layer}", str(layer))
-            rules.append(Rule(_ckpt_key(index, attribute), target, shape_, transform, _part(target)))
+            rules.append(Rule(_key(index, attribute), target, shape_, transform, _part(target)))
 
     for index, group in enumerate(("Embedding-Token", "Embedding-Segment")):
         if attributes(index) == {"embeddings"}:
             take(index, group)
     if attributes(2) == {"beta", "gamma"}:
         take(2, "Embedding-Norm")
-    layer, index = 0, 3
-    while (attributes(index) == set(_CKPT_ATTRIBUTES[G + "MultiHeadSelfAttention"]) and attributes(index + 1) == {"beta", "gamma"}
-           and attributes(index + 2) == set(_CKPT_ATTRIBUTES[G + "FeedForward"])
-           and attributes(index + 3) == {"beta", "gamma"}):
+    starts = ckpt.encoder_layers(3)
+    for layer, index in enumerate(starts):
         take(index, G + "MultiHeadSelfAttention", layer)
         take(index + 1, G + "MultiHeadSelfAttention-Norm", layer)
         take(index + 2, G + "FeedForward", layer)
         take(index + 3, G + "FeedForward-Norm", layer)
-        layer, index = layer + 1, index + 4
+    layer, index = len(starts), 3 + 4 * len(starts)
 
-    hidden = shape(_ckpt_key(0, "embeddings"))[1:2]
-    heads = sorted(i for i in groups if i >= index)
+    hidden = shape(_key(0, "embeddings"))[1:2]
+    heads = ckpt.heads_from(index)
     read, mlm, pooler = [], None, None
-    for position, i in enumerate(heads):
-        following = heads[position + 1] if position + 1 < len(heads) else None
+    for i, following in zip(heads, heads[1:] + [None]):
         if attributes(i) == {"kernel", "bias"}:
-            kernel = shape(_ckpt_key(i, "kernel"))
+            kernel = shape(_key(i, "kernel"))
             square = len(kernel) == 2 and kernel[0] == kernel[1] and kernel[:1] == hidden
             if square and mlm is None and following is not None and attributes(following) == {"beta", "gamma"}:
                 mlm = i
