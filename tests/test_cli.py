@@ -115,7 +115,8 @@ def test_an_option_reads_the_same_on_every_command():
     assert set(helps["--no-verify-crc"]) == {"inspect", "tf2pt", "validate", "diff"}
     assert set(helps["--overwrite"]) == {"tf2pt", "pt2tf", "validate"}
     assert set(helps["--tower"]) == {"tf2pt", "validate", "diff"}
-    assert set(helps["--dtype"]) == {"tf2pt", "validate"} and set(helps["--atol"]) == {"validate", "diff"}
+    # --dtype: the dtype written (tf2pt), the dtypes run (validate), the dtype a memory estimate runs in
+    assert set(helps["--dtype"]) == {"tf2pt", "validate", "inspect"} and set(helps["--atol"]) == {"validate", "diff"}
 
 
 def test_validate_dtypes_are_checked_as_tf2pts_are(capsys, tmp_path):

@@ -266,6 +266,14 @@ class Family:
         """Named outputs (``bertconv.outputs``) of a transformers model's forward ``result``."""
         raise NotImplementedError
 
+    def memory_structure(self, config: dict) -> dict[str, Any]:
+        """What a memory estimate needs to know of this family's structure beyond BERT's, from a
+        Hugging Face config: any of ``layers`` (run per forward), ``distinct_layers`` (with weights
+        of their own), ``embedding_size``, ``embedding_projection``, ``ffn_dropout``,
+        ``mlm_width``, ``mlm_activation``, ``projection_in_encoder`` (see
+        :class:`bertconv.memory.shape.EncoderShape`). BERT's: none."""
+        return {}
+
     def tower_of(self, architecture: str, recorded: str | None) -> str | None:
         """For checkpoints of several models: the tower a converted model of ``architecture`` was
         exported from (its head says, else ``recorded``, the conversion's record; None: unknown)."""

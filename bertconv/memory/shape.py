@@ -1,18 +1,16 @@
-"""The structure of an encoder, as far as memory is concerned, and the one adapter that builds it.
+"""The structure of an encoder, as far as memory is concerned, and the adapter that builds it.
 
 :class:`EncoderShape` is family-neutral: sizes, which parts exist, and the exact parameter count.
-Everything that depends on the family (BERT, ALBERT, ELECTRA) is in :func:`encoder_shape` and the
-tables just above it, so that it can move behind a family hook in one piece.
+What depends on the family (factorised embeddings, layers sharing one block, a head's own width)
+is its ``memory_structure`` hook; which model a TF checkpoint becomes is tf2pt's own plan.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_HEAD_SIZE
 from ..errors import ConfigError, InputError
 
 #: the heads an estimate knows, each a Hugging Face head module
@@ -118,131 +116,55 @@ class EncoderShape:
         return replace(self, **changes)
 
 
-# ================================================================================================
-# Family-specific facts: everything below this line knows BERT, ALBERT and ELECTRA by name.
-# ================================================================================================
-
-#: Hugging Face class -> (heads on top, has a pooler), for the classes a conversion writes
-_ARCHITECTURES = {
-    "BertForPreTraining": (("mlm", "nsp"), True),
-    "BertForMaskedLM": (("mlm",), False),
-    "BertForNextSentencePrediction": (("nsp",), True),
-    "BertForSequenceClassification": (("classifier",), True),
-    "BertForQuestionAnswering": (("squad",), False),
-    "BertModel": ((), True),
-    "AlbertForPreTraining": (("mlm", "nsp"), True),
-    "AlbertForMaskedLM": (("mlm",), False),
-    "AlbertForSequenceClassification": (("classifier",), True),
-    "AlbertForQuestionAnswering": (("squad",), False),
-    "AlbertModel": ((), True),
-    "ElectraForPreTraining": (("discriminator",), False),
-    "ElectraForMaskedLM": (("mlm",), False),
-    "ElectraModel": ((), False),
-}
-_PREFIX = {"bert": "Bert", "albert": "Albert", "electra": "Electra", "tf2_garden": "Bert", "keras_hf": "Bert"}
-#: what ``tf2pt`` writes as hidden_act for a TF config's activation (Google's BERT and ALBERT compute
-#: the tanh GELU for "gelu"; ELECTRA's code is the erf GELU)
-_TF_ACTIVATION = {"bert": {"gelu": "gelu_new"}, "albert": {"gelu": "gelu_new"}, "electra": {}}
-
-
-def _tf_architecture(family: str, heads: dict[str, Any], tower: str) -> str:
-    """The class tf2pt's ``--head auto`` writes for the heads a TF checkpoint holds."""
-    if family == "electra":
-        return "ElectraForMaskedLM" if tower == "generator" else "ElectraForPreTraining"
-    prefix = _PREFIX.get(family, "Bert")
-    if heads.get("mlm") and heads.get("nsp"):
-        return f"{prefix}ForPreTraining"
-    for head, suffix in (("mlm", "ForMaskedLM"), ("classifier", "ForSequenceClassification"),
-                         ("squad", "ForQuestionAnswering")):
-        if heads.get(head):
-            return prefix + suffix
-    return f"{prefix}Model"
-
-
-def _belongs(family: str, tf_name: str, architecture: str, tower: str, converted: bool) -> bool:
-    """Whether a checkpoint tensor is a parameter of the model the architecture class builds (a
-    TF ELECTRA checkpoint holds both towers; a converted directory, only its own)."""
-    if family == "electra" and not converted:
-        generator = tf_name.startswith(("generator/", "generator_predictions/"))
-        if tower == "generator":
-            return generator or "embeddings/" in tf_name and not tf_name.startswith("electra/embeddings_project")
-        return not generator
-    # the QA and MLM-only classes have no pooler; a checkpoint's is unused
-    return "pooler" not in tf_name or _ARCHITECTURES.get(architecture, ((), True))[1]
-
-
-def _generator_sizes(rows) -> dict[str, int]:
-    """ELECTRA's generator tower: its sizes, from its tensors' shapes (TF names)."""
-    shapes = {r.role or r.name: r.shape for r in rows}
-    sizes = {}
-    for name, shape in shapes.items():
-        if name == "generator/embeddings_project/kernel":
-            sizes["hidden_size"] = shape[1]
-        elif name == "generator/encoder/layer_0/intermediate/dense/kernel":
-            sizes["intermediate_size"] = shape[1]
-    sizes["num_hidden_layers"] = len({n.split("/")[2] for n in shapes if n.startswith("generator/encoder/layer_")})
-    return sizes
-
-
 def encoder_shape(path: str | Path, *, family: str | None = None, tower: str | None = None,
                   step: int | None = None) -> EncoderShape:
     """The :class:`EncoderShape` of a TF checkpoint or a converted directory (any source
-    :func:`bertconv.inspect_checkpoint` reads), from its tensors and its config file.
+    bertconv reads), from its tensors and its config.
 
-    For a TF checkpoint, the model is the one ``bertconv tf2pt`` writes by default (its heads,
-    its activation); ``tower`` picks ELECTRA's discriminator (default) or generator; ``step``, a
-    training directory's model.ckpt-N."""
-    from ..inspection import inspect_checkpoint
+    For a TF checkpoint, the model is the one ``bertconv tf2pt`` writes by default: its plan
+    (heads, sizes, activation, the tower ``tower`` picks, a training directory's ``step``). For a
+    converted output, what its config.json names. Either way, the weights counted are those the
+    class loads (a pooler kept beside a class without one is not)."""
+    from ..families import source_view
+    from ..formats import open_source
 
-    report = inspect_checkpoint(path, family=family, step=step)
-    fam = report.family
-    if fam is None:
-        raise InputError("not a model bertconv knows: no BERT, ALBERT or ELECTRA tensors found", path=path)
-    declared: dict[str, Any] = {}
-    if report.config_file:
-        try:
-            declared = json.loads(Path(report.config_file).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"cannot read: {e}", path=report.config_file) from None
-    declared_tower = (declared.get("bertconv") or {}).get("tower")
-    tower = tower or declared_tower or "discriminator"
-    converted = report.naming == "pt"
-    notes: list[str] = []
+    with open_source(path, step=step) as src:
+        layout, naming, to_source = source_view(src.names(), family, source=src)
+        if layout is None:
+            raise InputError("not a model bertconv knows: no BERT-family tensors found", path=path)
+        if naming == "tf":
+            from ..conversion.plan import plan_conversion
 
-    architecture = (declared.get("architectures") or [None])[0] if converted else None
-    if architecture is None:
-        architecture = _tf_architecture(fam, report.heads, tower)
-    family_name = _family_of(architecture)
+            plan = plan_conversion(src, family=family, tower=tower, allow_unknown=True)
+            config = plan.config.to_dict()
+            config["hidden_act"] = plan.layout.faithful_activation.get(config["hidden_act"], config["hidden_act"])
+            if plan.num_labels is not None:
+                config["num_labels"] = plan.num_labels
+            architecture, fam = plan.architecture, plan.family
+            ignored = set(plan.ignored_by_class)  # written beside the class, not loaded by it
+            loaded = [src.info(t.source) for t in plan.tensors if t.target not in ignored]
+            notes = [n for n in plan.notes if "assumed" in n]
+        else:
+            from ..converted import describe_converted, family_of
 
-    # A converted directory's config.json is what transformers builds; for a TF checkpoint the
-    # shapes decide the sizes and its config file the rest (bertconv checks that they agree).
-    sizes = dict(report.inferred_config)
-    if family_name == "electra" and tower == "generator" and not converted:
-        sizes.update(_generator_sizes(report.tensors))
-    config = {**sizes, **declared} if converted else {**declared, **sizes}
-    if "num_attention_heads" not in config and "hidden_size" in config:
-        config["num_attention_heads"] = max(1, config["hidden_size"] // DEFAULT_HEAD_SIZE)
-        notes.append(f"num_attention_heads is in no config or shape; {config['num_attention_heads']} assumed "
-                     f"(head size {DEFAULT_HEAD_SIZE})")
-    if not converted:
-        activation = config.get("hidden_act", "gelu")
-        config["hidden_act"] = _TF_ACTIVATION.get(family_name, {}).get(activation, activation)
-        if report.heads.get("num_labels"):
-            config["num_labels"] = report.heads["num_labels"]
+            _, config, architecture = describe_converted(path)
+            fam = family_of(config, architecture)
+            parts = layout.exported_parts(fam.architecture_heads.get(architecture, frozenset()), architecture)
+            loaded = []
+            for name, source_name in to_source.items():
+                match = layout.mapping.to_target(source_name)
+                if name not in fam.tied and (match.rule.head is None or match.rule.head in parts):
+                    loaded.append(src.info(name))
+            notes = []
     try:
-        shape = shape_from_config(config, architecture=architecture)
+        shape = shape_from_config(config, architecture=architecture, family=fam)
     except KeyError as e:
         raise ConfigError(f"{e.args[0]} is neither in a config file nor in any tensor's shape", path=path,
                           hint="put the config file beside the checkpoint") from None
-
-    # a converted directory holds its model and nothing else (inspect does not place every head of
-    # every tower: ELECTRA's generator head reads as "other")
-    kept = [r for r in report.tensors if (r.category != "training" if converted else r.category == "model")
-            and _belongs(family_name, r.role or r.name, architecture, tower, converted)]
     by_dtype: Counter = Counter()
-    for r in kept:
-        by_dtype[r.dtype] += r.bytes
-    parameters = sum(r.params for r in kept)
+    for info in loaded:
+        by_dtype[info.dtype] += info.nbytes
+    parameters = sum(info.numel for info in loaded)
     if shape.structural_parameters() != parameters:
         notes.append(f"the tensors hold {parameters:,} parameters, the structure {shape.structural_parameters():,}: "
                      "the estimate counts weights from the tensors")
@@ -250,40 +172,34 @@ def encoder_shape(path: str | Path, *, family: str | None = None, tower: str | N
                        notes=tuple(notes))
 
 
-def _family_of(architecture: str) -> str:
-    if architecture not in _ARCHITECTURES:
-        raise InputError(f"no memory model for {architecture}", hint=f"one of {', '.join(sorted(_ARCHITECTURES))}")
-    return "albert" if architecture.startswith("Albert") else "electra" if architecture.startswith("Electra") else "bert"
-
-
-def shape_from_config(config: dict[str, Any], *, architecture: str | None = None) -> EncoderShape:
+def shape_from_config(config: dict[str, Any], *, architecture: str | None = None, family=None) -> EncoderShape:
     """An :class:`EncoderShape` from a Hugging Face ``config.json`` alone (no tensors: the parameter
-    count is the structure's)."""
-    architecture = architecture or (config.get("architectures") or ["BertModel"])[0]
-    family = _family_of(architecture)
-    outputs, pooler = _ARCHITECTURES[architecture]
+    count is the structure's). What differs between families (factorised embeddings, shared
+    layers, a head's own width) is the family's ``memory_structure``."""
+    from ..converted import family_of
+
+    architecture = architecture or (config.get("architectures") or [None])[0]
+    family = family or family_of(config, architecture)
+    architecture = architecture or family.architectures[frozenset()]
+    if architecture not in family.architecture_heads:
+        raise InputError(f"no memory model for {architecture}",
+                         hint=f"one of {', '.join(sorted(family.architecture_heads))}")
+    heads = family.architecture_heads[architecture]
     hidden = int(config["hidden_size"])
-    embedding_size = int(config.get("embedding_size") or hidden) if family != "bert" else hidden
-    layers = int(config["num_hidden_layers"])
-    distinct = layers
-    if family == "albert":
-        inner = int(config.get("inner_group_num", 1))
-        distinct = int(config.get("num_hidden_groups", 1)) * inner
-        layers *= inner
     activation = config.get("hidden_act", "gelu")
     labels = config.get("id2label")
-    # ALBERT always maps its embeddings in; ELECTRA projects only when the widths differ;
-    # ALBERT's layers have no dropout after the feed-forward output
+    structure = {"layers": int(config["num_hidden_layers"]), "distinct_layers": int(config["num_hidden_layers"]),
+                 "embedding_size": hidden, "embedding_projection": False, "ffn_dropout": True,
+                 "mlm_width": hidden, "mlm_activation": activation, "projection_in_encoder": True,
+                 **family.memory_structure(config)}
     shape = EncoderShape(
-        family=family, architecture=architecture, layers=layers, distinct_layers=distinct, hidden=hidden,
+        family=family.name, architecture=architecture, hidden=hidden,
         heads=int(config["num_attention_heads"]), intermediate=int(config["intermediate_size"]),
         vocab=int(config["vocab_size"]), max_positions=int(config.get("max_position_embeddings", 512)),
-        type_vocab=int(config.get("type_vocab_size", 2)), embedding_size=embedding_size,
-        embedding_projection=family == "albert" or (family == "electra" and embedding_size != hidden),
-        pooler=pooler, ffn_dropout=family != "albert", hidden_act=activation,
+        type_vocab=int(config.get("type_vocab_size", 2)),
+        pooler=architecture not in family.without_pooler, hidden_act=activation,
         hidden_dropout=float(config.get("hidden_dropout_prob", 0.1)),
-        attention_dropout=float(config.get("attention_probs_dropout_prob", 0.1)), outputs=outputs,
-        num_labels=int(config.get("num_labels") or (len(labels) if labels else 2)),
-        mlm_width=embedding_size if family != "bert" else hidden,
-        mlm_activation="gelu" if family == "electra" else activation, projection_in_encoder=family == "albert")
+        attention_dropout=float(config.get("attention_probs_dropout_prob", 0.1)),
+        outputs=tuple(h for h in HEAD_NAMES if h in heads),
+        num_labels=int(config.get("num_labels") or (len(labels) if labels else 2)), **structure)
     return shape.with_(parameters=shape.structural_parameters())

@@ -36,6 +36,16 @@ class AlbertFamily(Family):
         load_state_dict_strict(model, tensors, self, path=path)
         return model
 
+    def memory_structure(self, config):
+        # the embeddings have their own width, mapped in inside the encoder; every layer runs a
+        # group's inner blocks, whose weights the layers share; no dropout after the feed-forward
+        inner = int(config.get("inner_group_num", 1))
+        width = int(config.get("embedding_size") or config["hidden_size"])
+        return {"layers": int(config["num_hidden_layers"]) * inner,
+                "distinct_layers": int(config.get("num_hidden_groups", 1)) * inner,
+                "embedding_size": width, "embedding_projection": True, "ffn_dropout": False,
+                "mlm_width": width, "projection_in_encoder": True}
+
     def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
         self.numpy_reference_only(kind)
         from .reference import albert_reference_forward

@@ -33,6 +33,13 @@ class ElectraFamily(Family):
         load_state_dict_strict(model, tensors, self, path=path)
         return model
 
+    def memory_structure(self, config):
+        # the embeddings have their own width, projected before the encoder when it differs; the
+        # generator's head works at that width, and ELECTRA's own GELU is the erf form
+        width = int(config.get("embedding_size") or config["hidden_size"])
+        return {"embedding_size": width, "embedding_projection": width != int(config["hidden_size"]),
+                "mlm_width": width, "mlm_activation": "gelu", "projection_in_encoder": False}
+
     def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
         self.numpy_reference_only(kind)
         from .reference import electra_reference_forward
