@@ -388,6 +388,15 @@ def infer_sizes_through(mapping: Mapping, shapes: dict) -> dict[str, int]:
 ROFORMER_LAYER_NORM_EPS = 1e-7
 #: bert4keras registers the exact erf GELU as "gelu"
 _EXACT = {"gelu": "gelu", "gelu_erf": "gelu", "relu": "relu", "tanh": "tanh", "swish": "silu", "linear": "linear"}
+#: what every RoFormer layout states alike: bert4keras' RoFormer numerics, and the one head a
+#: RoFormer pretraining export has
+_NUMERICS = {
+    "faithful_activation": _EXACT,
+    "exact_activation": _EXACT,
+    "reference_activation": {"gelu": "gelu_exact"},
+    "layer_norm_eps": ROFORMER_LAYER_NORM_EPS,
+    "pretraining_heads": frozenset({"mlm"}),
+}
 
 GOOGLE = Layout(
     name="google_roformer",
@@ -397,13 +406,9 @@ GOOGLE = Layout(
     # Face's TF object checkpoints begin with bert/embeddings/ and name their position table otherwise)
     marker=re.compile(r"^bert/(embeddings|encoder/layer_\d+)/(?!.*(:\d+$|/\.ATTRIBUTES/))"),
     recognise=recognise,
-    faithful_activation=_EXACT,
-    exact_activation=_EXACT,
-    reference_activation={"gelu": "gelu_exact"},
-    layer_norm_eps=ROFORMER_LAYER_NORM_EPS,
+    **_NUMERICS,
     infer_sizes=lambda shapes: infer_sizes_through(GOOGLE_MAPPING, shapes),
     bind=_bind_google,
-    pretraining_heads=frozenset({"mlm"}),
     canonical=True,
 )
 
@@ -413,13 +418,9 @@ BERT4KERAS = Layout(
     mapping=B4K_MAPPING,
     marker=re.compile(r"^(Embedding-Token|Transformer-\d+-MultiHeadSelfAttention)(_\d+)?/"),
     recognise=recognise,
-    faithful_activation=_EXACT,
-    exact_activation=_EXACT,
-    reference_activation={"gelu": "gelu_exact"},
-    layer_norm_eps=ROFORMER_LAYER_NORM_EPS,
+    **_NUMERICS,
     infer_sizes=lambda shapes: infer_sizes_through(B4K_MAPPING, shapes),
     bind=_bind_b4k,
-    pretraining_heads=frozenset({"mlm"}),
 )
 
 BERT4KERAS_CHECKPOINT = Layout(
@@ -428,12 +429,8 @@ BERT4KERAS_CHECKPOINT = Layout(
     mapping=Mapping(()),
     marker=re.compile(r"^layer_with_weights-\d+/q_dense/kernel/\.ATTRIBUTES/VARIABLE_VALUE$"),
     recognise=recognise_checkpoint,
-    faithful_activation=_EXACT,
-    exact_activation=_EXACT,
-    reference_activation={"gelu": "gelu_exact"},
-    layer_norm_eps=ROFORMER_LAYER_NORM_EPS,
+    **_NUMERICS,
     bind=_bind_checkpoint,
-    pretraining_heads=frozenset({"mlm"}),
     # nothing in the checkpoint records the head count, and RoFormers are not all 64-wide per head
     head_count_from_head_size=False,
 )

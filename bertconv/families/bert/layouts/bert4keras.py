@@ -64,6 +64,16 @@ BERT4KERAS_ACTIVATIONS = {"gelu": "gelu", "gelu_erf": "gelu", "gelu_tanh": "gelu
 BERT4KERAS_EXACT_ACTIVATIONS = {"gelu": "gelu", "gelu_erf": "gelu", "gelu_tanh": "gelu"}
 #: the same in the float64 reference's names
 BERT4KERAS_REFERENCE_ACTIVATIONS = {"gelu": "gelu_exact", "gelu_erf": "gelu_exact", "gelu_tanh": "gelu_new"}
+#: what both of bert4keras' BERT files (HDF5 and object checkpoint) share: the library's numerics
+#: (LayerNorm epsilon 1e-12 for BERT), no record of the head count, and keep_tokens' pruned vocabulary
+_BERT4KERAS_FACTS = {
+    "faithful_activation": BERT4KERAS_ACTIVATIONS,
+    "exact_activation": BERT4KERAS_EXACT_ACTIVATIONS,
+    "reference_activation": BERT4KERAS_REFERENCE_ACTIVATIONS,
+    "layer_norm_eps": 1e-12,
+    "head_count_from_head_size": False,
+    "sizes_from_weights": {"vocab_size": "a vocabulary pruned with bert4keras' keep_tokens keeps fewer rows"},
+}
 
 # -- the parts, each as (target, symbolic source shape, transform, head) per weight --------------
 
@@ -299,15 +309,10 @@ LAYOUT = Layout(
     description="bert4keras BERT saved as Keras HDF5 (save_weights / save)",
     mapping=Mapping(()),
     marker=re.compile(r"^Transformer-\d+-MultiHeadSelfAttention(_\d+)?/dense(_\d+)?/kernel:0$"),
-    faithful_activation=BERT4KERAS_ACTIVATIONS,
-    exact_activation=BERT4KERAS_EXACT_ACTIVATIONS,
-    reference_activation=BERT4KERAS_REFERENCE_ACTIVATIONS,
-    layer_norm_eps=1e-12,
+    **_BERT4KERAS_FACTS,
     bind=bind_h5,
     recorded_config=recorded_config,
     recognise=recognise_h5,
-    head_count_from_head_size=False,
-    sizes_from_weights={"vocab_size": "a vocabulary pruned with bert4keras' keep_tokens keeps fewer rows"},
 )
 
 # -- TF object checkpoint ---------------------------------------------------------------------------
@@ -388,14 +393,9 @@ CHECKPOINT_LAYOUT = Layout(
     description="bert4keras BERT saved with save_weights as a TF object checkpoint (positional keys)",
     mapping=Mapping(()),
     marker=re.compile(r"^layer_with_weights-\d+/q_dense/kernel/\.ATTRIBUTES/VARIABLE_VALUE$"),
-    faithful_activation=BERT4KERAS_ACTIVATIONS,
-    exact_activation=BERT4KERAS_EXACT_ACTIVATIONS,
-    reference_activation=BERT4KERAS_REFERENCE_ACTIVATIONS,
-    layer_norm_eps=1e-12,
+    **_BERT4KERAS_FACTS,
     bind=bind_checkpoint,
     recognise=recognise_checkpoint,
-    head_count_from_head_size=False,
-    sizes_from_weights={"vocab_size": "a vocabulary pruned with bert4keras' keep_tokens keeps fewer rows"},
 )
 
 LAYOUTS = (LAYOUT, CHECKPOINT_LAYOUT)
