@@ -61,12 +61,13 @@ def activation(name: str):
 
 
 class Embedding(nn.Embedding):
-    """``nn.Embedding`` without an initialisation: bertconv's models are built on the meta device
-    and take every weight from a checkpoint, and a random normal draw on the meta device loads
+    """``nn.Embedding`` that draws no values on the meta device: bertconv builds its models there
+    and takes every weight from a checkpoint, and a random normal draw on the meta device loads
     PyTorch's Python meta kernels (hundreds of modules: time and memory, docs/performance.md)."""
 
     def reset_parameters(self) -> None:
-        pass
+        if self.weight.device.type != "meta":
+            super().reset_parameters()
 
 
 class BertEmbeddings(nn.Module):
