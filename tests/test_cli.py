@@ -8,7 +8,7 @@ import pytest
 
 from bertconv.cli import main
 
-from .conftest import fixture_dir
+from .conftest import FIXTURES, fixture_dir
 
 
 def run(capsys, *args):
@@ -165,9 +165,9 @@ def test_validate_and_diff_read_damaged_data_only_with_no_verify_crc(capsys, cop
 
 def test_step_picks_a_training_directorys_checkpoint(capsys):
     # --step means the same on every command that reads a TF training directory
-    assert main(["inspect", str(fixture_dir("reader") / "steps"), "--step", "100", "--json"]) == 0
+    assert main(["inspect", str(FIXTURES / "reader" / "steps"), "--step", "100", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["global_step"] == 100
-    assert main(["inspect", str(fixture_dir("reader") / "steps"), "--step", "7"]) == 2
+    assert main(["inspect", str(FIXTURES / "reader" / "steps"), "--step", "7"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "steps here: 100, 300" in err
