@@ -801,10 +801,17 @@ class TFBundleSource(TensorSource):
                              name_key, path=shard, corrupt=True)
 
     def _decode_strings(self, key, entry, raw: np.ndarray, name_key, shard) -> np.ndarray:
-        """``WriteStringTensor``: varint lengths, a masked CRC of the lengths, then the bytes."""
         import numpy as np
 
-        data = raw.tobytes()
+        values = self._string_values(entry, raw.tobytes(), name_key, shard)
+        out = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):
+            out[i] = value
+        return out.reshape(entry.shape)
+
+    def _string_values(self, entry, data: bytes, name_key, shard) -> list[bytes]:
+        """``WriteStringTensor``: varint lengths, a masked CRC of the lengths, then the bytes.
+        Without NumPy: reading a TF2 checkpoint's object graph is on the path of every command."""
         count = math.prod(entry.shape)
         lengths = []
         pos = 0
@@ -831,11 +838,11 @@ class TFBundleSource(TensorSource):
         pos += 4
         if self.verify_crc:
             self._check_crc(crc32c(data[pos - 4:], crc), entry, name_key, shard)
-        out = np.empty(count, dtype=object)
-        for i, length in enumerate(lengths):
-            out[i] = data[pos:pos + length]
+        values = []
+        for length in lengths:
+            values.append(data[pos:pos + length])
             pos += length
-        return out.reshape(entry.shape)
+        return values
 
     def _decode_variants(self, key, entry, raw: np.ndarray, name_key, shard) -> np.ndarray:
         """``WriteVariantTensor``: per element a varint length, a serialized VariantTensorDataProto
@@ -890,7 +897,12 @@ class TFBundleSource(TensorSource):
         if entry.dtype != _STRING or entry.shape != ():
             raise self._fail(f"is not a string scalar (dtype code {entry.dtype}, shape "
                              f"{entry.shape})", key)
-        serialized = self._read(OBJECT_GRAPH_KEY).item()
+        if entry.slices:
+            serialized = self._read(OBJECT_GRAPH_KEY).item()
+        else:
+            mapped = self._entry_map(entry, key)
+            serialized = self._string_values(entry, bytes(mapped[entry.offset:entry.offset + entry.size]), key,
+                                             self.shard_path(entry.shard_id))[0]
         try:
             return _wire.parse_object_graph(serialized)
         except WireError as err:
