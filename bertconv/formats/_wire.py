@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Iterator
 
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
@@ -400,47 +401,81 @@ def _fields_by_number(buf: bytes, message: str, kinds: dict[int, int]) -> dict[i
     return found
 
 
-def parse_object_graph(buf: bytes) -> list[TrackableObject]:
-    nodes = []
-    for number, wire_type, node_bytes in iter_fields(buf):
-        if number != 1:
-            continue
-        _expect(number, wire_type, LENGTH_DELIMITED, "TrackableObjectGraph")
-        parts = _fields_by_number(node_bytes, "TrackableObject",  # type: ignore[arg-type]
-                                  {1: LENGTH_DELIMITED, 2: LENGTH_DELIMITED, 3: LENGTH_DELIMITED,
-                                   4: LENGTH_DELIMITED, 5: LENGTH_DELIMITED})
-        children = []
-        for raw in parts.get(1, []):
-            f = _fields_by_number(raw, "ObjectReference", {1: VARINT, 2: LENGTH_DELIMITED})
-            children.append(ObjectReference(as_int32(f.get(1, [0])[-1]), _text(f.get(2, [b""])[-1])))
-        attributes = []
-        for raw in parts.get(2, []):
-            f = _fields_by_number(raw, "SerializedTensor", {1: LENGTH_DELIMITED, 2: LENGTH_DELIMITED,
-                                                            3: LENGTH_DELIMITED, 4: VARINT})
-            attributes.append(SerializedTensor(_text(f.get(1, [b""])[-1]), _text(f.get(2, [b""])[-1]),
-                                               _text(f.get(3, [b""])[-1]), bool(f.get(4, [0])[-1])))
-        slots = []
-        for raw in parts.get(3, []):
-            f = _fields_by_number(raw, "SlotVariableReference",
-                                  {1: VARINT, 2: LENGTH_DELIMITED, 3: VARINT})
-            slots.append(SlotVariableReference(as_int32(f.get(1, [0])[-1]), _text(f.get(2, [b""])[-1]),
-                                               as_int32(f.get(3, [0])[-1])))
-        saver = None
-        if 4 in parts:
-            f = _fields_by_number(parts[4][-1], "RegisteredSaver", {1: LENGTH_DELIMITED, 2: LENGTH_DELIMITED})
-            saver = (_text(f.get(1, [b""])[-1]), _text(f.get(2, [b""])[-1]))
-        has_values = None
-        if 5 in parts:
-            f = _fields_by_number(parts[5][-1], "BoolValue", {1: VARINT})
-            has_values = bool(f.get(1, [0])[-1])
-        nodes.append(TrackableObject(len(nodes), tuple(children), tuple(attributes), tuple(slots),
-                                     saver, has_values))
-    return nodes
+class ObjectGraph(Sequence):
+    """A ``TrackableObjectGraph``, node ``i`` at index ``i`` (node 0 is the root). Each node is
+    decoded when first asked for: a Keras SavedModel's graph has thousands of nodes (functions,
+    trackable data structures) of which following a few object paths reads a handful."""
+
+    def __init__(self, buf: bytes, on_error=None):
+        #: called with the WireError of a node that does not decode, to raise the reader's own error
+        self._on_error = on_error
+        self._raw: list[bytes] = []
+        for number, wire_type, node_bytes in iter_fields(buf):
+            if number == 1:
+                _expect(number, wire_type, LENGTH_DELIMITED, "TrackableObjectGraph")
+                self._raw.append(node_bytes)  # type: ignore[arg-type]
+        self._nodes: dict[int, TrackableObject] = {}
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self._raw):
+            raise IndexError(index)
+        node = self._nodes.get(index)
+        if node is None:
+            try:
+                node = self._nodes[index] = _parse_trackable_object(index, self._raw[index])
+            except WireError as err:
+                if self._on_error is None:
+                    raise
+                self._on_error(err)
+                raise
+        return node
+
+
+def parse_object_graph(buf: bytes, on_error=None) -> ObjectGraph:
+    return ObjectGraph(buf, on_error)
+
+
+def _parse_trackable_object(node_id: int, node_bytes: bytes) -> TrackableObject:
+    parts = _fields_by_number(node_bytes, "TrackableObject",  # type: ignore[arg-type]
+                              {1: LENGTH_DELIMITED, 2: LENGTH_DELIMITED, 3: LENGTH_DELIMITED,
+                               4: LENGTH_DELIMITED, 5: LENGTH_DELIMITED})
+    children = []
+    for raw in parts.get(1, []):
+        f = _fields_by_number(raw, "ObjectReference", {1: VARINT, 2: LENGTH_DELIMITED})
+        children.append(ObjectReference(as_int32(f.get(1, [0])[-1]), _text(f.get(2, [b""])[-1])))
+    attributes = []
+    for raw in parts.get(2, []):
+        f = _fields_by_number(raw, "SerializedTensor", {1: LENGTH_DELIMITED, 2: LENGTH_DELIMITED,
+                                                        3: LENGTH_DELIMITED, 4: VARINT})
+        attributes.append(SerializedTensor(_text(f.get(1, [b""])[-1]), _text(f.get(2, [b""])[-1]),
+                                           _text(f.get(3, [b""])[-1]), bool(f.get(4, [0])[-1])))
+    slots = []
+    for raw in parts.get(3, []):
+        f = _fields_by_number(raw, "SlotVariableReference",
+                              {1: VARINT, 2: LENGTH_DELIMITED, 3: VARINT})
+        slots.append(SlotVariableReference(as_int32(f.get(1, [0])[-1]), _text(f.get(2, [b""])[-1]),
+                                           as_int32(f.get(3, [0])[-1])))
+    saver = None
+    if 4 in parts:
+        f = _fields_by_number(parts[4][-1], "RegisteredSaver", {1: LENGTH_DELIMITED, 2: LENGTH_DELIMITED})
+        saver = (_text(f.get(1, [b""])[-1]), _text(f.get(2, [b""])[-1]))
+    has_values = None
+    if 5 in parts:
+        f = _fields_by_number(parts[5][-1], "BoolValue", {1: VARINT})
+        has_values = bool(f.get(1, [0])[-1])
+    return TrackableObject(node_id, tuple(children), tuple(attributes), tuple(slots), saver, has_values)
 
 
 __all__ = [
     "WireError", "read_varint", "encode_varint", "iter_fields", "BundleHeader", "BundleEntry",
     "parse_header", "encode_header", "parse_entry", "encode_entry", "encode_slice_key",
-    "looks_like_saved_tensor_slices", "parse_object_graph", "TrackableObject", "ObjectReference",
+    "looks_like_saved_tensor_slices", "parse_object_graph", "ObjectGraph", "TrackableObject", "ObjectReference",
     "SerializedTensor", "SlotVariableReference", "LITTLE_ENDIAN", "BIG_ENDIAN",
 ]

@@ -903,8 +903,11 @@ class TFBundleSource(TensorSource):
             mapped = self._entry_map(entry, key)
             serialized = self._string_values(entry, bytes(mapped[entry.offset:entry.offset + entry.size]), key,
                                              self.shard_path(entry.shard_id))[0]
-        try:
-            return _wire.parse_object_graph(serialized)
-        except WireError as err:
+        def fail(err: WireError):
             raise self._fail(f"object graph does not decode ({err})", key,
                              path=self.shard_path(entry.shard_id), corrupt=True) from None
+
+        try:
+            return _wire.parse_object_graph(serialized, on_error=fail)
+        except WireError as err:
+            fail(err)
