@@ -367,6 +367,18 @@ def build_cases(checkpoints: dict[str, Path], bertconv: str, tf_python: str, hf4
         cases.append(tf2pt_case("tf2pt_large", "`bertconv tf2pt` Large, `--no-validate`", large, ["--no-validate"]))
     cases.append(tf2pt_case("tf2pt_base_validated", "`bertconv tf2pt` Base, default validation", base, []))
     cases.append(Case("inspect", f"`bertconv inspect` {listed_size}", [bertconv, "inspect", str(listed)]))
+    index_only = out / "index-only"
+
+    def prepare_index_only():
+        # the same checkpoint with its data file absent (as a Git LFS clone without `git lfs pull`)
+        remove(index_only)
+        index_only.mkdir(parents=True)
+        for name in ("bert_model.ckpt.index", "bert_config.json", "vocab.txt"):
+            shutil.copyfile(listed / name, index_only / name)
+        return None
+
+    cases.append(Case("inspect_index_only", f"`bertconv inspect` {listed_size}, index only (no data file)",
+                      [bertconv, "inspect", str(index_only)], prepare=prepare_index_only))
     cases.append(Case("list_variables", f"`tf.train.list_variables` {listed_size}",
                       [tf_python, "-c", "import sys, tensorflow as tf; "
                        "print(len(tf.train.list_variables(sys.argv[1])))", str(listed / "bert_model.ckpt")]))
@@ -386,6 +398,27 @@ def build_cases(checkpoints: dict[str, Path], bertconv: str, tf_python: str, hf4
     cases.append(Case("validate", "`bertconv validate` Base, 2x128 tokens, CPU",
                       [bertconv, "validate", str(validate_input), "--against", str(base), "--batch", "2",
                        "--seq-len", "128", "--device", "cpu"], prepare=prepare_validate))
+    savedmodel = WORK_DIR / "savedmodel-base"
+    savedmodel_tf1 = out / "savedmodel-base-tf1"
+
+    def prepare_savedmodel_tf1():
+        # the SavedModel's own weights as a TF1 bundle: converted, then written back by pt2tf
+        converted = out / "savedmodel-base-hf"
+        for command in ([bertconv, "tf2pt", str(savedmodel), str(converted), "--no-validate", "--overwrite", "-q"],
+                        [bertconv, "pt2tf", str(converted), str(savedmodel_tf1), "--overwrite", "-q"]):
+            done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_DIR)
+            if done.returncode != 0:
+                return f"`{' '.join(command[1:3])}` exit {done.returncode}: " + error_lines(done.stderr)
+        return None
+
+    cases.append(tf2pt_case("tf2pt_savedmodel", "`bertconv tf2pt` Base tf-models TF Hub SavedModel, `--no-validate`",
+                            savedmodel, ["--no-validate"]))
+    cases.append(tf2pt_case("tf2pt_savedmodel_tf1", "`bertconv tf2pt` the same weights as a TF1 bundle, "
+                            "`--no-validate`", savedmodel_tf1, ["--no-validate"]))
+    cases[-1].prepare = prepare_savedmodel_tf1
+    if not (savedmodel / "saved_model.pb").is_file():
+        for key in ("tf2pt_savedmodel", "tf2pt_savedmodel_tf1"):
+            unavailable[key] = "no Base SavedModel: run bench/make_savedmodel.py in a tf-models-official environment"
     cases.append(hf4_case("base", base))
     if large is not None:
         cases.append(hf4_case("large", large))
@@ -461,6 +494,10 @@ def evaluate_targets(results: dict[str, Result]) -> list[Target]:
                  15, True)
     rss_target(f"inspect {listed}: peak RSS <= 100 MB", "inspect", 100)
     time_target("validate Base, 2x128 tokens, all heads, CPU: <= 5 s end to end", "validate", 5)
+    ratio_target(f"inspect {listed}, index only: no slower than with its data (<= 1.1x, the noise margin)",
+                 "inspect_index_only", "inspect", 1.1, False)
+    ratio_target("tf2pt of a Base SavedModel: <= 1.2x the same weights as a TF1 bundle", "tf2pt_savedmodel",
+                 "tf2pt_savedmodel_tf1", 1.2, False)
     return targets
 
 
