@@ -15,10 +15,8 @@ under ``tf_bert_for_sequence_classification`` (``TFBertForTokenClassification`` 
 name per token), so the classifier rows are bound only for that scope; elsewhere the tensors stay
 unknown rather than guessed.
 
-keras-bert (CyberZHG) and bert4keras files name layers ``Embedding-Token``,
-``Transformer-0-MultiHeadSelfAttention`` and so on; no table here covers them, because their
-weight names depend on the library version and on user-chosen layer names: bertconv reports such
-files as holding no BERT-family tensors instead of mapping them by position.
+keras-bert and bert4keras files (``Embedding-Token``, ``Transformer-0-MultiHeadSelfAttention``...)
+are layouts of their own (keras_bert.py, bert4keras.py), mapped by each layer group's weight order.
 """
 from __future__ import annotations
 
