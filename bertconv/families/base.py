@@ -236,8 +236,7 @@ class Family:
                                                                                      str | None]:
         """The tokenizer files of a Hugging Face directory: (files written, do_lower_case, a note
         on how casing was decided, or None)."""
-        from ..vocab import infer_lower_case
-        from .bert.tokenizer import write_tokenizer_files
+        from ..vocab import infer_lower_case, write_tokenizer_files
 
         if plan.vocab is None:
             return [], None, None
