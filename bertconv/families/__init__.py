@@ -1,14 +1,13 @@
 """The model families bertconv knows, and how a checkpoint's family and layout are recognised.
 
 Each family is a package of its own (``bertconv/families/<name>/``) exposing ``FAMILY``; adding one
-is a new package and one line in :data:`REGISTRY`. Families load on first use, in detection order,
+is a new package and one entry in :data:`REGISTRY`. Families load on first use, in detection order,
 each only when detection reaches it (their packages hold tables, not models: a model, a reference
 or a tokenizer loads only when it is used). Nothing here knows anything about any one family.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..errors import InputError
 from .base import Family, Layout
@@ -17,7 +16,29 @@ from .base import Family, Layout
 #: marker is tried first. ELECTRA comes after BERT: below their prefixes their PyTorch names are
 #: the same, so a bare state dict without ELECTRA's own names reads as BERT. RoFormer's names are
 #: BERT's without the position table; its ``recognise`` claims only checkpoints that lack one.
-REGISTRY = ("albert", "roformer", "bert", "electra")
+def _albert() -> Family:
+    from .albert import FAMILY
+    return FAMILY
+
+
+def _roformer() -> Family:
+    from .roformer import FAMILY
+    return FAMILY
+
+
+def _bert() -> Family:
+    from .bert import FAMILY
+    return FAMILY
+
+
+def _electra() -> Family:
+    from .electra import FAMILY
+    return FAMILY
+
+
+#: family name -> what loads it, in detection order
+REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "roformer": _roformer, "bert": _bert,
+                                             "electra": _electra}
 
 #: user-facing head names accepted by ``--head``, besides ``auto``
 HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
@@ -30,7 +51,7 @@ __all__ = ["Family", "Layout", "REGISTRY", "HEAD_CHOICES", "get_family", "famili
 def get_family(name: str) -> Family:
     if name not in REGISTRY:
         raise InputError(f"unknown model family {name!r}", hint=f"choose one of {', '.join(layout_names())}")
-    return importlib.import_module(f".{name}", __name__).FAMILY
+    return REGISTRY[name]()
 
 
 def families() -> Iterator[Family]:

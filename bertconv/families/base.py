@@ -129,39 +129,133 @@ class Layout:
             else "the original tanh form"
 
 
-class Family:
-    """A model family. Subclasses (one per package under ``bertconv/families/``) set the class
-    attributes and override the hooks that differ; the defaults are BERT's way."""
+@dataclass(frozen=True)
+class Towers:
+    """Capability: checkpoints that hold several models (ELECTRA's discriminator and generator),
+    one layout exporting each."""
 
+    #: tower -> the name of the family's layout that exports it; the first is the default
+    layouts: dict[str, str]
+    #: architecture -> the tower a converted model of it comes from (its head says)
+    by_architecture: dict[str, str] = field(default_factory=dict)
+
+
+class SentencePieceTokenizer:
+    """Capability: a SentencePiece model shipped instead of vocab.txt (ALBERT), found beside the
+    checkpoint and written as the family's Hugging Face tokenizer files."""
+
+    #: the model's file names as releases ship it, in order of preference
+    model_names: tuple[str, ...] = ()
+
+    def find(self, source) -> Path | None:
+        """One of :attr:`model_names` beside the checkpoint, else the one ``*.model`` there."""
+        found = source.sidecar(*self.model_names)
+        if found is None and source.directory is not None:
+            models = sorted(p for p in Path(source.directory).glob("*.model") if p.is_file())
+            found = models[0] if len(models) == 1 else None
+        return found
+
+    def write(self, directory: Path, model: Path, *, model_max_length: int) -> list[str]:
+        """The tokenizer files of a Hugging Face directory (their names)."""
+        raise NotImplementedError
+
+
+class OriginalFormat:
+    """Capability: the way back to the original code's files (``pt2tf``)."""
+
+    #: the checkpoint prefix written, as the original code names it
+    checkpoint_name: str = ""
+    #: the config file written beside it
+    config_file: str = ""
+
+    def config(self, hf: dict, config_path: Path, *, allow_exact_gelu: bool, notes: list[str]) -> dict:
+        """A Hugging Face config.json -> the original code's config."""
+        raise NotImplementedError
+
+
+class MemoryStructure:
+    """What a memory estimate needs to know of a family's structure beyond BERT's (the default:
+    nothing)."""
+
+    def structure(self, config: dict) -> dict[str, Any]:
+        """From a Hugging Face config: any of ``layers`` (run per forward), ``distinct_layers``
+        (with weights of their own), ``embedding_size``, ``embedding_projection``,
+        ``position_table``, ``ffn_dropout``, ``mlm_width``, ``mlm_activation``,
+        ``projection_in_encoder`` (see :class:`bertconv.memory.shape.EncoderShape`)."""
+        return {}
+
+
+#: BERT's memory structure, the default
+BERT_MEMORY = MemoryStructure()
+
+
+class Family:
+    """A model family. A subclass (one per package under ``bertconv/families/``) states what it
+    must (its architectures, its tied weights, how to build its PyTorch model, its float64
+    reference; its layouts are given to the constructor) and opts into capabilities, each an
+    object of its own (``two_towers``, ``sentencepiece``, ``original_format``, ``memory``).
+
+    The methods under "services" are what central modules call. The base implements each once
+    from what the family states; a family does not override them."""
+
+    # -- required -------------------------------------------------------------------------------
     name: str = ""
     #: Hugging Face's ``model_type``; also the prefix of the encoder's state-dict names
     model_type: str = ""
     #: frozenset of heads -> Hugging Face architecture class name
     architectures: dict[frozenset, str] = {}
-    #: architectures whose Hugging Face class has no pooler, though the checkpoint may have one
-    without_pooler: frozenset = frozenset()
     #: tied weights Hugging Face state dicts may repeat: duplicate name -> the name it duplicates;
     #: each is accepted only when equal to what it duplicates
     tied: dict[str, str] = {}
+
+    def build_model(self, config: "BertConfig", architecture: str, *, with_pooler: bool, num_labels: int):
+        """bertconv's own PyTorch model of ``architecture``, its weights to be filled next (the base
+        calls it on the meta device)."""
+        raise NotImplementedError
+
+    def reference(self, weights, config: "BertConfig", inputs, *, heads=None, tower: str | None = None,
+                  kind: str = "numpy") -> dict:
+        """The original's outputs, computed by the family's independent float64 reference over the
+        canonical layout's names. ``kind``: ``numpy`` or ``tf`` (TensorFlow itself, where the
+        family has such an oracle)."""
+        raise NotImplementedError
+
+    # -- optional facts (the defaults are BERT's) --------------------------------------------------
+    #: architectures whose Hugging Face class has no pooler, though the checkpoint may have one
+    without_pooler: frozenset = frozenset()
+    #: the state-dict name of the pooler's weight: a model is built with a pooler when the weights
+    #: have one (or its class needs one); None: the family has no pooler
+    pooler_weight: str | None = None
     #: non-weight buffers older Hugging Face state dicts carry (position and token type ids)
     index_buffers: re.Pattern = re.compile(r"^(\w+\.)?embeddings\.(position_ids|token_type_ids)$")
     #: the config file a release ships, named when the weights cannot stand in for it
     config_file: str = "bert_config.json"
     #: config files looked for beside a checkpoint, in order
-    config_files: tuple[str, ...] = ("bert_config.json", "config.json", "albert_config.json")
+    config_files: tuple[str, ...] = ("bert_config.json", "config.json")
     #: how inspect describes each head (and which heads inspect reports present or absent)
     head_descriptions: dict[str, str] = {"mlm": "masked LM", "nsp": "next sentence",
                                          "classifier": "sequence classifier", "squad": "SQuAD span"}
     #: heads of fine-tuned task models: ``--head auto`` exports the one present instead of the
     #: pretraining heads
     task_heads: frozenset = frozenset({"classifier", "squad"})
-    #: the checkpoint prefix ``pt2tf`` writes, as the original code names it
-    checkpoint_name: str = "bert_model.ckpt"
-    #: whether ``validate --with-transformers`` can run this family's models (see
+    #: head -> the original's tensors (canonical names) it needs, all of them: the heads the
+    #: reference computes for a converted model (empty: every head the original has)
+    head_tensors: dict[str, tuple[str, ...]] = {}
+    #: what a Hugging Face config.json of this family states besides the source config
+    hf_config_fields: dict[str, Any] = {"pad_token_id": 0, "position_embedding_type": "absolute",
+                                        "tie_word_embeddings": True}
+    #: whether ``validate --with-transformers`` can run this family's models (through
     #: :meth:`transformers_outputs`)
     runs_in_transformers: bool = False
 
-    def __init__(self, layouts: Iterable[Layout], tower_layouts: dict[str, str] | None = None):
+    # -- capabilities (None: the family has none) -----------------------------------------------
+    two_towers: Towers | None = None
+    sentencepiece: SentencePieceTokenizer | None = None
+    original_format: OriginalFormat | None = None
+    #: the memory estimate's view of the structure
+    memory: MemoryStructure = BERT_MEMORY
+
+    def __init__(self, layouts: Iterable[Layout]):
         self.layouts = tuple(layouts)
         for layout in self.layouts:
             # a layout belongs to exactly one family, set once here (the dataclass is frozen so
@@ -170,14 +264,16 @@ class Family:
                 raise ValueError(f"layout {layout.name} already belongs to {layout.family.name}")
             object.__setattr__(layout, "family", self)
         by_name = {layout.name: layout for layout in self.layouts}
-        #: checkpoints holding several models: tower -> the layout that exports it
-        self.towers = {tower: by_name[name] for tower, name in (tower_layouts or {}).items()}
+        #: checkpoints holding several models: tower -> the layout that exports it (empty: one model)
+        self.towers = {tower: by_name[name] for tower, name in
+                       (self.two_towers.layouts if self.two_towers else {}).items()}
         #: architecture -> its heads
         self.architecture_heads = {arch: heads for heads, arch in self.architectures.items()}
 
     def __repr__(self) -> str:
         return f"<Family {self.name}>"
 
+    # -- services -------------------------------------------------------------------------------
     def layout(self, name: str) -> Layout:
         for layout in self.layouts:
             if layout.name == name:
@@ -204,38 +300,78 @@ class Family:
     def needs_pooler(self, architecture: str) -> bool:
         return bool(self.architecture_heads.get(architecture, frozenset()) & HEADS_NEEDING_POOLER)
 
-    # -- hooks --------------------------------------------------------------------------------
     def load_model(self, tensors: dict, config: "BertConfig", architecture: str, *, path=None,
                    num_labels: int = 2):
-        """bertconv's own PyTorch model of ``architecture`` holding exactly ``tensors``."""
-        raise NotImplementedError
+        """bertconv's own PyTorch model of ``architecture`` holding exactly ``tensors``: built on the
+        meta device (no time or memory for values that are replaced next), then filled strictly."""
+        import torch
 
-    def reference(self, weights, config: "BertConfig", inputs, *, heads=None, tower: str | None = None,
-                  kind: str = "numpy") -> dict:
-        """The original's outputs, computed by the family's independent float64 reference over the
-        canonical layout's names. ``kind``: ``numpy`` or ``tf`` (TensorFlow itself, where the
-        family has such an oracle)."""
-        raise NotImplementedError
+        from ..state_dict import load_state_dict_strict
+
+        pooler = self.pooler_weight
+        has_pooler = pooler is not None and (pooler in tensors
+                                             or pooler.removeprefix(self.model_type + ".") in tensors)
+        with torch.device("meta"):
+            model = self.build_model(config, architecture, with_pooler=self.needs_pooler(architecture) or has_pooler,
+                                     num_labels=num_labels)
+        load_state_dict_strict(model, tensors, self, path=path)
+        return model
 
     def numpy_reference_only(self, kind: str) -> None:
+        """For :meth:`reference` of a family without a TensorFlow oracle."""
         if kind != "numpy":
             raise InputError(f"--reference {kind} covers BERT only; {self.name} is checked by its NumPy reference",
                              hint="use --reference numpy")
 
     def reference_heads(self, weights, architecture: str) -> list[str] | None:
-        """The heads the reference is to compute for a converted model of ``architecture`` (None:
-        every head the original has)."""
-        return None
+        """The heads the reference is to compute for a converted model of ``architecture``: those
+        its class carries whose tensors the original has (None: every head the original has).
+        The original's other heads are not computed (an NSP head without a pooler need not stop
+        an MLM check); a head the converted model has and the original lacks stays without a
+        reference, and fails."""
+        wanted = self.architecture_heads.get(architecture)
+        if not self.head_tensors or wanted is None:
+            return None
+        return [h for h in sorted(wanted) if h in self.head_tensors
+                and all(_has(weights, n) for n in self.head_tensors[h])]
+
+    def transformers_outputs(self, model, result) -> dict:
+        """Named outputs (``bertconv.outputs``) of a transformers model's forward ``result``
+        (``output_hidden_states=True``), for families that ``runs_in_transformers``."""
+        from .. import outputs as out
+
+        hidden = result.hidden_states
+        named = {out.EMBEDDINGS: hidden[0], out.SEQUENCE: hidden[-1]}
+        named.update({out.layer(i): h for i, h in enumerate(hidden[1:])})
+        encoder = getattr(model, self.model_type, None)
+        if getattr(result, "pooler_output", None) is not None:
+            named[out.POOLED] = result.pooler_output
+        elif getattr(encoder, "pooler", None) is not None:
+            named[out.POOLED] = encoder.pooler(hidden[-1])  # the head classes do not return it
+        heads = self.architecture_heads.get(type(model).__name__, frozenset())
+        if heads == {"mlm", "nsp"}:
+            named[out.MLM_LOGITS], named[out.NSP_LOGITS] = result.prediction_logits, result.seq_relationship_logits
+        elif heads == {"squad"}:
+            import torch
+            named[out.SPAN_LOGITS] = torch.stack([result.start_logits, result.end_logits], dim=-1)
+        elif len(heads) == 1:
+            named[out.HEAD_OUTPUTS[next(iter(heads))]] = result.logits
+        return named
 
     def tokenizer_source(self, source, vocab) -> Path | None:
-        """A tokenizer model the family ships instead of vocab.txt (ALBERT's SentencePiece), when
+        """A tokenizer model the family ships instead of vocab.txt (its ``sentencepiece``), when
         no vocabulary was found."""
-        return None
+        return self.sentencepiece.find(source) if self.sentencepiece is not None else None
 
     def write_tokenizer(self, directory: Path, plan, lower_case: bool | None) -> tuple[list[str], bool | None,
                                                                                      str | None]:
         """The tokenizer files of a Hugging Face directory: (files written, do_lower_case, a note
-        on how casing was decided, or None)."""
+        on how casing was decided, or None). WordPiece from vocab.txt, else the family's
+        SentencePiece model."""
+        if plan.vocab is None and plan.tokenizer_model is not None and self.sentencepiece is not None:
+            files = self.sentencepiece.write(directory, plan.tokenizer_model,
+                                             model_max_length=plan.config.max_position_embeddings)
+            return files, None, None
         from ..vocab import infer_lower_case, write_tokenizer_files
 
         if plan.vocab is None:
@@ -259,27 +395,31 @@ class Family:
 
     def hf_config_extras(self, layout: Layout) -> dict[str, Any]:
         """What a Hugging Face config.json of this family states besides the source config."""
-        return {"pad_token_id": 0, "position_embedding_type": "absolute", "tie_word_embeddings": True}
-
-    def transformers_outputs(self, model, result) -> dict:
-        """Named outputs (``bertconv.outputs``) of a transformers model's forward ``result``."""
-        raise NotImplementedError
-
-    def memory_structure(self, config: dict) -> dict[str, Any]:
-        """What a memory estimate needs to know of this family's structure beyond BERT's, from a
-        Hugging Face config: any of ``layers`` (run per forward), ``distinct_layers`` (with weights
-        of their own), ``embedding_size``, ``embedding_projection``, ``ffn_dropout``,
-        ``mlm_width``, ``mlm_activation``, ``projection_in_encoder`` (see
-        :class:`bertconv.memory.shape.EncoderShape`). BERT's: none."""
-        return {}
+        return dict(self.hf_config_fields)
 
     def tower_of(self, architecture: str, recorded: str | None) -> str | None:
         """For checkpoints of several models: the tower a converted model of ``architecture`` was
         exported from (its head says, else ``recorded``, the conversion's record; None: unknown)."""
-        return recorded
+        if self.two_towers is None:
+            return recorded
+        return self.two_towers.by_architecture.get(architecture) or recorded
+
+    @property
+    def checkpoint_name(self) -> str:
+        """The checkpoint prefix ``pt2tf`` writes (the original format's)."""
+        return self.original_format.checkpoint_name if self.original_format else ""
 
     def to_original_config(self, hf: dict, config_path: Path, *, allow_exact_gelu: bool,
                            notes: list[str]) -> dict:
         """A Hugging Face config.json -> the original code's config (``pt2tf``)."""
-        raise InputError(f"pt2tf writes no {self.name} checkpoints", path=config_path,
-                         hint="pt2tf converts Hugging Face BERT models")
+        if self.original_format is None:
+            raise InputError(f"pt2tf writes no {self.name} checkpoints", path=config_path,
+                             hint="pt2tf converts Hugging Face BERT models")
+        return self.original_format.config(hf, config_path, allow_exact_gelu=allow_exact_gelu, notes=notes)
+
+
+def _has(weights, name: str) -> bool:
+    try:
+        return name in weights
+    except TypeError:
+        return False

@@ -1,16 +1,16 @@
 """The BERT family: Hugging Face ``Bert*`` models from google-research/bert's checkpoints and from
 the other libraries that wrote BERT (``layouts/``).
 
-Everything BERT-specific that central modules need is here as a hook of :class:`BertFamily`; its
+Everything BERT-specific that central modules need is stated by :class:`BertFamily`; its
 PyTorch model (``model.py``), its float64 reference (``reference.py``, and ``tf_reference.py`` for
-TensorFlow itself) and its tokenizer writer (``tokenizer.py``) load only when used.
+TensorFlow itself) load only when used; its tokenizer is the base's WordPiece from vocab.txt.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from ...errors import ConfigError
-from ..base import Family
+from ..base import Family, OriginalFormat
 from .layouts import LAYOUTS
 
 #: The tensors whose presence means the original holds a head, in Google's names (each head needs them all).
@@ -33,90 +33,13 @@ GOOGLE_ACTIVATION = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "r
 GOOGLE_LAYER_NORM_EPS = 1e-12
 
 
-def _has(weights, name: str) -> bool:
-    try:
-        return name in weights
-    except TypeError:
-        return False
+class GoogleBertFormat(OriginalFormat):
+    """The way back: google-research/bert's checkpoint and bert_config.json."""
 
+    checkpoint_name = "bert_model.ckpt"
+    config_file = "bert_config.json"
 
-class BertFamily(Family):
-    name = "bert"
-    model_type = "bert"
-    architectures = {
-        frozenset(): "BertModel",
-        frozenset({"mlm", "nsp"}): "BertForPreTraining",
-        frozenset({"mlm"}): "BertForMaskedLM",
-        frozenset({"nsp"}): "BertForNextSentencePrediction",
-        frozenset({"classifier"}): "BertForSequenceClassification",
-        frozenset({"squad"}): "BertForQuestionAnswering",
-    }
-    # Hugging Face builds these without a pooler (add_pooling_layer=False)
-    without_pooler = frozenset({"BertForMaskedLM", "BertForQuestionAnswering"})
-    tied = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
-            "cls.predictions.decoder.bias": "cls.predictions.bias"}
-    runs_in_transformers = True
-
-    def load_model(self, tensors, config, architecture, *, path=None, num_labels=2):
-        import torch
-
-        from ...runtime import load_state_dict_strict
-        from .model import build_model
-
-        pooler = "bert.pooler.dense.weight"
-        has_pooler = pooler in tensors or pooler.removeprefix("bert.") in tensors
-        with torch.device("meta"):  # no time or memory for values that are replaced next
-            model = build_model(config, architecture, num_labels=num_labels,
-                                with_pooler=self.needs_pooler(architecture) or has_pooler)
-        load_state_dict_strict(model, tensors, self, path=path)
-        return model
-
-    def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
-        if kind == "tf":
-            from .reference import _Weights
-            from .tf_reference import tf_reference_forward
-
-            get = _Weights(weights)
-            return tf_reference_forward(get.stored, get.has, config, inputs)
-        from .reference import reference_forward
-        return reference_forward(weights, config, inputs, heads=heads)
-
-    def reference_heads(self, weights, architecture):
-        # The heads its class carries that the original has. The original's other heads are not
-        # computed (an NSP head without a pooler need not stop an MLM check); a head the converted
-        # model has and the original lacks stays without a reference, and fails.
-        wanted = self.architecture_heads.get(architecture)
-        if wanted is None:
-            return None
-        return [h for h in sorted(wanted) if all(_has(weights, n) for n in HEAD_TENSORS[h])]
-
-    def transformers_outputs(self, model, result):
-        import torch
-
-        from ... import outputs as out
-
-        hidden = result.hidden_states
-        named = {out.EMBEDDINGS: hidden[0], out.SEQUENCE: hidden[-1]}
-        named.update({out.layer(i): h for i, h in enumerate(hidden[1:])})
-        if getattr(result, "pooler_output", None) is not None:
-            named[out.POOLED] = result.pooler_output
-        elif getattr(getattr(model, "bert", None), "pooler", None) is not None:
-            named[out.POOLED] = model.bert.pooler(hidden[-1])  # the head classes do not return it
-        kind = type(model).__name__
-        if kind == "BertForPreTraining":
-            named[out.MLM_LOGITS], named[out.NSP_LOGITS] = result.prediction_logits, result.seq_relationship_logits
-        elif kind == "BertForMaskedLM":
-            named[out.MLM_LOGITS] = result.logits
-        elif kind == "BertForNextSentencePrediction":
-            named[out.NSP_LOGITS] = result.logits
-        elif kind == "BertForSequenceClassification":
-            named[out.CLASSIFIER_LOGITS] = result.logits
-        elif kind == "BertForQuestionAnswering":
-            named[out.SPAN_LOGITS] = torch.stack([result.start_logits, result.end_logits], dim=-1)
-        return named
-
-    def to_original_config(self, hf: dict, config_path: Path, *, allow_exact_gelu: bool,
-                           notes: list[str]) -> dict:
+    def config(self, hf: dict, config_path: Path, *, allow_exact_gelu: bool, notes: list[str]) -> dict:
         """A Hugging Face BERT config.json -> google-research/bert's bert_config.json."""
         from ...config import BertConfig
 
@@ -145,6 +68,41 @@ class BertFamily(Family):
         config = BertConfig.from_dict({**hf, "hidden_act": google_act}, path=config_path)
         out = {k: v for k, v in config.to_dict().items() if k in GOOGLE_CONFIG_KEYS}
         return {k: out[k] for k in sorted(out)}
+
+
+class BertFamily(Family):
+    name = "bert"
+    model_type = "bert"
+    architectures = {
+        frozenset(): "BertModel",
+        frozenset({"mlm", "nsp"}): "BertForPreTraining",
+        frozenset({"mlm"}): "BertForMaskedLM",
+        frozenset({"nsp"}): "BertForNextSentencePrediction",
+        frozenset({"classifier"}): "BertForSequenceClassification",
+        frozenset({"squad"}): "BertForQuestionAnswering",
+    }
+    # Hugging Face builds these without a pooler (add_pooling_layer=False)
+    without_pooler = frozenset({"BertForMaskedLM", "BertForQuestionAnswering"})
+    tied = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+            "cls.predictions.decoder.bias": "cls.predictions.bias"}
+    pooler_weight = "bert.pooler.dense.weight"
+    head_tensors = HEAD_TENSORS
+    runs_in_transformers = True
+    original_format = GoogleBertFormat()
+
+    def build_model(self, config, architecture, *, with_pooler, num_labels):
+        from .model import build_model
+        return build_model(config, architecture, num_labels=num_labels, with_pooler=with_pooler)
+
+    def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
+        if kind == "tf":
+            from .reference import _Weights
+            from .tf_reference import tf_reference_forward
+
+            get = _Weights(weights)
+            return tf_reference_forward(get.stored, get.has, config, inputs)
+        from .reference import reference_forward
+        return reference_forward(weights, config, inputs, heads=heads)
 
 
 FAMILY = BertFamily(LAYOUTS)

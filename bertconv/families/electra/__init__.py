@@ -3,8 +3,17 @@ which hold two models (the discriminator and the generator, one layout each; ``-
 Releases ship no config file: sizes come from the shapes."""
 from __future__ import annotations
 
-from ..base import Family
+from ..base import Family, MemoryStructure, Towers
 from .layouts import DISCRIMINATOR, GENERATOR
+
+
+class ElectraMemory(MemoryStructure):
+    def structure(self, config):
+        # the embeddings have their own width, projected before the encoder when it differs; the
+        # generator's head works at that width, and ELECTRA's own GELU is the erf form
+        width = int(config.get("embedding_size") or config["hidden_size"])
+        return {"embedding_size": width, "embedding_projection": width != int(config["hidden_size"]),
+                "mlm_width": width, "mlm_activation": "gelu", "projection_in_encoder": False}
 
 
 class ElectraFamily(Family):
@@ -22,33 +31,18 @@ class ElectraFamily(Family):
                          "generator_tower": "ELECTRA generator (--tower generator)",
                          "discriminator_tower": "ELECTRA discriminator (--tower discriminator)"}
 
-    def load_model(self, tensors, config, architecture, *, path=None, num_labels=2):
-        import torch
+    two_towers = Towers(layouts={"discriminator": DISCRIMINATOR.name, "generator": GENERATOR.name},
+                        by_architecture={"ElectraForPreTraining": "discriminator", "ElectraForMaskedLM": "generator"})
+    memory = ElectraMemory()
 
-        from ...runtime import load_state_dict_strict
+    def build_model(self, config, architecture, *, with_pooler, num_labels):
         from .model import build_model
-
-        with torch.device("meta"):  # no time or memory for values that are replaced next
-            model = build_model(config, architecture, self.architecture_heads[architecture])
-        load_state_dict_strict(model, tensors, self, path=path)
-        return model
-
-    def memory_structure(self, config):
-        # the embeddings have their own width, projected before the encoder when it differs; the
-        # generator's head works at that width, and ELECTRA's own GELU is the erf form
-        width = int(config.get("embedding_size") or config["hidden_size"])
-        return {"embedding_size": width, "embedding_projection": width != int(config["hidden_size"]),
-                "mlm_width": width, "mlm_activation": "gelu", "projection_in_encoder": False}
+        return build_model(config, architecture, self.architecture_heads[architecture])
 
     def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
         self.numpy_reference_only(kind)
         from .reference import electra_reference_forward
         return electra_reference_forward(weights, config, inputs, tower=tower or "discriminator")
 
-    def tower_of(self, architecture: str, recorded: str | None) -> str | None:
-        return {"ElectraForPreTraining": "discriminator", "ElectraForMaskedLM": "generator"}.get(
-            architecture) or recorded
 
-
-FAMILY = ElectraFamily([DISCRIMINATOR, GENERATOR], tower_layouts={"discriminator": DISCRIMINATOR.name,
-                                                                  "generator": GENERATOR.name})
+FAMILY = ElectraFamily([DISCRIMINATOR, GENERATOR])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ..base import Family
+from ..base import Family, MemoryStructure
 from .layouts import LAYOUTS
 
 #: the original's MLM head tensors, in the canonical names (the reference states them too)
@@ -21,11 +21,10 @@ MLM_TENSORS = ("cls/predictions/transform/dense/kernel", "cls/predictions/transf
                "cls/predictions/output_bias")
 
 
-def _has(weights, name: str) -> bool:
-    try:
-        return name in weights
-    except TypeError:
-        return False
+class RoFormerMemory(MemoryStructure):
+    def structure(self, config):
+        # rotary positions are computed, not looked up: no position table
+        return {"position_table": False}
 
 
 class RoFormerFamily(Family):
@@ -47,44 +46,21 @@ class RoFormerFamily(Family):
     task_heads = frozenset()
     runs_in_transformers = True
 
-    def load_model(self, tensors, config, architecture, *, path=None, num_labels=2):
-        import torch
+    pooler_weight = "roformer.pooler.dense.weight"
+    head_tensors = {"mlm": MLM_TENSORS}
+    # v1 rotates queries and keys only; embedding_size is left to transformers' default
+    # (hidden_size), which is what v1 checkpoints have
+    hf_config_fields = {"pad_token_id": 0, "rotary_value": False, "tie_word_embeddings": True}
+    memory = RoFormerMemory()
 
-        from ...runtime import load_state_dict_strict
+    def build_model(self, config, architecture, *, with_pooler, num_labels):
         from .model import build_model
-
-        pooler = "roformer.pooler.dense.weight"
-        has_pooler = pooler in tensors or pooler.removeprefix("roformer.") in tensors
-        with torch.device("meta"):  # no time or memory for values that are replaced next
-            model = build_model(config, architecture, with_pooler=has_pooler)
-        load_state_dict_strict(model, tensors, self, path=path)
-        return model
+        return build_model(config, architecture, with_pooler=with_pooler)
 
     def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
         self.numpy_reference_only(kind)
         from .reference import roformer_reference_forward
         return roformer_reference_forward(weights, config, inputs, heads=heads)
-
-    def reference_heads(self, weights, architecture):
-        wanted = self.architecture_heads.get(architecture)
-        if wanted is None:
-            return None
-        return ["mlm"] if "mlm" in wanted and all(_has(weights, n) for n in MLM_TENSORS) else []
-
-    def hf_config_extras(self, layout):
-        # v1 rotates queries and keys only; embedding_size is left to transformers' default
-        # (hidden_size), which is what v1 checkpoints have
-        return {"pad_token_id": 0, "rotary_value": False, "tie_word_embeddings": True}
-
-    def transformers_outputs(self, model, result):
-        from ... import outputs as out
-
-        hidden = result.hidden_states
-        named = {out.EMBEDDINGS: hidden[0], out.SEQUENCE: hidden[-1]}
-        named.update({out.layer(i): h for i, h in enumerate(hidden[1:])})
-        if type(model).__name__ == "RoFormerForMaskedLM":
-            named[out.MLM_LOGITS] = result.logits
-        return named
 
 
 FAMILY = RoFormerFamily(LAYOUTS)
