@@ -389,10 +389,12 @@ class _Replay:
         e = sh.embedding_size
         word = self.new(t * e, "float32", EMBEDDINGS)   # the embedding op is not autocast: float32
         token_type = self.new(t * e, "float32", EMBEDDINGS)
-        first = self.add(word, token_type, EMBEDDINGS)
-        position = self.new(self.s.seq_len * e, "float32", EMBEDDINGS)
-        summed = self.add(first, position, EMBEDDINGS)
-        self.tl.drop(first)
+        summed = self.add(word, token_type, EMBEDDINGS)
+        position = None
+        if sh.position_table:
+            position = self.new(self.s.seq_len * e, "float32", EMBEDDINGS)
+            first, summed = summed, self.add(summed, position, EMBEDDINGS)
+            self.tl.drop(first)
         normed = self.layer_norm(summed, t, EMBEDDINGS)
         self.tl.drop(summed)
         out = self.dropout(normed, sh.hidden_dropout)

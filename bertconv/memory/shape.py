@@ -1,8 +1,8 @@
 """The structure of an encoder, as far as memory is concerned, and the adapter that builds it.
 
 :class:`EncoderShape` is family-neutral: sizes, which parts exist, and the exact parameter count.
-What depends on the family (factorised embeddings, layers sharing one block, a head's own width)
-is its ``memory_structure`` hook; which model a TF checkpoint becomes is tf2pt's own plan.
+What depends on the family (factorised embeddings, layers sharing one block, a head's own width,
+no position table) is its ``memory`` (:class:`bertconv.families.base.MemoryStructure`); which model a TF checkpoint becomes is tf2pt's own plan.
 """
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ class EncoderShape:
     #: the projection runs inside the encoder, after the attention mask is made from the
     #: embeddings (ALBERT); otherwise it replaces the embeddings' output first (ELECTRA)
     projection_in_encoder: bool = True
+    #: a learned position table among the embeddings (RoFormer's rotary positions have none)
+    position_table: bool = True
     #: parameters of the loaded model, counted from the checkpoint's tensors
     parameters: int = 0
     #: the dtype the tensors are stored in
@@ -77,7 +79,8 @@ class EncoderShape:
 
     def embedding_parameters(self) -> int:
         e = self.embedding_size
-        return (self.vocab + self.max_positions + self.type_vocab) * e + 2 * e
+        positions = self.max_positions if self.position_table else 0
+        return (self.vocab + positions + self.type_vocab) * e + 2 * e
 
     def projection_parameters(self) -> int:
         return self.embedding_size * self.hidden + self.hidden if self.embedding_projection else 0
@@ -94,7 +97,7 @@ class EncoderShape:
     def parameter_tensors(self) -> int:
         """How many parameter tensors the model has (each gets its own optimizer step count)."""
         per_head = {"mlm": 5, "nsp": 2, "classifier": 2, "squad": 2, "discriminator": 4}
-        return (5 + 2 * self.embedding_projection + 16 * self.distinct_layers + 2 * self.pooler
+        return (4 + self.position_table + 2 * self.embedding_projection + 16 * self.distinct_layers + 2 * self.pooler
                 + sum(per_head[h] for h in self.outputs))
 
     def structural_parameters(self) -> int:
@@ -175,7 +178,7 @@ def encoder_shape(path: str | Path, *, family: str | None = None, tower: str | N
 def shape_from_config(config: dict[str, Any], *, architecture: str | None = None, family=None) -> EncoderShape:
     """An :class:`EncoderShape` from a Hugging Face ``config.json`` alone (no tensors: the parameter
     count is the structure's). What differs between families (factorised embeddings, shared
-    layers, a head's own width) is the family's ``memory_structure``."""
+    layers, a head's own width, no position table) is the family's ``memory``."""
     from ..converted import family_of
 
     architecture = architecture or (config.get("architectures") or [None])[0]
@@ -191,7 +194,7 @@ def shape_from_config(config: dict[str, Any], *, architecture: str | None = None
     structure = {"layers": int(config["num_hidden_layers"]), "distinct_layers": int(config["num_hidden_layers"]),
                  "embedding_size": hidden, "embedding_projection": False, "ffn_dropout": True,
                  "mlm_width": hidden, "mlm_activation": activation, "projection_in_encoder": True,
-                 **family.memory_structure(config)}
+                 **family.memory.structure(config)}
     shape = EncoderShape(
         family=family.name, architecture=architecture, hidden=hidden,
         heads=int(config["num_attention_heads"]), intermediate=int(config["intermediate_size"]),
