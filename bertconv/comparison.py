@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckFailed, InputError
+from .errors import CheckFailed, ConfigError, InputError
 from .families import select_tower, source_view
 from .formats import open_source
 from .formats.base import TensorSource
@@ -390,14 +390,16 @@ def _open(path, verify_crc: bool, step: int | None) -> TensorSource:
 def _tower_of(source: TensorSource) -> str | None:
     """The tower a converted output was exported from, as tf2pt records it."""
     import json
+
+    from .config import read_config_json
     config = source.sidecar("config.json")
     try:
         if config is not None:
-            data = json.loads(config.read_text(encoding="utf-8"))
+            data = read_config_json(config)
         else:
             data = json.loads((getattr(source, "metadata", None) or {}).get("bertconv.config", "{}"))
         tower = (data.get("bertconv") or {}).get("tower")
-    except (OSError, ValueError, AttributeError):
+    except (ConfigError, ValueError, AttributeError):
         return None
     return tower if isinstance(tower, str) else None
 
@@ -409,11 +411,11 @@ def _architecture(side: _Side) -> str | None:
     config = side.source.sidecar("config.json")
     if config is not None:
         try:
-            import json
-            archs = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+            from .config import read_config_json
+            archs = read_config_json(config).get("architectures") or []
             if archs:
                 return archs[0]
-        except (OSError, ValueError, AttributeError):
+        except (ConfigError, AttributeError, IndexError, KeyError):
             pass
     return (getattr(side.source, "metadata", None) or {}).get("bertconv.architecture")
 

@@ -14,6 +14,11 @@ from .errors import ConfigError
 #: Google's released models all use 64-wide attention heads; the head count is not in any shape.
 DEFAULT_HEAD_SIZE = 64
 
+#: the config fields a tensor's shape may state (``num_labels``: a classifier's), in the order
+#: reports list them
+SIZE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "max_position_embeddings", "type_vocab_size",
+               "intermediate_size", "num_hidden_layers", "num_labels", "num_attention_heads")
+
 
 @dataclass
 class BertConfig:
@@ -74,9 +79,9 @@ class BertConfig:
         return cls(**kwargs, extra=extra)
 
 
-def load_config_file(path: str | Path, *, defaults: dict[str, Any] | None = None) -> BertConfig:
-    """The config a JSON file states; ``defaults`` fills fields the file leaves out (the numerics
-    of the library that wrote the checkpoint, such as its LayerNorm epsilon)."""
+def read_config_json(path: str | Path) -> dict[str, Any]:
+    """A JSON config file's object (``bert_config.json``, a Hugging Face ``config.json``...), with
+    one error style for every way it can be unreadable."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -90,7 +95,13 @@ def load_config_file(path: str | Path, *, defaults: dict[str, Any] | None = None
         raise ConfigError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a JSON object", path=path)
-    return BertConfig.from_dict({**(defaults or {}), **data}, path=path)
+    return data
+
+
+def load_config_file(path: str | Path, *, defaults: dict[str, Any] | None = None) -> BertConfig:
+    """The config a JSON file states; ``defaults`` fills fields the file leaves out (the numerics
+    of the library that wrote the checkpoint, such as its LayerNorm epsilon)."""
+    return BertConfig.from_dict({**(defaults or {}), **read_config_json(path)}, path=Path(path))
 
 
 def compare_configs(declared: BertConfig, inferred: dict[str, int]) -> list[str]:

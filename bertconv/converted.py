@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import BertConfig
+from .config import BertConfig, read_config_json
 from .errors import ConfigError, InputError, MappingError
 
 def family_of(config_dict: dict[str, Any], architecture: str | None = None):
@@ -30,18 +30,6 @@ def infer_architecture(names, family=None) -> str:
         raise MappingError(f"the weights hold heads ({', '.join(sorted(heads))}) that no "
                            f"{family.model_type.upper()} architecture carries together")
     return family.architectures[heads]
-
-
-def read_config_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror}", path=path) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"not a valid JSON file: {e}", path=path) from None
-    if not isinstance(data, dict):
-        raise ConfigError("expected a JSON object", path=path)
-    return data
 
 
 def resolve_files(path: Path) -> tuple[Path, Path | None]:

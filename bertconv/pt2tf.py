@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_dir, check_not_reading
-from .config import BertConfig, compare_configs
+from .config import BertConfig, compare_configs, read_config_json
 from .errors import ConfigError, MappingError
 from .families import default_family, family_for_model_type
 from .formats import open_source
@@ -79,13 +79,7 @@ def _hf_config(source, path: Path) -> tuple[dict, Path]:
     if found is None:
         raise ConfigError("no config.json beside the weights: the head count and activation are in no "
                           "tensor", path=path, hint="point at the Hugging Face model directory")
-    try:
-        data = json.loads(found.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read: {e}", path=found) from None
-    if not isinstance(data, dict):
-        raise ConfigError("expected a JSON object", path=found)
-    return data, found
+    return read_config_json(found), found
 
 
 def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import DEFAULT_HEAD_SIZE, BertConfig, compare_configs, load_config_file
+from ..config import DEFAULT_HEAD_SIZE, BertConfig, compare_configs
 from ..errors import ConfigError, InputError, MappingError, VocabError
 from ..families import Family, Layout, candidate_layouts, detect_layout, select_tower
 from ..formats.base import TensorSource
@@ -106,8 +106,7 @@ def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | P
     if config_path is not None:
         if stated_heads is not None:
             inferred["num_attention_heads"] = stated_heads
-        config = load_config_file(config_path, defaults={"layer_norm_eps": layout.layer_norm_eps})
-        config = _sizes_from_weights(layout, config, inferred, notes)
+        config = layout.read_config(config_path, inferred, notes)
         problems = compare_configs(config, inferred)
         if problems:
             raise ConfigError("contradicts the weights: " + "; ".join(problems), path=config_path,
@@ -146,20 +145,6 @@ def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | P
                  f"(head size {DEFAULT_HEAD_SIZE}, as in Google's releases) and hidden_act 'gelu' "
                  f"({layout.gelu_meaning()})")
     return config, "inferred from the weights", {"num_labels": num_labels}
-
-
-def _sizes_from_weights(layout: Layout, config: BertConfig, inferred: dict, notes: list[str]) -> BertConfig:
-    """The config with the sizes the layout's library may store otherwise than its config says
-    taken from the weights (``Layout.sizes_from_weights``), each with a note."""
-    import dataclasses
-
-    changes = {}
-    for name, why in layout.sizes_from_weights.items():
-        stored, declared = inferred.get(name), getattr(config, name)
-        if stored is not None and stored != declared:
-            changes[name] = stored
-            notes.append(f"{name}={stored} as the weights store it, not the config's {declared} ({why})")
-    return dataclasses.replace(config, **changes) if changes else config
 
 
 def _is_size(value) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Iterator
 
 from ..errors import InputError
+from ..formats.base import NO_RECORDS, SourceRecords
 from .base import Family, Layout
 
 #: Detection order. ALBERT's names begin like BERT's (``bert/embeddings``), so its more specific
@@ -87,13 +88,13 @@ def find_layout(name: str) -> Layout:
     raise InputError(f"unknown model family {name!r}", hint=f"choose one of {', '.join(layout_names())}")
 
 
-def detect_layout(names: Iterable[str], family: str | None = None, source=None) -> Layout | None:
+def detect_layout(names: Iterable[str], family: str | None = None,
+                  source: SourceRecords | None = None) -> Layout | None:
     """The layout whose marker the names contain and whose ``recognise`` (where it has one)
     accepts them (None when none matches)."""
     names = list(names)
     for layout in candidate_layouts(family):
-        if any(layout.marker.search(n) for n in names) and (
-                layout.recognise is None or layout.recognise(names, source)):
+        if layout.recognises(names, source):
             return layout
     return None
 
@@ -128,7 +129,7 @@ def select_tower(layout: Layout, tower: str | None) -> Layout:
 
 
 def source_view(names: Iterable[str], family: str | None = None, *,
-                source=None) -> tuple[Layout | None, str, dict[str, str]]:
+                source: SourceRecords | None = None) -> tuple[Layout | None, str, dict[str, str]]:
     """Recognise a checkpoint's layout from either naming side.
 
     Returns ``(layout, side, to_source)``: ``side`` is ``"tf"`` when the names are a layout's own
@@ -160,7 +161,7 @@ def source_view(names: Iterable[str], family: str | None = None, *,
                     to_source[n] = m.source
                     break
         if any(canonical.marker.search(s) for s in to_source.values()) and (
-                canonical.recognise is None or canonical.recognise(names, None)):
+                canonical.recognise is None or canonical.recognise(names, NO_RECORDS)):
             return canonical, "pt", to_source
     fallback = next(candidate_layouts(family), None) if family else None
     return fallback, "?", {}

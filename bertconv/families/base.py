@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import InputError
-from ..mapping import Mapping
+from ..formats.base import NO_RECORDS, SourceRecords
+from ..config import SIZE_FIELDS
+from ..mapping import Mapping, infer_sizes
 
 if TYPE_CHECKING:
     from ..config import BertConfig
@@ -49,16 +51,16 @@ class Layout:
     reference_activation: dict[str, str] = field(default_factory=dict)
     #: the LayerNorm epsilon the writing library uses when its config does not say
     layer_norm_eps: float = 1e-12
-    #: every config field the shapes determine: ``infer_sizes({name: shape})``
-    infer_sizes: Callable[[dict], dict] | None = None
     #: for layouts whose table cannot be fixed in advance (an index that depends on the layer
     #: count, a variable shared under another object's name, a scope read from the file):
-    #: ``bind(layout, names, source)`` returns the layout specialised to one checkpoint
-    bind: Callable[["Layout", list, object], "Layout"] | None = None
+    #: ``bind(layout, names, records)`` returns the layout specialised to one checkpoint
+    #: (``records``: the source's :class:`~bertconv.formats.base.SourceRecords`, the empty set
+    #: for names listed without a file)
+    bind: Callable[["Layout", list, SourceRecords], "Layout"] | None = None
     #: config fields the source records beside its weights (a SavedModel's Keras config, a
-    #: TF1 Hub module's graph): ``recorded_config(layout, source)`` -> ``{field: (value, where)}``,
+    #: TF1 Hub module's graph): ``recorded_config(layout, records)`` -> ``{field: (value, where)}``,
     #: ``where`` naming the file or node it was read from, for the conversion's notes
-    recorded_config: Callable[["Layout", object], dict[str, tuple[Any, str]]] | None = None
+    recorded_config: Callable[["Layout", SourceRecords], dict[str, tuple[Any, str]]] | None = None
     #: parts that are not heads (the pooler; ELECTRA's other tower)
     structural_parts: frozenset = frozenset({"pooler"})
     #: the heads ``--head auto`` (with no task head) and ``--head pretraining`` export
@@ -79,10 +81,10 @@ class Layout:
     #: (head -> why, one sentence): exporting one is refused rather than written to compute
     #: something else
     refused_heads: dict[str, str] = field(default_factory=dict)
-    #: ``recognise(names, source)``: whether a checkpoint whose names contain the marker is this
+    #: ``recognise(names, records)``: whether a checkpoint whose names contain the marker is this
     #: layout's, for layouts that share names with another and differ by what is absent (bert4keras'
     #: BERT and RoFormer: a position table or none); None: the marker decides alone
-    recognise: Callable[[list, object], bool] | None = None
+    recognise: Callable[[list, SourceRecords], bool] | None = None
     #: config fields whose size the writing library may store otherwise than its config says
     #: (keras-bert cuts the position table to ``seq_len``; bert4keras' ``keep_tokens`` prunes the
     #: vocabulary): field -> why, in words; the weights' size is taken, with a note
@@ -97,9 +99,43 @@ class Layout:
     def model_type(self) -> str:
         return self.family.model_type
 
-    def for_checkpoint(self, names: Iterable[str], source=None) -> "Layout":
-        """This layout with its table resolved for one checkpoint (itself when nothing depends on it)."""
-        return self.bind(self, list(names), source) if self.bind is not None else self
+    def for_checkpoint(self, names: Iterable[str], source: SourceRecords | None = None) -> "Layout":
+        """This layout with its table resolved for one checkpoint (itself when nothing depends on
+        it); ``source`` None: names listed without a file, which record nothing else."""
+        if self.bind is None:
+            return self
+        return self.bind(self, list(names), source if source is not None else NO_RECORDS)
+
+    def recognises(self, names: list[str], source: SourceRecords | None = None) -> bool:
+        """Whether a checkpoint with these names is this layout's: its marker, and its
+        ``recognise`` where it has one."""
+        return any(self.marker.search(n) for n in names) and (
+            self.recognise is None or self.recognise(names, source if source is not None else NO_RECORDS))
+
+    def infer_sizes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+        """Every config field the stored shapes determine through this layout's table (each row's
+        symbolic shape; see :func:`bertconv.mapping.infer_sizes`). The structural parts besides
+        the pooler are another model's (ELECTRA's other tower): their sizes are not this one's."""
+        return infer_sizes(self.mapping, shapes, fields=SIZE_FIELDS, skip_parts=self.structural_parts - {"pooler"})
+
+    def read_config(self, path, stored: dict[str, int], notes: list[str] | None = None) -> "BertConfig":
+        """A config file as this layout's library wrote it: what the file leaves out is that
+        library's default (its LayerNorm epsilon), and the sizes it may store otherwise than its
+        config says (:attr:`sizes_from_weights`) are the weights' (``stored``, from
+        :meth:`infer_sizes`), each with a note in ``notes``."""
+        import dataclasses
+
+        from ..config import load_config_file
+
+        config = load_config_file(path, defaults={"layer_norm_eps": self.layer_norm_eps})
+        changes = {}
+        for name, why in self.sizes_from_weights.items():
+            value, declared = stored.get(name), getattr(config, name)
+            if value is not None and value != declared:
+                changes[name] = value
+                if notes is not None:
+                    notes.append(f"{name}={value} as the weights store it, not the config's {declared} ({why})")
+        return dataclasses.replace(config, **changes) if changes else config
 
     def heads_present(self, names: Iterable[str]) -> set[str]:
         """Task heads whose tensors appear among ``names`` (the pooler is a part, not a head)."""
@@ -187,6 +223,18 @@ class MemoryStructure:
 
 #: BERT's memory structure, the default
 BERT_MEMORY = MemoryStructure()
+
+#: The contract, by kind of member (docs/architecture.md's tables list the same; a test holds the
+#: two together). Required: what every family states. Optional: facts whose defaults are BERT's.
+#: Capabilities: objects a family opts into (None: it has none). Services: what central modules
+#: call, implemented once by the base from the rest.
+REQUIRED = ("name", "model_type", "architectures", "tied", "build_model", "reference")
+OPTIONAL = ("without_pooler", "pooler_weight", "index_buffers", "config_file", "config_files", "head_descriptions",
+            "task_heads", "head_tensors", "hf_config_fields", "runs_in_transformers")
+CAPABILITIES = ("two_towers", "sentencepiece", "original_format", "memory")
+SERVICES = ("layout", "architecture", "state_dict_heads", "needs_pooler", "load_model", "numpy_reference_only",
+            "reference_heads", "transformers_outputs", "tokenizer_source", "write_tokenizer", "hf_config_extras",
+            "tower_of", "checkpoint_name", "to_original_config")
 
 
 class Family:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import re
 
+from ..formats.base import SourceRecords
+from ..formats.keras_model_config import KerasLayer, activation_name, model_config_layers
+
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _KEY = re.compile(r"^layer_with_weights-(\d+)/(.+)/\.ATTRIBUTES/VARIABLE_VALUE$")
 
@@ -28,7 +31,7 @@ def checkpoint_key(index: int, attribute: str) -> str:
 class PositionalCheckpoint:
     """A bert4keras object checkpoint's keys, grouped by the weighted layer they belong to."""
 
-    def __init__(self, names: list[str], source=None):
+    def __init__(self, names: list[str], source: SourceRecords):
         self.source = source
         self.groups: dict[int, dict[str, str]] = {}
         for name in names:
@@ -40,8 +43,8 @@ class PositionalCheckpoint:
         return set(self.groups.get(index, {}))
 
     def shape(self, name: str) -> tuple:
-        """The tensor's shape; ``()`` where only the names are known (no source)."""
-        return tuple(self.source.info(name).shape) if self.source is not None else ()
+        """The tensor's shape; ``()`` where only the names are known (no file)."""
+        return self.source.stored_shape(name) or ()
 
     def encoder_layers(self, first: int) -> list[int]:
         """The index of each encoder layer's first weighted layer, from ``first`` on: four each
@@ -71,3 +74,52 @@ def rules_by_group(layer_weights: dict[str, list[str]], layer_rules) -> tuple[li
         else:
             rules += found
     return rules, others
+
+
+def reads_output_of(layer: str, producer: str, config_layers: dict[str, KerasLayer]) -> bool | None:
+    """Whether ``layer``'s input is ``producer``'s output (through Dropout layers): True or False
+    from a model_config's graph, None when the file does not record the graph."""
+    if not config_layers:
+        return None
+    seen = set()
+    current = layer
+    while current not in seen:
+        seen.add(current)
+        found = config_layers.get(current)
+        inbound = found.inbound if found else ()
+        if len(inbound) != 1:
+            return False
+        current = inbound[0]
+        if current == producer:
+            return True
+        found = config_layers.get(current)
+        if (found.class_name if found else None) != "Dropout":
+            return False
+    return False
+
+
+def model_config_records(source: SourceRecords, *, attention: str, heads_key: str, feed_forward: str,
+                         norm: str = "Embedding-Norm") -> dict:
+    """What a ``model.save()`` file's model_config records that the shapes do not: the head
+    count, the activation (the library's own name for it) and the LayerNorm epsilon, each as
+    ``{field: (value, where)}`` (``Layout.recorded_config``); empty for weights-only files."""
+    layers = model_config_layers(source.model_config())
+    if not layers:
+        return {}
+
+    def config_of(name: str) -> dict:
+        found = layers.get(name)
+        return found.config if found else {}
+
+    where = f"the model_config of {source.path.name}"
+    recorded = {}
+    heads = config_of(attention).get(heads_key)
+    if isinstance(heads, int) and not isinstance(heads, bool):
+        recorded["num_attention_heads"] = (heads, where)
+    activation = activation_name(config_of(feed_forward).get("activation"))
+    if activation:
+        recorded["hidden_act"] = (activation, where)
+    epsilon = config_of(norm).get("epsilon")
+    if isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool):
+        recorded["layer_norm_eps"] = (float(epsilon), where)
+    return recorded

@@ -12,7 +12,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import InputError
 
@@ -71,19 +71,66 @@ class StoredBytes:
     crc32c: int | None
 
 
-class TensorSource(abc.ABC):
-    """A checkpoint opened for reading. Use as a context manager, or call ``close()``.
+class SourceRecords:
+    """What a source records beyond its tensors, as data for the layouts that read it: each
+    record is None where the source has none (readers set or override those they find). An
+    instance of this class itself is the empty record set, for names listed without a file
+    (:data:`NO_RECORDS`). Readers never say what a record means for a model: a layout does."""
 
-    ``path`` is what the user named; ``directory`` is where side files (``bert_config.json``,
-    ``vocab.txt``, ``config.json``) are looked for.
-    """
-
-    format_name: str = "?"
-    #: what the file itself records about the tokenizer's casing (a TF Hub export's
-    #: ``do_lower_case``), None where it records nothing; readers that find one override this
+    #: what the user named, and where side files are looked for (None: no file)
+    path: Path | None = None
+    directory: Path | None = None
+    #: what the file records about the tokenizer's casing (a TF Hub export's ``do_lower_case``)
     lower_case: bool | None = None
     #: where in the file ``lower_case`` was read, in words, for the notes of a conversion
     lower_case_origin: str | None = None
+    #: an HDF5 file's layers: layer -> its weights' tensor names in ``weight_names`` order
+    layer_weights: dict[str, list[str]] | None = None
+    #: a SavedModel's Keras objects (``saved_model.KerasObject``: class name and config)
+    keras_objects: tuple[Any, ...] | list[Any] | None = None
+    #: the config of a SavedModel's encoder object (the first whose config states its sizes)
+    encoder_config: dict[str, Any] | None = None
+    #: that encoder object's Keras class name
+    encoder_class: str | None = None
+    #: a KerasHub preset's backbone config (its config.json's ``config``) and registered class
+    preset_config: dict[str, Any] | None = None
+    preset_class: str | None = None
+
+    def model_config(self) -> dict[str, Any] | None:
+        """The Keras ``model_config`` a ``model.save()`` HDF5 file carries, parsed from JSON
+        (``{"class_name": ..., "config": {"layers": [...]}}``)."""
+        return None
+
+    def object_graph(self) -> list | None:
+        """A TF2 object checkpoint's object graph (``_wire.TrackableObject`` nodes; node 0 is the root)."""
+        return None
+
+    def graph_constant(self, node_name: str) -> bool | int | tuple[int, ...] | None:
+        """The value of a bool or integer ``Const`` node of a TF1 graph (a Hub module's)."""
+        return None
+
+    def sidecar(self, *candidates: str) -> Path | None:
+        """The first of ``candidates`` that exists as a file beside the checkpoint."""
+        return None
+
+    def stored_shape(self, name: str) -> tuple[int, ...] | None:
+        """The shape tensor ``name`` is stored with (None: no such tensor, or only names are known)."""
+        return None
+
+
+#: the records of names listed without a file: none
+NO_RECORDS = SourceRecords()
+
+
+class TensorSource(SourceRecords, abc.ABC):
+    """A checkpoint opened for reading. Use as a context manager, or call ``close()``.
+
+    ``path`` is what the user named; ``directory`` is where side files (``bert_config.json``,
+    ``vocab.txt``, ``config.json``) are looked for. Besides its tensors a reader offers what its
+    format records (:class:`SourceRecords`).
+    """
+
+    format_name: str = "?"
 
     def __init__(self, path: str | Path, directory: str | Path | None = None):
         self.path = Path(path)
@@ -155,6 +202,10 @@ class TensorSource(abc.ABC):
     def read(self, name: str) -> np.ndarray:
         self.info(name)
         return self._read(name)
+
+    def stored_shape(self, name: str) -> tuple[int, ...] | None:
+        info = self.infos.get(name)
+        return tuple(info.shape) if info is not None else None
 
     def sidecar(self, *candidates: str) -> Path | None:
         """The first of ``candidates`` that exists as a file in ``directory``."""

@@ -89,7 +89,8 @@ class KerasHubSource(TensorSource):
 
         config = _read_json(self.path / PRESET_CONFIG)
         self.registered_name: str = str(config.get("registered_name"))
-        self.preset_config: dict = config.get("config") if isinstance(config.get("config"), dict) else {}
+        self.preset_class = self.registered_name
+        self.preset_config = config.get("config") if isinstance(config.get("config"), dict) else None
         self.task_class: str | None = None
         task_config = self.path / TASK_CONFIG
         if task_config.is_file():

@@ -12,9 +12,10 @@ expands the rows once for a layer count into one flat dict.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable
+from typing import Collection, Iterable, Sequence
 
 from .training_state import METADATA_NAMES, training_state_kind
 from .transforms import (MERGE_HEADS, MERGE_HEADS_IN_T, MERGE_HEADS_OUT_T, SHAPE_AWARE, TRANSPOSE, apply_transform,
@@ -22,7 +23,7 @@ from .transforms import (MERGE_HEADS, MERGE_HEADS_IN_T, MERGE_HEADS_OUT_T, SHAPE
 
 __all__ = ["Rule", "Match", "Mapping", "TRANSPOSE", "MERGE_HEADS", "MERGE_HEADS_IN_T", "MERGE_HEADS_OUT_T",
            "SHAPE_AWARE", "apply_transform", "invert_transform", "transformed_shape", "transposed_matrix",
-           "training_state_kind", "METADATA_NAMES", "LAYER"]
+           "training_state_kind", "METADATA_NAMES", "LAYER", "infer_sizes"]
 
 #: the placeholder for a layer index in a rule's names
 LAYER = "{layer}"
@@ -162,3 +163,40 @@ class Mapping:
         """The symbolic shape the table states for a source name (empty when none)."""
         match = self.to_target(source_name)
         return match.rule.shape if match else ()
+
+
+#: the layer number in a Hugging Face encoder's state-dict name (``bert.encoder.layer.3.``): tables
+#: bound to one checkpoint write each layer's rows out, with the layer in the target only
+_TARGET_LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
+
+
+def infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]], *, fields: Sequence[str],
+                skip_parts: Collection[str] = ()) -> dict[str, int]:
+    """The sizes the stored shapes state through ``mapping``: each tensor's shape matched against
+    its row's symbolic shape, a field taken from the first row (in table order, layer 0 first)
+    that states it, and ``num_hidden_layers`` from the layers the tensors belong to. Only
+    ``fields`` are returned, in their order; rows of ``skip_parts`` (another model's, in a checkpoint of
+    several) are not read. Sizes that disagree between tensors are not reconciled here: the
+    plan checks every tensor against the config these sizes go into."""
+    order = {rule: i for i, rule in reversed(list(enumerate(mapping.rules)))}
+    stated, layers = [], set()
+    for name, shape in shapes.items():
+        match = mapping.to_target(name)
+        if match is None or match.rule.head in skip_parts:
+            continue
+        layer = match.layer
+        if layer is None:
+            found = _TARGET_LAYER.search(match.target)
+            layer = int(found.group(1)) if found else None
+        if layer is not None:
+            layers.add(layer)
+        if match.rule.shape and len(match.rule.shape) == len(shape):
+            stated.append((order[match.rule], layer or 0, name, match.rule.shape, tuple(shape)))
+    sizes: dict[str, int] = {}
+    for _order, _layer, _name, symbolic, stored in sorted(stated):
+        for dim, value in zip(symbolic, stored):
+            if isinstance(dim, str) and dim in fields and dim not in sizes:
+                sizes[dim] = value
+    if layers and "num_hidden_layers" in fields:
+        sizes["num_hidden_layers"] = max(layers) + 1
+    return {field: sizes[field] for field in fields if field in sizes}

@@ -48,18 +48,16 @@ def reference_config(against, converted_dict: dict[str, Any], given, family, lay
     sidecar = getattr(against, "sidecar", None)
     found = sidecar(*family.config_files) if callable(sidecar) else None
     if found is not None:
+        # read as the conversion read it (a view's layout is bound to this checkpoint)
         layout = layout or getattr(against, "layout", None)
-        config = load_config_file(found, defaults={"layer_norm_eps": layout.layer_norm_eps} if layout else None)
+        if layout is None:
+            config = load_config_file(found)
+        else:
+            shapes = against.shapes() if hasattr(against, "shapes") else {}
+            config = layout.read_config(found, layout.infer_sizes(shapes) if layout.sizes_from_weights else {})
         meaning = layout.reference_activation.get(config.hidden_act) if layout is not None else None
         if meaning:  # e.g. a Hugging Face config's "gelu" is the erf form
             config = dataclasses.replace(config, hidden_act=meaning)
-        bound = getattr(against, "layout", None) or layout  # a view's table is bound to this checkpoint
-        if bound is not None and bound.sizes_from_weights and bound.infer_sizes and hasattr(against, "shapes"):
-            # sizes the library stores otherwise than its config says (a position table cut to
-            # seq_len, a pruned vocabulary): the weights' own, as the conversion took them
-            stored = bound.infer_sizes(against.shapes())
-            changes = {k: stored[k] for k in bound.sizes_from_weights if stored.get(k, getattr(config, k)) != getattr(config, k)}
-            config = dataclasses.replace(config, **changes) if changes else config
         return config, str(found)
     data = dict(converted_dict)
     source_act = (data.get("bertconv") or {}).get("source_hidden_act") if isinstance(data.get("bertconv"), dict) else None

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import partial
 
 from ...mapping import TRANSPOSE as T
 from ...mapping import Mapping, Rule
+from ...formats.base import SourceRecords
 from ..base import Layout
 
 G = "bert/encoder/transformer/group_0/inner_group_0/"
@@ -65,33 +65,15 @@ HUB_PREFIX = "module/"
 MAPPING = Mapping(RULES)
 
 
-def infer_sizes(shapes: dict[str, tuple[int, ...]], prefix: str = "") -> dict[str, int]:
-    """Every config field the shapes determine. Not the layer count: the layers share one block."""
-    def dim(name, axis):
-        shape = shapes.get(prefix + name)
-        return shape[axis] if shape is not None and len(shape) > axis else None
-
-    sizes = {
-        "vocab_size": dim("bert/embeddings/word_embeddings", 0),
-        "embedding_size": dim("bert/embeddings/word_embeddings", 1),
-        "hidden_size": dim("bert/encoder/embedding_hidden_mapping_in/kernel", 1),
-        "max_position_embeddings": dim("bert/embeddings/position_embeddings", 0),
-        "type_vocab_size": dim("bert/embeddings/token_type_embeddings", 0),
-        "intermediate_size": dim(G + "ffn_1/intermediate/dense/kernel", 1),
-    }
-    return {k: v for k, v in sizes.items() if v is not None}
-
-
 MARKER = re.compile(r"^(module/)?bert/encoder/(transformer/group_\d+/|embedding_hidden_mapping_in/)")
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table with the ``module/`` prefix written in when this checkpoint's names carry it."""
     if not any(n.startswith(HUB_PREFIX + "bert/") for n in names):
         return dataclasses.replace(layout, bind=None)
     rules = tuple(dataclasses.replace(rule, source=HUB_PREFIX + rule.source) for rule in RULES)
-    return dataclasses.replace(layout, mapping=Mapping(rules), infer_sizes=partial(infer_sizes, prefix=HUB_PREFIX),
-                               bind=None)
+    return dataclasses.replace(layout, mapping=Mapping(rules), bind=None)
 
 
 LAYOUT = Layout(
@@ -102,7 +84,6 @@ LAYOUT = Layout(
     # albert's modeling.py computes the tanh GELU for "gelu", as google-research/bert does
     faithful_activation={"gelu": "gelu_new", "gelu_new": "gelu_new", "relu": "relu", "tanh": "tanh"},
     exact_activation={"gelu": "gelu", "gelu_new": "gelu"},
-    infer_sizes=infer_sizes,
     canonical=True,
     bind=bind,
 )

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import partial
 
 from ...mapping import TRANSPOSE as T
 from ...mapping import Mapping, Rule
+from ...formats.base import SourceRecords
 from ..base import Layout
 
 TOWERS = ("discriminator", "generator")
@@ -113,31 +113,7 @@ def tower_rules(tower: str, *, embeddings_scope: str = "electra", project: bool 
     return tuple(Rule(source, target, _shape(source), transform, part) for source, target, transform, part in rows)
 
 
-def infer_sizes(shapes: dict[str, tuple[int, ...]], tower: str = "discriminator",
-                embeddings_scope: str = "electra") -> dict[str, int]:
-    """Every config field the shapes determine for one tower (the head count is not among them)."""
-    from ...config import count_layers
-
-    scope = SCOPES[tower]
-
-    def dim(name, axis):
-        shape = shapes.get(name)
-        return shape[axis] if shape is not None and len(shape) > axis else None
-
-    word = f"{embeddings_scope}/embeddings/word_embeddings"
-    sizes = {
-        "vocab_size": dim(word, 0),
-        "embedding_size": dim(word, 1),
-        "hidden_size": dim(f"{scope}/encoder/layer_0/attention/self/query/kernel", 1),
-        "max_position_embeddings": dim(f"{embeddings_scope}/embeddings/position_embeddings", 0),
-        "type_vocab_size": dim(f"{embeddings_scope}/embeddings/token_type_embeddings", 0),
-        "intermediate_size": dim(f"{scope}/encoder/layer_0/intermediate/dense/kernel", 1),
-        "num_hidden_layers": count_layers(n for n in shapes if n.startswith(f"{scope}/encoder/")) or None,
-    }
-    return {k: v for k, v in sizes.items() if v is not None}
-
-
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table for this checkpoint: the layout's tower with or without its projection and with
     the embeddings it really reads, plus whatever the other tower left in the file."""
     tower = layout.tower
@@ -163,9 +139,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
     rules += tuple(dataclasses.replace(r, target=f"{OTHER[tower]}.{r.target}")
                    for r in tower_rules(other, embeddings_scope=embeddings_of(other), project=projects(other),
                                         head=OTHER[tower]) if r.source not in mine)
-    return dataclasses.replace(layout, mapping=Mapping(rules),
-                               infer_sizes=partial(infer_sizes, tower=tower, embeddings_scope=embeddings_of(tower)),
-                               bind=None)
+    return dataclasses.replace(layout, mapping=Mapping(rules), bind=None)
 
 
 MARKER = re.compile(r"^(electra|generator)/(embeddings|encoder/layer_\d+)/|^discriminator_predictions/")
@@ -181,7 +155,6 @@ def _layout(tower: str) -> Layout:
         faithful_activation={"gelu": "gelu", "relu": "relu", "tanh": "tanh"},
         exact_activation={"gelu": "gelu"},
         reference_activation={"gelu": "gelu_exact"},
-        infer_sizes=partial(infer_sizes, tower=tower),
         structural_parts=frozenset({OTHER[tower]}),
         pretraining_heads=frozenset({_HEADS[tower][0]}),
         tower=tower,

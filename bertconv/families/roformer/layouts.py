@@ -17,10 +17,11 @@ Transformers' RoFormer has no pooler. A pooler in the source is still written, u
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 
-from ...errors import ConfigError, InputError
+from ...config import read_config_json
+from ...errors import InputError
+from ...formats.base import NO_RECORDS, SourceRecords
 from ...mapping import TRANSPOSE as T
 from ...mapping import Mapping, Rule
 from ..base import Layout
@@ -139,30 +140,23 @@ B4K_MAPPING = Mapping(_b4k_rules(_eager_names))
 _POSITION_TABLE = re.compile(r"(^|[/.])position_embeddings([/.]|$)|^Embedding-Position(_\d+)?/")
 
 
-def recognise(names: list[str], source=None) -> bool:
+def recognise(names: list[str], source: SourceRecords) -> bool:
     """RoFormer, not BERT: no position table among the names."""
     return not any(_POSITION_TABLE.search(n) for n in names)
 
 
-def _refuse(model: str, why: str, source) -> None:
+def _refuse(model: str, why: str, source: SourceRecords) -> None:
     raise InputError(f"{model} checkpoint: {why}; transformers 5 has no {model} class, and converting it to "
-                     f"RoFormer would compute something else", path=getattr(source, "path", None),
+                     f"RoFormer would compute something else", path=source.path,
                      hint="bertconv does not convert it")
 
 
-def _sidecar_config(source) -> dict | None:
-    if source is None or not hasattr(source, "sidecar"):
-        return None
+def _sidecar_config(source: SourceRecords) -> dict | None:
     path = source.sidecar("bert_config.json", "config.json")
-    if path is None:
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"not readable as JSON ({e})", path=path) from None
+    return read_config_json(path) if path is not None else None
 
 
-def refuse_relative_positions(config: dict | None, source=None) -> None:
+def refuse_relative_positions(config: dict | None, source: SourceRecords) -> None:
     """NEZHA's config states its relative positions: refuse (see the module docstring)."""
     if config and (config.get("use_relative_position") or "max_relative_position" in config):
         _refuse("NEZHA", "its config sets use_relative_position/max_relative_position (relative position "
@@ -181,7 +175,7 @@ def assumptions(config: dict | None, has_mlm: bool) -> tuple[str, ...]:
     return tuple(said)
 
 
-def _bind_google(layout: Layout, names: list[str], source=None) -> Layout:
+def _bind_google(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     encoder = [n for n in names if n.startswith("bert/encoder/layer_")]
     if encoder and not any(n.endswith("LayerNorm/gamma") for n in encoder) \
             and not any(n.endswith("/bias") for n in encoder):
@@ -204,7 +198,7 @@ def _leaf(name: str) -> str:
     return name.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
-def group_weights(names: list[str], source=None) -> dict[str, list[str]]:
+def group_weights(names: list[str], source: SourceRecords = NO_RECORDS) -> dict[str, list[str]]:
     """Each Keras layer group -> its weights' names in weight_names order.
 
     The HDF5 reader states it (``layer_weights``). Where a source does not (a listing without the
@@ -213,7 +207,7 @@ def group_weights(names: list[str], source=None) -> dict[str, list[str]]:
     the group's prefix may also carry a ``_1``) and each layer creates kernel before bias and beta
     before gamma, so a natural sort on the sub-layer and that leaf order give weight_names back.
     """
-    stated = getattr(source, "layer_weights", None)
+    stated = source.layer_weights
     if stated:
         return {group: list(members) for group, members in stated.items()}
     groups: dict[str, list[str]] = {}
@@ -228,7 +222,7 @@ def group_weights(names: list[str], source=None) -> dict[str, list[str]]:
     return groups
 
 
-def _bind_b4k(layout: Layout, names: list[str], source=None) -> Layout:
+def _bind_b4k(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     if any(re.match(r"^Embedding-Relative-Position(_\d+)?/", n) for n in names):
         _refuse("NEZHA", "it has bert4keras' Embedding-Relative-Position table (relative positions)", source)
     groups = group_weights(names, source)
@@ -255,11 +249,9 @@ def _bind_b4k(layout: Layout, names: list[str], source=None) -> Layout:
                 rules.append(Rule(name, target, shape, transform, _part(target)))
     mapping = Mapping(rules)
     has_mlm = any(rule.head == "mlm" for rule in rules)
-    return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=assumptions(config, has_mlm),
-                               infer_sizes=lambda shapes: infer_sizes_through(mapping, shapes))
+    return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=assumptions(config, has_mlm))
 
 
-_LAYER_OF_TARGET = re.compile(r"^roformer\.encoder\.layer\.(\d+)\.")
 
 
 # -- bert4keras TF object checkpoint (model.save_weights('best_model.weights')) ----------------
@@ -277,13 +269,13 @@ _CKPT_ATTRIBUTES = {
 }
 
 
-def recognise_checkpoint(names: list[str], source=None) -> bool:
+def recognise_checkpoint(names: list[str], source: SourceRecords) -> bool:
     """bert4keras' RoFormer (and NEZHA, RoFormer-v2, refused when bound): no position table third,
     where bert4keras' BERT keeps it."""
     return _key(2, "embeddings") not in set(names) and _key(0, "embeddings") in set(names)
 
 
-def _bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
+def _bind_checkpoint(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     ckpt = PositionalCheckpoint(names, source)
     groups, shape, attributes = ckpt.groups, ckpt.shape, ckpt.attributes
     entries_of = dict(B4K_GROUPS)
@@ -345,7 +337,7 @@ def _bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
             take(i, "MLM-Bias")
             read.append(f"{i} MLM-Bias (a beta-only vector)")
     notes = [f"positional checkpoint: {layer} encoder layer(s) in layer_with_weights-3 to -{index - 1}, four each; "
-             "read " + ("; ".join(read) if read else "no heads")] if source is not None else []
+             "read " + ("; ".join(read) if read else "no heads")] if source.path is not None else []
     known = {r.source for r in rules}
     left = sorted({i for i in groups for n in groups[i].values() if n not in known})
     if left:
@@ -354,33 +346,7 @@ def _bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
     mapping = Mapping(rules)
     has_mlm = mlm is not None
     return dataclasses.replace(layout, mapping=mapping, bind=None,
-                               assumptions=tuple(notes) + assumptions(config, has_mlm),
-                               infer_sizes=lambda shapes: infer_sizes_through(mapping, shapes))
-
-
-def infer_sizes_through(mapping: Mapping, shapes: dict) -> dict[str, int]:
-    """Every config field the shapes determine through ``mapping`` (not the head count, and not
-    max_position_embeddings: rotary positions have no table)."""
-    by_target, layers = {}, set()
-    for name, shape in shapes.items():
-        m = mapping.to_target(name)
-        if m is not None:
-            by_target[m.target] = tuple(shape)
-            # bound tables name each layer outright, so the layer is read off the target
-            layer = _LAYER_OF_TARGET.match(m.target)
-            if layer:
-                layers.add(int(layer.group(1)))
-    word = by_target.get("roformer.embeddings.word_embeddings.weight")
-    token_type = by_target.get("roformer.embeddings.token_type_embeddings.weight")
-    intermediate = by_target.get("roformer.encoder.layer.0.intermediate.dense.weight")  # source [in, out]
-    sizes = {
-        "vocab_size": word[0] if word else None,
-        "hidden_size": word[1] if word else None,
-        "type_vocab_size": token_type[0] if token_type else None,
-        "intermediate_size": intermediate[1] if intermediate and len(intermediate) == 2 else None,
-        "num_hidden_layers": (max(layers) + 1) if layers else None,
-    }
-    return {k: v for k, v in sizes.items() if v is not None}
+                               assumptions=tuple(notes) + assumptions(config, has_mlm))
 
 
 #: the writing code's LayerNorm epsilon in the encoder: bert4keras' LayerNormalization default
@@ -407,7 +373,6 @@ GOOGLE = Layout(
     marker=re.compile(r"^bert/(embeddings|encoder/layer_\d+)/(?!.*(:\d+$|/\.ATTRIBUTES/))"),
     recognise=recognise,
     **_NUMERICS,
-    infer_sizes=lambda shapes: infer_sizes_through(GOOGLE_MAPPING, shapes),
     bind=_bind_google,
     canonical=True,
 )
@@ -419,7 +384,6 @@ BERT4KERAS = Layout(
     marker=re.compile(r"^(Embedding-Token|Transformer-\d+-MultiHeadSelfAttention)(_\d+)?/"),
     recognise=recognise,
     **_NUMERICS,
-    infer_sizes=lambda shapes: infer_sizes_through(B4K_MAPPING, shapes),
     bind=_bind_b4k,
 )
 

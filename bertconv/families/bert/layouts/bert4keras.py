@@ -41,19 +41,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import partial
 
+from ....formats.base import SourceRecords
 from ....mapping import TRANSPOSE as T
 from ....mapping import Mapping, Rule
 from ...base import Layout
+from ....formats.keras_model_config import model_config_layers
 from ...keras_layers import (
     ATTENTION_ATTRIBUTES,
     FEED_FORWARD_ATTRIBUTES,
     PositionalCheckpoint,
+    model_config_records,
+    reads_output_of,
     rules_by_group,
 )
 from ...keras_layers import checkpoint_key as _key
-from .google import infer_sizes_through
 
 H, I, V = "hidden_size", "intermediate_size", "vocab_size"
 P = "bert.encoder.layer.{layer}."
@@ -123,26 +125,9 @@ def _leaf(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
-def layers_of(mapping: Mapping) -> int:
-    found = {int(m.group(1)) for rule in mapping.rules for m in [re.match(r"bert\.encoder\.layer\.(\d+)\.", rule.target)]
-             if m}
-    return max(found) + 1 if found else 0
-
-
-def infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Every config field the shapes determine (the head count is not among them: a ``save()``
-    file's model_config records it, see :func:`recorded_config`)."""
-    sizes, _ = infer_sizes_through(mapping, shapes)
-    # bound tables name each layer's tensors outright (no {layer} rows), so count them by target
-    layers = layers_of(mapping)
-    if layers:
-        sizes["num_hidden_layers"] = layers
-    return sizes
-
-
 def _bound(layout: Layout, rules: list[Rule], notes: list[str]) -> Layout:
     mapping = Mapping(tuple(rules))
-    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(infer_sizes, mapping), bind=None,
+    return dataclasses.replace(layout, mapping=mapping, bind=None,
                                assumptions=tuple(notes))
 
 
@@ -192,69 +177,21 @@ def _h5_layer_rules(group: str, names: list[str]) -> list[Rule] | None:
     return None
 
 
-def _model_config_layers(model_config: dict | None) -> dict[str, dict]:
-    """layer name -> {"class_name", "config", "inbound"} from a save() file's model_config."""
-    if not isinstance(model_config, dict):
-        return {}
-    layers = (model_config.get("config") or {}).get("layers") or []
-    out = {}
-    for layer in layers:
-        config = layer.get("config") or {}
-        inbound = []
-        for node in layer.get("inbound_nodes") or []:
-            for item in node if isinstance(node, list) else node.get("args", []):
-                if isinstance(item, list) and item and isinstance(item[0], str):
-                    inbound.append(item[0])
-        out[config.get("name", layer.get("name"))] = {"class_name": layer.get("class_name"), "config": config,
-                                                      "inbound": inbound}
-    return out
-
-
-def _activation_name(value) -> str | None:
-    """A Keras activation as model_config spells it: a name, or bert4keras' function reference."""
-    if isinstance(value, list) and value:
-        value = value[0]
-    if isinstance(value, dict):
-        value = value.get("config")
-    return value if isinstance(value, str) else None
-
-
-def _reads_pooled_output(layer: str, config_layers: dict[str, dict]) -> bool | None:
-    """Whether ``layer``'s input is Pooler-Dense's output (through Dropout layers): True or False
-    from model_config, None when the file does not record the graph."""
-    if not config_layers:
-        return None
-    seen = set()
-    current = layer
-    while current not in seen:
-        seen.add(current)
-        inbound = config_layers.get(current, {}).get("inbound", [])
-        if len(inbound) != 1:
-            return False
-        current = inbound[0]
-        if current == "Pooler-Dense":
-            return True
-        if config_layers.get(current, {}).get("class_name") != "Dropout":
-            return False
-    return False
-
-
-def bind_h5(layout: Layout, names: list[str], source=None) -> Layout:
+def bind_h5(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table of one bert4keras HDF5 file, from its layer groups (see the module docstring)."""
-    layer_weights = getattr(source, "layer_weights", None)
+    layer_weights = source.layer_weights
     if not layer_weights:
         return layout
-    config_layers = _model_config_layers(source.model_config() if hasattr(source, "model_config") else None)
+    config_layers = model_config_layers(source.model_config())
     notes: list[str] = []
     rules, others = rules_by_group(layer_weights, _h5_layer_rules)
     groups = list(layer_weights)
-    shapes = {i.name: i.shape for i in source} if hasattr(source, "__iter__") else {}
     # The user's own head: the last layer with weights, a dense [H, n] on the pooled output.
     if others and "Pooler-Dense" in layer_weights and groups[-1] == others[-1]:
         head = others[-1]
         weights = layer_weights[head]
-        kernel = shapes.get(weights[0], ())
-        pooled = _reads_pooled_output(head, config_layers)
+        kernel = source.stored_shape(weights[0]) or ()
+        pooled = reads_output_of(head, "Pooler-Dense", config_layers)
         if ([_leaf(w) for w in weights] == ["kernel", "bias"] and len(kernel) == 2
                 and not {"NSP-Proba", "MLM-Dense"} & set(layer_weights) and pooled is not False):
             rules += [_rule(name, row) for name, row in zip(weights, CLASSIFIER)]
@@ -268,35 +205,12 @@ def bind_h5(layout: Layout, names: list[str], source=None) -> Layout:
     return _bound(layout, rules, notes)
 
 
-def model_config_records(source, *, attention: str, heads_key: str, feed_forward: str,
-                         norm: str = "Embedding-Norm") -> dict:
-    """What a ``model.save()`` file's model_config records that the shapes do not: the head
-    count, the activation (the library's own name for it) and the LayerNorm epsilon, each as
-    ``{field: (value, where)}`` (``Layout.recorded_config``); empty for weights-only files."""
-    model_config = source.model_config() if hasattr(source, "model_config") else None
-    layers = _model_config_layers(model_config)
-    if not layers:
-        return {}
-    where = f"the model_config of {source.path.name}"
-    recorded = {}
-    heads = layers.get(attention, {}).get("config", {}).get(heads_key)
-    if isinstance(heads, int) and not isinstance(heads, bool):
-        recorded["num_attention_heads"] = (heads, where)
-    activation = _activation_name(layers.get(feed_forward, {}).get("config", {}).get("activation"))
-    if activation:
-        recorded["hidden_act"] = (activation, where)
-    epsilon = layers.get(norm, {}).get("config", {}).get("epsilon")
-    if isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool):
-        recorded["layer_norm_eps"] = (float(epsilon), where)
-    return recorded
-
-
 def recorded_config(layout: Layout, source) -> dict:
     return model_config_records(source, attention="Transformer-0-MultiHeadSelfAttention", heads_key="heads",
                                 feed_forward="Transformer-0-FeedForward")
 
 
-def recognise_h5(names: list[str], source=None) -> bool:
+def recognise_h5(names: list[str], source: SourceRecords) -> bool:
     """bert4keras' BERT has a learned position table; its RoFormer and NEZHA (same layer names
     otherwise) have none."""
     return any(_POSITION_H5.match(n) for n in names)
@@ -317,7 +231,7 @@ LAYOUT = Layout(
 
 # -- TF object checkpoint ---------------------------------------------------------------------------
 
-def bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
+def bind_checkpoint(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table of one ``save_weights('x.weights')`` checkpoint, from the layer count, the heads'
     shapes and their order (see the module docstring)."""
     ckpt = PositionalCheckpoint(names, source)
@@ -372,7 +286,7 @@ def bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
             rules.append(_rule(_key(i, "beta"), MLM_BIAS))
             read.append(f"{i} MLM-Bias (a beta-only vector)")
     known = {r.source for r in rules}
-    if heads and source is not None:
+    if heads and source.path is not None:
         notes.append(f"positional checkpoint: {layer} encoder layer(s) in layer_with_weights-4 to -{index - 1}, four "
                       "each; read " + ("; ".join(read) if read else "no heads"))
     left = sorted({i for i in heads for n in groups[i].values() if n not in known})
@@ -382,7 +296,7 @@ def bind_checkpoint(layout: Layout, names: list[str], source=None) -> Layout:
     return _bound(layout, rules, notes)
 
 
-def recognise_checkpoint(names: list[str], source=None) -> bool:
+def recognise_checkpoint(names: list[str], source: SourceRecords) -> bool:
     """bert4keras' BERT keeps its position table third (layer_with_weights-2); RoFormer and NEZHA
     have none there (their third weighted layer is the embedding LayerNorm)."""
     return _key(2, "embeddings") in set(names)

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import partial
 
+from ....formats.base import SourceRecords
 from ....mapping import TRANSPOSE as T
 from ....mapping import Mapping, Rule
 from ...base import Layout
-from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS, infer_sizes_through
+from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
 from .keras_hf import _with_shape as with_google_shape
 
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -104,11 +104,6 @@ _H5_DENSE = re.compile(r"^(?P<layer>[^/]+)/(?P<leaf>kernel|bias):0$")
 _CHECKPOINT_DENSE = re.compile(r"^layer_with_weights-(?P<index>\d+)/(?P<leaf>kernel|bias)" + re.escape(SUFFIX) + "$")
 
 
-def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Every config field the shapes determine (the head count is not among them)."""
-    return infer_sizes_through(mapping, shapes)[0]
-
-
 def _dense_layers(names, shapes, pattern, order) -> list[tuple[str, tuple, tuple]]:
     """The user's Dense layers after BertModelLayer: (layer, kernel shape, bias shape), in
     ``order``; a layer without both a 2-D kernel and its bias is left out (it stays unknown)."""
@@ -143,11 +138,11 @@ def _user_heads(layers, hidden: int | None, ordered: bool) -> tuple[str | None, 
     return None, None
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table for this file: the user's name for the layer (h5) or its object index
     (checkpoint), and the user's pooler and classifier where their shapes say which is which."""
     def shape(name):
-        return source.info(name).shape if source is not None else ()
+        return source.stored_shape(name) or ()
 
     h5_scopes = {m.group("scope") for n in names for m in [_H5_SCOPE.match(n)] if m}
     objects = {m.group("obj") for n in names for m in [_CHECKPOINT_OBJECT.match(n)] if m}
@@ -169,7 +164,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
     else:
         return layout
     word = Mapping(rules).to_source("bert.embeddings.word_embeddings.weight").source
-    hidden = shape(word)[1] if source is not None and word in source and len(shape(word)) == 2 else None
+    hidden = shape(word)[1] if len(shape(word)) == 2 else None
     pooler, classifier = _user_heads(layers, hidden, ordered)
     assumptions = list(layout.assumptions)
     named = {layer: layer if ordered is False else f"layer_with_weights-{layer}" for layer, _, _ in layers}
@@ -180,7 +175,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
         assumptions.append(f"{named[classifier]} taken as the classifier on the pooled output "
                            "(its logits, before any softmax the model applied)")
     mapping = Mapping(rules + _head_rules(pooler, classifier, leaf))
-    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(_infer_sizes, mapping), bind=None,
+    return dataclasses.replace(layout, mapping=mapping, bind=None,
                                assumptions=tuple(assumptions))
 
 
@@ -193,7 +188,6 @@ LAYOUT = Layout(
     # params_flow's gelu is the tanh approximation, as google-research/bert's
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
-    infer_sizes=partial(_infer_sizes, MAPPING),
     bind=bind,
     head_count_from_head_size=False,
     assumptions=("bert-for-tf2 attends to padding unless its layer was built with mask_zero=True (the default "

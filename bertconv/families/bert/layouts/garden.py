@@ -41,15 +41,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import partial
 
+from ....formats.base import SourceRecords
 from ....mapping import MERGE_HEADS as MH
 from ....mapping import MERGE_HEADS_IN_T as MHI
 from ....mapping import MERGE_HEADS_OUT_T as MHO
 from ....mapping import TRANSPOSE as T
 from ....mapping import Mapping, Rule
 from ...base import Layout
-from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS, infer_sizes_through
+from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
 
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 #: the first ``layer_with_weights`` index of an encoder layer (after word, position, type, LayerNorm)
@@ -152,16 +152,6 @@ def functional_pooler_rules(num_layers: int, numbered: str = KERAS_FUNCTIONAL) -
 RULES = ENCODER_RULES + NEXT_SENTENCE_RULES + FUNCTIONAL_RULES + PRETRAINER_RULES
 MAPPING = Mapping(RULES)
 
-def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Every config field the shapes determine, the head count included."""
-    sizes, by_target = infer_sizes_through(mapping, shapes)
-    sizes.pop("num_labels", None)  # no classifier rows in the Garden tables
-    query = by_target.get("bert.encoder.layer.0.attention.self.query.weight", ())
-    if len(query) == 3:  # stated outright by the einsum kernel [H, heads, head_size]
-        sizes["num_attention_heads"] = query[1]
-    return sizes
-
-
 # -- resolving the table for one checkpoint ------------------------------------------------------
 
 _FUNCTIONAL_LAYER = re.compile(r"^(?:model|encoder)/layer_with_weights-(\d+)/_attention_layer/")
@@ -200,7 +190,7 @@ def stored_key(graph, key: str) -> str | None:
     return None
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The layout with its table resolved for this checkpoint (see the module docstring)."""
     present = set(names)
     # One layout per checkpoint: the other layouts' rows would only be reported missing.
@@ -216,9 +206,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
             rules += functional_pooler_rules(count, PRETRAINER_FUNCTIONAL)
     else:
         rules = list(ENCODER_RULES + NEXT_SENTENCE_RULES)
-    graph = None
-    if source is not None and hasattr(source, "object_graph"):
-        graph = source.object_graph()
+    graph = source.object_graph()
     if graph:
         resolved = []
         for rule in rules:
@@ -229,7 +217,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
             resolved.append(rule)
         rules = resolved
     mapping = Mapping(tuple(rules), layout.mapping.optional_prefixes)
-    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(_infer_sizes, mapping), bind=None)
+    return dataclasses.replace(layout, mapping=mapping, bind=None)
 
 
 LAYOUT = Layout(
@@ -241,6 +229,5 @@ LAYOUT = Layout(
     # tf-models' BertEncoder and MaskedLM default to the tanh GELU
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
-    infer_sizes=partial(_infer_sizes, MAPPING),
     bind=bind,
 )

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import partial
 
+from ....formats.base import SourceRecords
 from ....mapping import TRANSPOSE as T
 from ....mapping import Mapping, Rule
 from ...base import Layout
@@ -74,44 +74,6 @@ RULES = (
 MAPPING = Mapping(RULES)
 
 
-def infer_sizes(shapes: dict[str, tuple[int, ...]], mapping: Mapping = MAPPING) -> dict[str, int]:
-    """Every config field the shapes determine (the head count is not among them)."""
-    sizes, by_target = infer_sizes_through(mapping, shapes)
-    classifier = by_target.get("classifier.weight")
-    if classifier:  # run_classifier.py's output_weights is already [labels, hidden]
-        sizes["num_labels"] = classifier[0]
-    return sizes
-
-
-def infer_sizes_through(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, int], dict]:
-    """The sizes read off each tensor's Hugging Face BERT target through ``mapping`` (this table,
-    or another layout's), and the source shapes keyed by target. ``num_labels`` assumes a
-    classifier kernel stored [hidden, labels]."""
-    by_target, layers = {}, set()
-    for name, shape in shapes.items():
-        m = mapping.to_target(name)
-        if m is not None:
-            by_target[m.target] = tuple(shape)
-            if m.layer is not None:
-                layers.add(m.layer)
-
-    def dim(target, axis):
-        shape = by_target.get(target)
-        return shape[axis] if shape is not None and len(shape) > axis else None
-
-    sizes = {
-        "vocab_size": dim("bert.embeddings.word_embeddings.weight", 0),
-        "hidden_size": dim("bert.embeddings.word_embeddings.weight", 1),
-        "max_position_embeddings": dim("bert.embeddings.position_embeddings.weight", 0),
-        "type_vocab_size": dim("bert.embeddings.token_type_embeddings.weight", 0),
-        # source kernels are [in, out]
-        "intermediate_size": dim("bert.encoder.layer.0.intermediate.dense.weight", 1),
-        "num_hidden_layers": (max(layers) + 1) if layers else None,
-        "num_labels": dim("classifier.weight", 1),
-    }
-    return {k: v for k, v in sizes.items() if v is not None}, by_target
-
-
 #: google-research/bert's get_activation(): its "gelu" is the tanh approximation
 GOOGLE_ACTIVATIONS = {"gelu": "gelu_new", "gelu_new": "gelu_new", "relu": "relu", "tanh": "tanh", "swish": "swish"}
 GOOGLE_EXACT_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu"}
@@ -120,7 +82,7 @@ GOOGLE_EXACT_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu"}
 HUB_PREFIX = "module/"
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table with ``module/`` written into the rows whose tensors carry it here: the encoder's
     always (the module is the encoder), a head's where the module brought it rather than the
     fine-tune's own graph."""
@@ -131,8 +93,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
                   if rule.head in (None, "pooler") or HUB_PREFIX + rule.source in present else rule
                   for rule in RULES)
     mapping = Mapping(rules)
-    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(infer_sizes, mapping=mapping),
-                               canonical=False, bind=None)
+    return dataclasses.replace(layout, mapping=mapping, canonical=False, bind=None)
 
 
 #: the reshape of layer 0's query into [batch, length, heads, head_size] (modeling.py's
@@ -141,13 +102,11 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
 HEAD_SPLIT_SHAPE = "bert/encoder/layer_0/attention/self/Reshape/shape"
 
 
-def recorded_config(layout: Layout, source) -> dict:
+def recorded_config(layout: Layout, source: SourceRecords) -> dict:
     """The head count of a TF1 Hub module, read from its graph; nothing for other sources. A
     value that does not split the hidden size into heads of the graph's own head size is not
     the reshape it is taken for, and is ignored."""
-    constant = getattr(source, "graph_constant", None)
-    if constant is None:
-        return {}
+    constant = source.graph_constant
     heads, head_size = constant(HEAD_SPLIT_SHAPE + "/2"), constant(HEAD_SPLIT_SHAPE + "/3")
     where = f"the module's graph (Const {HEAD_SPLIT_SHAPE}/2)"
     if heads is None:
@@ -156,7 +115,8 @@ def recorded_config(layout: Layout, source) -> dict:
             heads, head_size = whole[2], whole[3]
             where = f"the module's graph (Const {HEAD_SPLIT_SHAPE}, element 2)"
     word = "bert/embeddings/word_embeddings"
-    hidden = source.info(word).shape[-1] if word in source else None
+    stored = source.stored_shape(word)
+    hidden = stored[-1] if stored else None
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (heads, head_size)) \
             or heads * head_size != hidden:
         return {}
@@ -173,7 +133,6 @@ LAYOUT = Layout(
     marker=re.compile(r"^(module/)?bert/(embeddings|encoder/layer_\d+)/(?!.*(:\d+$|/\.ATTRIBUTES/))"),
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
-    infer_sizes=infer_sizes,
     bind=bind,
     recorded_config=recorded_config,
     canonical=True,

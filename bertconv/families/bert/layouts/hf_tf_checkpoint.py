@@ -22,14 +22,14 @@ GELU that TFBert computed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-from functools import partial
 
+from ....config import read_config_json
+from ....errors import ConfigError
+from ....formats.base import SourceRecords
 from ....mapping import TRANSPOSE as T
 from ....mapping import Mapping, Rule
 from ...base import Layout
-from .google import infer_sizes_through
 from .keras_hf import LAYOUT as KERAS_HF
 from .keras_hf import _with_shape as with_google_shape
 
@@ -88,28 +88,22 @@ _POOLER_KEY = "bert/pooler/dense/kernel" + SUFFIX
 _SEQUENCE_CLASSIFIER = re.compile(r"^(TF)?BertForSequenceClassification$")
 
 
-def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Every config field the shapes determine (the head count is not among them: the config
-    beside the checkpoint states it)."""
-    return infer_sizes_through(mapping, shapes)[0]
-
-
-def _config_names_sequence_classifier(source) -> bool:
-    path = source.sidecar("config.json") if source is not None else None
+def _config_names_sequence_classifier(source: SourceRecords) -> bool:
+    path = source.sidecar("config.json")
     if path is None:
         return False
     try:
-        architectures = json.loads(path.read_text(encoding="utf-8")).get("architectures") or []
-    except (OSError, ValueError, AttributeError):
+        architectures = read_config_json(path).get("architectures") or []
+    except ConfigError:
         return False  # the config's own errors are reported when it is read as the config
-    return any(_SEQUENCE_CLASSIFIER.match(str(a)) for a in architectures)
+    return isinstance(architectures, list) and any(_SEQUENCE_CLASSIFIER.match(str(a)) for a in architectures)
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table with the classifier rows where this checkpoint is a sequence classifier."""
     sequence_classifier = _POOLER_KEY in set(names) or _config_names_sequence_classifier(source)
     mapping = Mapping(RULES + (CLASSIFIER_RULES if sequence_classifier else ()))
-    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(_infer_sizes, mapping), bind=None)
+    return dataclasses.replace(layout, mapping=mapping, bind=None)
 
 
 LAYOUT = Layout(
@@ -121,6 +115,5 @@ LAYOUT = Layout(
     faithful_activation=KERAS_HF.faithful_activation,
     exact_activation=KERAS_HF.exact_activation,
     reference_activation=KERAS_HF.reference_activation,
-    infer_sizes=partial(_infer_sizes, MAPPING),
     bind=bind,
 )

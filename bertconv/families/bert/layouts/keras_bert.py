@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import re
 
+from ....formats.base import SourceRecords
 from ....mapping import Mapping, Rule
 from ...base import Layout
-from ...keras_layers import rules_by_group
+from ...keras_layers import model_config_records, rules_by_group
 from .bert4keras import (
     CLASSIFIER,
     EMBEDDINGS,
@@ -39,7 +40,6 @@ from .bert4keras import (
     _rule,
     attention_rows,
     feed_forward_rows,
-    model_config_records,
 )
 from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
 
@@ -93,12 +93,11 @@ def _layer_rules(group: str, names: list[str]) -> list[Rule] | None:
     return None
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table of one keras-bert HDF5 file, from its layer groups."""
-    layer_weights = getattr(source, "layer_weights", None)
+    layer_weights = source.layer_weights
     if not layer_weights:
         return layout
-    shapes = {i.name: i.shape for i in source}
     rules, others = rules_by_group(layer_weights, _layer_rules)
     notes: list[str] = []
     groups = list(layer_weights)
@@ -106,7 +105,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
     # model has no NSP head of its own.
     if others and "NSP-Dense" in layer_weights and "NSP" not in layer_weights and groups[-1] == others[-1]:
         weights = layer_weights[others[-1]]
-        kernel = shapes.get(weights[0], ())
+        kernel = source.stored_shape(weights[0]) or ()
         if [_leaf(w) for w in weights] == ["kernel", "bias"] and len(kernel) == 2:
             rules += [_rule(name, row) for name, row in zip(weights, CLASSIFIER)]
             notes.append(f"layer {others[-1]} (kernel {list(kernel)}) read as a classifier with {kernel[1]} labels "

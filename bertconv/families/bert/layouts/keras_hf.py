@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import partial
 
 from ....mapping import TRANSPOSE as T
 from ....mapping import Mapping, Rule
+from ....formats.base import SourceRecords
 from ...base import Layout
 from .google import MAPPING as GOOGLE_MAPPING
-from .google import infer_sizes_through
 
 L = "bert/encoder/layer_._{layer}/"
 P = "bert.encoder.layer.{layer}."
@@ -99,11 +98,6 @@ CLASSIFIER_RULES = tuple(_with_shape(rule) for rule in CLASSIFIER_RULES)
 MAPPING = Mapping(RULES + CLASSIFIER_RULES, optional_prefixes=tuple(s + "/" for s in KNOWN_SCOPES))
 
 
-def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Every config field the shapes determine (the head count is not among them)."""
-    return infer_sizes_through(mapping, shapes)[0]
-
-
 def model_scope(names) -> str | None:
     """The model's scope, the first component of every BERT weight name (None when the names
     disagree, or none is a BERT weight)."""
@@ -111,7 +105,7 @@ def model_scope(names) -> str | None:
     return scopes.pop() if len(scopes) == 1 else None
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table with this file's model scope written into every source name."""
     scope = model_scope(names)
     if scope is None:
@@ -119,7 +113,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
     rules = RULES + (CLASSIFIER_RULES if _SEQUENCE_CLASSIFIER_SCOPE.match(scope) else ())
     rules = tuple(dataclasses.replace(rule, source=f"{scope}/{rule.source}") for rule in rules)
     mapping = Mapping(rules)
-    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(_infer_sizes, mapping), bind=None)
+    return dataclasses.replace(layout, mapping=mapping, bind=None)
 
 
 LAYOUT = Layout(
@@ -133,6 +127,5 @@ LAYOUT = Layout(
                          "relu": "relu", "tanh": "tanh", "swish": "swish", "silu": "silu"},
     exact_activation={"gelu": "gelu", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu"},
     reference_activation={"gelu": "gelu_exact"},
-    infer_sizes=partial(_infer_sizes, MAPPING),
     bind=bind,
 )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from ....formats.base import SourceRecords
 from ....mapping import MERGE_HEADS as MH
 from ....mapping import MERGE_HEADS_IN_T as MHI
 from ....mapping import MERGE_HEADS_OUT_T as MHO
@@ -28,7 +29,7 @@ from ....mapping import TRANSPOSE as T
 from ....mapping import Mapping, Rule
 from ...base import Layout
 from ....errors import ConfigError
-from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS, infer_sizes_through
+from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
 
 B = "backbone/"
 L = B + "transformer_layer_{layer}/"
@@ -81,29 +82,19 @@ MLM_HEAD_REFUSED = ("KerasHub's masked-LM head computes the exact erf GELU with 
                     "and one layer_norm_eps to both, so no config reproduces it (logits would differ by ~5e-4)")
 
 
-def _infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Every config field the shapes determine, the head count included (the einsum kernels
-    state it), and the label count of the logits Dense, stored [H, labels]."""
-    sizes, by_target = infer_sizes_through(MAPPING, shapes)
-    query = by_target.get("bert.encoder.layer.0.attention.self.query.weight", ())
-    if len(query) == 3:
-        sizes["num_attention_heads"] = query[1]
-    return sizes
-
-
 #: BertBackbone's config keys -> the config fields they state
 PRESET_SIZES = {"vocabulary_size": "vocab_size", "num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
                 "hidden_dim": "hidden_size", "intermediate_dim": "intermediate_size",
                 "max_sequence_length": "max_position_embeddings", "num_segments": "type_vocab_size"}
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The layout, once the preset's own config.json is found to state the sizes the weights
     have (the sizes are read from the weights; a preset whose config says otherwise is refused)."""
-    preset = getattr(source, "preset_config", None)
+    preset = source.preset_config
     if not preset:
         return dataclasses.replace(layout, bind=None)
-    inferred = _infer_sizes({n: source.info(n).shape for n in names})
+    inferred = layout.infer_sizes({n: source.stored_shape(n) for n in names})
     problems = [f"{key} is {preset[key]} in config.json but {inferred[field]} in the weights"
                 for key, field in PRESET_SIZES.items()
                 if key in preset and field in inferred and preset[key] != inferred[field]]
@@ -112,7 +103,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
                           hint="the preset's files come from different models: save it again with save_to_preset")
     stated = ", ".join(f"{key}={preset[key]}" for key in PRESET_SIZES if key in preset)
     return dataclasses.replace(layout, bind=None, assumptions=layout.assumptions + (
-        f"sizes read from the weights, as the preset's config.json ({source.registered_name}) states them: {stated}",))
+        f"sizes read from the weights, as the preset's config.json ({source.preset_class}) states them: {stated}",))
 
 
 LAYOUT = Layout(
@@ -123,7 +114,6 @@ LAYOUT = Layout(
     # the preset's encoder uses keras_hub's gelu(approximate=True): the tanh form
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
-    infer_sizes=_infer_sizes,
     bind=bind,
     refused_heads={"mlm": MLM_HEAD_REFUSED},
 )

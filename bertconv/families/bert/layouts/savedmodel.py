@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import partial
 
 from ....errors import ConfigError
+from ....formats.base import SourceRecords
 from ....mapping import LAYER, Mapping, Rule
 from ...base import Layout
-from .garden import ENCODER_RULES, SUFFIX, _infer_sizes, stored_key
+from .garden import ENCODER_RULES, SUFFIX, stored_key
 from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
 
 #: where export_tfhub_lib's model holds the encoder and the masked-LM head
@@ -53,16 +53,11 @@ OBJECT_RULES = tuple(_rerooted(rule) for rule in ENCODER_RULES)
 #: a path every export of an encoder has: the first layer's query kernel
 PROBE = ENCODER_OBJECT + "_transformer_layers/{layer}/_attention_layer/_query_dense/kernel" + SUFFIX
 
-_LAYER_TARGET = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
 
 
-def _object_graph(source):
-    return source.object_graph() if source is not None and hasattr(source, "object_graph") else None
-
-
-def recognise(names: list[str], source=None) -> bool:
+def recognise(names: list[str], source: SourceRecords) -> bool:
     """Whether the object graph leads the encoder's first query kernel to one of the keys."""
-    graph = _object_graph(source)
+    graph = source.object_graph()
     return bool(graph) and stored_key(graph, PROBE.replace(LAYER, "0")) in set(names)
 
 
@@ -73,10 +68,10 @@ def _layer_count(graph, present: set[str]) -> int:
     return count
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """One row per tensor of this checkpoint, each object path followed to its key (a path that
     leads nowhere stays as it is, and is reported missing if the model needs it)."""
-    graph = _object_graph(source)
+    graph = source.object_graph()
     present = set(names)
     layers = _layer_count(graph, present) if graph else 0
     rules = []
@@ -88,18 +83,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
             key = stored_key(graph, path) if graph else None
             rules.append(Rule(key if key in present else path, target, rule.shape, rule.transform, rule.head))
     mapping = Mapping(tuple(rules))
-    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(infer_sizes, mapping), bind=None)
-
-
-def infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Garden's sizes (the head count from the einsum kernels); the layer count from the targets,
-    since every row here is written out for its layer."""
-    sizes = _infer_sizes(mapping, shapes)
-    layers = {int(m.group(1)) for name in shapes for match in [mapping.to_target(name)] if match
-              for m in [_LAYER_TARGET.match(match.target)] if m}
-    if layers:
-        sizes["num_hidden_layers"] = max(layers) + 1
-    return sizes
+    return dataclasses.replace(layout, mapping=mapping, bind=None)
 
 
 # -- what the export records ------------------------------------------------------------------------
@@ -126,13 +110,13 @@ def _is_size(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def recorded_config(layout: Layout, source) -> dict:
+def recorded_config(layout: Layout, source: SourceRecords) -> dict:
     """Config fields from the encoder's Keras config and the LayerNorm layers' epsilon, each with
     where it was read; a config this model cannot be converted faithfully from is refused."""
-    config = getattr(source, "encoder_config", None)
+    config = source.encoder_config
     if not isinstance(config, dict):
         return {}
-    where = f"the SavedModel's Keras config of {getattr(source, 'encoder_class', None) or 'the encoder'}"
+    where = f"the SavedModel's Keras config of {source.encoder_class or 'the encoder'}"
     if config.get("norm_first"):
         raise ConfigError(f"norm_first is true in {where}: the encoder normalises before each sublayer, and "
                           "Hugging Face's BERT after it", path=source.path,
@@ -153,7 +137,7 @@ def recorded_config(layout: Layout, source) -> dict:
                               path=source.path, hint=f"known: {', '.join(ACTIVATIONS)}")
         spelling, meaning = ACTIVATIONS[activation]
         out["hidden_act"] = (spelling, f"{where} (inner_activation {activation!r}: {meaning})")
-    objects = getattr(source, "keras_objects", ())
+    objects = source.keras_objects or ()
     # Hugging Face's BERT runs its MLM transform with hidden_act: the head's own must be the same
     head = [o.config.get("mlm_activation") for o in objects
             if isinstance(o.config, dict) and "mlm_activation" in o.config]
@@ -181,7 +165,6 @@ LAYOUT = Layout(
     recognise=recognise,
     faithful_activation={**GOOGLE_ACTIVATIONS, "gelu_exact": "gelu", "linear": "linear"},
     exact_activation={**GOOGLE_EXACT_ACTIVATIONS, "gelu_exact": "gelu"},
-    infer_sizes=partial(infer_sizes, Mapping(OBJECT_RULES)),
     bind=bind,
     recorded_config=recorded_config,
 )
