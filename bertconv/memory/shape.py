@@ -152,6 +152,11 @@ def encoder_shape(path: str | Path, *, family: str | None = None, tower: str | N
 
             _, config, architecture = describe_converted(path)
             fam = family_of(config, architecture)
+            recorded = (config.get("bertconv") or {}).get("tower") if isinstance(config.get("bertconv"), dict) else None
+            tower_layout = fam.towers.get(fam.tower_of(architecture, recorded))
+            if tower_layout is not None and tower_layout is not layout:
+                # a checkpoint of several models: the names are read through the exported tower's table
+                layout, to_source = _pytorch_names(src.names(), tower_layout)
             parts = layout.exported_parts(fam.architecture_heads.get(architecture, frozenset()), architecture)
             loaded = []
             for name, source_name in to_source.items():
@@ -173,6 +178,19 @@ def encoder_shape(path: str | Path, *, family: str | None = None, tower: str | N
                      "the estimate counts weights from the tensors")
     return shape.with_(parameters=parameters, stored_dtype=by_dtype.most_common(1)[0][0] if by_dtype else "float32",
                        notes=tuple(notes))
+
+
+def _pytorch_names(names, layout) -> tuple[Any, dict[str, str]]:
+    """PyTorch names -> the source names of ``layout``'s table (the prefix optional)."""
+    prefix = layout.model_type + "."
+    to_source = {}
+    for name in names:
+        for candidate in (name, prefix + name):
+            match = layout.mapping.to_source(candidate)
+            if match:
+                to_source[name] = match.source
+                break
+    return layout, to_source
 
 
 def shape_from_config(config: dict[str, Any], *, architecture: str | None = None, family=None) -> EncoderShape:
