@@ -59,8 +59,46 @@ class PositionalCheckpoint:
 
     def heads_from(self, index: int) -> list[int]:
         """The weighted layers from ``index`` on, in order: the heads, told apart by shape and
-        neighbours."""
+        neighbours (:meth:`read_heads`)."""
         return sorted(i for i in self.groups if i >= index)
+
+    def read_heads(self, index: int, hidden: tuple) -> list[tuple[str, int]]:
+        """bert4keras' heads after the encoder, from ``index`` on, told apart by shape and
+        neighbours, in order: ``(part, weighted layer)``, part one of ``mlm_dense`` (a
+        square dense followed by a LayerNorm; ``mlm_norm`` follows it), ``pooler`` (a square
+        dense not followed by one), ``mlm_bias`` (a beta-only vector) and ``last_dense`` (a
+        last ``[H, n]`` dense after the pooler: NSP-Proba or a user's classifier, which the
+        family tells apart). ``hidden``: the embeddings' width, as a 1-tuple (empty when unknown)."""
+        heads = self.heads_from(index)
+        found: list[tuple[str, int]] = []
+        parts: set[str] = set()
+        for i, following in zip(heads, heads[1:] + [None]):
+            attributes = self.attributes(i)
+            if attributes == {"kernel", "bias"}:
+                kernel = self.shape(checkpoint_key(i, "kernel"))
+                square = len(kernel) == 2 and kernel[0] == kernel[1] and kernel[:1] == hidden
+                if square and "mlm_dense" not in parts and following is not None \
+                        and self.attributes(following) == NORM_ATTRIBUTES:
+                    found += [("mlm_dense", i), ("mlm_norm", following)]
+                    parts.add("mlm_dense")
+                elif square and "pooler" not in parts:
+                    found.append(("pooler", i))
+                    parts.add("pooler")
+                elif "pooler" in parts and following is None and len(kernel) == 2 and kernel[:1] == hidden:
+                    found.append(("last_dense", i))
+            elif attributes == {"beta"} and len(self.shape(checkpoint_key(i, "beta"))) == 1:
+                found.append(("mlm_bias", i))
+        return found
+
+    def has_mlm_bias(self, index: int) -> bool:
+        return any(self.attributes(i) == {"beta"} for i in self.heads_from(index))
+
+
+def reading_note(part: str, index: int, following: int | None = None) -> str:
+    """What a reading of :meth:`PositionalCheckpoint.read_heads` says in a conversion's notes."""
+    return {"mlm_dense": f"{index} MLM-Dense and {following} MLM-Norm (a square dense followed by a LayerNorm)",
+            "pooler": f"{index} Pooler-Dense (a square dense not followed by a LayerNorm)",
+            "mlm_bias": f"{index} MLM-Bias (a beta-only vector)"}[part]
 
 
 def rules_by_group(layer_weights: dict[str, list[str]], layer_rules) -> tuple[list, list[str]]:

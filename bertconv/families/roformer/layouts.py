@@ -30,6 +30,7 @@ from ..keras_layers import (
     ATTENTION_ATTRIBUTES,
     FEED_FORWARD_ATTRIBUTES,
     PositionalCheckpoint,
+    reading_note,
 )
 from ..keras_layers import checkpoint_key as _key
 
@@ -314,28 +315,19 @@ def _bind_checkpoint(layout: Layout, names: list[str], source: SourceRecords) ->
     layer, index = len(starts), 3 + 4 * len(starts)
 
     hidden = shape(_key(0, "embeddings"))[1:2]
-    heads = ckpt.heads_from(index)
-    read, mlm, pooler = [], None, None
-    for i, following in zip(heads, heads[1:] + [None]):
-        if attributes(i) == {"kernel", "bias"}:
-            kernel = shape(_key(i, "kernel"))
-            square = len(kernel) == 2 and kernel[0] == kernel[1] and kernel[:1] == hidden
-            if square and mlm is None and following is not None and attributes(following) == {"beta", "gamma"}:
-                mlm = i
-                take(i, "MLM-Dense")
-                take(following, "MLM-Norm")
-                read.append(f"{i} MLM-Dense and {following} MLM-Norm (a square dense followed by a LayerNorm)")
-            elif square and pooler is None:
-                pooler = i
-                take(i, "Pooler-Dense")
-                read.append(f"{i} Pooler-Dense (a square dense not followed by a LayerNorm)")
-            elif pooler is not None and following is None and kernel[:1] == hidden and kernel[1:] == (2,) \
-                    and any(attributes(j) == {"beta"} for j in heads):
-                take(i, "NSP-Proba")
-                read.append(f"{i} NSP-Proba (a last [H, 2] dense in a model with the masked-LM head)")
-        elif attributes(i) == {"beta"}:
-            take(i, "MLM-Bias")
-            read.append(f"{i} MLM-Bias (a beta-only vector)")
+    read, mlm = [], None
+    readings = ckpt.read_heads(index, hidden)
+    groups_of = {"mlm_dense": "MLM-Dense", "mlm_norm": "MLM-Norm", "pooler": "Pooler-Dense", "mlm_bias": "MLM-Bias"}
+    for (part, i), (_next_part, following) in zip(readings, readings[1:] + [(None, None)]):
+        if part in groups_of:
+            take(i, groups_of[part])
+            if part != "mlm_norm":
+                read.append(reading_note(part, i, following))
+            mlm = i if part == "mlm_dense" else mlm
+        elif part == "last_dense" and shape(_key(i, "kernel"))[1:] == (2,) and ckpt.has_mlm_bias(index):
+            # no RoFormer class has a classifier here: a last dense of another width stays unmapped
+            take(i, "NSP-Proba")
+            read.append(f"{i} NSP-Proba (a last [H, 2] dense in a model with the masked-LM head)")
     notes = [f"positional checkpoint: {layer} encoder layer(s) in layer_with_weights-3 to -{index - 1}, four each; "
              "read " + ("; ".join(read) if read else "no heads")] if source.path is not None else []
     known = {r.source for r in rules}

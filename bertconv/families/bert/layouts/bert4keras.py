@@ -52,6 +52,7 @@ from ...keras_layers import (
     FEED_FORWARD_ATTRIBUTES,
     PositionalCheckpoint,
     model_config_records,
+    reading_note,
     reads_output_of,
     rules_by_group,
 )
@@ -255,36 +256,30 @@ def bind_checkpoint(layout: Layout, names: list[str], source: SourceRecords) -> 
     hidden = shape(_key(0, "embeddings"))[1:2] if 0 in groups else ()
     heads = ckpt.heads_from(index)
     read: list[str] = []
-    mlm = pooler = None
-    for i, following in zip(heads, heads[1:] + [None]):
-        attrs = attributes(i)
-        if attrs == {"kernel", "bias"}:
-            kernel = shape(_key(i, "kernel"))
-            square = len(kernel) == 2 and kernel[0] == kernel[1] and kernel[:1] == hidden
-            if square and following is not None and attributes(following) == {"beta", "gamma"} and mlm is None:
-                mlm = i
-                rules += [_rule(_key(i, "kernel"), MLM_DENSE[0]), _rule(_key(i, "bias"), MLM_DENSE[1])]
-                rules += [_rule(_key(following, leaf), row) for leaf, row in MLM_NORM.items()]
-                read.append(f"{i} MLM-Dense and {following} MLM-Norm (a square dense followed by a LayerNorm)")
-            elif square and pooler is None:
-                pooler = i
-                rules += [_rule(_key(i, "kernel"), POOLER[0]), _rule(_key(i, "bias"), POOLER[1])]
-                read.append(f"{i} Pooler-Dense (a square dense not followed by a LayerNorm)")
-            elif pooler is not None and following is None and len(kernel) == 2 and kernel[:1] == hidden:
-                labels = kernel[1]
-                has_mlm = mlm is not None or any(attributes(j) == {"beta"} for j in heads)
-                if labels == 2 and has_mlm:
-                    rules += [_rule(_key(i, "kernel"), NSP[0]), _rule(_key(i, "bias"), NSP[1])]
-                    read.append(f"{i} NSP-Proba (a last [H, 2] dense in a model with the masked-LM head; a "
-                                "2-label classifier would have the same shape and compute the same logits)")
-                else:
-                    rules += [_rule(_key(i, "kernel"), CLASSIFIER[0]), _rule(_key(i, "bias"), CLASSIFIER[1])]
-                    read.append(f"{i} the user's classifier with {labels} labels on the pooled output (the last dense, "
-                                "after Pooler-Dense" + ("; bert4keras' NSP-Proba has the same shape and would compute "
-                                                        "the same logits" if labels == 2 else "") + ")")
-        elif attrs == {"beta"} and len(shape(_key(i, "beta"))) == 1:
+    readings = ckpt.read_heads(index, hidden)
+    has_mlm = any(part == "mlm_dense" for part, _ in readings) or ckpt.has_mlm_bias(index)
+    for (part, i), (_next_part, following) in zip(readings, readings[1:] + [(None, None)]):
+        if part == "mlm_dense":
+            rules += [_rule(_key(i, "kernel"), MLM_DENSE[0]), _rule(_key(i, "bias"), MLM_DENSE[1])]
+            rules += [_rule(_key(following, leaf), row) for leaf, row in MLM_NORM.items()]
+            read.append(reading_note(part, i, following))
+        elif part == "pooler":
+            rules += [_rule(_key(i, "kernel"), POOLER[0]), _rule(_key(i, "bias"), POOLER[1])]
+            read.append(reading_note(part, i))
+        elif part == "mlm_bias":
             rules.append(_rule(_key(i, "beta"), MLM_BIAS))
-            read.append(f"{i} MLM-Bias (a beta-only vector)")
+            read.append(reading_note(part, i))
+        elif part == "last_dense":
+            labels = shape(_key(i, "kernel"))[1]
+            if labels == 2 and has_mlm:
+                rules += [_rule(_key(i, "kernel"), NSP[0]), _rule(_key(i, "bias"), NSP[1])]
+                read.append(f"{i} NSP-Proba (a last [H, 2] dense in a model with the masked-LM head; a "
+                            "2-label classifier would have the same shape and compute the same logits)")
+            else:
+                rules += [_rule(_key(i, "kernel"), CLASSIFIER[0]), _rule(_key(i, "bias"), CLASSIFIER[1])]
+                read.append(f"{i} the user's classifier with {labels} labels on the pooled output (the last dense, "
+                            "after Pooler-Dense" + ("; bert4keras' NSP-Proba has the same shape and would compute "
+                                                    "the same logits" if labels == 2 else "") + ")")
     known = {r.source for r in rules}
     if heads and source.path is not None:
         notes.append(f"positional checkpoint: {layer} encoder layer(s) in layer_with_weights-4 to -{index - 1}, four "
