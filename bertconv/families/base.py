@@ -211,7 +211,7 @@ class OriginalFormat:
 
 class MemoryStructure:
     """What a memory estimate needs to know of a family's structure beyond BERT's (the default:
-    nothing)."""
+    nothing), and how its forward is replayed operator by operator where it is not BERT's."""
 
     def structure(self, config: dict) -> dict[str, Any]:
         """From a Hugging Face config: any of ``layers`` (run per forward), ``distinct_layers``
@@ -219,6 +219,15 @@ class MemoryStructure:
         ``position_table``, ``ffn_dropout``, ``mlm_width``, ``mlm_activation``,
         ``projection_in_encoder`` (see :class:`bertconv.memory.shape.EncoderShape`)."""
         return {}
+
+    def replay_embeddings(self, replay):
+        """The embeddings' forward on ``replay`` (the estimate's operators,
+        ``bertconv.memory.estimate``); returns their output. BERT's by default."""
+        return replay.bert_embeddings()
+
+    def replay_layer(self, replay, x, index: int, mask):
+        """One encoder layer's forward on ``replay``, from ``x``; returns its output. BERT's by default."""
+        return replay.bert_layer(x, index, mask)
 
 
 #: BERT's memory structure, the default

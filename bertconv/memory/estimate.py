@@ -177,7 +177,11 @@ class _Replay:
     """One step of an encoder, operator by operator, on a :class:`_Timeline`."""
 
     def __init__(self, shape: EncoderShape, s: Settings):
+        from ..families import get_family
+
         self.shape, self.s = shape, s
+        #: the family's hooks for the parts it replays otherwise than BERT (MemoryStructure)
+        self.structure = get_family(shape.family).memory
         self.tl = _Timeline(s.device)
         self.train = s.mode == "train"
         self.cuda = s.device == "cuda"
@@ -385,13 +389,21 @@ class _Replay:
 
     # ---------------------------------------------------------------------------------- parts
     def embeddings(self) -> _Tensor:
+        return self.structure.replay_embeddings(self)
+
+    def layer(self, x: _Tensor, index: int, mask: _Tensor) -> _Tensor:
+        return self.structure.replay_layer(self, x, index, mask)
+
+    def bert_embeddings(self, *, position_table: bool = True) -> _Tensor:
+        """BERT's embeddings: word, token type and (``position_table``) position lookups, summed,
+        LayerNorm, dropout."""
         sh, t = self.shape, self.tokens
         e = sh.embedding_size
         word = self.new(t * e, "float32", EMBEDDINGS)   # the embedding op is not autocast: float32
         token_type = self.new(t * e, "float32", EMBEDDINGS)
         summed = self.add(word, token_type, EMBEDDINGS)
         position = None
-        if sh.position_table:
+        if position_table:
             position = self.new(self.s.seq_len * e, "float32", EMBEDDINGS)
             first, summed = summed, self.add(summed, position, EMBEDDINGS)
             self.tl.drop(first)
@@ -401,7 +413,8 @@ class _Replay:
         self.tl.drop(normed, word, token_type, position)
         return out
 
-    def layer(self, x: _Tensor, index: int, mask: _Tensor) -> _Tensor:
+    def bert_layer(self, x: _Tensor, index: int, mask: _Tensor) -> _Tensor:
+        """One of BERT's encoder layers (ALBERT's and ELECTRA's alike)."""
         sh, t, h = self.shape, self.tokens, self.shape.hidden
         weights = f"layer{index % sh.distinct_layers}"
         q = self.linear(x, h, h, weights + ".q", QKV, t)

@@ -22,9 +22,12 @@ MLM_TENSORS = ("cls/predictions/transform/dense/kernel", "cls/predictions/transf
 
 
 class RoFormerMemory(MemoryStructure):
+    # rotary positions are computed, not looked up: no position table
     def structure(self, config):
-        # rotary positions are computed, not looked up: no position table
         return {"position_table": False}
+
+    def replay_embeddings(self, replay):
+        return replay.bert_embeddings(position_table=False)
 
 
 class RoFormerFamily(Family):
