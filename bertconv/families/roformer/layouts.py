@@ -25,12 +25,14 @@ from ...formats.base import NO_RECORDS, SourceRecords
 from ...mapping import TRANSPOSE as T
 from ...mapping import Mapping, Rule
 from ..base import Layout
+from ..bert.layouts.bert4keras import h5_layer_rules
 from ..bert.layouts.google import RULES as BERT_GOOGLE_RULES
 from ..keras_layers import (
     ATTENTION_ATTRIBUTES,
     FEED_FORWARD_ATTRIBUTES,
     PositionalCheckpoint,
     reading_note,
+    rules_by_group,
 )
 from ..keras_layers import checkpoint_key as _key
 
@@ -233,21 +235,10 @@ def _bind_b4k(layout: Layout, names: list[str], source: SourceRecords) -> Layout
         _refuse("RoFormer-v2", "its layers have no biases and no LayerNorm parameters", source)
     config = _sidecar_config(source)
     refuse_relative_positions(config, source)
-    rules = []
-    for pattern, entries in B4K_GROUPS:
-        regex = re.compile(re.escape(pattern).replace(re.escape("{layer}"), r"(\d+)") + "$")
-        for group, members in groups.items():
-            m = regex.match(group)
-            # a group that is not what bert4keras writes for this layer stays unmapped, and so is
-            # reported as unknown rather than guessed
-            if not m or len(members) != len(entries) or \
-                    any(_leaf(n) != leaf for n, (_t, leaf, _x) in zip(members, entries)):
-                continue
-            for name, (target, _leaf_name, transform) in zip(members, entries):
-                shape = _google_shape(target, transform)
-                if m.groups():
-                    target = target.replace("{layer}", m.group(1))
-                rules.append(Rule(name, target, shape, transform, _part(target)))
+    # bert4keras' layer groups are its BERT's, less the position table: read as BERT's are, under
+    # RoFormer's names (a group that is not what bert4keras writes stays unmapped, and so is
+    # reported as unknown rather than guessed)
+    rules = [_retarget(rule) for rule in rules_by_group(groups, h5_layer_rules)[0]]
     mapping = Mapping(rules)
     has_mlm = any(rule.head == "mlm" for rule in rules)
     return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=assumptions(config, has_mlm))

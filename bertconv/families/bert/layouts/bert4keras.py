@@ -157,8 +157,9 @@ def _by_leaf(names: list[str], rows: dict[str, tuple]) -> list[Rule] | None:
     return [_rule(name, rows[_leaf(name)]) for name in names]
 
 
-def _h5_layer_rules(group: str, names: list[str]) -> list[Rule] | None:
-    """The rules of one bert4keras layer group (None: not a layer of bert4keras' BERT)."""
+def h5_layer_rules(group: str, names: list[str]) -> list[Rule] | None:
+    """The rules of one bert4keras layer group (None: not a layer of bert4keras' BERT). Its
+    RoFormer writes the same groups, less the position table."""
     dense = ["kernel", "bias"]
     if group in _FIXED_GROUPS:
         rows = _FIXED_GROUPS[group]
@@ -185,7 +186,7 @@ def bind_h5(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
         return layout
     config_layers = model_config_layers(source.model_config())
     notes: list[str] = []
-    rules, others = rules_by_group(layer_weights, _h5_layer_rules)
+    rules, others = rules_by_group(layer_weights, h5_layer_rules)
     groups = list(layer_weights)
     # The user's own head: the last layer with weights, a dense [H, n] on the pooled output.
     if others and "Pooler-Dense" in layer_weights and groups[-1] == others[-1]:
