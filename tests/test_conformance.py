@@ -150,3 +150,40 @@ def test_family_states_what_the_contract_requires(name):
     assert family.layouts and family.layouts[0].canonical
     if family.two_towers is not None:
         assert set(family.towers) == set(family.two_towers.layouts)
+
+
+# -- the families' place -------------------------------------------------------------------------
+FAMILIES_DIR = Path(__file__).resolve().parent.parent / "bertconv" / "families"
+#: the modules above the families: they call families, never the other way round
+COMMANDS = {"runtime", "converted", "conversion", "validation", "memory", "inspection", "comparison", "cli"}
+
+
+def _imports(path: Path) -> set[str]:
+    """The bertconv modules a file under families/ imports, as top-level names below bertconv."""
+    import ast
+
+    package = path.relative_to(FAMILIES_DIR.parent.parent).with_suffix("").parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[:len(package) - node.level + 1]
+            module = (*base, *(node.module.split(".") if node.module else ()))
+            names = [module] if node.module else [(*module, alias.name) for alias in node.names]
+            found |= {name[1] for name in names if len(name) > 1 and name[0] == "bertconv"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bertconv."):
+            found.add(node.module.split(".")[1])
+    return found
+
+
+def test_families_sit_below_the_commands():
+    upward = {str(p.relative_to(FAMILIES_DIR)): sorted(_imports(p) & COMMANDS) for p in FAMILIES_DIR.rglob("*.py")}
+    assert not {p: m for p, m in upward.items() if m}
+
+
+def test_layouts_read_records_never_probe_a_reader():
+    import re
+
+    probe = re.compile(r"\b(hasattr|getattr)\(\s*(source|src|reader)\s*,")
+    probes = [f"{p.relative_to(FAMILIES_DIR)}:{n}" for p in FAMILIES_DIR.rglob("*.py")
+              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if probe.search(line)]
+    assert not probes
