@@ -174,7 +174,7 @@ def pt2tf(source: str | Path, output: str | Path, *, overwrite: bool = False,
                 yield tf_name, np.ascontiguousarray(invert_transform(transform, array))
                 src.release(pt_name)
 
-        prefix, config_name = family.checkpoint_name, family.config_file
+        prefix, config_name = family.checkpoint_name, family.original_format.config_file
         files = [f"{prefix}.index", f"{prefix}.data-00000-of-00001", "checkpoint", config_name]
         check_not_reading(Path(output), [p for p in (src.path, config_path, src.sidecar("vocab.txt")) if p])
         with atomic_dir(output, overwrite=overwrite) as tmp:
