@@ -2,8 +2,9 @@
 
 A :class:`Family` (BERT, ALBERT, ELECTRA...) owns everything about itself: its architectures and
 heads, which of its classes have no pooler, its tied weights, which PyTorch model and which float64
-reference run it, its config files and its tokenizer. Central modules call these hooks; none of
-them tests a family's name.
+reference run it, its config files, and the capabilities it has (two towers, a SentencePiece
+tokenizer, the way back to the original format, a memory structure of its own). Central modules
+call the base's services, which read those; none of them tests a family's name.
 
 A :class:`Layout` is one way the family's weights are named on disk (google-research's TF1 names,
 TF2 Model Garden object keys, Hugging Face Keras h5...): a mapping table, how to recognise it, and
