@@ -245,7 +245,7 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
 @debug_option
 def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
     """Convert a Hugging Face BERT (directory or .safetensors) to a google-research/bert checkpoint."""
-    from .pt2tf import pt2tf as run_pt2tf
+    from .conversion import pt2tf as run_pt2tf
 
     report = run_pt2tf(source, output, overwrite=overwrite, allow_exact_gelu=allow_exact_gelu)
     if as_json:

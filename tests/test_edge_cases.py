@@ -145,7 +145,7 @@ def test_with_transformers_is_for_bert_models(tmp_path, capsys):
 
 
 def test_pt2tf_never_replaces_its_source(tmp_path):
-    from bertconv.pt2tf import pt2tf
+    from bertconv.conversion import pt2tf
     convert(fixture_dir("bert_pretrain"), tmp_path / "hf", validate=False)
     before = sorted(p.name for p in (tmp_path / "hf").iterdir())
     with pytest.raises(OutputError, match="which this run reads"):

@@ -29,6 +29,7 @@ def test_a_transform_keeps_its_promises(name):
     assert target.shape == transform.shape(shape)
     back = transform.invert(np.ascontiguousarray(target), source_shape=shape)
     assert back.shape == shape and back.tobytes() == source.tobytes()
+    assert transform.source_shape(target.shape) == (None if transform.needs_source_shape else shape)
     matrix = transform.matrix(shape)
     moved = source.reshape(matrix).T if matrix is not None else source
     assert np.ascontiguousarray(moved).tobytes() == np.ascontiguousarray(target).tobytes()

@@ -40,6 +40,11 @@ class Transform:
         """The target shape of a source tensor of ``shape``."""
         raise NotImplementedError
 
+    def source_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The shape of the source tensor a target tensor of ``shape`` comes from; None where the
+        target's shape does not say (see :attr:`needs_source_shape`)."""
+        return None
+
     def matrix(self, source_shape: tuple[int, ...]) -> tuple[int, int] | None:
         """``(rows, cols)`` when the target's bytes are the transpose of the source's read as a
         row-major rows x cols matrix, None when they are the source's bytes unchanged (a
@@ -89,6 +94,9 @@ class Transpose(Transform):
         return array.T
 
     def shape(self, shape):
+        return tuple(reversed(shape))
+
+    def source_shape(self, shape):
         return tuple(reversed(shape))
 
     def matrix(self, source_shape):
