@@ -12,6 +12,7 @@ import click
 from . import __version__
 from .errors import BertconvError
 from .families import HEAD_CHOICES
+from .inspection import SORT_KEYS
 
 
 def _kernels_in_use() -> str:
@@ -137,7 +138,7 @@ def cli():
 @click.argument("path", type=click.Path())
 @click.option("--stats", is_flag=True, help="Add min, max, mean, std, NaN and Inf counts per tensor.")
 @click.option("--filter", "pattern", metavar="GLOB", help="Only tensors whose name matches GLOB.")
-@click.option("--sort", type=click.Choice(["name", "size", "params", "dtype"]), default="name", show_default=True)
+@click.option("--sort", type=click.Choice(SORT_KEYS), default="name", show_default=True)
 @family_option
 @step_option
 @no_verify_crc_option

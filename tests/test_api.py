@@ -123,3 +123,16 @@ def test_options_object_and_keywords_are_the_same_call(tmp_path):
         bertconv.convert(src, tmp_path / "d", formt="hf")
     with pytest.raises(TypeError, match="unexpected keyword argument 'dtype'"):
         bertconv.pt2tf(tmp_path / "a.safetensors", tmp_path / "tf", dtype="float16")
+
+
+def test_a_missing_fixture_fails_under_ci_and_is_skipped_elsewhere(monkeypatch):
+    import pytest
+
+    from .conftest import missing_fixture
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="fixture x is missing: run it.*CI=true"):
+        missing_fixture("fixture x is missing: run it")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="^fixture x is missing: run it$"):
+        missing_fixture("fixture x is missing: run it")

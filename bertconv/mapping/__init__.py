@@ -157,8 +157,3 @@ class Mapping:
         """Every tensor a model with these parts must have, as matches (source and target)."""
         wanted = set(heads) | {None}
         return [m for m in self.table(num_layers).values() if m.rule.head in wanted]
-
-    def shape_of(self, source_name: str) -> tuple:
-        """The symbolic shape the table states for a source name (empty when none)."""
-        match = self.to_target(source_name)
-        return match.rule.shape if match else ()
