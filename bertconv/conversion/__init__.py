@@ -181,8 +181,14 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
 #: the command's name for the same function, beside ``pt2tf``
 tf2pt = convert
 
-# the way back, beside the way there (imported last: it builds on this package's plan and options)
-from .to_original import Pt2TfReport, pt2tf  # noqa: E402
+
+def __getattr__(name: str):
+    # The way back, beside the way there, imported on first use: it needs NumPy, which converting
+    # float32 weights as they are stored does not import.
+    if name in ("pt2tf", "Pt2TfReport"):
+        from . import to_original
+        return getattr(to_original, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _OnThread:
