@@ -35,6 +35,7 @@ def commands(bertconv: str, out: Path) -> dict[str, list[str]]:
         "inspect Large": [bertconv, "inspect", str(large)],
         "validate Base 2x128, CPU": [bertconv, "validate", str(out / "input"), "--against", str(base), "--batch", "2",
                                      "--seq-len", "128", "--device", "cpu"],
+        "pt2tf Base": [bertconv, "pt2tf", str(out / "input"), str(out / "back"), "--overwrite", "-q"],
     }
 
 
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="the earlier revision's bertconv executable")
     parser.add_argument("--after", required=True, help="the later revision's bertconv executable")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", help="comma-separated commands to time, as the table names them "
+                        "(default: all)")
     args = parser.parse_args()
     revisions = {"before": args.before, "after": args.after}
     outs = {name: WORK / "compare" / name for name in revisions}
@@ -62,6 +65,12 @@ def main() -> None:
         subprocess.run([bertconv, "tf2pt", str(WORK / "bert-base"), str(outs[name] / "input"), "--no-validate",
                         "--overwrite", "-q"], check=True)
     keys = list(commands("x", Path()))
+    if args.only:
+        wanted = [k.strip() for k in args.only.split(",")]
+        unknown = [k for k in wanted if k not in keys]
+        if unknown:
+            sys.exit(f"compare_revisions.py: no command {unknown[0]!r}; the commands are: {', '.join(keys)}")
+        keys = [k for k in keys if k in wanted]
     runs = {name: {key: [] for key in keys} for name in revisions}
     for round_ in range(args.rounds):
         for key in keys:

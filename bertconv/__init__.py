@@ -11,6 +11,9 @@ __version__ = "0.1.0"
 #: without NumPy, and nothing imports torch or TensorFlow until a model runs.
 _API = {
     "convert": "conversion",
+    "tf2pt": "conversion",
+    "pt2tf": "conversion",
+    "ConvertOptions": "conversion",
     "validate": "validation",
     "diff": "comparison",
     "inspect_checkpoint": "inspection",

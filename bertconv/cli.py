@@ -12,6 +12,7 @@ import click
 from . import __version__
 from .errors import BertconvError
 from .families import HEAD_CHOICES
+from .inspection import SORT_KEYS
 
 
 def _kernels_in_use() -> str:
@@ -137,7 +138,7 @@ def cli():
 @click.argument("path", type=click.Path())
 @click.option("--stats", is_flag=True, help="Add min, max, mean, std, NaN and Inf counts per tensor.")
 @click.option("--filter", "pattern", metavar="GLOB", help="Only tensors whose name matches GLOB.")
-@click.option("--sort", type=click.Choice(["name", "size", "params", "dtype"]), default="name", show_default=True)
+@click.option("--sort", type=click.Choice(SORT_KEYS), default="name", show_default=True)
 @family_option
 @step_option
 @no_verify_crc_option
@@ -245,7 +246,7 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
 @debug_option
 def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
     """Convert a Hugging Face BERT (directory or .safetensors) to a google-research/bert checkpoint."""
-    from .pt2tf import pt2tf as run_pt2tf
+    from .conversion import pt2tf as run_pt2tf
 
     report = run_pt2tf(source, output, overwrite=overwrite, allow_exact_gelu=allow_exact_gelu)
     if as_json:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, missing_fixture
 
 KERAS_ERA = FIXTURES / "keras_era"
 #: the bound every output must meet against the library's own golden values
@@ -18,7 +18,7 @@ TOLERANCE = 2e-5
 def keras_era_dir(name: str) -> Path:
     path = KERAS_ERA / name
     if not (path / "golden.npz").is_file():
-        pytest.skip(f"fixture {name} is missing: run the fixtures/make_*_fixtures.py script that writes it")
+        missing_fixture(f"fixture {name} is missing: run the fixtures/make_*_fixtures.py script that writes it")
     return path
 
 

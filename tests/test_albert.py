@@ -15,7 +15,7 @@ from bertconv.errors import CheckFailed, ConfigError
 from bertconv.inspection import inspect_checkpoint
 from bertconv.validation import validate
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, missing_fixture
 
 TOLERANCE = 2e-5
 INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -24,7 +24,7 @@ INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 def albert_fixture(name: str):
     path = FIXTURES / name
     if not (path / "albert_config.json").is_file():
-        pytest.skip(f"fixture {name} is missing: run `.venv/bin/python fixtures/make_albert_electra_fixtures.py`")
+        missing_fixture(f"fixture {name} is missing: run `.venv/bin/python fixtures/make_albert_electra_fixtures.py`")
     return path
 
 
@@ -143,6 +143,8 @@ ALBERT_TEXT = ["Hello world, the model plays!", "``Quoted'' text   with  spaces"
                "unknown ✓ symbols"]
 
 
+# the TF-Hub module directory (albert_hub) ships no SentencePiece model: this is the pretraining one's
+@pytest.mark.parametrize("converted", ["albert_pretrain"], indirect=True)
 def test_tokenizer_json_loads_offline_and_matches_huggingface_conversion(converted, monkeypatch):
     """tokenizer.json is written from the SentencePiece model without the sentencepiece package;
     transformers loads it offline, and it tokenizes as transformers' own AlbertConverter (reading
@@ -151,9 +153,8 @@ def test_tokenizer_json_loads_offline_and_matches_huggingface_conversion(convert
     pytest.importorskip("google.protobuf", reason="the oracle parses the model with protobuf")
     from transformers.convert_slow_tokenizer import AlbertConverter
 
-    name, out, _ = converted
-    if not (out / "spiece.model").is_file():
-        pytest.skip(f"{name} ships no SentencePiece model (a TF-Hub module directory)")
+    _, out, _ = converted
+    assert (out / "spiece.model").is_file()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert (out / "tokenizer.json").is_file()
     loaded = transformers.AutoTokenizer.from_pretrained(out, local_files_only=True)

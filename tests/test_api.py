@@ -19,6 +19,12 @@ def test_readme_api_round(tmp_path):
     assert bertconv.diff(src, tmp_path / "out").passed
     with bertconv.open_source(src / "bert_model.ckpt") as source:
         assert source.read("bert/pooler/dense/kernel").shape == (32, 32)
+    back = bertconv.pt2tf(tmp_path / "out", tmp_path / "tf-again")
+    assert back.tensors_checked == back.tensors_written == report.tensors_written
+    options = bertconv.ConvertOptions(dtype="float16", overwrite=True)
+    half = bertconv.convert(src, tmp_path / "out-fp16", options)
+    assert half.dtype == "float16" and half.validation.passed
+    assert bertconv.tf2pt is bertconv.convert
     # the functions stay functions after their modules have been imported by name
     import importlib
     importlib.import_module("bertconv.conversion")
@@ -94,3 +100,39 @@ def test_the_api_keeps_every_object_collectable():
     assert int(done.stdout) == 0
     from bertconv import torch_import
     assert torch_import.freeze_after_import is False  # as tests and scripts see it
+
+
+def test_options_object_and_keywords_are_the_same_call(tmp_path):
+    from dataclasses import FrozenInstanceError
+
+    import pytest
+
+    src = fixture_dir("bert_squad")
+    assert bertconv.ConvertOptions(labels=["a", "b"]).labels == ("a", "b")
+    options = bertconv.ConvertOptions(format="safetensors", validate=False)
+    with pytest.raises(FrozenInstanceError):
+        options.dtype = "float16"
+    by_object = bertconv.convert(src, tmp_path / "a.safetensors", options)
+    by_keywords = bertconv.convert(src, tmp_path / "b.safetensors", format="safetensors", validate=False)
+    on_top = bertconv.convert(src, tmp_path / "c.safetensors", options, dtype="bfloat16")
+    assert by_object.tensors_written == by_keywords.tensors_written and on_top.dtype == "bfloat16"
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    with pytest.raises(bertconv.InputError, match="unknown dtype 'float8'"):
+        bertconv.ConvertOptions(dtype="float8")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'formt'"):
+        bertconv.convert(src, tmp_path / "d", formt="hf")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'dtype'"):
+        bertconv.pt2tf(tmp_path / "a.safetensors", tmp_path / "tf", dtype="float16")
+
+
+def test_a_missing_fixture_fails_under_ci_and_is_skipped_elsewhere(monkeypatch):
+    import pytest
+
+    from .conftest import missing_fixture
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="fixture x is missing: run it.*CI=true"):
+        missing_fixture("fixture x is missing: run it")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="^fixture x is missing: run it$"):
+        missing_fixture("fixture x is missing: run it")

@@ -120,7 +120,7 @@ def test_family_conformance(name, case, tmp_path):
 
     if family.original_format is None:
         return
-    from bertconv.pt2tf import pt2tf
+    from bertconv import pt2tf
 
     back = tmp_path / "back"
     if case.way_back_refused is not None:

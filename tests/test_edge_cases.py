@@ -13,7 +13,7 @@ from bertconv.errors import CheckpointFormatError, InputError, OutputError
 from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
 
-from .conftest import FIXTURES, fixture_dir
+from .conftest import FIXTURES, fixture_dir, missing_fixture
 
 
 def cli(capsys, *args):
@@ -138,14 +138,14 @@ def test_labels_are_checked(fixture, labels, message, tmp_path, capsys):
 def test_with_transformers_is_for_bert_models(tmp_path, capsys):
     albert = FIXTURES / "albert_pretrain"
     if not albert.is_dir():
-        pytest.skip("the ALBERT fixture is missing")
+        missing_fixture("the ALBERT fixture is missing")
     convert(albert, tmp_path / "al", validate=False)
     rc, _, err = cli(capsys, "validate", tmp_path / "al", "--against", albert, "--with-transformers")
     assert rc == 2 and "--with-transformers runs BERT models" in err
 
 
 def test_pt2tf_never_replaces_its_source(tmp_path):
-    from bertconv.pt2tf import pt2tf
+    from bertconv.conversion import pt2tf
     convert(fixture_dir("bert_pretrain"), tmp_path / "hf", validate=False)
     before = sorted(p.name for p in (tmp_path / "hf").iterdir())
     with pytest.raises(OutputError, match="which this run reads"):

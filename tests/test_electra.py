@@ -15,7 +15,7 @@ from bertconv.errors import InputError, MappingError
 from bertconv.inspection import inspect_checkpoint
 from bertconv.validation import validate
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, missing_fixture
 
 TOLERANCE = 2e-5
 INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -29,7 +29,7 @@ TOWERS = {
 def electra_fixture():
     path = FIXTURES / "electra_small"
     if not (path / "golden.npz").is_file():
-        pytest.skip("fixture electra_small is missing: run `.venv/bin/python fixtures/make_albert_electra_fixtures.py`")
+        missing_fixture("fixture electra_small is missing: run `.venv/bin/python fixtures/make_albert_electra_fixtures.py`")
     return path
 
 

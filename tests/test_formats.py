@@ -22,7 +22,7 @@ from bertconv.formats import safetensors_io
 from bertconv.formats.keras_h5 import KerasH5Source
 from bertconv.formats.safetensors_io import SafetensorsSource, SafetensorsWriter
 
-from .conftest import FIXTURES, ROOT
+from .conftest import FIXTURES, ROOT, missing_fixture
 
 RNG = np.random.default_rng(1234)
 
@@ -432,7 +432,7 @@ def _h5_fixture_module():
 def test_keras_h5_hf_layout_fixture():
     path = FIXTURES / "h5" / "tf_model.h5"
     if not path.is_file():
-        pytest.skip("fixtures/h5/tf_model.h5 is missing: run `.venv/bin/python fixtures/make_h5_fixtures.py`")
+        missing_fixture("fixtures/h5/tf_model.h5 is missing: run `.venv/bin/python fixtures/make_h5_fixtures.py`")
     expected = _h5_fixture_module()
     with open_source(path.parent) as src:
         assert isinstance(src, KerasH5Source) and src.layout == "keras"

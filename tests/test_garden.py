@@ -23,7 +23,7 @@ from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
 from bertconv.conversion.plan import plan_conversion
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, missing_fixture
 
 GARDEN = ("garden_v2", "garden_v3")
 TOLERANCE = 2e-5
@@ -33,7 +33,7 @@ SHARED = "masked_lm/embedding_table/.ATTRIBUTES/VARIABLE_VALUE"
 def garden_dir(name):
     path = FIXTURES / name
     if not (path / "bert_model.ckpt.index").is_file():
-        pytest.skip(f"fixture {name} is missing: run `.venv/bin/python fixtures/make_garden_fixtures.py`")
+        missing_fixture(f"fixture {name} is missing: run `.venv/bin/python fixtures/make_garden_fixtures.py`")
     return path
 
 

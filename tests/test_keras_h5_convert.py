@@ -16,7 +16,7 @@ from bertconv.errors import MappingError
 from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
 
-from .conftest import FIXTURES, fixture_dir
+from .conftest import FIXTURES, fixture_dir, missing_fixture
 
 h5py = pytest.importorskip("h5py")
 TOLERANCE = 2e-5
@@ -106,7 +106,7 @@ def test_weights_are_copied_bit_exactly_from_the_shared_fixture(tmp_path):
 
     path = FIXTURES / "h5" / "tf_model.h5"
     if not path.is_file():
-        pytest.skip("fixture h5/tf_model.h5 is missing: run `.venv/bin/python fixtures/make_h5_fixtures.py`")
+        missing_fixture("fixture h5/tf_model.h5 is missing: run `.venv/bin/python fixtures/make_h5_fixtures.py`")
     report = convert(path, tmp_path / "out.safetensors", format="safetensors", validate=False)
     assert report.tensors_written == 46 and report.heads == ["mlm", "nsp"]
     written = load_file(tmp_path / "out.safetensors")

@@ -12,7 +12,7 @@ import pytest
 from bertconv.cli import main
 from bertconv.conversion import convert
 from bertconv.errors import ConfigError, MappingError
-from bertconv.pt2tf import pt2tf
+from bertconv.conversion import pt2tf
 
 from .conftest import BERT_FIXTURES, FIXTURES, fixture_dir
 
@@ -104,6 +104,30 @@ def test_exact_gelu_needs_explicit_consent(tmp_path):
         pt2tf(tmp_path / "hf", tmp_path / "tf")
     report = pt2tf(tmp_path / "hf", tmp_path / "tf", allow_exact_gelu=True)
     assert report.hidden_act == "gelu" and any("tanh" in n for n in report.notes)
+
+
+def test_a_checkpoint_that_reads_back_wrong_is_not_published(tmp_path, monkeypatch):
+    from bertconv.errors import CheckFailed
+    from bertconv.formats import tf_bundle_writer
+
+    convert(fixture_dir("bert_noheads"), tmp_path / "hf", validate=False)
+    write = tf_bundle_writer.write_tf_bundle
+
+    def one_bit_off(prefix, tensors, **kwargs):
+        def changed():
+            for name, array in tensors:
+                if name == "bert/pooler/dense/bias":
+                    array = array.copy()
+                    array.view(np.uint32)[0] ^= 1
+                yield name, array
+        return write(prefix, changed(), **kwargs)
+
+    monkeypatch.setattr(tf_bundle_writer, "write_tf_bundle", one_bit_off)
+    with pytest.raises(CheckFailed, match="bert/pooler/dense/bias reads back with other values"):
+        pt2tf(tmp_path / "hf", tmp_path / "tf")
+    assert not (tmp_path / "tf").exists()
+    report = pt2tf(tmp_path / "hf", tmp_path / "tf", validate=False)   # the check skipped, as asked
+    assert report.tensors_checked == 0 and (tmp_path / "tf").is_dir()
 
 
 def test_cli_pt2tf_json(tmp_path, capsys):

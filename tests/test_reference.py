@@ -19,6 +19,8 @@ from bertconv.errors import InputError
 from bertconv.families.bert.reference import reference_forward
 from bertconv.validation.inputs import make_inputs
 
+from .conftest import missing_fixture
+
 tf = pytest.importorskip("tensorflow", reason="the golden outputs are compared with TensorFlow's own reader")
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -38,7 +40,7 @@ EXPECTED_HEADS = {
 def _load(name: str):
     directory = FIXTURES / name
     if not (directory / "golden.npz").is_file():
-        pytest.skip(f"fixture {name} is missing: run `.venv/bin/python fixtures/make_bert_fixtures.py`")
+        missing_fixture(f"fixture {name} is missing: run `.venv/bin/python fixtures/make_bert_fixtures.py`")
     reader = tf.train.load_checkpoint(str(directory / "bert_model.ckpt"))
     weights = {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
     config = load_config_file(directory / "bert_config.json")
@@ -191,6 +193,6 @@ def test_make_inputs_is_deterministic_and_well_formed():
 def test_fixtures_stay_small():
     present = [FIXTURES / n for n in NAMES if (FIXTURES / n).is_dir()]
     if not present:
-        pytest.skip("no BERT fixtures: run `.venv/bin/python fixtures/make_bert_fixtures.py`")
+        missing_fixture("no BERT fixtures: run `.venv/bin/python fixtures/make_bert_fixtures.py`")
     total = sum(p.stat().st_size for d in present for p in d.iterdir())
     assert total < 1.5 * 1024 * 1024

@@ -21,7 +21,7 @@ from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
 from bertconv.validation import validate
 
-from .conftest import FIXTURES, fixture_dir
+from .conftest import FIXTURES, fixture_dir, missing_fixture
 from .keras_era_transformers import TOLERANCE, golden, keras_era_dir
 
 H5 = "bert4keras_roformer_h5"
@@ -37,13 +37,13 @@ def h5_source():
 
 def google_source():
     if not (GOOGLE / "bert_model.ckpt.index").is_file():
-        pytest.skip("fixture roformer_google is missing: run fixtures/make_roformer_fixtures.py")
+        missing_fixture("fixture roformer_google is missing: run fixtures/make_roformer_fixtures.py")
     return GOOGLE
 
 
 def ckpt_source():
     if not (OBJECT_CKPT / "best_model.weights.index").is_file():
-        pytest.skip("fixture roformer_bert4keras_ckpt is missing: run fixtures/make_roformer_fixtures.py")
+        missing_fixture("fixture roformer_bert4keras_ckpt is missing: run fixtures/make_roformer_fixtures.py")
     return OBJECT_CKPT
 
 
@@ -213,7 +213,7 @@ def test_bert4keras_nezha_is_refused(tmp_path):
 
 def test_roformer_v2_is_refused(tmp_path):
     if not (V2_GOOGLE / "bert_model.ckpt.index").is_file():
-        pytest.skip("fixture roformer_v2_google is missing: run fixtures/make_roformer_fixtures.py")
+        missing_fixture("fixture roformer_v2_google is missing: run fixtures/make_roformer_fixtures.py")
     _one_line_refusal(V2_GOOGLE, tmp_path, "RoFormer-v2")
 
 

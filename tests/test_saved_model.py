@@ -19,7 +19,7 @@ from bertconv.errors import CheckpointFormatError, DataUnavailableError
 from bertconv.formats import detect_format, open_source
 from bertconv.formats.saved_model import SavedModelSource, parse_keras_metadata
 
-from .conftest import FIXTURES, ROOT
+from .conftest import FIXTURES, ROOT, missing_fixture
 
 SAVED_MODELS = ("hub_tf1", "savedmodel_tf2", "savedmodel_tf2_mlm")
 DATA_FILE = Path("variables") / "variables.data-00000-of-00001"
@@ -29,7 +29,7 @@ def saved_model(name: str) -> Path:
     path = FIXTURES / name
     if not (path / "saved_model.pb").is_file():
         script = "make_hub_fixtures.py" if name == "hub_tf1" else "make_savedmodel_fixtures.py"
-        pytest.skip(f"fixture {name} is missing: run fixtures/{script} (its docstring says with what)")
+        missing_fixture(f"fixture {name} is missing: run fixtures/{script} (its docstring says with what)")
     return path
 
 

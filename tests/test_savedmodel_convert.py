@@ -25,7 +25,7 @@ from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
 from bertconv.validation import validate
 
-from .conftest import FIXTURES, fixture_dir
+from .conftest import FIXTURES, fixture_dir, missing_fixture
 
 TOLERANCE = 2e-5
 INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -46,7 +46,7 @@ def source_dir(name: str) -> Path:
     path = FIXTURES / name
     if not (path / "saved_model.pb").is_file() and not (path / "checkpoint").is_file():
         script = "make_hub_fixtures.py" if name == "hub_tf1" else "make_savedmodel_fixtures.py"
-        pytest.skip(f"fixture {name} is missing: run fixtures/{script} (its docstring says with what)")
+        missing_fixture(f"fixture {name} is missing: run fixtures/{script} (its docstring says with what)")
     return path
 
 

@@ -18,6 +18,8 @@ from bertconv.formats.sstable import block_handles, crc32c, mask_crc, read_table
 from bertconv.formats.tf_bundle import TFBundleSource, resolve_prefix
 from bertconv.formats.tf_bundle_writer import write_tf_bundle
 
+from .conftest import missing_fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 READER = ROOT / "fixtures" / "reader"
 PREFIXES = {
@@ -430,7 +432,7 @@ def test_inspect_lists_an_index_only_bert_and_refuses_stats(tmp_path):
 
     source = ROOT / "fixtures" / "bert_classifier"
     if not (source / "bert_model.ckpt.index").is_file():
-        pytest.skip("fixture bert_classifier is missing: run fixtures/make_bert_fixtures.py")
+        missing_fixture("fixture bert_classifier is missing: run fixtures/make_bert_fixtures.py")
     whole = inspect_checkpoint(source)
     directory = tmp_path / "index_only"
     directory.mkdir()

@@ -17,12 +17,11 @@ from ..errors import InputError, OutputError
 from ..formats import open_source
 from .datapath import OUTPUT_DTYPES, compiled_data_path_available, native_transpose_available, write_weights
 from .hf_directory import hf_config, write_side_files
+from .options import FORMATS, ConvertOptions, options_of
 from .plan import Plan, plan_conversion
 
-__all__ = ["convert", "ConversionReport", "OUTPUT_DTYPES", "FORMATS", "compiled_data_path_available",
-           "native_transpose_available", "write_weights"]
-
-FORMATS = ("hf", "safetensors")
+__all__ = ["convert", "tf2pt", "pt2tf", "ConvertOptions", "ConversionReport", "Pt2TfReport", "OUTPUT_DTYPES", "FORMATS",
+           "compiled_data_path_available", "native_transpose_available", "write_weights"]
 
 
 @dataclass
@@ -96,35 +95,28 @@ def _directory_of(source: str) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype: str = "float32",
-            head: str = "auto", labels: list[str] | None = None, lower_case: bool | None = None,
-            gelu: str = "faithful", family: str | None = None, config: str | Path | None = None,
-            vocab: str | Path | None = None, allow_unknown: bool = False, overwrite: bool = False,
-            validate: bool = True, verify_crc: bool = True, progress: bool = False,
-            tower: str | None = None, step: int | None = None,
-            keep_tokens: str | Path | None = None) -> ConversionReport:
+def convert(source: str | Path, output: str | Path, options: ConvertOptions | None = None,
+            **overrides) -> ConversionReport:
     """Convert a TensorFlow checkpoint to a Hugging Face directory (``format="hf"``) or one
     ``.safetensors`` file, and (by default) check the result against the original.
-    ``keep_tokens``: a JSON list of the vocab.txt lines a pruned vocabulary kept, in row order."""
-    if format not in FORMATS:
-        raise InputError(f"unknown output format {format!r}", hint=f"choose one of {', '.join(FORMATS)}")
-    if dtype not in OUTPUT_DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}", hint=f"choose one of {', '.join(OUTPUT_DTYPES)}")
-    if gelu not in ("faithful", "exact"):
-        raise InputError(f"unknown --gelu {gelu!r}", hint="choose faithful or exact")
+
+    ``options`` is a :class:`ConvertOptions`; its fields may also be given as keywords
+    (``convert(src, out, dtype="float16", validate=False)``), which replace the options' own."""
+    o = options_of(options, overrides, function="convert")
+    format, dtype, gelu, labels, lower_case = o.format, o.dtype, o.gelu, o.labels, o.lower_case
     if format == "safetensors" and str(output).endswith(("/", os.sep)):
         raise OutputError("--format safetensors writes one file, but the output names a directory",
                           path=output, hint="drop the trailing slash, e.g. model.safetensors")
     started = time.perf_counter()
     output = Path(output)
     check_name(output)
-    with open_source(source, verify_crc=verify_crc, prefer="tf", step=step) as src:
+    with open_source(source, verify_crc=o.verify_crc, prefer="tf", step=o.step) as src:
         if src.format_name not in ("tf-bundle", "keras-h5", "saved-model", "keras-hub"):
             raise InputError(f"tf2pt converts TensorFlow checkpoints, and this is a {src.format_name} file",
                              path=src.path, hint="it is PyTorch already: inspect, validate or diff it")
         src.require_data()  # before planning: a missing data file is named as such, not as missing tensors
-        plan = plan_conversion(src, family=family, head=head, config_path=config, vocab_path=vocab,
-                               allow_unknown=allow_unknown, tower=tower, keep_tokens=keep_tokens)
+        plan = plan_conversion(src, family=o.family, head=o.head, config_path=o.config, vocab_path=o.vocab,
+                               allow_unknown=o.allow_unknown, tower=o.tower, keep_tokens=o.keep_tokens)
         _check_labels(labels, plan)
         _refuse_overwriting_source(output, src, plan)
         notes = [*src.notes, *plan.notes]
@@ -134,7 +126,7 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
                     "bertconv.config": json.dumps(config_json, sort_keys=True)}
         do_lower = None
         if format == "hf":
-            with atomic_dir(output, overwrite=overwrite) as tmp:
+            with atomic_dir(output, overwrite=o.overwrite) as tmp:
                 # The configuration and tokenizer files (tens of milliseconds, mostly the tokenizers
                 # library) are written on a thread while the weights stream: the weights' threads
                 # spend their time in the kernel and in compiled copies, without the GIL. Started
@@ -147,7 +139,7 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
                                                 lower_case, name="bertconv-files"))
                 try:
                     write_weights(plan, src, tmp / "model.safetensors", dtype=dtype, metadata=metadata,
-                                  progress=progress, once_writing=start_side_files)
+                                  progress=o.progress, once_writing=start_side_files)
                 except BaseException:
                     for thread in side_files:
                         thread.wait()  # let it finish; the weights' error is the one to report
@@ -157,13 +149,13 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
                 if why:
                     notes.append(why)
                 write_seconds = time.perf_counter() - started
-                validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if validate else None
+                validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if o.validate else None
         else:
             files = [output.name]
-            with atomic_file(output, overwrite=overwrite) as tmp:
-                write_weights(plan, src, tmp, dtype=dtype, metadata=metadata, progress=progress)
+            with atomic_file(output, overwrite=o.overwrite) as tmp:
+                write_weights(plan, src, tmp, dtype=dtype, metadata=metadata, progress=o.progress)
                 write_seconds = time.perf_counter() - started
-                validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if validate else None
+                validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if o.validate else None
 
         counts: dict[str, int] = {}
         for name, kind in plan.training_state.items():
@@ -184,6 +176,19 @@ def convert(source: str | Path, output: str | Path, *, format: str = "hf", dtype
         report.write_seconds = write_seconds
         report.seconds = time.perf_counter() - started
     return report
+
+
+#: the command's name for the same function, beside ``pt2tf``
+tf2pt = convert
+
+
+def __getattr__(name: str):
+    # The way back, beside the way there, imported on first use: it needs NumPy, which converting
+    # float32 weights as they are stored does not import.
+    if name in ("pt2tf", "Pt2TfReport"):
+        from . import to_original
+        return getattr(to_original, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _OnThread:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import DEFAULT_HEAD_SIZE, BertConfig, compare_configs
+from ..config import DEFAULT_HEAD_SIZE, BertConfig, compare_configs, read_config_json
 from ..errors import ConfigError, InputError, MappingError, VocabError
 from ..families import Family, Layout, candidate_layouts, detect_layout, select_tower
 from ..formats.base import TensorSource
 from ..mapping import METADATA_NAMES, Match, training_state_kind, transformed_shape
+from ..mapping.transforms import Transform, transform_named
 from ..vocab import Vocab, check_vocab_size, load_vocab, prune_vocab
 
 
@@ -18,7 +19,7 @@ from ..vocab import Vocab, check_vocab_size, load_vocab, prune_vocab
 class TensorPlan:
     source: str
     target: str
-    transform: str | None
+    transform: Transform | None
     target_shape: tuple[int, ...]
     head: str | None
 
@@ -318,3 +319,131 @@ def _target_order(target: str):
     # layer.10 after layer.9: sort numerically on digit runs, like a human reading the list
     import re
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", target)]
+
+
+# ------------------------------------------------------------------------ the way back (pt2tf)
+
+@dataclass
+class BackPlan:
+    """A conversion back to the original code's format (``pt2tf``): the family's canonical table
+    read backwards. Its tensors go from a PyTorch name (``source``) to the original's
+    (``target``, of ``target_shape``), through the inverse of the table's ``transform``."""
+    layout: Layout
+    config: BertConfig
+    #: the original code's config file, as it is written
+    original_config: dict
+    config_path: Path
+    architecture: str | None
+    parts: frozenset
+    #: in the order they are written (the original names, sorted)
+    tensors: list[TensorPlan]
+    #: tied duplicates Hugging Face saves, checked equal to what they duplicate and not written
+    aliases: list[str]
+    #: index buffers older state dicts carry (not weights)
+    buffers: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def family(self) -> Family:
+        return self.layout.family
+
+
+def read_hf_config(source: TensorSource, path: Path) -> tuple[dict, Path]:
+    """A PyTorch checkpoint's config.json, or the config a single ``.safetensors`` file written by
+    ``tf2pt`` carries in its metadata."""
+    import json
+
+    found = source.sidecar("config.json")
+    embedded = getattr(source, "metadata", {}).get("bertconv.config")
+    if found is None and embedded:
+        try:
+            data = json.loads(embedded)
+        except json.JSONDecodeError:
+            raise ConfigError("the file's bertconv.config metadata is not JSON", path=path) from None
+        if isinstance(data, dict):
+            return data, path
+    if found is None:
+        raise ConfigError("no config.json beside the weights: the head count and activation are in no "
+                          "tensor", path=path, hint="point at the Hugging Face model directory")
+    return read_config_json(found), found
+
+
+def plan_back_conversion(source: TensorSource, source_path: str | Path, *,
+                         allow_exact_gelu: bool = False) -> BackPlan:
+    """Every tensor of a Hugging Face checkpoint put in one place of the original format, strictly:
+    each must be a weight of the family's canonical table, and every problem is reported at once
+    before any data is read."""
+    from ..families import default_family, family_for_model_type
+
+    hf, config_path = read_hf_config(source, Path(source_path))
+    architecture = (hf.get("architectures") or [None])[0]
+    family = family_for_model_type(hf.get("model_type")) if "model_type" in hf else default_family()
+    if family is None:
+        raise ConfigError(f"model_type is {hf.get('model_type')!r}, which bertconv does not know",
+                          path=config_path, hint="pt2tf converts Hugging Face BERT models")
+    notes: list[str] = []
+    original = family.to_original_config(hf, config_path, allow_exact_gelu=allow_exact_gelu, notes=notes)
+    layout = family.layouts[0]
+    mapping = layout.mapping
+
+    matches: dict[str, tuple[str, Match]] = {}      # original name -> (PyTorch name, match)
+    aliases, buffers, unknown, problems = [], [], [], []
+    for name in source.names():
+        if family.index_buffers.match(name):
+            buffers.append(name)
+            continue
+        if name in family.tied:
+            aliases.append(name)
+            continue
+        match = mapping.to_source(name) or mapping.to_source(family.model_type + "." + name)
+        if match is None:
+            unknown.append(name)
+            continue
+        if match.source in matches:
+            problems.append(f"{name} and {matches[match.source][0]} are the same weight ({match.source})")
+            continue
+        matches[match.source] = (name, match)
+    if unknown:
+        problems.append(f"{len(unknown)} tensor(s) are not {family.name.upper()} weights: " + ", ".join(unknown[:8])
+                        + (" ..." if len(unknown) > 8 else ""))
+
+    shapes = {}
+    for original_name, (name, match) in matches.items():
+        info = source.info(name)
+        if not info.is_float:
+            problems.append(f"{name} has dtype {info.dtype}, not a floating-point weight")
+        shapes[original_name] = _shape_before(match.rule.transform, tuple(info.shape))
+    config = BertConfig.from_dict(original, path=config_path)
+    disagreements = compare_configs(config, {k: v for k, v in layout.infer_sizes(shapes).items()
+                                             if k != "num_labels"})
+    if disagreements:
+        problems.append("config.json contradicts the weights: " + "; ".join(disagreements))
+    parts = frozenset(layout.parts_present(matches))
+    expected = {m.source for m in mapping.expected(config.num_hidden_layers, parts)}
+    missing = sorted(expected - set(matches))
+    if missing:
+        problems.append(f"missing {len(missing)} tensor(s): " + ", ".join(missing[:8])
+                        + (" ..." if len(missing) > 8 else ""))
+    extra = sorted(set(matches) - expected)
+    if extra:
+        problems.append(f"{len(extra)} tensor(s) beyond the config's {config.num_hidden_layers} layers: "
+                        + ", ".join(extra[:8]))
+    if problems:
+        raise MappingError("; ".join(problems), path=source.path)
+
+    tensors = [TensorPlan(name, original_name, match.rule.transform, shapes[original_name], match.rule.head)
+               for original_name, (name, match) in sorted(matches.items())]
+    return BackPlan(layout, config, original, config_path, architecture, parts, tensors,
+                    sorted(aliases), sorted(buffers), notes)
+
+
+def _shape_before(transform, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The source-side shape of a target tensor of ``shape``: what the table's transform maps to it."""
+    transform = transform_named(transform)
+    if transform is None:
+        return shape
+    before = transform.source_shape(shape)
+    if before is None:
+        # a head count is in no PyTorch shape; the canonical tables, which the way back reads, merge none
+        raise MappingError(f"the way back through {transform} needs the head count, which no shape states")
+    return before

@@ -135,10 +135,6 @@ class KerasHubSource(TensorSource):
         reader, dataset_path = self._where[name]
         return reader.read(dataset_path)
 
-    def file_of(self, name: str) -> Path:
-        """The file a tensor is stored in (the backbone's or the task's weights)."""
-        return self._where[name][0].path
-
     def sidecar(self, *candidates: str) -> Path | None:
         """As for any source, except that the preset's own config.json (a Keras config, not a
         model config) is never offered, and ``vocab.txt`` is the preset's vocabulary asset."""

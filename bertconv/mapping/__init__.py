@@ -159,12 +159,6 @@ class Mapping:
         wanted = set(heads) | {None}
         return [m for m in self.table(num_layers).values() if m.rule.head in wanted]
 
-    def shape_of(self, source_name: str) -> tuple:
-        """The symbolic shape the table states for a source name (empty when none)."""
-        match = self.to_target(source_name)
-        return match.rule.shape if match else ()
-
-
 #: the layer number in a Hugging Face encoder's state-dict name (``bert.encoder.layer.3.``): tables
 #: bound to one checkpoint write each layer's rows out, with the layer in the target only
 _TARGET_LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
