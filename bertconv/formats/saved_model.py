@@ -404,6 +404,25 @@ def parse_keras_metadata(buf: bytes) -> list[KerasObject]:
     return out
 
 
+def _nested_child(graph, local_name: str, depth: int = 3) -> int | None:
+    """The node id of the first child named ``local_name`` of the root or of an object at most
+    ``depth - 1`` steps below it, breadth first (None when there is none)."""
+    level, seen = [0], {0}
+    for _ in range(depth):
+        following = []
+        for node_id in level:
+            for child in graph[node_id].children:
+                if not 0 <= child.node_id < len(graph):
+                    continue
+                if child.local_name == local_name:
+                    return child.node_id
+                if child.node_id not in seen:
+                    seen.add(child.node_id)
+                    following.append(child.node_id)
+        level = following
+    return None
+
+
 # -- the source -------------------------------------------------------------------------------------
 def saved_model_directory(path: str | Path) -> Path:
     """The SavedModel directory for the directory itself or its ``saved_model.pb``."""
@@ -598,16 +617,18 @@ class SavedModelSource(TFBundleSource):
     def _lower_case_variable(self) -> bool | None:
         """The value of the root's ``do_lower_case`` variable (a bool scalar), None without one."""
         roots = [self._root(g) for g in self.meta_graphs]
-        if not any(root is not None and root.child(LOWER_CASE_VARIABLE) is not None for root in roots):
+        at_root = any(root is not None and root.child(LOWER_CASE_VARIABLE) is not None for root in roots)
+        graph = self.object_graph()
+        if not at_root and not graph:
             return None
         # A child of the root is saved under its own name (trackable_utils: the object path, then
         # /.ATTRIBUTES/VARIABLE_VALUE); the checkpoint's object graph says so too when its data is
-        # here, and is asked first.
-        key: str | None = f"{LOWER_CASE_VARIABLE}/.ATTRIBUTES/{_VARIABLE_VALUE}"
-        graph = self.object_graph()
+        # here, and is asked first. A Keras model that loaded a Hub module as a layer holds the
+        # module's variable deeper (``layer_with_weights-0/_func/do_lower_case``): the graph finds it.
+        key: str | None = f"{LOWER_CASE_VARIABLE}/.ATTRIBUTES/{_VARIABLE_VALUE}" if at_root else None
         if graph:
-            node_id = next((c.node_id for c in graph[0].children if c.local_name == LOWER_CASE_VARIABLE), None)
-            if node_id is None or not 0 <= node_id < len(graph):
+            node_id = _nested_child(graph, LOWER_CASE_VARIABLE)
+            if node_id is None:
                 return None
             key = next((a.checkpoint_key for a in graph[node_id].attributes if a.name == _VARIABLE_VALUE), None)
         if key is None or key not in self:

@@ -9,7 +9,8 @@ Recognised by rule, never by a growing list of optimizer names:
   moments (Adafactor) have a smaller shape: they are slots when each of their dimensions is one of
   the weight's;
 - a TF2 object checkpoint says so outright: ``<object path>/.OPTIMIZER_SLOT/<optimizer>/<slot>/...``,
-  and the optimizer's own variables live under ``optimizer/``;
+  and the optimizer's own variables live under ``optimizer/``; a Keras SavedModel keeps its
+  compiled metrics' running totals under ``keras_api/metrics/``;
 - a **counter** is a scalar whose last name component is a step count, a power of a decay rate,
   a loss scale or a finiteness flag (``global_step``, ``local_step``, ``beta1_power``,
   ``loss_scale``, ``current_loss_scale``, ``good_steps``, ``bad_steps``, ``batch_finite``,
@@ -29,6 +30,7 @@ METADATA_NAMES = frozenset({"_CHECKPOINTABLE_OBJECT_GRAPH", "do_lower_case/.ATTR
 _TF2_VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
 _TF2_SLOT = re.compile(r"^(?P<var>.+)/\.OPTIMIZER_SLOT/(?P<optimizer>[^/]+)/(?P<slot>[^/]+)" + re.escape(_TF2_VALUE) + "$")
 _TF2_OPTIMIZER = re.compile(r"^optimizer/")
+_KERAS_METRIC = re.compile(r"^(.+/)?keras_api/metrics/")
 _SLOT = re.compile(r"^(?P<var>.+)/(?P<slot>[A-Za-z_][A-Za-z0-9_]*)$")
 #: the last name component of a training counter (a scalar)
 _COUNTER = re.compile(r"^(\w*_)?(steps?|power(_\d+)?|loss_scale|finite|counter)$")
@@ -36,7 +38,7 @@ _COUNTER = re.compile(r"^(\w*_)?(steps?|power(_\d+)?|loss_scale|finite|counter)$
 
 def training_state_kind(name: str, shape: tuple[int, ...],
                         model_shape: Callable[[str], tuple[int, ...] | None]) -> str | None:
-    """``"counter"``, ``"slot:<name>"``, ``"optimizer"`` or None (not training state).
+    """``"counter"``, ``"slot:<name>"``, ``"optimizer"``, ``"metric"`` or None (not training state).
 
     ``shape`` is the tensor's own shape; ``model_shape(name)`` is the shape of one of the model's
     own tensors, or None when ``name`` is not one."""
@@ -45,6 +47,8 @@ def training_state_kind(name: str, shape: tuple[int, ...],
         return f"slot:{tf2.group('slot')}"
     if _TF2_OPTIMIZER.match(name):
         return "optimizer"
+    if _KERAS_METRIC.match(name):
+        return "metric"
     stem = name[:-len(_TF2_VALUE)] if name.endswith(_TF2_VALUE) else name
     if _is_scalar(shape) and _COUNTER.match(stem.rsplit("/", 1)[-1]):
         return "counter"

@@ -1,0 +1,98 @@
+"""What a user holds after TensorFlow's "Classify text with BERT" tutorial: a TF Hub BERT inside
+their own Keras model, a Dense on its pooled output, saved by ``model.save`` (with and without the
+optimizer) or ``model.save_weights`` (fixtures/make_tutorial_fixtures.py). Each converts to the
+class its head implies, transformers loads it offline, and it reproduces the outputs of the user's
+own saved model reloaded (golden.npz); inspect names the encoder inside and the head."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bertconv.conversion import convert
+from bertconv.conversion.plan import plan_conversion
+from bertconv.formats import open_source
+from bertconv.inspection import inspect_checkpoint
+
+from .conftest import FIXTURES
+from .keras_era_transformers import TOLERANCE, transformers_outputs, worst_differences
+
+#: fixture -> (what to name, the class it becomes, the training state it holds)
+TUTORIAL = {
+    "tutorial_classifier": ("tutorial_classifier", "BertForSequenceClassification", {"metric": 4}),
+    "tutorial_classifier_optimizer": ("tutorial_classifier_optimizer", "BertForSequenceClassification",
+                                      {"metric": 4, "optimizer": 52}),
+    "tutorial_weights": ("tutorial_weights/checkpoints/my_checkpoint", "BertModel", {"optimizer": 52}),
+}
+ENCODER_NOTE = "the encoder is the user's layer 'BERT_encoder' (KerasLayer of "
+HEAD_NOTE = ("the user's head, layer 'classifier' (Dense) on the encoder's pooled_output, is "
+             "BertForSequenceClassification's classifier")
+
+
+def tutorial_path(name: str):
+    path = FIXTURES / TUTORIAL[name][0]
+    if not (FIXTURES / name / "golden.npz").is_file():
+        pytest.skip(f"fixture {name} is missing: run fixtures/make_tutorial_fixtures.py (its docstring says with what)")
+    return path
+
+
+def golden(name: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / name / "golden.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="module", params=sorted(TUTORIAL))
+def converted(request, tmp_path_factory):
+    name = request.param
+    out = tmp_path_factory.mktemp(name) / "hf"
+    return name, out, convert(tutorial_path(name), out)
+
+
+def test_each_save_converts_to_the_class_its_head_implies(converted):
+    name, _, report = converted
+    assert (report.layout, report.architecture) == ("tf2_hub_keras_layer", TUTORIAL[name][1])
+    assert report.validation is not None and report.validation.passed, report.validation.render()
+    assert report.training_state_dropped == TUTORIAL[name][2]
+    assert report.unknown_dropped == []
+
+
+def test_transformers_reproduces_the_users_saved_model(converted, monkeypatch):
+    name, out, report = converted
+    gold = golden(name)
+    if report.architecture == "BertModel":
+        gold.pop("classifier_logits")  # the head a save_weights checkpoint cannot place (see below)
+    worst = worst_differences(transformers_outputs(out, gold, monkeypatch), gold)
+    assert {"pooled_output", "sequence_output", "layer_0"} <= set(worst)
+    assert ("classifier_logits" in worst) == (report.architecture == "BertForSequenceClassification")
+    print(name, report.architecture, worst)
+    assert max(worst.values()) <= TOLERANCE, worst
+
+
+def test_the_vocabulary_and_casing_come_from_the_hub_module_inside(converted):
+    name, out, report = converted
+    if name == "tutorial_weights":
+        assert not (out / "vocab.txt").exists()
+        assert any("no vocab.txt beside the checkpoint" in n and "--vocab" in n for n in report.notes)
+        return
+    assert (out / "vocab.txt").read_text() == (FIXTURES / name / "assets" / "vocab.txt").read_text()
+    assert report.do_lower_case is True
+    assert any("recorded in the SavedModel's do_lower_case variable" in n for n in report.notes)
+
+
+def test_inspect_names_the_encoder_inside_and_the_head():
+    report = inspect_checkpoint(tutorial_path("tutorial_classifier"))
+    assert (report.family, report.layout) == ("bert", "tf2_hub_keras_layer")
+    assert any(n.startswith(ENCODER_NOTE) for n in report.notes), report.notes
+    assert HEAD_NOTE in report.notes
+
+
+def test_save_weights_converts_the_encoder_and_names_the_head_it_cannot_place():
+    # the checkpoint records no model config: what the Dense reads is unknown, so it is kept out
+    with open_source(tutorial_path("tutorial_weights")) as source:
+        plan = plan_conversion(source)
+    assert plan.architecture == "BertModel"
+    assert plan.dropped_heads == sorted(["layer_with_weights-1/kernel/.ATTRIBUTES/VARIABLE_VALUE",
+                                         "layer_with_weights-1/bias/.ATTRIBUTES/VARIABLE_VALUE",
+                                         "layer_with_weights-0/Variable:0/.ATTRIBUTES/VARIABLE_VALUE"])
+    said = " ".join(plan.notes)
+    assert "the weighted layer layer_with_weights-1/ kept out (bias, kernel)" in said
+    assert "num_attention_heads=4 from the attention kernels' shapes" in said
