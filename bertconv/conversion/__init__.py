@@ -111,7 +111,7 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
     output = Path(output)
     check_name(output)
     with open_source(source, verify_crc=o.verify_crc, prefer="tf", step=o.step) as src:
-        if src.format_name not in ("tf-bundle", "keras-h5", "saved-model", "keras-hub"):
+        if src.format_name not in ("tf-bundle", "keras-h5", "saved-model", "keras-hub", "keras-archive"):
             raise InputError(f"tf2pt converts TensorFlow checkpoints, and this is a {src.format_name} file",
                              path=src.path, hint="it is PyTorch already: inspect, validate or diff it")
         src.require_data()  # before planning: a missing data file is named as such, not as missing tensors

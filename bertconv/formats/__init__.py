@@ -37,7 +37,7 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
     """Return ``(format, location)``: one of ``tf-bundle`` (location: the bundle prefix),
     ``saved-model`` (location: the SavedModel directory, named as itself or its
     ``saved_model.pb``), ``keras-hub`` (location: the KerasHub preset directory, named as itself
-    or one of its weight files), ``safetensors``, ``torch-bin``, ``keras-h5`` (location: the file).
+    or one of its weight files), ``keras-archive`` (a Keras 3 ``.keras`` zip), ``safetensors``, ``torch-bin``, ``keras-h5`` (location: the file).
 
     A directory holding a TensorFlow checkpoint and PyTorch weights is ambiguous: with
     ``prefer="tf"`` (what ``tf2pt`` converts) the TensorFlow one is taken, otherwise it is an error
@@ -95,6 +95,10 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
         return "safetensors", p
     if suffix in (".bin", ".pt", ".pth"):
         return "torch-bin", p
+    if suffix == ".keras":
+        from .keras_archive import is_keras_archive
+        if is_keras_archive(p):
+            return "keras-archive", p
     if suffix in (".h5", ".hdf5", ".keras"):
         from .keras_hub import BACKBONE_WEIGHTS, TASK_WEIGHTS, is_keras_hub_preset
         if name in (BACKBONE_WEIGHTS, TASK_WEIGHTS) and is_keras_hub_preset(p.parent):
@@ -147,6 +151,9 @@ def open_source(path: str | Path, *, verify_crc: bool = True, prefer: str | None
     if fmt == "keras-hub":
         from .keras_hub import KerasHubSource
         return KerasHubSource(location)
+    if fmt == "keras-archive":
+        from .keras_archive import KerasArchiveSource
+        return KerasArchiveSource(location)
     if fmt == "saved-model":
         from .saved_model import SavedModelSource
         return SavedModelSource(location, verify_crc=verify_crc)
