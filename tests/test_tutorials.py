@@ -96,3 +96,32 @@ def test_save_weights_converts_the_encoder_and_names_the_head_it_cannot_place():
     said = " ".join(plan.notes)
     assert "the weighted layer layer_with_weights-1/ kept out (bias, kernel)" in said
     assert "num_attention_heads=4 from the attention kernels' shapes" in said
+
+
+# -- Model Garden's "Fine-tune a BERT model" (fixtures/make_garden_tutorial_fixtures.py) ---------
+GARDEN = {"garden_classifier_ckpt": {"optimizer": 52, "save_counter/.ATTRIBUTES/VARIABLE_VALUE": 1},
+          "garden_classifier_export": {"metric": 4, "optimizer": 52}}
+
+
+@pytest.fixture(scope="module", params=sorted(GARDEN))
+def garden_converted(request, tmp_path_factory):
+    name = request.param
+    if not (FIXTURES / name / "golden.npz").is_file():
+        pytest.skip(f"fixture {name} is missing: run fixtures/make_garden_tutorial_fixtures.py")
+    out = tmp_path_factory.mktemp(name) / "hf"
+    return name, out, convert(FIXTURES / name, out)
+
+
+def test_garden_classifier_converts_and_matches_the_users_saved_model(garden_converted, monkeypatch):
+    name, out, report = garden_converted
+    assert (report.layout, report.architecture) == ("tf2_garden_classifier", "BertForSequenceClassification")
+    assert report.validation is not None and report.validation.passed, report.validation.render()
+    assert report.training_state_dropped == GARDEN[name] and report.unknown_dropped == []
+    scope = "model/" if name.endswith("ckpt") else "classifier/"
+    assert (f"the user's head, the ClassificationHead {scope}layer_with_weights-1/ (out_proj on the encoder's "
+            "pooled output), is BertForSequenceClassification's classifier") in report.notes
+    gold = golden(name)
+    worst = worst_differences(transformers_outputs(out, gold, monkeypatch), gold)
+    assert {"classifier_logits", "pooled_output", "sequence_output", "layer_0"} <= set(worst)
+    print(name, worst)
+    assert max(worst.values()) <= TOLERANCE, worst

@@ -9,7 +9,8 @@ Recognised by rule, never by a growing list of optimizer names:
   moments (Adafactor) have a smaller shape: they are slots when each of their dimensions is one of
   the weight's;
 - a TF2 object checkpoint says so outright: ``<object path>/.OPTIMIZER_SLOT/<optimizer>/<slot>/...``,
-  and the optimizer's own variables live under ``optimizer/``; a Keras SavedModel keeps its
+  and the optimizer's own variables live under ``optimizer/`` (a Keras model's own optimizer under
+  ``<model>/optimizer/``); a Keras SavedModel keeps its
   compiled metrics' running totals under ``keras_api/metrics/``;
 - a **counter** is a scalar whose last name component is a step count, a power of a decay rate,
   a loss scale or a finiteness flag (``global_step``, ``local_step``, ``beta1_power``,
@@ -29,7 +30,7 @@ METADATA_NAMES = frozenset({"_CHECKPOINTABLE_OBJECT_GRAPH", "do_lower_case/.ATTR
 
 _TF2_VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
 _TF2_SLOT = re.compile(r"^(?P<var>.+)/\.OPTIMIZER_SLOT/(?P<optimizer>[^/]+)/(?P<slot>[^/]+)" + re.escape(_TF2_VALUE) + "$")
-_TF2_OPTIMIZER = re.compile(r"^optimizer/")
+_TF2_OPTIMIZER = re.compile(r"^(.+/)?optimizer/")
 _KERAS_METRIC = re.compile(r"^(.+/)?keras_api/metrics/")
 _SLOT = re.compile(r"^(?P<var>.+)/(?P<slot>[A-Za-z_][A-Za-z0-9_]*)$")
 #: the last name component of a training counter (a scalar)

@@ -7,6 +7,7 @@ from .bert4keras import CHECKPOINT_LAYOUT as BERT4KERAS_CHECKPOINT
 from .bert4keras import LAYOUT as BERT4KERAS
 from .bert_for_tf2 import LAYOUT as BERT_FOR_TF2
 from .garden import LAYOUT as TF2_GARDEN
+from .garden_classifier import LAYOUT as TF2_GARDEN_CLASSIFIER
 from .google import LAYOUT as GOOGLE
 from .hf_tf_checkpoint import LAYOUT as HF_TF_CHECKPOINT
 from .hub_keras_layer import LAYOUT as TF2_HUB_KERAS_LAYER
@@ -16,4 +17,5 @@ from .keras_hub import LAYOUT as KERAS_HUB
 from .savedmodel import LAYOUT as TF2_SAVEDMODEL
 
 LAYOUTS = (GOOGLE, TF2_GARDEN, KERAS_HF, BERT_FOR_TF2, HF_TF_CHECKPOINT, BERT4KERAS, BERT4KERAS_CHECKPOINT,
-           KERAS_BERT, TF2_SAVEDMODEL, KERAS_HUB, TF2_HUB_KERAS_LAYER)
+           KERAS_BERT, TF2_SAVEDMODEL, KERAS_HUB, TF2_HUB_KERAS_LAYER,
+           TF2_GARDEN_CLASSIFIER)
