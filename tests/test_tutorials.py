@@ -5,12 +5,15 @@ class its head implies, transformers loads it offline, and it reproduces the out
 own saved model reloaded (golden.npz); inspect names the encoder inside and the head."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
 from bertconv.conversion import convert
 from bertconv.conversion.plan import plan_conversion
-from bertconv.formats import open_source
+from bertconv.errors import DataUnavailableError
+from bertconv.formats import detect_format, open_source
 from bertconv.inspection import inspect_checkpoint
 
 from .conftest import FIXTURES
@@ -125,3 +128,30 @@ def test_garden_classifier_converts_and_matches_the_users_saved_model(garden_con
     assert {"classifier_logits", "pooled_output", "sequence_output", "layer_0"} <= set(worst)
     print(name, worst)
     assert max(worst.values()) <= TOLERANCE, worst
+
+
+# -- a Keras SavedModel that arrived in part ----------------------------------------------------
+def test_a_keras_savedmodel_without_its_graph_is_listed_and_converts():
+    # tutorial_classifier_optimizer has keras_metadata.pb and variables/ but no saved_model.pb
+    path = tutorial_path("tutorial_classifier_optimizer")
+    assert not (path / "saved_model.pb").exists()
+    assert detect_format(path) == ("saved-model", path)
+    report = inspect_checkpoint(path)
+    assert (report.format, report.layout) == ("saved-model", "tf2_hub_keras_layer")
+    assert "saved_model.pb is not here: the weights are listed from variables/variables.index, the layers " \
+           "from keras_metadata.pb" in report.notes
+    assert HEAD_NOTE in report.notes
+
+
+def test_a_keras_savedmodel_whose_data_is_an_lfs_pointer_is_still_recognised(tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(tutorial_path("tutorial_classifier_optimizer"), partial)
+    data = partial / "variables" / "variables.data-00000-of-00001"
+    size = data.stat().st_size
+    data.write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{'0' * 64}\nsize {size}\n")
+    report = inspect_checkpoint(partial)
+    assert (report.family, report.layout) == ("bert", "tf2_hub_keras_layer")
+    assert any(n.startswith(ENCODER_NOTE) for n in report.notes) and HEAD_NOTE in report.notes
+    assert any("Git LFS pointer" in n for n in report.notes)
+    with pytest.raises(DataUnavailableError, match="Git LFS pointer"):
+        convert(partial, tmp_path / "hf")

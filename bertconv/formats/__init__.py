@@ -46,6 +46,9 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
     if p.is_dir():
         if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
             return "saved-model", p  # the reader says when it is the text format it cannot read
+        from .saved_model import is_partial_keras_saved_model
+        if is_partial_keras_saved_model(p):
+            return "saved-model", p
         from .keras_hub import is_keras_hub_preset
         if is_keras_hub_preset(p):
             return "keras-hub", p

@@ -424,11 +424,18 @@ def _nested_child(graph, local_name: str, depth: int = 3) -> int | None:
 
 
 # -- the source -------------------------------------------------------------------------------------
+def is_partial_keras_saved_model(directory: Path) -> bool:
+    """A Keras SavedModel whose ``saved_model.pb`` is not here (a partial download) but whose
+    ``keras_metadata.pb`` and variables' index are: its weights can still be listed."""
+    return (not (directory / SAVED_MODEL_FILE).exists() and (directory / KERAS_METADATA_FILE).is_file()
+            and Path(f"{directory / VARIABLES_PREFIX}.index").is_file())
+
+
 def saved_model_directory(path: str | Path) -> Path:
     """The SavedModel directory for the directory itself or its ``saved_model.pb``."""
     given = Path(path)
     directory = given.parent if given.name == SAVED_MODEL_FILE and given.is_file() else given
-    if not (directory / SAVED_MODEL_FILE).is_file():
+    if not (directory / SAVED_MODEL_FILE).is_file() and not is_partial_keras_saved_model(directory):
         if (directory / SAVED_MODEL_TEXT_FILE).is_file():
             raise CheckpointFormatError(f"a text-format SavedModel ({SAVED_MODEL_TEXT_FILE}); bertconv reads "
                                         f"the binary {SAVED_MODEL_FILE}", path=directory,
@@ -471,6 +478,14 @@ class SavedModelSource(TFBundleSource):
         self.path = self.directory = directory
         self.saved_model_path = directory / SAVED_MODEL_FILE
         self.hub_module = (directory / HUB_MODULE_FILE).is_file()
+        if is_partial_keras_saved_model(directory):
+            self.schema_version, self.meta_graphs = None, []
+            self.notes.append(f"{SAVED_MODEL_FILE} is not here: the weights are listed from {VARIABLES_PREFIX}.index, "
+                              f"the layers from {KERAS_METADATA_FILE}")
+            self.assets, self.vocab_file = {}, None
+            self.keras_objects = self._read_keras_objects()
+            self._find_encoder()
+            return
         try:
             self.schema_version, self.meta_graphs = parse_saved_model(self.saved_model_path.read_bytes())
         except OSError as err:
@@ -483,6 +498,9 @@ class SavedModelSource(TFBundleSource):
         self.assets = self._present_assets()
         self.vocab_file = self._named_vocab_file()
         self.keras_objects = self._read_keras_objects()
+        self._find_encoder()
+
+    def _find_encoder(self) -> None:
         encoder = next((o for o in self.keras_objects if isinstance(o.config, dict)
                         and all(k in o.config for k in ENCODER_FIELDS)), None)
         self.encoder_config: dict | None = dict(encoder.config) if encoder else None
