@@ -10,11 +10,13 @@ import shutil
 import numpy as np
 import pytest
 
+from bertconv.comparison import diff
 from bertconv.conversion import convert
 from bertconv.conversion.plan import plan_conversion
 from bertconv.errors import DataUnavailableError
 from bertconv.formats import detect_format, open_source
 from bertconv.inspection import inspect_checkpoint
+from bertconv.validation import validate
 
 from .conftest import FIXTURES
 from .keras_era_transformers import TOLERANCE, transformers_outputs, worst_differences
@@ -155,3 +157,29 @@ def test_a_keras_savedmodel_whose_data_is_an_lfs_pointer_is_still_recognised(tmp
     assert any("Git LFS pointer" in n for n in report.notes)
     with pytest.raises(DataUnavailableError, match="Git LFS pointer"):
         convert(partial, tmp_path / "hf")
+
+
+def test_a_head_that_is_not_on_the_pooled_output_is_named_and_kept_out(tmp_path, monkeypatch):
+    # a Dense(3) on sequence_output (fixtures/make_tutorial_fixtures.py): never taken for a classifier
+    path = FIXTURES / "tutorial_token_head"
+    if not (path / "golden.npz").is_file():
+        pytest.skip("fixture tutorial_token_head is missing: run fixtures/make_tutorial_fixtures.py")
+    report = convert(path, tmp_path / "hf")
+    assert report.architecture == "BertModel" and report.validation.passed
+    assert sorted(report.heads_dropped) == sorted([
+        "layer_with_weights-1/kernel/.ATTRIBUTES/VARIABLE_VALUE", "layer_with_weights-1/bias/.ATTRIBUTES/VARIABLE_VALUE",
+        "layer_with_weights-0/Variable:0/.ATTRIBUTES/VARIABLE_VALUE"])
+    assert any(n.startswith("layer 'token_scores' (Dense) kept out (bias, kernel): it scores each token of the "
+                            "encoder's sequence_output") for n in report.notes), report.notes
+    gold = golden("tutorial_token_head")
+    gold.pop("token_scores")
+    worst = worst_differences(transformers_outputs(tmp_path / "hf", gold, monkeypatch), gold)
+    assert max(worst.values()) <= TOLERANCE, worst
+
+
+def test_diff_and_validate_meet_the_tutorial_model_through_its_own_names(tmp_path):
+    name, out = "tutorial_classifier", tmp_path / "hf"
+    convert(tutorial_path(name), out)
+    assert diff(tutorial_path(name), out).passed
+    report = validate(out, against=tutorial_path(name), device="cpu", seq_len=12)
+    assert report.passed and report.worst_max_abs() < TOLERANCE

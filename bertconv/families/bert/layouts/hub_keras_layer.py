@@ -247,8 +247,11 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
             continue
         for attr, key in variables:
             rules.append(Rule(key, f"{KEPT_OUT}.{index}.{attr}", (), None, KEPT_OUT))
-        if reads:
-            why = f"it reads the encoder's {reads}, and no Bert* head bertconv exports computes what it does"
+        if reads == "sequence_output" and cls == "Dense":
+            why = ("it scores each token of the encoder's sequence_output (a token classifier, or a span head where it "
+                   "has 2 units: the file does not say which), and bertconv exports neither head from these files")
+        elif reads:
+            why = f"it reads the encoder's {reads}, which no Bert* head takes"
         elif not described:
             why = ("the file records no model config (a save_weights checkpoint), so what it reads is unknown; "
                    "a model.save() directory of the same model records it")
