@@ -26,7 +26,7 @@ import dataclasses
 import re
 from functools import partial
 
-from ....mapping import LAYER, Mapping, Rule
+from ....mapping import Mapping, Rule
 from ....mapping import MERGE_HEADS as MH
 from ....mapping import MERGE_HEADS_IN_T as MHI
 from ....mapping import MERGE_HEADS_OUT_T as MHO
@@ -145,9 +145,10 @@ def _inbound(layer: dict) -> list[tuple[str, int]]:
     return found
 
 
-#: the outputs of a Hub BERT, in the order Keras flattens the dict it returns (keys sorted; the
-#: ``encoder_outputs`` list holds one tensor per layer)
 def _hub_output_name(index: int, num_layers: int) -> str:
+    """The output of a TF2 Hub BERT at ``index`` in the order Keras flattens the dict it returns
+    (keys sorted: ``default``, the ``encoder_outputs`` list of one tensor per layer,
+    ``pooled_output``, ``sequence_output``): a functional config names a dict output by position."""
     if index == 0:
         return "default"  # the pooled output, under the name TF1 Hub modules gave it
     if index <= num_layers:
@@ -175,8 +176,9 @@ def head_reads(source, encoder_layer: str, head_layer: str, num_layers: int) -> 
     return None
 
 
-#: layers that pass their input on unchanged at inference
-WEIGHTLESS = frozenset({"Dropout", "Activation", "Flatten", "Reshape"})
+#: layers that pass their input on unchanged at inference (as BertForSequenceClassification's own
+#: dropout before its classifier does)
+WEIGHTLESS = frozenset({"Dropout"})
 
 
 def weighted_layers(source) -> dict[int, tuple[str, str, dict]]:
@@ -197,8 +199,7 @@ def _casing_node(source, scope: str) -> str | None:
     """The key under ``scope`` of the Hub module's ``do_lower_case`` variable, which the Keras
     layer also registers as a weight of its own, named as its variable is (``Variable:0``)."""
     graph = source.object_graph() if source is not None and hasattr(source, "object_graph") else None
-    module = stored_key(graph, scope + "_func/" + LOWER_CASE + SUFFIX) if graph else None
-    return module
+    return stored_key(graph, scope + "_func/" + LOWER_CASE + SUFFIX) if graph else None
 
 
 def bind(layout: Layout, names: list[str], source=None) -> Layout:
