@@ -24,9 +24,11 @@ from .keras_era_transformers import TOLERANCE, transformers_outputs, worst_diffe
 #: fixture -> (what to name, the class it becomes, the training state it holds)
 TUTORIAL = {
     "tutorial_classifier": ("tutorial_classifier", "BertForSequenceClassification", {"metric": 4}),
+    # AdamWeightDecay (the tutorial's create_optimizer): m and v beside each of the 25 trained
+    # variables, and iter, beta_1, beta_2, decay
     "tutorial_classifier_optimizer": ("tutorial_classifier_optimizer", "BertForSequenceClassification",
-                                      {"metric": 4, "optimizer": 52}),
-    "tutorial_weights": ("tutorial_weights/checkpoints/my_checkpoint", "BertModel", {"optimizer": 52}),
+                                      {"metric": 4, "m": 25, "v": 25, "optimizer": 4}),
+    "tutorial_weights": ("tutorial_weights/checkpoints/my_checkpoint", "BertModel", {"m": 25, "v": 25, "optimizer": 4}),
 }
 ENCODER_NOTE = "the encoder is the user's layer 'BERT_encoder' (KerasLayer of "
 HEAD_NOTE = ("the user's head, layer 'classifier' (Dense) on the encoder's pooled_output, is "
