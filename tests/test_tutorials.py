@@ -185,3 +185,23 @@ def test_diff_and_validate_meet_the_tutorial_model_through_its_own_names(tmp_pat
     assert diff(tutorial_path(name), out).passed
     report = validate(out, against=tutorial_path(name), device="cpu", seq_len=12)
     assert report.passed and report.worst_max_abs() < TOLERANCE
+
+
+def test_the_tutorial_model_whole_takes_text_and_its_tokenizer_is_the_preprocessing_layers(tmp_path, monkeypatch):
+    # the preprocessing hub.KerasLayer inside the model (fixtures/make_tutorial_fixtures.py): a
+    # weightless layer before the encoder; the tokenizer written must give the ids it gave
+    transformers = pytest.importorskip("transformers")
+    path = FIXTURES / "tutorial_classifier_text"
+    if not (path / "golden.npz").is_file():
+        pytest.skip("fixture tutorial_classifier_text is missing: run fixtures/make_tutorial_fixtures.py")
+    report = convert(path, tmp_path / "hf")
+    assert report.architecture == "BertForSequenceClassification" and report.do_lower_case is True
+    assert HEAD_NOTE in report.notes
+    gold = golden("tutorial_classifier_text")
+    sentences = [str(s) for s in gold.pop("sentences")]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf", local_files_only=True)
+    encoded = tokenizer(sentences, padding="max_length", max_length=gold["input_ids"].shape[1], return_tensors="np")
+    np.testing.assert_array_equal(encoded["input_ids"], gold["input_ids"])
+    np.testing.assert_array_equal(encoded["attention_mask"], gold["attention_mask"])
+    worst = worst_differences(transformers_outputs(tmp_path / "hf", gold, monkeypatch), gold)
+    assert "classifier_logits" in worst and max(worst.values()) <= TOLERANCE, worst
