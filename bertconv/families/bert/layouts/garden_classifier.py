@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import partial
 
 from ....mapping import LAYER, Mapping, Rule
 from ....mapping import TRANSPOSE as T
+from ....formats.base import SourceRecords
 from ...base import Layout
 from .garden import FIRST_LAYER_INDEX, SUFFIX, functional_pooler_rules, functional_rules, stored_key
 from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
-from .savedmodel import infer_sizes as savedmodel_infer_sizes
 
 H = "hidden_size"
 ENCODER = "layer_with_weights-0/"
@@ -50,17 +49,13 @@ def _query_path(scope: str, layer: int) -> str:
     return f"{_numbered(scope)}{FIRST_LAYER_INDEX + layer}/{QUERY}"
 
 
-def _graph(source):
-    return source.object_graph() if source is not None and hasattr(source, "object_graph") else None
-
-
-def _scope(names: list[str], source) -> tuple[str | None, bool]:
+def _scope(names: list[str], source: SourceRecords) -> tuple[str | None, bool]:
     """(the object path of the classifier, whether its keys are positional and need the graph)."""
     for name in names:
         m = MARKER.match(name)
         if m:
             return m.group("scope"), False
-    graph = _graph(source)
+    graph = source.object_graph()
     if not graph:
         return None, False
     present = set(names)
@@ -71,7 +66,7 @@ def _scope(names: list[str], source) -> tuple[str | None, bool]:
     return None, False
 
 
-def recognise(names: list[str], source=None) -> bool:
+def recognise(names: list[str], source: SourceRecords) -> bool:
     return _scope(names, source)[0] is not None
 
 
@@ -84,11 +79,11 @@ def _rules(scope: str, num_layers: int) -> list[Rule]:
     return rules
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     scope, positional = _scope(names, source)
     if scope is None:
         return dataclasses.replace(layout, bind=None)
-    graph = _graph(source) if positional else None
+    graph = source.object_graph() if positional else None
     present = set(names)
 
     def key(path: str) -> str:
@@ -121,19 +116,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
         notes.append(f"the user's head, the ClassificationHead {scope}{HEAD} (out_proj on the encoder's pooled "
                      "output), is BertForSequenceClassification's classifier")
     mapping = Mapping(tuple(rules))
-    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(_infer_sizes_with_labels, mapping),
-                               bind=None, assumptions=tuple(notes))
-
-
-def _infer_sizes_with_labels(mapping: Mapping, shapes: dict) -> dict:
-    """The SavedModel layout's sizes (every row is written out for its layer), and the label
-    count from the head's ``out_proj`` kernel ``[H, labels]``."""
-    sizes = savedmodel_infer_sizes(mapping, shapes)
-    for name, shape in shapes.items():
-        m = mapping.to_target(name)
-        if m is not None and m.target == "classifier.weight" and len(shape) == 2:
-            sizes["num_labels"] = shape[1]
-    return sizes
+    return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=tuple(notes))
 
 
 _DEFAULT_RULES = tuple(_rules("model/", 0))
@@ -146,7 +129,6 @@ LAYOUT = Layout(
     recognise=recognise,
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
-    infer_sizes=partial(_infer_sizes_with_labels, Mapping(_DEFAULT_RULES)),
     bind=bind,
     structural_parts=frozenset({"pooler", KEPT_OUT}),
 )

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import partial
 
 from ....mapping import Mapping, Rule
 from ....mapping import MERGE_HEADS as MH
 from ....mapping import MERGE_HEADS_IN_T as MHI
 from ....mapping import MERGE_HEADS_OUT_T as MHO
 from ....mapping import TRANSPOSE as T
+from ....formats.base import SourceRecords
 from ...base import Layout
 from .garden import SUFFIX, stored_key
-from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS, infer_sizes_through
+from .google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
 
 H, I, V, A, D = "hidden_size", "intermediate_size", "vocab_size", "num_attention_heads", "head_size"
 P = "bert.encoder.layer.{layer}."
@@ -98,22 +98,10 @@ MARKER = re.compile(r"^layer_with_weights-\d+/" + re.escape(escape("transformer/
                     + re.escape(SUFFIX) + "$")
 
 
-def _infer_sizes(mapping: Mapping, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Every config field the shapes determine: the head count from the einsum kernels, the label
-    count from an exported classifier's kernel ``[H, labels]``."""
-    sizes, by_target = infer_sizes_through(mapping, shapes)
-    query = by_target.get("bert.encoder.layer.0.attention.self.query.weight", ())
-    if len(query) == 3:
-        sizes["num_attention_heads"] = query[1]
-    if sizes.get("num_labels") is None:
-        sizes.pop("num_labels", None)
-    return sizes
-
-
 # -- the user's head ---------------------------------------------------------------------------
-def _keras_model_config(source) -> dict | None:
+def _keras_model_config(source: SourceRecords) -> dict | None:
     """The user's functional model's Keras config, from the root object of keras_metadata.pb."""
-    for obj in getattr(source, "keras_objects", ()) or ():
+    for obj in source.keras_objects or ():
         if obj.node_path == "root" and isinstance(obj.config, dict):
             return obj.config
     return None
@@ -156,7 +144,7 @@ def _hub_output_name(index: int, num_layers: int) -> str:
     return {num_layers + 1: "pooled_output", num_layers + 2: "sequence_output"}.get(index, f"output {index}")
 
 
-def head_reads(source, encoder_layer: str, head_layer: str, num_layers: int) -> str | None:
+def head_reads(source: SourceRecords, encoder_layer: str, head_layer: str, num_layers: int) -> str | None:
     """Which output of the encoder layer ``head_layer`` reads (through weightless layers), as the
     user's model's functional config records it; None where it records none."""
     config = _keras_model_config(source)
@@ -181,11 +169,11 @@ def head_reads(source, encoder_layer: str, head_layer: str, num_layers: int) -> 
 WEIGHTLESS = frozenset({"Dropout"})
 
 
-def weighted_layers(source) -> dict[int, tuple[str, str, dict]]:
+def weighted_layers(source: SourceRecords) -> dict[int, tuple[str, str, dict]]:
     """``layer_with_weights`` index -> (class, name, Keras config) of the user's model's weighted
     layers, as keras_metadata.pb records them by object path (empty where it is absent)."""
     out = {}
-    for obj in getattr(source, "keras_objects", ()) or ():
+    for obj in source.keras_objects or ():
         m = _METADATA_PATH.match(obj.node_path)
         if m:
             out[int(m.group(1))] = (obj.class_name, obj.name, obj.config if isinstance(obj.config, dict) else {})
@@ -195,14 +183,14 @@ def weighted_layers(source) -> dict[int, tuple[str, str, dict]]:
 _METADATA_PATH = re.compile(r"^root\.layer_with_weights-(\d+)$")
 
 
-def _casing_node(source, scope: str) -> str | None:
+def _casing_node(source: SourceRecords, scope: str) -> str | None:
     """The key under ``scope`` of the Hub module's ``do_lower_case`` variable, which the Keras
     layer also registers as a weight of its own, named as its variable is (``Variable:0``)."""
-    graph = source.object_graph() if source is not None and hasattr(source, "object_graph") else None
+    graph = source.object_graph()
     return stored_key(graph, scope + "_func/" + LOWER_CASE + SUFFIX) if graph else None
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table for this checkpoint: the encoder's rows under the object path the first query
     kernel is stored at, and the user's other weighted layers as a classifier or kept out."""
     scope = next((m.group(1) for n in names if MARKER.match(n) for m in [_SCOPE.match(n)]), DEFAULT_SCOPE)
@@ -260,8 +248,7 @@ def bind(layout: Layout, names: list[str], source=None) -> Layout:
             why = "it is not a Dense without activation on the encoder's pooled output"
         notes.append(f"{what} kept out ({', '.join(sorted(attrs))}): {why}")
     mapping = Mapping(tuple(rules))
-    return dataclasses.replace(layout, mapping=mapping, infer_sizes=partial(_infer_sizes, mapping), bind=None,
-                               assumptions=tuple(notes))
+    return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=tuple(notes))
 
 
 LAYOUT = Layout(
@@ -271,7 +258,6 @@ LAYOUT = Layout(
     marker=MARKER,
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
-    infer_sizes=partial(_infer_sizes, Mapping(RULES)),
     bind=bind,
     structural_parts=frozenset({"pooler", KEPT_OUT, CASING}),
 )
