@@ -205,3 +205,19 @@ def test_the_tutorial_model_whole_takes_text_and_its_tokenizer_is_the_preprocess
     np.testing.assert_array_equal(encoded["attention_mask"], gold["attention_mask"])
     worst = worst_differences(transformers_outputs(tmp_path / "hf", gold, monkeypatch), gold)
     assert "classifier_logits" in worst and max(worst.values()) <= TOLERANCE, worst
+
+
+def test_a_classification_head_with_a_pooler_of_its_own_is_kept_out(tmp_path, monkeypatch):
+    # BertClassifier(use_encoder_pooler=False): its head's inner dense reads the first token; no
+    # Bert* head computes that, so the encoder converts alone (fixtures/make_garden_tutorial_fixtures.py)
+    path = FIXTURES / "garden_classifier_own_pooler"
+    if not (path / "golden.npz").is_file():
+        pytest.skip("fixture garden_classifier_own_pooler is missing: run fixtures/make_garden_tutorial_fixtures.py")
+    report = convert(path, tmp_path / "hf")
+    assert (report.layout, report.architecture) == ("tf2_garden_classifier", "BertModel")
+    assert len(report.heads_dropped) == 4 and all("layer_with_weights-1/" in n for n in report.heads_dropped)
+    assert any(n.startswith("the ClassificationHead model/layer_with_weights-1/ kept out: it has an inner dense")
+               for n in report.notes), report.notes
+    gold = golden("garden_classifier_own_pooler")
+    worst = worst_differences(transformers_outputs(tmp_path / "hf", gold, monkeypatch), gold)
+    assert max(worst.values()) <= TOLERANCE, worst
