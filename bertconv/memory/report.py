@@ -21,6 +21,8 @@ class GPU:
     memory_bytes: int
     #: "sm90" for Hopper (cuBLAS's workspace is larger there), "default" otherwise
     arch: str = "default"
+    #: how a size the user gave was read ("16GB" as 16 GiB), for the report to say; None for a name
+    read_as: str | None = None
 
 
 #: Common GPUs, by the name their vendor sells them under (memory in GiB, as nvidia-smi counts it).
@@ -52,7 +54,11 @@ def parse_gpu(value: str | GPU | None) -> GPU | None:
     if m:
         number, unit = float(m.group(1)), (m.group(2) or "gib").lower()
         scale = 2**20 if unit.startswith("m") else GIB
-        return GPU(value.strip(), int(number * scale))
+        binary = "MiB" if unit.startswith("m") else "GiB"
+        read_as = None if unit in ("gib", "mib") else (
+            f"--gpu {value.strip()} is read as {number:g} {binary} ({int(number * scale):,} bytes), as GPU "
+            f"memory is sold and nvidia-smi counts it")
+        return GPU(value.strip(), int(number * scale), read_as=read_as)
     wanted = _key(value)
     exact = [g for name, g in GPUS.items() if _key(name) == wanted]
     if exact:
@@ -116,7 +122,7 @@ class MemoryReport:
 
         sh = self.shape
         shared = f" ({sh.distinct_layers} weight set{'s' if sh.distinct_layers > 1 else ''})" if sh.shared_layers else ""
-        model = (f"model        {sh.architecture}: {sh.layers} layers{shared}, hidden {sh.hidden}, {sh.heads} heads, "
+        model = (f"model        {sh.architecture}: {sh.layers} layers{shared}, hidden {sh.hidden}, {_count(sh.heads, 'head')}, "
                  f"intermediate {sh.intermediate}, vocab {sh.vocab}; {sh.parameters:,} parameters "
                  f"(stored {sh.stored_dtype})")
         lines = [model, f"step         {self._setting_line()}"]
@@ -156,17 +162,34 @@ class MemoryReport:
             lines.append(tabulate(table, headers=headers, disable_numparse=True))
         if self.gpu:
             lines.append("")
-            verdict = "; ".join(f"{s} tokens: {b if b else 'none (not even batch 1)'}"
-                                for s, b in self.largest_batch.items())
+            verdict = "; ".join(f"{_batch_words(b)} of {s} tokens" for s, b in self.largest_batch.items())
+            gpu = f"{self.gpu.name} ({format_bytes(self.gpu.memory_bytes)})"
             if len(self.rows) == 1:
-                lines.append(f"{self.gpu.name} ({format_bytes(self.gpu.memory_bytes)}): "
-                             f"{'fits' if self.rows[0].fits else 'does not fit'}")
-            lines.append(f"largest batch that fits on {self.gpu.name}: {verdict} "
+                lines.append(f"{gpu}: {'fits' if self.rows[0].fits else 'does not fit'}")
+            lines.append(f"largest batch that fits on {gpu}: {verdict} "
                          f"(keeping {format_bytes(CUDA_CONTEXT_BYTES)} for the CUDA context and "
                          f"{FRAGMENTATION:.0%} for the allocator's fragmentation)")
+            if self.gpu.read_as:
+                lines.append(f"note: {self.gpu.read_as}")
         for note in self.notes:
             lines.append(f"note: {note}")
         return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _batch_words(batch: int) -> str:
+    if batch == 0:
+        return "none (not even one sequence)"
+    if batch >= LARGEST_BATCH_SEARCHED:
+        return f"more than {LARGEST_BATCH_SEARCHED:,} sequences (searched no further)"
+    return _count(batch, "sequence")
+
+
+#: the largest batch :func:`largest_batch` tries: a model that fits more is reported as "more than"
+LARGEST_BATCH_SEARCHED = 1 << 30
 
 
 def _as_list(value: int | Iterable[int] | str, name: str) -> list[int]:
@@ -185,8 +208,9 @@ def _as_list(value: int | Iterable[int] | str, name: str) -> list[int]:
     return values
 
 
-def largest_batch(shape: EncoderShape, settings: Settings, gpu: GPU, limit: int = 1 << 20) -> int:
-    """The largest batch at ``settings.seq_len`` whose step fits on ``gpu`` (0 if none does)."""
+def largest_batch(shape: EncoderShape, settings: Settings, gpu: GPU, limit: int = LARGEST_BATCH_SEARCHED) -> int:
+    """The largest batch at ``settings.seq_len`` whose step fits on ``gpu`` (0 if none does;
+    ``limit`` when more than ``limit`` would)."""
     def ok(batch: int) -> bool:
         return fits(simulate(shape, _with_batch(settings, batch)).peak_bytes, gpu)
 
