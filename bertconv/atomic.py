@@ -78,7 +78,8 @@ def check_target(target: Path, *, overwrite: bool, kind: str) -> None:
                 f"but a {'directory' if want_dir else 'file'} is to be written here",
                 path=target, hint="choose another output path")
         if not overwrite:
-            raise OutputError("output already exists", path=target, hint="pass --overwrite to replace it")
+            raise OutputError("output already exists", path=target, hint="pass overwrite=True to replace it",
+                              cli_hint="pass --overwrite to replace it")
 
 
 def lock_path(target: Path) -> Path:

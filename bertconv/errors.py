@@ -16,14 +16,18 @@ class BertconvError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, path: str | Path | None = None, tensor: str | None = None,
-                 hint: str | None = None):
+                 hint: str | None = None, cli_hint: str | None = None):
         self.message = message
         self.path = str(path) if path is not None else None
         self.tensor = tensor
         self.hint = hint
+        #: the hint as the command line words it, where the API's names an argument (overwrite=True)
+        #: that the command spells as an option (--overwrite)
+        self.cli_hint = cli_hint
         super().__init__(self.render())
 
-    def render(self) -> str:
+    def render(self, *, cli: bool = False) -> str:
+        """The one line; ``cli``: with the hint in the command line's words."""
         parts = []
         if self.path:
             parts.append(f"{self.path}:")
@@ -31,8 +35,9 @@ class BertconvError(Exception):
             parts.append(f"tensor {self.tensor!r}:")
         parts.append(self.message.rstrip("."))
         line = " ".join(parts)
-        if self.hint:
-            line += f" ({self.hint.rstrip('.')})"
+        hint = self.cli_hint if cli and self.cli_hint else self.hint
+        if hint:
+            line += f" ({hint.rstrip('.')})"
         return line
 
 
