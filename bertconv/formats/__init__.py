@@ -131,6 +131,15 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
                                 hint="supported: TF V2 checkpoints, .safetensors, pytorch_model.bin, Keras .h5")
 
 
+def _other_sources_beside(directory: Path, prefix) -> list[str]:
+    """A note for each SavedModel folder in ``directory``, whose TF checkpoint was taken: which was
+    read, and how to read the other (a Keras ``save_weights`` beside a ``model.save``)."""
+    saved = sorted(child.name for child in directory.iterdir()
+                   if child.is_dir() and (child / "saved_model.pb").is_file())
+    return [f"read the TensorFlow checkpoint {Path(str(prefix)).name}; this directory also holds the "
+            f"SavedModel {name}/, read by naming it ({directory / name})" for name in saved]
+
+
 def _is_series_stem(p: Path) -> bool:
     """Whether ``p`` is the stem of a training run's bundles (``model.ckpt`` of ``model.ckpt-N``)."""
     pattern = re.compile(re.escape(p.name) + r"-\d+\.index$")
@@ -150,7 +159,10 @@ def open_source(path: str | Path, *, verify_crc: bool = True, prefer: str | None
                          path=given, hint="leave the step out")
     if fmt == "tf-bundle":
         from .tf_bundle import TFBundleSource
-        return TFBundleSource(location, verify_crc=verify_crc, step=step)
+        source = TFBundleSource(location, verify_crc=verify_crc, step=step)
+        if directory is not None:
+            source.notes += _other_sources_beside(directory, source.prefix)
+        return source
     if fmt == "keras-hub":
         from .keras_hub import KerasHubSource
         return KerasHubSource(location)
