@@ -106,7 +106,7 @@ class ValidationReport:
             rows = [(o.name, "x".join(map(str, o.shape)), f"{o.max_abs:.2e}", f"{o.max_rel:.2e}", f"{o.mean_abs:.2e}",
                      f"{o.cosine:.9f}", f"{o.bound:.1e}", "ok" if o.passed else "FAIL") for o in run.outputs]
             lines.append(tabulate(rows, headers=["output", "shape", "max abs", "max rel", "mean abs", "cosine",
-                                                 "bound", ""], disable_numparse=True))
+                                                 "bound", "check"], disable_numparse=True))
             if run.unreferenced:
                 lines.append(f"no reference for: {', '.join(run.unreferenced)} (these outputs cannot be "
                              "traced to the original's weights)")
