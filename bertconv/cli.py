@@ -2,14 +2,16 @@
 or ``--json``), progress and messages to stderr. Exit codes: 0 ok, 1 a check failed, 2 bad input."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
+import os
 import sys
 
 import click
 
-from . import __version__
+from . import __version__, model_card, progress
 from .errors import BertconvError
 from .families import HEAD_CHOICES
 from .inspection import SORT_KEYS
@@ -73,7 +75,9 @@ tower_option = click.option("--tower", metavar="NAME",
 no_verify_crc_option = click.option("--no-verify-crc", is_flag=True,
                                     help="Skip the crc32c checks of the tensor data read.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no summary, no progress bar).")
+quiet_option = click.option("-q", "--quiet", is_flag=True,
+                            help="Print nothing on success (no summary, no progress); a failure still prints its "
+                                 "one line, and the exit code says which.")
 keep_tokens_option = click.option(
     "--keep-tokens", type=click.Path(), metavar="FILE",
     help="A JSON list of the vocab.txt lines a pruned vocabulary kept, in row order (bert4keras' keep_tokens): "
@@ -125,20 +129,91 @@ def _clean_floats(data):
     return data
 
 
+@contextlib.contextmanager
+def _progress(*, quiet: bool = False, as_json: bool = False):
+    """Progress on stderr for this command's long work when stderr is a terminal and neither -q
+    nor --json was given; yields whether it is shown."""
+    shown = progress.wanted(quiet=quiet, as_json=as_json)
+    token = progress.enable(shown)
+    try:
+        yield shown
+    finally:
+        progress.reset(token)
+
+
+#: what third-party libraries would print on their own, hushed unless --debug: TensorFlow's C++
+#: log (absl, oneDNN, CUDA probing) and transformers' progress bars, advisories and load report.
+#: Read by each library when it is imported, so they are set before any command imports one.
+QUIET_LIBRARIES = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR", "TRANSFORMERS_VERBOSITY": "error",
+                   "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+@contextlib.contextmanager
+def _quiet_libraries(debug: bool):
+    """QUIET_LIBRARIES for one call (a user's own settings win), the environment restored after,
+    since :func:`main` also runs inside processes that go on (tests, scripts)."""
+    if debug:
+        yield
+        return
+    added = {k: v for k, v in QUIET_LIBRARIES.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+@contextlib.contextmanager
+def _command_recorded(args: list[str]):
+    """The command line, for the model card of what it converts (:data:`model_card.command`)."""
+    import shlex
+
+    token = model_card.command.set(shlex.join(["bertconv", *map(str, args)]))
+    try:
+        yield
+    finally:
+        model_card.command.reset(token)
+
+
+def _quiet_tensorflow_python() -> None:
+    """TensorFlow's Python-side logging (its logger and absl's), which the environment does not
+    reach; the logger is set up before TensorFlow is imported, absl's only if absl is installed."""
+    import logging
+
+    context = click.get_current_context(silent=True)
+    if context is not None and isinstance(context.obj, dict) and context.obj.get("debug"):
+        return
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        import absl.logging
+    except ImportError:
+        return
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="bertconv",
                       message="%(prog)s, version %(version)s (kernels: " + _kernels_in_use() + ")")
 @debug_option
 def cli():
-    """Convert TensorFlow BERT-family checkpoints to PyTorch, and prove the conversion."""
+    """Convert TensorFlow BERT-family checkpoints to PyTorch, and prove the conversion.
+
+    Shell completion (bash; zsh and fish alike, with zsh_source / fish_source):
+    eval "$(_BERTCONV_COMPLETE=bash_source bertconv)"
+    """
 
 
 # ---------------------------------------------------------------------------------------- inspect
-@cli.command()
+@cli.command(short_help="What a checkpoint holds: family, heads, config, tensors; --memory: will it fit.")
 @click.argument("path", type=click.Path())
 @click.option("--stats", is_flag=True, help="Add min, max, mean, std, NaN and Inf counts per tensor.")
 @click.option("--filter", "pattern", metavar="GLOB", help="Only tensors whose name matches GLOB.")
-@click.option("--sort", type=click.Choice(SORT_KEYS), default="name", show_default=True)
+@click.option("--tensors", "show_tensors", is_flag=True,
+              help="List every tensor after the summary (implied by --stats, --filter and --sort).")
+@click.option("--sort", type=click.Choice(SORT_KEYS),
+              help="Order of the tensor list: by name (the default), by size or parameter count (largest first), "
+                   "or by dtype.")
 @family_option
 @step_option
 @no_verify_crc_option
@@ -158,8 +233,10 @@ def cli():
               help="--memory: a GPU's memory (16GB) or name (T4, A100-80GB...): does it fit, what batch does.")
 @json_option
 @debug_option
-def inspect(path, stats, pattern, sort, family, step, no_verify_crc, memory, as_json, **memory_options):
-    """List the tensors of a checkpoint (TF, safetensors, HF directory, .bin, .h5) and what they are."""
+def inspect(path, stats, pattern, show_tensors, sort, family, step, no_verify_crc, memory, as_json,
+            **memory_options):
+    """What a checkpoint (TF, safetensors, HF directory, .bin, .h5) holds: its format, family,
+    heads and config first, then with --tensors every tensor and what it is."""
     memory_options = {k: v for k, v in memory_options.items() if v is not None}
     if memory or memory_options:
         if not memory:
@@ -174,20 +251,25 @@ def inspect(path, stats, pattern, sort, family, step, no_verify_crc, memory, as_
         return
     from .inspection import inspect_checkpoint
 
-    report = inspect_checkpoint(path, stats=stats, filter=pattern, sort=sort, family=family,
-                                verify_crc=not no_verify_crc, step=step)
+    with _progress(as_json=as_json):
+        report = inspect_checkpoint(path, stats=stats, filter=pattern, sort=sort or "name", family=family,
+                                    verify_crc=not no_verify_crc, step=step)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
-    else:
-        click.echo(report.render(stats=stats))
+        return
+    listed = show_tensors or stats or pattern is not None or sort is not None
+    click.echo(report.render(stats=stats, tensors=listed))
+    if not listed and report.tensors:
+        click.echo(f"({len(report.tensors):,} tensors: --tensors lists them)")
 
 
 # ----------------------------------------------------------------------------------------- tf2pt
-@cli.command()
+@cli.command(short_help="Convert a TF checkpoint (or, with --all, a release) to PyTorch, and check it.")
 @click.argument("source", type=click.Path())
 @click.argument("output", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["hf", "safetensors"]), default="hf", show_default=True,
-              help="A Hugging Face model directory, or one .safetensors file.")
+@click.option("--format", "fmt", type=click.Choice(["hf", "safetensors"]),
+              help="hf: a Hugging Face model directory; safetensors: one .safetensors file. Default: safetensors "
+                   "when OUTPUT ends in .safetensors, else hf.")
 @dtype_option(several=False)
 @click.option("--head", type=click.Choice(HEAD_CHOICES),
               default="auto", show_default=True, help="Which head to export (auto: what the checkpoint has).")
@@ -203,23 +285,41 @@ def inspect(path, stats, pattern, sort, family, step, no_verify_crc, memory, as_
 @tower_option
 @overwrite_option
 @click.option("--no-validate", is_flag=True, help="Skip the check of the output against the original.")
+@click.option("--torch-hub", is_flag=True,
+              help="Also write hubconf.py, so that torch.hub.load(DIR_OR_REPO, 'model') loads the directory "
+                   "(entry points: model, tokenizer).")
+@click.option("--all", "convert_all", is_flag=True,
+              help="SOURCE is a release: convert every checkpoint under it into OUTPUT, mirroring its tree.")
+@click.option("--all-steps", is_flag=True,
+              help="With --all: every step of a training directory (model.ckpt-N), not only the newest.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
+              help="With --all: conversions at once, each in its own process (default: the CPU count).")
 @step_option
 @no_verify_crc_option
 @quiet_option
 @json_option
 @debug_option
 def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_path, vocab_path, keep_tokens,
-          allow_unknown, tower, overwrite, no_validate, step, no_verify_crc, quiet, as_json):
-    """Convert a TensorFlow checkpoint to a Hugging Face directory or a .safetensors file."""
+          allow_unknown, tower, overwrite, no_validate, torch_hub, convert_all, all_steps, jobs, step,
+          no_verify_crc, quiet, as_json):
+    """Convert a TensorFlow checkpoint to a Hugging Face directory or a .safetensors file, and check
+    it against the original before it gets its name. With --all, every checkpoint under SOURCE."""
+    options = dict(format=fmt, dtype=dtype, head=head,
+                   labels=[s.strip() for s in labels.split(",")] if labels else None,
+                   lower_case=None if cased is None else not cased, gelu=gelu, family=family,
+                   config=config_path, vocab=vocab_path, allow_unknown=allow_unknown, overwrite=overwrite,
+                   validate=not no_validate, verify_crc=not no_verify_crc, tower=tower,
+                   keep_tokens=keep_tokens, torch_hub=torch_hub)
+    if convert_all or all_steps or jobs is not None:
+        if not convert_all:
+            raise click.UsageError(f"{'--all-steps' if all_steps else '-j'} goes with --all")
+        _tf2pt_all(source, output, options, all_steps=all_steps, jobs=jobs, step=step, quiet=quiet,
+                   as_json=as_json)
+        return
     from .conversion import convert
 
-    report = convert(source, output, format=fmt, dtype=dtype, head=head,
-                     labels=[s.strip() for s in labels.split(",")] if labels else None,
-                     lower_case=None if cased is None else not cased, gelu=gelu, family=family,
-                     config=config_path, vocab=vocab_path, allow_unknown=allow_unknown, overwrite=overwrite,
-                     validate=not no_validate, verify_crc=not no_verify_crc,
-                     progress=not quiet and not as_json and sys.stderr.isatty(), tower=tower, step=step,
-                     keep_tokens=keep_tokens)
+    with _progress(quiet=quiet, as_json=as_json) as shown:
+        report = convert(source, output, progress=shown, step=step, **options)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
         return
@@ -231,10 +331,26 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
             compared = sum(len(run.outputs) for run in v.runs)
             click.echo(f"validation   {v.summary_line()} ({compared} outputs compared with the float64 "
                        f"reference, {v.seconds:.2f} s)")
+        else:
+            click.echo("validation   none: --no-validate, so nothing was checked against the original "
+                       f"(bertconv validate {output} --against {source} checks it)")
 
+
+def _tf2pt_all(source, output, options, *, all_steps, jobs, step, quiet, as_json):
+    from .batch import convert_all
+
+    if step is not None:
+        raise click.UsageError("--step picks one checkpoint; --all converts every one (--all-steps: every step)")
+    with _progress(quiet=quiet, as_json=as_json) as shown:
+        report = convert_all(source, output, jobs=jobs, all_steps=all_steps, progress=shown, **options)
+    if as_json:
+        _emit_json(_clean_floats(report.to_dict()))
+    elif not quiet or report.failed:
+        click.echo(report.render(cli=True))
+    report.raise_for_failure()
 
 # ----------------------------------------------------------------------------------------- pt2tf
-@cli.command()
+@cli.command(short_help="Convert a Hugging Face BERT back to a google-research/bert TF checkpoint.")
 @click.argument("source", type=click.Path())
 @click.argument("output", type=click.Path())
 @click.option("--allow-exact-gelu", is_flag=True,
@@ -248,7 +364,8 @@ def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
     """Convert a Hugging Face BERT (directory or .safetensors) to a google-research/bert checkpoint."""
     from .conversion import pt2tf as run_pt2tf
 
-    report = run_pt2tf(source, output, overwrite=overwrite, allow_exact_gelu=allow_exact_gelu)
+    with _progress(quiet=quiet, as_json=as_json), progress.activity("writing"):
+        report = run_pt2tf(source, output, overwrite=overwrite, allow_exact_gelu=allow_exact_gelu)
     if as_json:
         _emit_json(report.to_dict())
     elif not quiet:
@@ -257,7 +374,7 @@ def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
 
 
 # -------------------------------------------------------------------------------------- validate
-@cli.command()
+@cli.command(short_help="Run a converted model and compare every output with an independent reference.")
 @click.argument("converted", type=click.Path())
 @click.option("--against", type=click.Path(), help="The original TF checkpoint.")
 @click.option("--golden", type=click.Path(), help="Validate against stored outputs (.npz) instead.")
@@ -267,49 +384,62 @@ def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
               help="numpy: bertconv's float64 forward pass over the TF names; tf: TensorFlow itself.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @dtype_option(several=True)
-@click.option("--batch", type=int, default=2, show_default=True)
-@click.option("--seq-len", type=int, default=16, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Sequences in the generated input batch (the last one padded).")
+@click.option("--seq-len", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Tokens per generated sequence.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated token ids.")
 @click.option("--text", type=click.Path(), help="A file of lines to tokenize (a tab separates a pair).")
 @atol_option(per="output", default=None)
-@click.option("--with-transformers", is_flag=True, help="Run the converted model through transformers.")
+@click.option("--with-transformers", is_flag=True,
+              help="Run the converted model through transformers (pip install transformers) instead of "
+                   "bertconv's own model.")
 @tower_option
 @step_option
 @no_verify_crc_option
+@quiet_option
 @json_option
 @debug_option
 def validate(converted, against, golden, save_golden, overwrite, reference, device, dtypes, batch, seq_len, seed,
-             text, atol, with_transformers, tower, step, no_verify_crc, as_json):
+             text, atol, with_transformers, tower, step, no_verify_crc, quiet, as_json):
     """Run the converted model and compare every output with an independent reference."""
     from .validation import validate as run_validate
 
-    report = run_validate(converted, against=against, golden=golden, reference=reference, device=device,
-                          dtypes=dtypes, batch=batch, seq_len=seq_len, seed=seed, text=text, tolerance=atol,
-                          with_transformers=with_transformers, save_golden=save_golden, tower=tower,
-                          verify_crc=not no_verify_crc, overwrite=overwrite, step=step)
+    if reference == "tf":
+        _quiet_tensorflow_python()
+    with _progress(quiet=quiet, as_json=as_json), progress.activity("validating"):
+        report = run_validate(converted, against=against, golden=golden, reference=reference, device=device,
+                              dtypes=dtypes, batch=batch, seq_len=seq_len, seed=seed, text=text, tolerance=atol,
+                              with_transformers=with_transformers, save_golden=save_golden, tower=tower,
+                              verify_crc=not no_verify_crc, overwrite=overwrite, step=step)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
-    else:
+    elif not quiet:
         click.echo(report.render())
     report.raise_for_failure()
 
 
 # ------------------------------------------------------------------------------------------ diff
-@cli.command()
+@cli.command(short_help="Compare the weights of two checkpoints of any formats, mapping-aware.")
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path())
 @atol_option(per="tensor", default=0.0)
+@click.option("--rtol", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Allowed relative difference per element: |a - b| <= atol + rtol * |b|.")
 @family_option
 @tower_option
 @step_option
 @no_verify_crc_option
 @json_option
 @debug_option
-def diff(a, b, atol, family, tower, step, no_verify_crc, as_json):
-    """Compare the weights of two checkpoints of any supported formats (mapping-aware)."""
+def diff(a, b, atol, rtol, family, tower, step, no_verify_crc, as_json):
+    """Compare the weights of two checkpoints of any supported formats (mapping-aware: a TF
+    checkpoint against its conversion compares each tensor with its transposed counterpart)."""
     from .comparison import diff as run_diff
 
-    report = run_diff(a, b, atol=atol, family=family, tower=tower, verify_crc=not no_verify_crc, step=step)
+    with _progress(as_json=as_json), progress.activity("comparing"):
+        report = run_diff(a, b, atol=atol, rtol=rtol, family=family, tower=tower, verify_crc=not no_verify_crc,
+                          step=step)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
     else:
@@ -319,12 +449,14 @@ def diff(a, b, atol, family, tower, step, no_verify_crc, as_json):
 
 def main(argv=None) -> int:
     state = {"debug": False}  # this call's own: --debug sets it, the handlers below read it
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        cli.main(args=argv, prog_name="bertconv", standalone_mode=False, obj=state)
+        with _quiet_libraries("--debug" in args), _command_recorded(args):
+            cli.main(args=args, prog_name="bertconv", standalone_mode=False, obj=state)
     except BertconvError as e:
         if state["debug"]:
             _print_traceback()
-        click.echo(f"bertconv: error: {e}", err=True)
+        click.echo(f"bertconv: error: {e.render(cli=True)}", err=True)
         return e.exit_code
     except click.exceptions.Abort:
         click.echo("bertconv: aborted", err=True)

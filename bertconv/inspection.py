@@ -8,11 +8,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import progress
 from .config import DEFAULT_HEAD_SIZE, compare_configs, load_config_file
 from .errors import BertconvError
 from .families import source_view
 from .families.base import Family
 from .formats import open_source
+from .model_card import describe as describe_provenance
+from .model_card import read_provenance, source_directory
 from .mapping import METADATA_NAMES, training_state_kind, transformed_shape
 from .vocab import load_vocab
 
@@ -57,16 +60,21 @@ class InspectReport:
     layout_description: str | None = None
     #: how the family describes each head, for rendering
     head_descriptions: dict[str, str] = field(default_factory=dict)
+    #: what a directory bertconv converted says of itself (its README.md model card): the source
+    #: files and their SHA-256, the command, the check's result
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
         del data["head_descriptions"]  # wording for the text rendering, not data
         return data
 
-    def render(self, *, stats: bool | None = None) -> str:
-        """The report as ``bertconv inspect`` prints it: the tensor table, then what they add up
-        to. ``stats``: whether to show the statistics columns (default: if any tensor has them)."""
-        return _render_inspect_report(self, any(r.stats for r in self.tensors) if stats is None else stats)
+    def render(self, *, stats: bool | None = None, tensors: bool = True) -> str:
+        """The report as ``bertconv inspect`` prints it: what the checkpoint is and what its tensors
+        add up to, then (``tensors``) the table of every tensor. ``stats``: whether to show the
+        statistics columns (default: if any tensor has them)."""
+        return _render_inspect_report(self, any(r.stats for r in self.tensors) if stats is None else stats,
+                                      tensors)
 
 
 def tensor_stats(array: np.ndarray) -> dict[str, float]:
@@ -135,6 +143,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
 
         heads: dict[str, Any] = {}
         inferred: dict[str, int] = {}
+        heads_guess = None  # the note guessing the head count, withdrawn when a config states it
         notes: list[str] = list(getattr(src, "notes", ()))
         if unavailable:
             notes.append("listed from the index alone (" + "; ".join(u.describe() for u in unavailable)
@@ -167,14 +176,18 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                     notes.append("num_attention_heads is not in any shape, and this library's files do not record "
                                  "it: tf2pt reads it from the config file")
                 else:
-                    notes.append(f"num_attention_heads is not in any shape; {inferred_heads} if the head size is "
-                                 f"{DEFAULT_HEAD_SIZE} as in Google's releases")
+                    heads_guess = (f"num_attention_heads is not in any shape; {inferred_heads} if the head size is "
+                                   f"{DEFAULT_HEAD_SIZE} as in Google's releases")
+                    notes.append(heads_guess)
 
         config_file = src.sidecar(*(layout.family.config_files if layout is not None else Family.config_files))
         problems: list[str] = []
         if config_file is not None:
             try:
                 declared = load_config_file(config_file)
+                if heads_guess is not None:  # what the file states, not a guess beside it
+                    notes[notes.index(heads_guess)] = (f"num_attention_heads={declared.num_attention_heads}, "
+                                                       f"from {Path(config_file).name} (no shape records it)")
                 # sizes the layout's library stores otherwise than its config says: facts, not problems
                 stored_otherwise = {k: v for k, v in inferred.items()
                                     if layout is not None and k in layout.sizes_from_weights and getattr(declared, k) != v}
@@ -202,9 +215,14 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
         if filter:
             rows = [r for r in rows if fnmatch.fnmatchcase(r.name, filter)]
         if stats:
+            shown = progress.bar(sum(r.bytes for r in rows), desc="statistics", unit="B", unit_scale=True)
             for r in rows:
                 if src.info(r.name).dtype not in ("string", "variant"):
                     r.stats = tensor_stats(src.read(r.name))
+                if shown is not None:
+                    shown.update(r.bytes)
+            if shown is not None:
+                shown.close()
         keys = {"name": lambda r: r.name, "size": lambda r: (-r.bytes, r.name),
                 "params": lambda r: (-r.params, r.name), "dtype": lambda r: (r.dtype, r.name)}
         rows.sort(key=keys[sort])
@@ -213,14 +231,18 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                              problems, str(vocab_file) if vocab_file else None, vocab_size, notes,
                              layout=layout.name if layout else None,
                              layout_description=layout.description if layout else None,
-                             head_descriptions=dict(layout.family.head_descriptions) if layout else {})
+                             head_descriptions=dict(layout.family.head_descriptions) if layout else {},
+                             provenance=read_provenance(source_directory(path)) if naming == "pt" else None)
 
 
 # ------------------------------------------------------------------------------------ rendering
 
-def _render_inspect_report(report: InspectReport, stats: bool) -> str:
+def _render_inspect_report(report: InspectReport, stats: bool, tensors: bool) -> str:
     from tabulate import tabulate
 
+    lines = _summary_lines(report)
+    if not tensors:
+        return "\n".join(lines)
     headers = ["name", "shape", "dtype", "params", "bytes", "kind"]
     rows = []
     for r in report.tensors:
@@ -234,7 +256,14 @@ def _render_inspect_report(report: InspectReport, stats: bool) -> str:
         rows.append(row)
     if stats:
         headers += ["min", "max", "mean", "std", "nan", "inf"]
-    lines = [tabulate(rows, headers=headers, disable_numparse=True), ""]
+    lines += ["", tabulate(rows, headers=headers, disable_numparse=True)]
+    return "\n".join(lines)
+
+
+def _summary_lines(report: InspectReport) -> list[str]:
+    from tabulate import tabulate
+
+    lines = []
     naming = "" if report.naming == "?" else f" ({'TensorFlow' if report.naming == 'tf' else 'PyTorch'} names)"
     layout = f", layout {report.layout}" if report.layout else ""
     lines.append(f"{report.path}: {report.format}, family {report.family or 'unknown'}{layout}{naming}")
@@ -258,7 +287,9 @@ def _render_inspect_report(report: InspectReport, stats: bool) -> str:
         lines.append(f"vocab: {report.vocab_file} ({report.vocab_size} tokens)")
     lines += [f"problem: {p}" for p in report.config_problems]
     lines += [f"note: {n}" for n in report.notes]
-    return "\n".join(lines)
+    if report.provenance:
+        lines += describe_provenance(report.provenance)
+    return lines
 
 
 def _printable(name: str) -> str:

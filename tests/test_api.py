@@ -66,7 +66,8 @@ def test_console_script_exits_with_the_commands_code():
     entry = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["bertconv"]
     module, function = entry.split(":")
     script = f"import sys; from {module} import {function}; sys.exit({function}())"
-    ok = subprocess.run([sys.executable, "-c", script, "inspect", str(fixture_dir("bert_pretrain"))],
+    ok = subprocess.run([sys.executable, "-c", script, "inspect", str(fixture_dir("bert_pretrain")),
+                         "--tensors"],
                         cwd=ROOT, capture_output=True, text=True)
     assert ok.returncode == 0 and "bert/pooler/dense/kernel" in ok.stdout
     missing = subprocess.run([sys.executable, "-c", script, "inspect", "no/such/checkpoint"],

@@ -42,7 +42,7 @@ def test_tf2pt_json(capsys, tmp_path):
 
 
 def test_inspect_table_and_json(capsys):
-    rc, stdout, err = run(capsys, "inspect", fixture_dir("bert_classifier"))
+    rc, stdout, err = run(capsys, "inspect", fixture_dir("bert_classifier"), "--tensors")
     assert rc == 0, err
     assert "bert/encoder/layer_0/attention/self/query/kernel" in stdout
     assert "sequence classifier (3 labels)" in stdout and "global_step" in stdout

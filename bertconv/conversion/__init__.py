@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, model_card
 from ..atomic import atomic_dir, atomic_file, check_name, check_not_reading
 from ..errors import InputError, OutputError
 from ..formats import open_source
+from ..model_card import SourceDigests, provenance, write_card, write_hubconf
+from ..progress import activity
 from .datapath import OUTPUT_DTYPES, compiled_data_path_available, native_transpose_available, write_weights
 from .hf_directory import hf_config, write_side_files
 from .options import FORMATS, ConvertOptions, options_of
@@ -98,12 +100,20 @@ def _directory_of(source: str) -> Path:
 def convert(source: str | Path, output: str | Path, options: ConvertOptions | None = None,
             **overrides) -> ConversionReport:
     """Convert a TensorFlow checkpoint to a Hugging Face directory (``format="hf"``) or one
-    ``.safetensors`` file, and (by default) check the result against the original.
+    ``.safetensors`` file, and (by default) check the result against the original. Without a
+    ``format``, an output named ``*.safetensors`` is one file and anything else a directory. A
+    directory also gets a README.md model card (:mod:`bertconv.model_card`: provenance and the
+    check's result) and, with ``torch_hub``, a hubconf.py for ``torch.hub.load``.
 
     ``options`` is a :class:`ConvertOptions`; its fields may also be given as keywords
     (``convert(src, out, dtype="float16", validate=False)``), which replace the options' own."""
     o = options_of(options, overrides, function="convert")
     format, dtype, gelu, labels, lower_case = o.format, o.dtype, o.gelu, o.labels, o.lower_case
+    format = format or format_for_output(output)
+    if o.torch_hub and format != "hf":
+        raise InputError("a PyTorch Hub entry point (hubconf.py) goes in a directory, not beside one file",
+                         hint="write a Hugging Face directory (format='hf')",
+                         cli_hint="name a directory as the output (--format hf), or leave --torch-hub out")
     if format == "safetensors" and str(output).endswith(("/", os.sep)):
         raise OutputError("--format safetensors writes one file, but the output names a directory",
                           path=output, hint="drop the trailing slash, e.g. model.safetensors")
@@ -127,6 +137,8 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
         do_lower = None
         if format == "hf":
             with atomic_dir(output, overwrite=o.overwrite) as tmp:
+                # on its own thread, while the weights stream; a SavedModel or preset directory is its files
+                digests = SourceDigests(_files_read(src, plan), expand_directories=src.format_name != "tf-bundle")
                 # The configuration and tokenizer files (tens of milliseconds, mostly the tokenizers
                 # library) are written on a thread while the weights stream: the weights' threads
                 # spend their time in the kernel and in compiled copies, without the GIL. Started
@@ -150,6 +162,8 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
                     notes.append(why)
                 write_seconds = time.perf_counter() - started
                 validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if o.validate else None
+                files += _explain(tmp, _report(source, output, format, plan, src, dtype, files, do_lower, notes,
+                                               validation), plan, digests, o.torch_hub)
         else:
             files = [output.name]
             with atomic_file(output, overwrite=o.overwrite) as tmp:
@@ -157,25 +171,49 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
                 write_seconds = time.perf_counter() - started
                 validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if o.validate else None
 
-        counts: dict[str, int] = {}
-        for name, kind in plan.training_state.items():
-            # slots by kind (adam_m 41), counters by name (global_step 1)
-            key = name if kind == "counter" else kind.split(":", 1)[-1]
-            counts[key] = counts.get(key, 0) + 1
-        report = ConversionReport(
-            source=str(source), output=str(output), format=format, family=plan.family.name,
-            layout=plan.layout.name, layout_is_canonical=plan.layout.canonical,
-            architecture=plan.architecture, heads_present=sorted(plan.heads_present),
-            heads=sorted(plan.heads), config_origin=plan.config_origin, dtype=dtype,
-            tensors_written=len(plan.tensors), parameters=plan.parameters,
-            training_state_dropped=counts, heads_dropped=plan.dropped_heads,
-            unknown_dropped=plan.unknown, files=files, do_lower_case=do_lower, notes=notes,
-            ignored_by_class=plan.ignored_by_class)
-        report.validation = validation
-        report.weights_from = str(getattr(src, "prefix", None) or src.path)
+        report = _report(source, output, format, plan, src, dtype, files, do_lower, notes, validation)
         report.write_seconds = write_seconds
         report.seconds = time.perf_counter() - started
     return report
+
+
+def format_for_output(output: str | Path) -> str:
+    """The format an output's name asks for: one file for ``*.safetensors``, else a directory."""
+    return "safetensors" if str(output).lower().endswith(".safetensors") else "hf"
+
+
+def _report(source, output, format: str, plan: Plan, src, dtype: str, files: list[str], do_lower: bool | None,
+            notes: list[str], validation) -> ConversionReport:
+    counts: dict[str, int] = {}
+    for name, kind in plan.training_state.items():
+        # slots by kind (adam_m 41), counters by name (global_step 1)
+        key = name if kind == "counter" else kind.split(":", 1)[-1]
+        counts[key] = counts.get(key, 0) + 1
+    report = ConversionReport(
+        source=str(source), output=str(output), format=format, family=plan.family.name,
+        layout=plan.layout.name, layout_is_canonical=plan.layout.canonical,
+        architecture=plan.architecture, heads_present=sorted(plan.heads_present),
+        heads=sorted(plan.heads), config_origin=plan.config_origin, dtype=dtype,
+        tensors_written=len(plan.tensors), parameters=plan.parameters,
+        training_state_dropped=counts, heads_dropped=plan.dropped_heads,
+        unknown_dropped=plan.unknown, files=files, do_lower_case=do_lower, notes=notes,
+        ignored_by_class=plan.ignored_by_class)
+    report.validation = validation
+    report.weights_from = str(getattr(src, "prefix", None) or src.path)
+    return report
+
+
+def _explain(directory: Path, report: ConversionReport, plan: Plan, digests: SourceDigests,
+             torch_hub: bool) -> list[str]:
+    """The files that say what the directory is: README.md (the model card) and, if asked,
+    hubconf.py. Returns their names."""
+    written = []
+    if torch_hub:
+        written.append(write_hubconf(directory, architecture=plan.architecture, version=__version__))
+    facts = provenance(report, digests.result(), version=__version__, command_line=model_card.command.get(),
+                       torch_hub=torch_hub, num_attention_heads=plan.config.num_attention_heads)
+    written.append(write_card(directory, facts, model_type=plan.layout.model_type))
+    return written
 
 
 #: the command's name for the same function, beside ``pt2tf``
@@ -267,7 +305,8 @@ def _check_before_publishing(written: Path, src, plan: Plan, dtype: str, gelu: s
                      "model computes the tanh form (outputs differ by about 1e-3)")
     elif not layout.canonical and layout.reference_activation.get(config.hidden_act):
         config = dataclasses.replace(config, hidden_act=layout.reference_activation[config.hidden_act])
-    report = quick_check(written, canonical_view(src, layout), config, dtype=dtype)
+    with activity("checking against the original"):
+        report = quick_check(written, canonical_view(src, layout), config, dtype=dtype)
     if not report.passed:
         raise CheckFailed(f"the converted model does not match the original ({report.summary_line()}); "
                           "nothing was written", path=src.path,

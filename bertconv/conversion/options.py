@@ -25,7 +25,8 @@ class ConvertOptions:
     overwrite: bool = False
     validate: bool = True
     # TensorFlow -> PyTorch
-    format: str = "hf"
+    #: hf or safetensors; None: one file for an output named ``*.safetensors``, else a directory
+    format: str | None = None
     dtype: str = "float32"
     head: str = "auto"
     #: the classifier's label names, in class order
@@ -44,6 +45,8 @@ class ConvertOptions:
     step: int | None = None
     #: a JSON list of the vocab.txt lines a pruned vocabulary kept, in row order
     keep_tokens: str | Path | None = None
+    #: also write hubconf.py into the directory, for ``torch.hub.load``
+    torch_hub: bool = False
     # PyTorch -> TensorFlow
     #: write a model whose Hugging Face ``hidden_act`` is the exact erf GELU, which the original
     #: code computes in its tanh form
@@ -52,7 +55,7 @@ class ConvertOptions:
     def __post_init__(self) -> None:
         if self.labels is not None and not isinstance(self.labels, tuple):
             object.__setattr__(self, "labels", tuple(self.labels))
-        if self.format not in FORMATS:
+        if self.format is not None and self.format not in FORMATS:
             raise InputError(f"unknown output format {self.format!r}", hint=f"choose one of {', '.join(FORMATS)}")
         if self.dtype not in OUTPUT_DTYPES:
             raise InputError(f"unknown dtype {self.dtype!r}", hint=f"choose one of {', '.join(OUTPUT_DTYPES)}")
