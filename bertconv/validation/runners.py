@@ -120,7 +120,8 @@ def _load_with_transformers(path: Path, architecture: str, dtype, device):
     try:
         import transformers
     except ImportError:
-        raise InputError("--with-transformers needs transformers, which is not installed") from None
+        raise InputError("--with-transformers needs transformers, which is not installed",
+                         hint="pip install transformers") from None
     if not path.is_dir():
         raise InputError("--with-transformers loads a Hugging Face directory, not a bare file", path=path)
     cls = getattr(transformers, architecture, None)
