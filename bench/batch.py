@@ -1,0 +1,89 @@
+"""``tf2pt RELEASE OUT --all`` with one worker against two, over a folder of 24 small checkpoints laid
+out as Google's BERT miniatures are (``uncased_L-{layers}_H-{hidden}_A-{heads}/``, each a release
+directory), written with real TensorFlow by ``bench/make_checkpoints.py``'s writer.
+
+The runs alternate (-j 1, -j 2, -j 1, ...), each into a fresh output directory, so that other load
+on the machine weighs on both alike; each run is the installed command in a process of its own, as a
+user runs it. Prints one line per run and the medians; the figures go to docs/performance.md.
+
+    python bench/batch.py                      # bench/work/miniatures, 3 rounds
+    python bench/batch.py --rounds 5 --jobs 1,2,4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_checkpoints import COMMON_CONFIG, WORK_DIR, is_complete, write_checkpoint  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = (2, 4, 6, 8, 10, 12)
+HIDDEN = (64, 128, 192, 256)
+VOCAB_SIZE = 4096
+
+
+def miniature_configs() -> dict[str, dict]:
+    configs = {}
+    for layers in LAYERS:
+        for hidden in HIDDEN:
+            heads = hidden // 64
+            configs[f"uncased_L-{layers}_H-{hidden}_A-{heads}"] = {
+                **COMMON_CONFIG, "vocab_size": VOCAB_SIZE, "hidden_size": hidden, "num_hidden_layers": layers,
+                "num_attention_heads": heads, "intermediate_size": 4 * hidden}
+    return configs
+
+
+def write_release(directory: Path) -> None:
+    for seed, (name, config) in enumerate(miniature_configs().items()):
+        if not is_complete(directory / name, config):
+            write_checkpoint(directory / name, config, seed)
+
+
+def run_once(release: Path, output: Path, jobs: int) -> dict:
+    shutil.rmtree(output, ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "bertconv", "tf2pt", str(release), str(output), "--all",
+                           "-j", str(jobs), "--json"], capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"-j {jobs} failed ({done.returncode}): {done.stderr.strip()}")
+    report = json.loads(done.stdout)
+    peak = max(item["worker_peak_rss"] for item in report["items"])
+    return {"jobs": jobs, "seconds": seconds, "converted": len(report["items"]), "worker_peak_rss": peak,
+            "per_checkpoint": statistics.median(item["seconds"] for item in report["items"])}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--release", type=Path, default=WORK_DIR / "miniatures")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--jobs", default="1,2", help="comma-separated job counts, alternated each round")
+    args = parser.parse_args(argv)
+    write_release(args.release)
+    jobs = [int(j) for j in args.jobs.split(",")]
+    results: dict[int, list[dict]] = {j: [] for j in jobs}
+    for round_number in range(args.rounds):
+        for j in jobs:
+            result = run_once(args.release, WORK_DIR / f"miniatures-hf-j{j}", j)
+            results[j].append(result)
+            print(f"round {round_number + 1}: -j {j}: {result['seconds']:.1f} s for {result['converted']} "
+                  f"checkpoints (median {result['per_checkpoint']:.2f} s each; largest worker "
+                  f"{result['worker_peak_rss'] / 2**20:.0f} MiB)", flush=True)
+    for j in jobs:
+        times = [r["seconds"] for r in results[j]]
+        print(f"-j {j}: median {statistics.median(times):.1f} s (min {min(times):.1f}, max {max(times):.1f}); "
+              f"largest worker {max(r['worker_peak_rss'] for r in results[j]) / 2**20:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
