@@ -4,7 +4,11 @@ directory), written with real TensorFlow by ``bench/make_checkpoints.py``'s writ
 
 The runs alternate (-j 1, -j 2, -j 1, ...), each into a fresh output directory, so that other load
 on the machine weighs on both alike; each run is the installed command in a process of its own, as a
-user runs it. Prints one line per run and the medians; the figures go to docs/performance.md.
+user runs it. Prints one line per run (wall time, the CPU time of the conversions themselves, the
+machine's load average when it started) and the medians; the figures go to docs/benchmarks.md.
+
+``--sizes medium``: twelve larger checkpoints (hidden 256 and 512), each as a cased and an uncased
+variant, so that the conversions' own work outweighs the workers' start-up.
 
     python bench/batch.py                      # bench/work/miniatures, 3 rounds
     python bench/batch.py --rounds 5 --jobs 1,2,4
@@ -26,30 +30,46 @@ from make_checkpoints import COMMON_CONFIG, WORK_DIR, is_complete, write_checkpo
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = (2, 4, 6, 8, 10, 12)
-HIDDEN = (64, 128, 192, 256)
-VOCAB_SIZE = 4096
+#: hidden sizes, vocabulary size and casings of each release
+RELEASES = {"tiny": ((64, 128, 192, 256), 4096, ("uncased",)), "medium": ((256, 512), 8192, ("cased", "uncased"))}
 
 
-def miniature_configs() -> dict[str, dict]:
+def release_configs(sizes: str) -> dict[str, dict]:
+    hidden_sizes, vocab_size, casings = RELEASES[sizes]
     configs = {}
-    for layers in LAYERS:
-        for hidden in HIDDEN:
-            heads = hidden // 64
-            configs[f"uncased_L-{layers}_H-{hidden}_A-{heads}"] = {
-                **COMMON_CONFIG, "vocab_size": VOCAB_SIZE, "hidden_size": hidden, "num_hidden_layers": layers,
-                "num_attention_heads": heads, "intermediate_size": 4 * hidden}
+    for casing in casings:
+        for layers in LAYERS:
+            for hidden in hidden_sizes:
+                heads = hidden // 64
+                configs[f"{casing}_L-{layers}_H-{hidden}_A-{heads}"] = {
+                    **COMMON_CONFIG, "vocab_size": vocab_size, "hidden_size": hidden, "num_hidden_layers": layers,
+                    "num_attention_heads": heads, "intermediate_size": 4 * hidden}
     return configs
 
 
-def write_release(directory: Path) -> None:
-    for seed, (name, config) in enumerate(miniature_configs().items()):
-        if not is_complete(directory / name, config):
+def write_release(directory: Path, sizes: str = "tiny") -> None:
+    written: dict[str, Path] = {}
+    for seed, (name, config) in enumerate(release_configs(sizes).items()):
+        if is_complete(directory / name, config):
+            continue
+        shape = name.split("_", 1)[1]
+        if shape in written:  # the other casing: the same weights (only the name differs here)
+            shutil.copytree(written[shape], directory / name, dirs_exist_ok=True)
+        else:
             write_checkpoint(directory / name, config, seed)
+            written[shape] = directory / name
 
 
-def run_once(release: Path, output: Path, jobs: int) -> dict:
+#: the thread pools of torch and NumPy's BLAS, held to one thread each when asked (--one-thread)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def run_once(release: Path, output: Path, jobs: int, *, one_thread: bool = False) -> dict:
     shutil.rmtree(output, ignore_errors=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if one_thread:
+        env.update({variable: "1" for variable in THREAD_VARIABLES})
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "bertconv", "tf2pt", str(release), str(output), "--all",
                            "-j", str(jobs), "--json"], capture_output=True, text=True, env=env)
@@ -58,24 +78,31 @@ def run_once(release: Path, output: Path, jobs: int) -> dict:
         raise SystemExit(f"-j {jobs} failed ({done.returncode}): {done.stderr.strip()}")
     report = json.loads(done.stdout)
     peak = max(item["worker_peak_rss"] for item in report["items"])
-    return {"jobs": jobs, "seconds": seconds, "converted": len(report["items"]), "worker_peak_rss": peak,
+    cpu = sum(item["cpu_seconds"] for item in report["items"])  # the conversions', not the start-up's
+    return {"jobs": jobs, "seconds": seconds, "cpu_seconds": cpu, "load": load, "converted": len(report["items"]), "worker_peak_rss": peak,
             "per_checkpoint": statistics.median(item["seconds"] for item in report["items"])}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--release", type=Path, default=WORK_DIR / "miniatures")
+    parser.add_argument("--sizes", choices=sorted(RELEASES), default="tiny")
+    parser.add_argument("--release", type=Path, help="default: bench/work/miniatures (tiny) or release-medium")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", default="1,2", help="comma-separated job counts, alternated each round")
+    parser.add_argument("--one-thread", action="store_true",
+                        help="every worker's torch and BLAS on one thread (by default a worker gets the CPU "
+                             "count divided by the jobs)")
     args = parser.parse_args(argv)
-    write_release(args.release)
+    args.release = args.release or WORK_DIR / ("miniatures" if args.sizes == "tiny" else f"release-{args.sizes}")
+    write_release(args.release, args.sizes)
     jobs = [int(j) for j in args.jobs.split(",")]
     results: dict[int, list[dict]] = {j: [] for j in jobs}
     for round_number in range(args.rounds):
         for j in jobs:
-            result = run_once(args.release, WORK_DIR / f"miniatures-hf-j{j}", j)
+            result = run_once(args.release, WORK_DIR / f"{args.release.name}-hf-j{j}", j, one_thread=args.one_thread)
             results[j].append(result)
-            print(f"round {round_number + 1}: -j {j}: {result['seconds']:.1f} s for {result['converted']} "
+            print(f"round {round_number + 1}: -j {j}: {result['seconds']:.1f} s (conversions {result['cpu_seconds']:.1f} CPU-s; "
+                  f"load average {result['load']:.1f} before) for {result['converted']} "
                   f"checkpoints (median {result['per_checkpoint']:.2f} s each; largest worker "
                   f"{result['worker_peak_rss'] / 2**20:.0f} MiB)", flush=True)
     for j in jobs:

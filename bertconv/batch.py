@@ -51,6 +51,8 @@ class BatchItem:
     #: passed | FAILED | not run, with the worst max abs where it ran
     validation: str | None = None
     seconds: float = 0.0
+    #: CPU time of the worker process over this conversion, all its threads together
+    cpu_seconds: float = 0.0
     error: str | None = None
     #: the error as the command line words it (options, not arguments)
     error_cli: str | None = None
@@ -209,7 +211,7 @@ def convert_all(source: str | Path, output: str | Path, *, jobs: int | None = No
     command = model_card.command.get()
     workers = min(jobs, len(pending)) or 1
     if pending:
-        _run_pool(checkpoints, pending, items, workers, jobs, command,
+        _run_pool(checkpoints, pending, items, workers, command,
                   dict(options, overwrite=overwrite, validate=validate), bar)
     if bar is not None:
         bar.close()
@@ -219,18 +221,43 @@ def convert_all(source: str | Path, output: str | Path, *, jobs: int | None = No
     return report
 
 
-def _run_pool(checkpoints, pending, items, workers, jobs, command, options, bar) -> None:
+#: what every worker imports, once, in the fork server the workers are forked from (where the
+#: platform has one), instead of once in each worker
+WORKER_MODULES = ["bertconv.conversion", "bertconv.validation", "bertconv.runtime", "torch"]
+#: torch's and the BLAS's thread pools, one thread in each worker: the jobs are the parallelism, and
+#: on small models a worker's extra threads cost more than they bring (docs/benchmarks.md)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _worker_context():
+    """A fork server with :data:`WORKER_MODULES` imported (never a fork of this process, which may
+    hold threads: a progress bar's), else fresh interpreters."""
     import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_MODULES)
+    return context
+
+
+def _run_pool(checkpoints, pending, items, workers, command, options, bar) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    # spawn: a fresh interpreter per worker, not a fork of one that may hold threads (a progress
-    # bar's) or a torch already started
-    context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // min(jobs, workers))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                             initargs=(threads,)) as pool:
+    context = _worker_context()
+    # the fork server and every worker read the thread counts when they import torch and NumPy:
+    # set here for them (a user's own settings win), this process's environment left as it was
+    added = {variable: "1" for variable in THREAD_VARIABLES if variable not in os.environ}
+    os.environ.update(added)
+    try:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                                   initargs=(dict(added),))
         futures = {pool.submit(_convert_one, checkpoints[i], options, command): i for i in pending}
+    finally:
+        for variable in added:
+            os.environ.pop(variable, None)
+    with pool:
         for future in as_completed(futures):
             index = futures[future]
             checkpoint = checkpoints[index]
@@ -252,10 +279,10 @@ def _progress_line(item: BatchItem) -> str:
             f"validation {item.validation}, {item.seconds:.1f} s")
 
 
-def _start_worker(threads: int) -> None:
-    """Each worker's share of the CPUs for torch and NumPy's BLAS, set before either is imported."""
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(variable, str(threads))
+def _start_worker(thread_settings: dict[str, str]) -> None:
+    """The thread counts in the worker's own environment too (a fork server started earlier, by
+    another call, may not have had them)."""
+    os.environ.update(thread_settings)
 
 
 def _convert_one(checkpoint: Checkpoint, options: dict[str, Any], command: str | None) -> BatchItem:
@@ -265,7 +292,7 @@ def _convert_one(checkpoint: Checkpoint, options: dict[str, Any], command: str |
 
     from .conversion import convert
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     item = BatchItem(checkpoint.name, checkpoint.source, checkpoint.output, "failed")
     if command:
         model_card.command.set(f"{command} (this checkpoint: "
@@ -282,6 +309,7 @@ def _convert_one(checkpoint: Checkpoint, options: dict[str, Any], command: str |
         item.family, item.architecture, item.parameters = report.family, report.architecture, report.parameters
         item.validation = _validation_words(report.validation)
     item.seconds = time.perf_counter() - started
+    item.cpu_seconds = time.process_time() - cpu_started
     item.worker_peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return item
 
