@@ -2,7 +2,7 @@
 checkpoint with the digests computed (on their own thread, while the weights stream) against the
 same with a stand-in that hashes nothing, alternated in one process so that load weighs on both
 alike; and the digests alone, for scale. No check (validate=False): the check's time is the same
-in both and would hide the difference. Figures go to docs/performance.md.
+in both and would hide the difference. Figures go to docs/benchmarks.md.
 
     python bench/card_hashing.py [CHECKPOINT_DIR] [--rounds 5]     # default bench/work/bert-base
 """
