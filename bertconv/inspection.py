@@ -143,7 +143,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
 
         heads: dict[str, Any] = {}
         inferred: dict[str, int] = {}
-        heads_guess = None  # the note guessing the head count, withdrawn when a config states it
+        heads_guess = None  # the note on a head count no shape states, replaced by a config's value
         notes: list[str] = list(getattr(src, "notes", ()))
         if unavailable:
             notes.append("listed from the index alone (" + "; ".join(u.describe() for u in unavailable)
@@ -173,8 +173,9 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                     value, where = recorded["num_attention_heads"]
                     notes.append(f"num_attention_heads={value}, recorded in {where}")
                 elif not layout.head_count_from_head_size:
-                    notes.append("num_attention_heads is not in any shape, and this library's files do not record "
-                                 "it: tf2pt reads it from the config file")
+                    heads_guess = ("num_attention_heads is not in any shape, and this library's files do not "
+                                   "record it: tf2pt reads it from the config file")
+                    notes.append(heads_guess)
                 else:
                     heads_guess = (f"num_attention_heads is not in any shape; {inferred_heads} if the head size is "
                                    f"{DEFAULT_HEAD_SIZE} as in Google's releases")

@@ -64,6 +64,17 @@ def test_a_stated_head_count_is_not_guessed_beside_it(capsys, tmp_path):
     assert "num_attention_heads=4, from config.json" in stdout and "if the head size is" not in stdout
 
 
+def test_a_keras_era_file_beside_its_config_takes_the_configs_head_count(capsys):
+    # keras-bert's files record no head count; its bert_config.json does
+    directory = fixture_dir("bert_pretrain").parent / "keras_era" / "keras_bert_pretrain_h5"
+    if not (directory / "bert_weights.h5").is_file():
+        pytest.skip("fixture keras_era/keras_bert_pretrain_h5 is missing: run fixtures/make_keras_bert_fixtures.py")
+    rc, stdout, err = run(capsys, "inspect", directory)
+    assert rc == 0, err
+    assert "note: num_attention_heads=4, from bert_config.json (no shape records it)" in stdout
+    assert "not in any shape" not in stdout
+
+
 def test_without_a_config_the_head_count_is_still_a_stated_guess(copy_fixture):
     from bertconv import inspect_checkpoint
 
