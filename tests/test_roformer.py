@@ -179,22 +179,26 @@ def test_keras_era_bert_files_are_not_roformer(name):
         assert layout is None or layout.family.name != "roformer", layout
 
 
-def _one_line_refusal(source, tmp_path, model: str):
+def _one_line_refusal(source, tmp_path, model: str, family: str | None = None):
     with pytest.raises(InputError) as info:
-        convert(source, tmp_path / "out")
+        convert(source, tmp_path / "out", family=family)
     message = str(info.value)
     assert model in message and "transformers 5 has no" in message and "\n" not in message
     assert not (tmp_path / "out").exists()
-    assert main(["tf2pt", str(source), str(tmp_path / "out2")]) == 2
+    assert main(["tf2pt", str(source), str(tmp_path / "out2"), *(["--family", family] if family else [])]) == 2
 
 
-def test_nezha_is_refused(tmp_path):
+def test_nezha_is_refused_as_roformer(tmp_path):
+    """A NEZHA config beside Google names without a position table is NEZHA's (its own family);
+    read as RoFormer, it is refused."""
     nezha = tmp_path / "nezha"
     shutil.copytree(google_source(), nezha)
     config = json.loads((nezha / "bert_config.json").read_text())
     config.update(use_relative_position=True, max_relative_position=64)
     (nezha / "bert_config.json").write_text(json.dumps(config))
-    _one_line_refusal(nezha, tmp_path, "NEZHA")
+    with open_source(nezha) as source:
+        assert detect_layout(source.names(), source=source).family.name == "nezha"
+    _one_line_refusal(nezha, tmp_path, "NEZHA", family="roformer")
 
 
 def test_bert4keras_nezha_is_refused(tmp_path):

@@ -17,8 +17,14 @@ from .base import Family, Layout
 #: marker is tried first. ELECTRA comes after BERT: below their prefixes their PyTorch names are
 #: the same, so a bare state dict without ELECTRA's own names reads as BERT. RoFormer's names are
 #: BERT's without the position table; its ``recognise`` claims only checkpoints that lack one.
+#: NEZHA's are too, and its config says so (``use_relative_position``): it is tried before RoFormer.
 def _albert() -> Family:
     from .albert import FAMILY
+    return FAMILY
+
+
+def _nezha() -> Family:
+    from .nezha import FAMILY
     return FAMILY
 
 
@@ -38,7 +44,7 @@ def _electra() -> Family:
 
 
 #: family name -> what loads it, in detection order
-REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "roformer": _roformer, "bert": _bert,
+REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "nezha": _nezha, "roformer": _roformer, "bert": _bert,
                                              "electra": _electra}
 
 #: user-facing head names accepted by ``--head``, besides ``auto``

@@ -310,6 +310,9 @@ class Family:
     two_towers: Towers | None = None
     sentencepiece: SentencePieceTokenizer | None = None
     original_format: OriginalFormat | None = None
+    #: modeling code of the family's own, written into Hugging Face directories where
+    #: transformers has no class for it (:class:`bertconv.families.remote_code.RemoteCode`)
+    remote_code: Any = None
     #: the memory estimate's view of the structure
     memory: MemoryStructure = BERT_MEMORY
 
