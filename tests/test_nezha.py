@@ -4,11 +4,7 @@ carry NEZHA's own modeling code; transformers loads them offline with trust_remo
 process and meets the original code's outputs."""
 from __future__ import annotations
 
-import ast
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +18,8 @@ from bertconv.inspection import inspect_checkpoint
 from bertconv.validation import validate
 
 from .conftest import FIXTURES
+from .remote_code_run import TOLERANCE, imported_modules, run_remote
 
-TOLERANCE = 2e-5
-CHECK = Path(__file__).with_name("remote_code_check.py")
 #: fixture -> (architecture, the auto class that loads it)
 FIXTURE_CLASSES = {"nezha_pretrain": ("NezhaForPreTraining", "AutoModelForPreTraining"),
                    "nezha_classifier": ("NezhaForSequenceClassification", "AutoModelForSequenceClassification")}
@@ -52,19 +47,6 @@ def conversions(tmp_path_factory):
 @pytest.fixture(params=sorted(FIXTURE_CLASSES))
 def converted(request, conversions):
     return conversions[request.param]
-
-
-def run_remote(checks: list[tuple[Path, Path, str]], tmp_path: Path) -> list[dict]:
-    """Each directory loaded by transformers in one fresh process, offline, from a folder where
-    bertconv is not importable: the modeling code must stand on its own."""
-    pytest.importorskip("transformers")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
-    arguments = [str(a) for check in checks for a in check]
-    done = subprocess.run([sys.executable, str(CHECK), *arguments], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(line) for line in done.stdout.strip().splitlines()[-len(checks):]]
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +138,7 @@ def test_modeling_file_is_the_model_module_and_imports_only_torch_and_transforme
     text = (output / "modeling_nezha.py").read_text()
     assert Path(model.__file__).read_text() in text  # one source of truth, word for word
     assert "REMOTE_CODE_VERSION = 1" in text
-    imported = set()
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add("." if node.level else node.module.split(".")[0])
+    imported = imported_modules(text)
     assert imported <= {"torch", "transformers", "math", "dataclasses", "typing", "."}, imported
 
 

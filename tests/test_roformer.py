@@ -1,8 +1,8 @@
 """RoFormer v1: bert4keras' h5 and TF object checkpoint (written by bert4keras itself) and a
 Google-layout TF1 checkpoint (fixtures/make_roformer_fixtures.py: tf.compat.v1 Saver under
 bert4keras' own names, loaded back by bert4keras to make its golden file) convert to Hugging Face RoFormer directories that
-transformers loads offline and that match the library's outputs; NEZHA and RoFormer-v2 are
-refused in one line; BERT checkpoints are not read as RoFormer."""
+transformers loads offline and that match the library's outputs; NEZHA and RoFormer-v2, read as
+RoFormer, are refused in one line; BERT checkpoints are not read as RoFormer."""
 from __future__ import annotations
 
 import json
@@ -215,10 +215,11 @@ def test_bert4keras_nezha_is_refused(tmp_path):
     _one_line_refusal(path, tmp_path, "NEZHA")
 
 
-def test_roformer_v2_is_refused(tmp_path):
+def test_roformer_v2_is_refused_as_roformer(tmp_path):
+    """RoFormer-v2 is a family of its own (tests/test_roformer_v2.py); read as RoFormer, it is refused."""
     if not (V2_GOOGLE / "bert_model.ckpt.index").is_file():
-        missing_fixture("fixture roformer_v2_google is missing: run fixtures/make_roformer_fixtures.py")
-    _one_line_refusal(V2_GOOGLE, tmp_path, "RoFormer-v2")
+        missing_fixture("fixture roformer_v2_google is missing: run fixtures/make_roformer_v2_fixtures.py")
+    _one_line_refusal(V2_GOOGLE, tmp_path, "RoFormer-v2", family="roformer")
 
 
 def test_group_order_rebuilt_from_names_matches_the_file():
