@@ -1,7 +1,8 @@
 """NEZHA: checkpoints written by huawei-noah's NEZHA-TensorFlow itself (fixtures/make_nezha_fixtures.py:
-pretraining heads after a LAMB step, and a run_classifier fine-tune) convert to directories that
-carry NEZHA's own modeling code; transformers loads them offline with trust_remote_code in a fresh
-process and meets the original code's outputs."""
+pretraining heads after a LAMB step, and a run_classifier fine-tune) and bert4keras' NEZHA h5
+(fixtures/make_nezha_bert4keras_fixtures.py) convert to directories that carry NEZHA's own modeling
+code; transformers loads them offline with trust_remote_code in a fresh process and meets the
+original code's outputs."""
 from __future__ import annotations
 
 import json
@@ -22,14 +23,23 @@ from .remote_code_run import TOLERANCE, imported_modules, run_remote
 
 #: fixture -> (architecture, the auto class that loads it)
 FIXTURE_CLASSES = {"nezha_pretrain": ("NezhaForPreTraining", "AutoModelForPreTraining"),
-                   "nezha_classifier": ("NezhaForSequenceClassification", "AutoModelForSequenceClassification")}
+                   "nezha_classifier": ("NezhaForSequenceClassification", "AutoModelForSequenceClassification"),
+                   "nezha_bert4keras_h5": ("NezhaForPreTraining", "AutoModelForPreTraining")}
+LAYOUTS = {"nezha_bert4keras_h5": "bert4keras_nezha"}
+#: the file a fixture's source is, where it is not the directory
+FILES = {"nezha_bert4keras_h5": "nezha_weights.h5"}
 
 
 def fixture(name: str) -> Path:
     path = FIXTURES / name
     if not (path / "golden.npz").is_file():
-        pytest.skip(f"fixture {name} is missing: run fixtures/make_nezha_fixtures.py")
-    return path
+        pytest.skip(f"fixture {name} is missing: run fixtures/make_nezha_fixtures.py or "
+                    "fixtures/make_nezha_bert4keras_fixtures.py")
+    return path / FILES[name] if name in FILES else path
+
+
+def golden(name: str) -> Path:
+    return (FIXTURES / name) / "golden.npz"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +63,7 @@ def converted(request, conversions):
 def remote_results(conversions, tmp_path_factory):
     """What transformers computes from each converted directory, by name."""
     names = [*sorted(FIXTURE_CLASSES), "base"]
-    checks = [(conversions[n][2], conversions[n][1] / "golden.npz",
+    checks = [(conversions[n][2], golden(conversions[n][0] if n in FIXTURE_CLASSES else "nezha_pretrain"),
                FIXTURE_CLASSES[n][1] if n in FIXTURE_CLASSES else "AutoModel") for n in names]
     return dict(zip(names, run_remote(checks, tmp_path_factory.mktemp("remote"))))
 
@@ -61,12 +71,19 @@ def remote_results(conversions, tmp_path_factory):
 def test_converts_with_its_own_modeling_code(converted):
     name, _, output, report = converted
     architecture, auto = FIXTURE_CLASSES[name]
-    assert (report.family, report.layout, report.architecture) == ("nezha", "google_nezha", architecture)
+    layout = LAYOUTS.get(name, "google_nezha")
+    assert (report.family, report.layout, report.architecture) == ("nezha", layout, architecture)
     assert report.validation is not None and report.validation.passed
     config = json.loads((output / "config.json").read_text())
     assert config["model_type"] == "nezha" and config["architectures"] == [architecture]
-    # NEZHA's "gelu" is the tanh form; its LayerNorm epsilon 1e-12; its clipping 64
-    assert config["hidden_act"] == "gelu_new" and config["layer_norm_eps"] == 1e-12
+    # NEZHA's "gelu" is the tanh form, its LayerNorm epsilon 1e-12; bert4keras' are the erf form,
+    # 1e-7 and 1e-12 in the MLM head; the clipping is 64
+    if layout == "google_nezha":
+        assert config["hidden_act"] == "gelu_new" and config["layer_norm_eps"] == 1e-12
+        assert config["mlm_layer_norm_eps"] is None
+    else:
+        assert config["hidden_act"] == "gelu" and config["layer_norm_eps"] == 1e-7
+        assert config["mlm_layer_norm_eps"] == 1e-12
     assert config["max_relative_position"] == 64 and config["with_pooler"] is True
     assert config["auto_map"][auto] == f"modeling_nezha.{architecture}"
     assert config["auto_map"]["AutoConfig"] == "configuration_nezha.NezhaConfig"
@@ -79,12 +96,34 @@ def test_lamb_slots_are_training_state(converted):
     assert report.training_state_dropped == expected and not report.unknown_dropped
 
 
+def test_bert4keras_relative_table_is_checked_and_not_written(conversions, tmp_path):
+    """bert4keras stores the sinusoid table the model computes: it is compared, noted, not written;
+    a table that is not that sinusoid is refused."""
+    h5py = pytest.importorskip("h5py")
+    import shutil
+
+    from bertconv.errors import InputError
+
+    _, source, output, report = conversions["nezha_bert4keras_h5"]
+    assert any("the sinusoid table the model computes" in n for n in report.notes)
+    from safetensors.numpy import load_file
+    assert not any("relative" in k for k in load_file(output / "model.safetensors"))
+    altered = tmp_path / "nezha.h5"
+    shutil.copy(source, altered)
+    shutil.copy(source.parent / "bert_config.json", tmp_path / "bert_config.json")
+    with h5py.File(altered, "r+") as f:
+        table = f["Embedding-Relative-Position/Embedding-Relative-Position/embeddings:0"]
+        table[...] = table[...] * 1.5
+    with pytest.raises(InputError, match="not NEZHA's sinusoid table"):
+        convert(altered, tmp_path / "out")
+
+
 def test_transformers_runs_it_through_trust_remote_code(converted, remote_results):
-    name, source, _, _ = converted
+    name, _, _, _ = converted
     architecture, _ = FIXTURE_CLASSES[name]
     result = remote_results[name]
     assert result["class"] == architecture and result["module"].startswith("transformers_modules")
-    gold = np.load(source / "golden.npz")
+    gold = np.load(golden(name))
     expected = {k for k in gold.files if k not in ("input_ids", "token_type_ids", "attention_mask", "pooled_output")}
     assert set(result["worst"]) == expected, result
     assert max(result["worst"].values()) < TOLERANCE, result
@@ -99,14 +138,20 @@ def test_the_bare_encoder_loads_through_automodel(remote_results):
 
 def test_the_reference_meets_the_original(converted):
     from bertconv.config import load_config_file
+    from bertconv.families import detect_layout
+    from bertconv.families.views import canonical_view
     from bertconv.formats import open_source
 
-    _, source, _, _ = converted
-    gold = dict(np.load(source / "golden.npz"))
-    config = load_config_file(source / "bert_config.json")
-    config = type(config).from_dict({**config.to_dict(), "hidden_act": "gelu_new"})
+    name, source, _, _ = converted
+    gold = dict(np.load(golden(name)))
+    config = load_config_file(golden(name).parent / "bert_config.json")
+    meaning = {"hidden_act": "gelu_new"} if name not in LAYOUTS else \
+        {"hidden_act": "gelu_exact", "layer_norm_eps": 1e-7, "mlm_layer_norm_eps": 1e-12}
+    config = type(config).from_dict({**config.to_dict(), **meaning})
     with open_source(source) as weights:
-        ours = get_family("nezha").reference(weights, config, gold)
+        names = weights.names()
+        layout = detect_layout(names, source=weights).for_checkpoint(names, weights)
+        ours = get_family("nezha").reference(canonical_view(weights, layout), config, gold)
     attended = gold["attention_mask"].astype(bool)
     for name in gold:
         if name in ours:
@@ -115,9 +160,9 @@ def test_the_reference_meets_the_original(converted):
 
 
 def test_inspect_validate_and_diff(converted):
-    _, source, output, _ = converted
+    name, source, output, _ = converted
     report = inspect_checkpoint(source)
-    assert (report.family, report.layout) == ("nezha", "google_nezha")
+    assert (report.family, report.layout) == ("nezha", LAYOUTS.get(name, "google_nezha"))
     assert validate(output, against=source, device="cpu").passed
     compared = diff(source, output / "model.safetensors")
     assert compared.passed and compared.compared and not compared.missing_in_b and not compared.unexpected_in_b

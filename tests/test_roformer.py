@@ -201,8 +201,9 @@ def test_nezha_is_refused_as_roformer(tmp_path):
     _one_line_refusal(nezha, tmp_path, "NEZHA", family="roformer")
 
 
-def test_bert4keras_nezha_is_refused(tmp_path):
-    """bert4keras' NEZHA stores its sinusoid table as Embedding-Relative-Position."""
+def test_bert4keras_nezha_is_refused_as_roformer(tmp_path):
+    """bert4keras' NEZHA stores its sinusoid table as Embedding-Relative-Position: NEZHA's (its own
+    family, tests/test_nezha.py); read as RoFormer, it is refused."""
     h5py = pytest.importorskip("h5py")
     path = tmp_path / "nezha.h5"
     shutil.copy(h5_source(), path)
@@ -212,7 +213,7 @@ def test_bert4keras_nezha_is_refused(tmp_path):
         group.create_dataset("Embedding-Relative-Position/embeddings:0", data=np.zeros((129, 8), np.float32))
         group.attrs["weight_names"] = [b"Embedding-Relative-Position/embeddings:0"]
         f.attrs["layer_names"] = [*f.attrs["layer_names"], "Embedding-Relative-Position"]
-    _one_line_refusal(path, tmp_path, "NEZHA")
+    _one_line_refusal(path, tmp_path, "NEZHA", family="roformer")
 
 
 def test_roformer_v2_is_refused_as_roformer(tmp_path):

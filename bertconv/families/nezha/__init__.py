@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..base import Family, MemoryStructure
 from ..remote_code import RemoteCode
-from .layouts import LAYOUTS, MAX_RELATIVE_POSITION
+from .layouts import B4K_MLM_LAYER_NORM_EPS, BERT4KERAS, LAYOUTS, MAX_RELATIVE_POSITION
 
 HEAD_TENSORS = {
     "mlm": ("cls/predictions/transform/dense/kernel", "cls/predictions/transform/dense/bias",
@@ -58,9 +58,16 @@ class NezhaFamily(Family):
         config_fields={"vocab_size": 21128, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                        "intermediate_size": 3072, "hidden_act": "gelu_new", "type_vocab_size": 2,
                        "layer_norm_eps": 1e-12, "initializer_range": 0.02,
-                       "max_relative_position": MAX_RELATIVE_POSITION, "with_pooler": True},
+                       "max_relative_position": MAX_RELATIVE_POSITION, "mlm_layer_norm_eps": None,
+                       "with_pooler": True},
         pooler_weight="nezha.pooler.dense.weight",
     )
+
+    def hf_config_extras(self, layout):
+        extras = super().hf_config_extras(layout)
+        if layout.name == BERT4KERAS.name:  # its MLM-Norm has an epsilon of its own
+            extras["mlm_layer_norm_eps"] = B4K_MLM_LAYER_NORM_EPS
+        return extras
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
         from .model import ARCHITECTURES as CLASSES

@@ -104,4 +104,109 @@ GOOGLE = Layout(
     canonical=True,
 )
 
-LAYOUTS = (GOOGLE,)
+
+
+# -- bert4keras (model='nezha') ----------------------------------------------------------------
+# bert4keras' NEZHA is its BERT without the position table, plus ``Embedding-Relative-Position``:
+# the 129-row sinusoid table, not trainable, stored with the weights. The groups are RoFormer v1's
+# (bert4keras builds both from one class), each mapped by its weight_names order.
+#: the sinusoid table bert4keras stores: it is what the model computes, checked and not written
+RELATIVE_TABLE = "relative_positions"
+#: how far the stored table may be from the computed one (bert4keras computes it in float32)
+RELATIVE_TABLE_TOLERANCE = 1e-4
+#: bert4keras' NEZHA LayerNorm epsilon (K.epsilon()); its MLM-Norm passes 1e-12
+B4K_LAYER_NORM_EPS = 1e-7
+B4K_MLM_LAYER_NORM_EPS = 1e-12
+
+
+def _nezha_target(target: str) -> str:
+    return "nezha." + target.removeprefix("roformer.") if target.startswith("roformer.") else target
+
+
+def _source_shape(target: str, transform) -> tuple:
+    from ...mapping import TRANSPOSE
+
+    rule = MAPPING.to_source(target.replace("{layer}", "0")).rule
+    target_shape = tuple(reversed(rule.shape)) if rule.transform == TRANSPOSE else tuple(rule.shape)
+    return tuple(reversed(target_shape)) if transform == TRANSPOSE else target_shape
+
+
+def sinusoid_table(depth: int):
+    """[129, depth] the table NEZHA's relative positions index (as modeling.py builds it)."""
+    import numpy as np
+
+    rows = np.arange(2 * MAX_RELATIVE_POSITION + 1, dtype=np.float64)[:, None]
+    angles = rows / 10000.0 ** (2.0 * np.arange(depth // 2) / depth)
+    table = np.zeros((len(rows), depth))
+    table[:, 0:2 * (depth // 2):2], table[:, 1:2 * (depth // 2):2] = np.sin(angles), np.cos(angles)
+    return table
+
+
+def _bind_b4k(layout: Layout, names: list[str], source=None) -> Layout:
+    from ...errors import InputError
+    from ...mapping import Rule
+    from ..roformer.layouts import B4K_GROUPS, group_weights
+
+    groups = group_weights(names, source)
+    rules = []
+    for pattern, entries in B4K_GROUPS:
+        regex = re.compile(re.escape(pattern).replace(re.escape("{layer}"), r"(\d+)") + "$")
+        for group, members in groups.items():
+            m = regex.match(group)
+            # a group that is not what bert4keras writes for this layer stays unmapped (unknown)
+            if not m or len(members) != len(entries) or \
+                    any(n.rsplit("/", 1)[-1].split(":")[0] != leaf for n, (_t, leaf, _x) in zip(members, entries)):
+                continue
+            for name, (target, _leaf, transform) in zip(members, entries):
+                target = _nezha_target(target)
+                shape = _source_shape(target, transform)
+                head = MAPPING.to_source(target.replace("{layer}", "0")).rule.head
+                rules.append(Rule(name, target.replace("{layer}", m.group(1)) if m.groups() else target, shape,
+                                  transform, head))
+    said = [f"LayerNorm epsilon {B4K_LAYER_NORM_EPS} (bert4keras' K.epsilon()), the MLM head's "
+            f"{B4K_MLM_LAYER_NORM_EPS} (bert4keras' MLM-Norm): no file states them",
+            "bert4keras masks keys whose token id is 0; here the attention mask does: the same wherever "
+            "padding, and only padding, is id 0"]
+    for table in groups.get("Embedding-Relative-Position", []):
+        if source is not None and hasattr(source, "read"):
+            stored = source.read(table)
+            computed = sinusoid_table(stored.shape[-1]) if stored.ndim == 2 else None
+            gap = float(abs(stored - computed).max()) if computed is not None and computed.shape == stored.shape \
+                else float("inf")
+            if gap > RELATIVE_TABLE_TOLERANCE:
+                raise InputError("the stored relative-position table is not NEZHA's sinusoid table "
+                                 f"(max abs gap {gap:.1e}), which the model computes", path=source.path,
+                                 tensor=table)
+            said.append(f"{table}: the sinusoid table the model computes (max abs gap {gap:.1e}): not written")
+        rules.append(Rule(table, "nezha.encoder." + RELATIVE_TABLE, (), None, RELATIVE_TABLE))
+    mapping = Mapping(rules)
+
+    def sizes(shapes: dict) -> dict:
+        # read through the canonical names: bert4keras' kernels are stored [in, out] as Google's
+        canonical = {}
+        for name, shape in shapes.items():
+            m = mapping.to_target(name)
+            back = MAPPING.to_source(m.target) if m is not None else None
+            if back is not None and m.rule.transform == back.rule.transform:
+                canonical[back.source] = shape
+        return infer_sizes(canonical)
+    return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=tuple(said), infer_sizes=sizes)
+
+
+#: bert4keras registers the exact erf GELU as "gelu"
+B4K_ACTIVATIONS = {"gelu": "gelu", "gelu_erf": "gelu", "relu": "relu", "tanh": "tanh", "linear": "linear"}
+
+BERT4KERAS = Layout(
+    name="bert4keras_nezha",
+    description="bert4keras NEZHA (model='nezha') Keras HDF5",
+    mapping=Mapping(()),
+    marker=re.compile(r"^Embedding-Relative-Position(_\d+)?/"),
+    faithful_activation=B4K_ACTIVATIONS,
+    exact_activation=B4K_ACTIVATIONS,
+    reference_activation={"gelu": "gelu_exact"},
+    layer_norm_eps=B4K_LAYER_NORM_EPS,
+    bind=_bind_b4k,
+    structural_parts=frozenset({"pooler", RELATIVE_TABLE}),
+)
+
+LAYOUTS = (GOOGLE, BERT4KERAS)

@@ -200,12 +200,21 @@ class Encoder(nn.Module):
         return results
 
 
+def mlm_layer_norm_eps(config):
+    """The MLM head's LayerNorm epsilon: the config's ``mlm_layer_norm_eps`` where it states one
+    (bert4keras' NEZHA: 1e-12 there, 1e-7 elsewhere), else ``layer_norm_eps``."""
+    eps = getattr(config, "mlm_layer_norm_eps", None)
+    if eps is None:
+        eps = getattr(config, "extra", {}).get("mlm_layer_norm_eps")
+    return config.layer_norm_eps if eps is None else eps
+
+
 class NezhaPredictionHeadTransform(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = activation(config.hidden_act)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=mlm_layer_norm_eps(config))
 
     def forward(self, x):
         return self.LayerNorm(self.act(self.dense(x)))

@@ -10,7 +10,8 @@ Following modeling.py's ``attention_layer`` (inference mode, so dropout is the i
   for ``r`` in 0..128, gathered at ``clip(j - i, -64, 64) + 64`` for query ``i`` and key ``j``;
   scores ``(q.k_j + q.T[i, j]) / sqrt(d)`` plus ``-10000`` on padded keys; context
   ``sum_j p_ij (v_j + T[i, j])``;
-- ``"gelu"`` is the tanh approximation; pooler, MLM, NSP and classifier heads as BERT's scripts
+- ``"gelu"`` is the tanh approximation; the MLM head's LayerNorm epsilon is the encoder's unless
+  the config states ``mlm_layer_norm_eps`` (bert4keras' NEZHA); pooler, MLM, NSP and classifier heads as BERT's scripts
   (run_pretraining.py, run_classifier.py).
 
 The relative term is computed here with explicit loops over the table's rows rather than a gather:
@@ -138,8 +139,9 @@ def nezha_reference_forward(weights: Any, config: BertConfig, inputs: MappingABC
         pooled = np.tanh(_dense(x[:, 0, :], get, "bert/pooler/dense", hidden, hidden))
         results[out.POOLED] = pooled
     if "mlm" in chosen:
+        mlm_eps = config.extra.get("mlm_layer_norm_eps")
         transform = _layer_norm(act(_dense(x, get, "cls/predictions/transform/dense", hidden, hidden)),
-                                get, "cls/predictions/transform/LayerNorm", eps)
+                                get, "cls/predictions/transform/LayerNorm", eps if mlm_eps is None else mlm_eps)
         bias = _check_shape(get("cls/predictions/output_bias"), (config.vocab_size,), "cls/predictions/output_bias")
         results[out.MLM_LOGITS] = _decode(transform.reshape(-1, hidden), get.stored("bert/embeddings/word_embeddings"),
                                           bias).reshape(batch, seq_len, config.vocab_size)
