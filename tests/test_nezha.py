@@ -216,3 +216,25 @@ def test_roformer_is_still_refused_as_roformer(tmp_path):
     with pytest.raises(InputError, match="NEZHA"):
         convert(fixture("nezha_pretrain"), tmp_path / "out", family="roformer")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bare_encoder_directory_diffs_against_the_source(conversions):
+    """A NezhaModel is saved without its prefix; its directory's config says NEZHA."""
+    _, source, output, _ = conversions["base"]
+    compared = diff(source, output / "model.safetensors")
+    assert compared.passed and len(compared.compared) == 38
+
+
+def test_the_way_back_writes_nezha_tensorflow_files(conversions, tmp_path):
+    from bertconv.cli import main
+
+    _, source, output, _ = conversions["nezha_pretrain"]
+    back = tmp_path / "back"
+    assert main(["pt2tf", str(output), str(back)]) == 0
+    config = json.loads((back / "bert_config.json").read_text())
+    assert config["use_relative_position"] is True and config["max_relative_position"] == 64
+    assert config["hidden_act"] == "gelu"  # NEZHA's own word for the tanh form
+    compared = diff(source, back)
+    assert compared.passed and not compared.missing_in_b and not compared.unexpected_in_b
+    # bert4keras' epsilons have no NEZHA-TensorFlow counterpart: refused, not written off
+    assert main(["pt2tf", str(conversions["nezha_bert4keras_h5"][2]), str(tmp_path / "b4k")]) == 2

@@ -173,7 +173,8 @@ def source_view(names: Iterable[str], family: str | None = None, *,
                     to_source[n] = m.source
                     break
         if any(canonical.marker.search(s) for s in to_source.values()) and (
-                canonical.recognise is None or canonical.recognise(names, NO_RECORDS)):
+                canonical.recognise is None or canonical.recognise(names, source if source is not None
+                                                                    else NO_RECORDS)):
             return canonical, "pt", to_source
     fallback = next(candidate_layouts(family), None) if family else None
     return fallback, "?", {}

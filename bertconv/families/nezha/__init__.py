@@ -6,7 +6,7 @@ reference is ``reference.py``; the tokenizer is BERT's WordPiece from ``vocab.tx
 """
 from __future__ import annotations
 
-from ..base import Family, MemoryStructure
+from ..base import Family, MemoryStructure, OriginalFormat
 from ..remote_code import RemoteCode
 from .layouts import B4K_MLM_LAYER_NORM_EPS, BERT4KERAS, LAYOUTS, MAX_RELATIVE_POSITION
 
@@ -24,6 +24,25 @@ ARCHITECTURES = {
     frozenset({"mlm"}): "NezhaForMaskedLM",
     frozenset({"classifier"}): "NezhaForSequenceClassification",
 }
+
+
+class NezhaTFFormat(OriginalFormat):
+    """The way back: NEZHA-TensorFlow's checkpoint and bert_config.json (Google's, plus the
+    relative positions)."""
+
+    checkpoint_name = "model.ckpt"
+    config_file = "bert_config.json"
+
+    def config(self, hf, config_path, *, allow_exact_gelu, notes):
+        from ...errors import ConfigError
+        from ..bert import GoogleBertFormat
+
+        if hf.get("mlm_layer_norm_eps") not in (None, hf.get("layer_norm_eps", 1e-12)):
+            raise ConfigError(f"mlm_layer_norm_eps is {hf['mlm_layer_norm_eps']}; NEZHA-TensorFlow has one LayerNorm "
+                              "epsilon, 1e-12", path=config_path)
+        config = GoogleBertFormat().config(hf, config_path, allow_exact_gelu=allow_exact_gelu, notes=notes)
+        config.update(use_relative_position=True, max_relative_position=MAX_RELATIVE_POSITION)
+        return {k: config[k] for k in sorted(config)}
 
 
 class NezhaMemory(MemoryStructure):
@@ -46,6 +65,7 @@ class NezhaFamily(Family):
     hf_config_fields = {"pad_token_id": 0, "max_relative_position": MAX_RELATIVE_POSITION,
                         "use_relative_position": True, "tie_word_embeddings": True}
     memory = NezhaMemory()
+    original_format = NezhaTFFormat()
     remote_code = RemoteCode(
         name="nezha", prefix="Nezha", model_type="nezha", model_module="bertconv.families.nezha.model",
         classes={"NezhaModel": "Encoder", "NezhaForMaskedLM": "MaskedLM", "NezhaForPreTraining": "PreTraining",
