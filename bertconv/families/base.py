@@ -241,7 +241,7 @@ BERT_MEMORY = MemoryStructure()
 REQUIRED = ("name", "model_type", "architectures", "tied", "build_model", "reference")
 OPTIONAL = ("without_pooler", "pooler_weight", "index_buffers", "config_file", "config_files", "head_descriptions",
             "task_heads", "head_tensors", "hf_config_fields", "runs_in_transformers")
-CAPABILITIES = ("two_towers", "sentencepiece", "original_format", "memory")
+CAPABILITIES = ("two_towers", "sentencepiece", "original_format", "memory", "remote_code")
 SERVICES = ("layout", "architecture", "state_dict_heads", "needs_pooler", "load_model", "numpy_reference_only",
             "reference_heads", "transformers_outputs", "tokenizer_source", "write_tokenizer", "hf_config_extras",
             "tower_of", "checkpoint_name", "to_original_config")

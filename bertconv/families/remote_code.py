@@ -47,6 +47,9 @@ class RemoteCode:
     auto: dict[str, str]
     #: the configuration class's fields and their defaults
     config_fields: dict[str, Any] = field(default_factory=dict)
+    #: layout name -> configuration fields its library fixes where the source config says nothing
+    #: (bert4keras' NEZHA: its MLM head's own LayerNorm epsilon)
+    layout_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the state-dict name of the pooler's weight (None: the family has no pooler): a
     #: directory's config says whether its weights have one
     pooler_weight: str | None = None
@@ -158,10 +161,11 @@ class {self.prefix}PreTrainedModel(PreTrainedModel):
         mapping.update({auto: f"modeling_{self.name}.{arch}" for auto, arch in self.auto.items()})
         return mapping
 
-    def write(self, directory: Path, config_json: dict, tensor_names) -> list[str]:
+    def write(self, directory: Path, config_json: dict, tensor_names, layout: str) -> list[str]:
         """Writes both files into ``directory`` and states them in ``config_json`` (``auto_map``,
-        whether the weights, named ``tensor_names``, have a pooler, and the configuration's fields
-        the conversion left unset); returns the files' names."""
+        whether the weights, named ``tensor_names``, have a pooler, the fields the source's
+        ``layout`` fixes, and the configuration's fields the conversion left unset); returns the
+        files' names."""
         files = {f"configuration_{self.name}.py": self.configuration_source(),
                  f"modeling_{self.name}.py": self.modeling_source()}
         for name, text in files.items():
@@ -170,6 +174,8 @@ class {self.prefix}PreTrainedModel(PreTrainedModel):
             names = set(tensor_names)
             pooler = self.pooler_weight or ""
             config_json["with_pooler"] = pooler in names or pooler.removeprefix(self.model_type + ".") in names
+        for key, value in self.layout_fields.get(layout, {}).items():
+            config_json.setdefault(key, value)
         for key, value in self.config_fields.items():
             config_json.setdefault(key, value)
         config_json["auto_map"] = self.auto_map()

@@ -46,9 +46,12 @@ class NezhaTFFormat(OriginalFormat):
 
 
 class NezhaMemory(MemoryStructure):
+    # relative positions are computed, not looked up: no position table
     def structure(self, config):
-        # relative positions are computed, not looked up: no position table
         return {"position_table": False}
+
+    def replay_embeddings(self, replay):
+        return replay.bert_embeddings(position_table=False)
 
 
 class NezhaFamily(Family):
@@ -80,14 +83,9 @@ class NezhaFamily(Family):
                        "layer_norm_eps": 1e-12, "initializer_range": 0.02,
                        "max_relative_position": MAX_RELATIVE_POSITION, "mlm_layer_norm_eps": None,
                        "with_pooler": True},
+        layout_fields={BERT4KERAS.name: {"mlm_layer_norm_eps": B4K_MLM_LAYER_NORM_EPS}},
         pooler_weight="nezha.pooler.dense.weight",
     )
-
-    def hf_config_extras(self, layout):
-        extras = super().hf_config_extras(layout)
-        if layout.name == BERT4KERAS.name:  # its MLM-Norm has an epsilon of its own
-            extras["mlm_layer_norm_eps"] = B4K_MLM_LAYER_NORM_EPS
-        return extras
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
         from .model import ARCHITECTURES as CLASSES

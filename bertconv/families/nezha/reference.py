@@ -10,6 +10,7 @@ Following modeling.py's ``attention_layer`` (inference mode, so dropout is the i
   for ``r`` in 0..128, gathered at ``clip(j - i, -64, 64) + 64`` for query ``i`` and key ``j``;
   scores ``(q.k_j + q.T[i, j]) / sqrt(d)`` plus ``-10000`` on padded keys; context
   ``sum_j p_ij (v_j + T[i, j])``;
+- bert4keras' NEZHA stores that table: where a source has it, it is the one used;
 - ``"gelu"`` is the tanh approximation; the MLM head's LayerNorm epsilon is the encoder's unless
   the config states ``mlm_layer_norm_eps`` (bert4keras' NEZHA); pooler, MLM, NSP and classifier heads as BERT's scripts
   (run_pretraining.py, run_classifier.py).
@@ -58,9 +59,13 @@ def sinusoid_rows(depth: int) -> np.ndarray:
     return table.astype(np.float32).astype(np.float64)
 
 
-def relative_matrix(seq_len: int, depth: int) -> np.ndarray:
-    """[T, T, depth]: the row of (query i, key j)."""
-    table = sinusoid_rows(depth)
+#: the canonical name of the table bert4keras stores (NEZHA-TensorFlow computes it)
+STORED_TABLE = "bert/encoder/relative_positions"
+
+
+def relative_matrix(seq_len: int, depth: int, table: np.ndarray | None = None) -> np.ndarray:
+    """[T, T, depth]: the row of (query i, key j), of ``table`` (default: modeling.py's)."""
+    table = sinusoid_rows(depth) if table is None else table.astype(np.float64)
     rel = np.empty((seq_len, seq_len, depth))
     for i in range(seq_len):
         for j in range(seq_len):
@@ -127,7 +132,9 @@ def nezha_reference_forward(weights: Any, config: BertConfig, inputs: MappingABC
     results[out.EMBEDDINGS] = x
 
     mask_adder = mask_adder_of(attention_mask)
-    rel = relative_matrix(seq_len, hidden // num_heads)
+    stored = _check_shape(get(STORED_TABLE), (2 * CLIP + 1, hidden // num_heads), STORED_TABLE) \
+        if get.has(STORED_TABLE) else None
+    rel = relative_matrix(seq_len, hidden // num_heads, stored)
     for i in range(config.num_hidden_layers):
         x = _layer(x, get, f"bert/encoder/layer_{i}", mask_adder, rel, num_heads=num_heads, inter=inter,
                    act=act, eps=eps)

@@ -15,9 +15,13 @@ from .layouts import LAYER_NORM_EPS, LAYOUTS
 
 
 class RoFormerV2Memory(MemoryStructure):
+    # rotary positions: no position table (the estimate's layers are BERT's: it counts biases and
+    # norm weights RoFormer-v2 does not have, a few thousandths of its parameters)
     def structure(self, config):
-        # rotary positions: no position table
         return {"position_table": False}
+
+    def replay_embeddings(self, replay):
+        return replay.bert_embeddings(position_table=False)
 
 
 class RoFormerV2Family(Family):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from ...formats.base import NO_RECORDS, SourceRecords
 from ...mapping import TRANSPOSE as T
 from ...mapping import Mapping, Rule
 from ..base import Layout
@@ -52,7 +53,7 @@ _POSITION_TABLE = re.compile(r"(^|[/.])position_embeddings([/.]|$)|^Embedding-Po
 _NORM_OR_BIAS = re.compile(r"(LayerNorm|-Norm|/bias|/beta|/gamma|\.bias$)")
 
 
-def recognise(names: list[str], source=None) -> bool:
+def recognise(names: list[str], source: SourceRecords = NO_RECORDS) -> bool:
     """RoFormer-v2: encoder tensors, none of them a bias or a norm weight, and no position table
     (a fine-tune's own head may have a bias)."""
     names = list(names)
@@ -65,34 +66,11 @@ def recognise(names: list[str], source=None) -> bool:
                     for n in names)
 
 
-def infer_sizes_through(mapping: Mapping, shapes: dict) -> dict[str, int]:
-    """Every config field the shapes determine (not the head count, not max_position_embeddings:
-    rotary positions have no table)."""
-    by_target, layers = {}, set()
-    for name, shape in shapes.items():
-        m = mapping.to_target(name)
-        if m is not None:
-            by_target[m.target] = tuple(shape)
-            layer = re.match(r"^roformer_v2\.encoder\.layer\.(\d+)\.", m.target)
-            if layer:
-                layers.add(int(layer.group(1)))
-    word = by_target.get("roformer_v2.embeddings.word_embeddings.weight")
-    segment = by_target.get("roformer_v2.embeddings.token_type_embeddings.weight")
-    intermediate = by_target.get("roformer_v2.encoder.layer.0.intermediate.dense.weight")  # source [in, out]
-    classifier = by_target.get("classifier.weight")  # a Keras kernel [hidden, labels]
-    sizes = {"vocab_size": word[0] if word else None, "hidden_size": word[1] if word else None,
-             "type_vocab_size": segment[0] if segment else None,
-             "intermediate_size": intermediate[1] if intermediate else None,
-             "num_hidden_layers": max(layers) + 1 if layers else None,
-             "num_labels": classifier[1] if classifier else None}
-    return {k: v for k, v in sizes.items() if v is not None}
-
-
-def _bind_google(layout: Layout, names: list[str], source=None) -> Layout:
+def _bind_google(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     return dataclasses.replace(layout, bind=None, assumptions=ASSUMPTIONS)
 
 
-def _bind_b4k(layout: Layout, names: list[str], source=None) -> Layout:
+def _bind_b4k(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     from ..roformer.layouts import group_weights
 
     groups = group_weights(names, source)
@@ -121,8 +99,7 @@ def _bind_b4k(layout: Layout, names: list[str], source=None) -> Layout:
         notes.append(f"the top-level Dense {heads[0]!r} read as the classifier on the first token's hidden state "
                      "(as the repository's fine-tune scripts build it; its softmax is not part of the logits)")
     mapping = Mapping(rules)
-    return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=tuple(notes) + ASSUMPTIONS,
-                               infer_sizes=lambda shapes: infer_sizes_through(mapping, shapes))
+    return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=tuple(notes) + ASSUMPTIONS)
 
 
 def _leaf(name: str) -> str:
@@ -155,7 +132,6 @@ GOOGLE = Layout(
     marker=re.compile(r"^bert/encoder/layer_\d+/attention/self/query/kernel$"),
     recognise=recognise,
     **_NUMERICS,
-    infer_sizes=lambda shapes: infer_sizes_through(GOOGLE_MAPPING, shapes),
     bind=_bind_google,
     canonical=True,
 )
