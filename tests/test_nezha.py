@@ -18,7 +18,7 @@ from bertconv.families import get_family
 from bertconv.inspection import inspect_checkpoint
 from bertconv.validation import validate
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, missing_fixture
 from .remote_code_run import TOLERANCE, imported_modules, run_remote
 
 #: fixture -> (architecture, the auto class that loads it)
@@ -33,7 +33,7 @@ FILES = {"nezha_bert4keras_h5": "nezha_weights.h5"}
 def fixture(name: str) -> Path:
     path = FIXTURES / name
     if not (path / "golden.npz").is_file():
-        pytest.skip(f"fixture {name} is missing: run fixtures/make_nezha_fixtures.py or "
+        missing_fixture(f"fixture {name} is missing: run fixtures/make_nezha_fixtures.py or "
                     "fixtures/make_nezha_bert4keras_fixtures.py")
     return path / FILES[name] if name in FILES else path
 
@@ -100,7 +100,7 @@ def test_bert4keras_relative_table_is_checked_and_not_written(conversions, tmp_p
     """bert4keras stores the sinusoid table the model computes: noted, not written; the reference
     computes with the stored one, so a table that is not that sinusoid fails the check before
     publishing."""
-    h5py = pytest.importorskip("h5py")
+    import h5py
     import shutil
 
     from bertconv.errors import CheckFailed
@@ -202,7 +202,7 @@ def test_model_module_matches_bertconvs_names():
 def test_the_clipping_is_reached_and_matters():
     """The fixtures' 70 positions reach the clipping at 64: a table gathered at j - i unclipped
     would be another function (it would need rows the original never builds)."""
-    torch = pytest.importorskip("torch")
+    import torch
     from bertconv.families.nezha.model import relative_positions
     from bertconv.families.nezha.reference import relative_matrix
 

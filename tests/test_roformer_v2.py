@@ -18,7 +18,7 @@ from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
 from bertconv.validation import validate
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, missing_fixture
 from .remote_code_run import TOLERANCE, imported_modules, run_remote
 
 GOOGLE = FIXTURES / "roformer_v2_google"
@@ -31,7 +31,7 @@ SOURCES = {"google": (GOOGLE, "google_roformer_v2", "RoFormerV2Model"),
 def golden_of(source: Path) -> Path:
     golden = (source if source.is_dir() else source.parent) / "golden.npz"
     if not golden.is_file():
-        pytest.skip(f"fixture {golden.parent.name} is missing: run fixtures/make_roformer_v2_fixtures.py")
+        missing_fixture(f"fixture {golden.parent.name} is missing: run fixtures/make_roformer_v2_fixtures.py")
     return golden
 
 
