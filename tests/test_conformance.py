@@ -43,6 +43,7 @@ class Case:
 
 
 _KERAS_BERT_EPS = "layer_norm_eps"  # keras-bert's 1e-14: google-research/bert's is always 1e-12
+_NO_BIASES = "RoFormer-v2 has no biases and no norm weights; the estimate's layers are BERT's"
 
 #: family name -> its fixtures
 FIXTURES: dict[str, tuple[Case, ...]] = {
@@ -69,6 +70,10 @@ FIXTURES: dict[str, tuple[Case, ...]] = {
     "electra": (Case("electra_small"), Case("electra_small", {"tower": "generator"})),
     "roformer": (Case("roformer_google"), Case("roformer_bert4keras_ckpt"),
                  Case("keras_era/bert4keras_roformer_h5")),
+    "nezha": (Case("nezha_pretrain"), Case("nezha_classifier"),
+              Case("nezha_bert4keras_h5/nezha_weights.h5", way_back_refused="mlm_layer_norm_eps")),
+    "roformer_v2": (Case("roformer_v2_google", structure_beyond_tensors=_NO_BIASES),
+                    Case("roformer_v2_h5/tnews.weights", structure_beyond_tensors=_NO_BIASES)),
 }
 
 CASES = [pytest.param(name, case, id=f"{name}-{case.id}") for name, cases in FIXTURES.items() for case in cases]

@@ -1,8 +1,8 @@
 """RoFormer v1: bert4keras' h5 and TF object checkpoint (written by bert4keras itself) and a
 Google-layout TF1 checkpoint (fixtures/make_roformer_fixtures.py: tf.compat.v1 Saver under
 bert4keras' own names, loaded back by bert4keras to make its golden file) convert to Hugging Face RoFormer directories that
-transformers loads offline and that match the library's outputs; NEZHA and RoFormer-v2 are
-refused in one line; BERT checkpoints are not read as RoFormer."""
+transformers loads offline and that match the library's outputs; NEZHA and RoFormer-v2, read as
+RoFormer, are refused in one line; BERT checkpoints are not read as RoFormer."""
 from __future__ import annotations
 
 import json
@@ -179,26 +179,31 @@ def test_keras_era_bert_files_are_not_roformer(name):
         assert layout is None or layout.family.name != "roformer", layout
 
 
-def _one_line_refusal(source, tmp_path, model: str):
+def _one_line_refusal(source, tmp_path, model: str, family: str | None = None):
     with pytest.raises(InputError) as info:
-        convert(source, tmp_path / "out")
+        convert(source, tmp_path / "out", family=family)
     message = str(info.value)
     assert model in message and "transformers 5 has no" in message and "\n" not in message
     assert not (tmp_path / "out").exists()
-    assert main(["tf2pt", str(source), str(tmp_path / "out2")]) == 2
+    assert main(["tf2pt", str(source), str(tmp_path / "out2"), *(["--family", family] if family else [])]) == 2
 
 
-def test_nezha_is_refused(tmp_path):
+def test_nezha_is_refused_as_roformer(tmp_path):
+    """A NEZHA config beside Google names without a position table is NEZHA's (its own family);
+    read as RoFormer, it is refused."""
     nezha = tmp_path / "nezha"
     shutil.copytree(google_source(), nezha)
     config = json.loads((nezha / "bert_config.json").read_text())
     config.update(use_relative_position=True, max_relative_position=64)
     (nezha / "bert_config.json").write_text(json.dumps(config))
-    _one_line_refusal(nezha, tmp_path, "NEZHA")
+    with open_source(nezha) as source:
+        assert detect_layout(source.names(), source=source).family.name == "nezha"
+    _one_line_refusal(nezha, tmp_path, "NEZHA", family="roformer")
 
 
-def test_bert4keras_nezha_is_refused(tmp_path):
-    """bert4keras' NEZHA stores its sinusoid table as Embedding-Relative-Position."""
+def test_bert4keras_nezha_is_refused_as_roformer(tmp_path):
+    """bert4keras' NEZHA stores its sinusoid table as Embedding-Relative-Position: NEZHA's (its own
+    family, tests/test_nezha.py); read as RoFormer, it is refused."""
     h5py = pytest.importorskip("h5py")
     path = tmp_path / "nezha.h5"
     shutil.copy(h5_source(), path)
@@ -208,13 +213,14 @@ def test_bert4keras_nezha_is_refused(tmp_path):
         group.create_dataset("Embedding-Relative-Position/embeddings:0", data=np.zeros((129, 8), np.float32))
         group.attrs["weight_names"] = [b"Embedding-Relative-Position/embeddings:0"]
         f.attrs["layer_names"] = [*f.attrs["layer_names"], "Embedding-Relative-Position"]
-    _one_line_refusal(path, tmp_path, "NEZHA")
+    _one_line_refusal(path, tmp_path, "NEZHA", family="roformer")
 
 
-def test_roformer_v2_is_refused(tmp_path):
+def test_roformer_v2_is_refused_as_roformer(tmp_path):
+    """RoFormer-v2 is a family of its own (tests/test_roformer_v2.py); read as RoFormer, it is refused."""
     if not (V2_GOOGLE / "bert_model.ckpt.index").is_file():
-        missing_fixture("fixture roformer_v2_google is missing: run fixtures/make_roformer_fixtures.py")
-    _one_line_refusal(V2_GOOGLE, tmp_path, "RoFormer-v2")
+        missing_fixture("fixture roformer_v2_google is missing: run fixtures/make_roformer_v2_fixtures.py")
+    _one_line_refusal(V2_GOOGLE, tmp_path, "RoFormer-v2", family="roformer")
 
 
 def test_group_order_rebuilt_from_names_matches_the_file():

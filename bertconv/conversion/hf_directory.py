@@ -51,6 +51,8 @@ def write_side_files(directory: Path, plan: Plan, config_json: dict,
                      lower_case: bool | None) -> tuple[list[str], bool | None, str | None]:
     """config.json and the tokenizer files of a Hugging Face directory: (files written,
     do_lower_case, a note saying how casing was decided, or None)."""
+    remote = plan.family.remote_code  # the family's own modeling code, where transformers has none
+    code = remote.write(directory, config_json, target_names(plan).values(), plan.layout.name) if remote else []
     (directory / "config.json").write_text(json.dumps(config_json, indent=2) + "\n", encoding="utf-8")
     written, do_lower, note = plan.family.write_tokenizer(directory, plan, lower_case)
-    return ["config.json", *written], do_lower, note
+    return ["config.json", *code, *written], do_lower, note

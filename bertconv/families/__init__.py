@@ -17,8 +17,20 @@ from .base import Family, Layout
 #: marker is tried first. ELECTRA comes after BERT: below their prefixes their PyTorch names are
 #: the same, so a bare state dict without ELECTRA's own names reads as BERT. RoFormer's names are
 #: BERT's without the position table; its ``recognise`` claims only checkpoints that lack one.
+#: NEZHA's are too, and its config says so (``use_relative_position``); RoFormer-v2's lack the
+#: biases and norm weights as well: both are tried before RoFormer.
 def _albert() -> Family:
     from .albert import FAMILY
+    return FAMILY
+
+
+def _nezha() -> Family:
+    from .nezha import FAMILY
+    return FAMILY
+
+
+def _roformer_v2() -> Family:
+    from .roformer_v2 import FAMILY
     return FAMILY
 
 
@@ -38,8 +50,8 @@ def _electra() -> Family:
 
 
 #: family name -> what loads it, in detection order
-REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "roformer": _roformer, "bert": _bert,
-                                             "electra": _electra}
+REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "nezha": _nezha, "roformer_v2": _roformer_v2,
+                                             "roformer": _roformer, "bert": _bert, "electra": _electra}
 
 #: user-facing head names accepted by ``--head``, besides ``auto``
 HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
@@ -161,7 +173,8 @@ def source_view(names: Iterable[str], family: str | None = None, *,
                     to_source[n] = m.source
                     break
         if any(canonical.marker.search(s) for s in to_source.values()) and (
-                canonical.recognise is None or canonical.recognise(names, NO_RECORDS)):
+                canonical.recognise is None or canonical.recognise(names, source if source is not None
+                                                                    else NO_RECORDS)):
             return canonical, "pt", to_source
     fallback = next(candidate_layouts(family), None) if family else None
     return fallback, "?", {}

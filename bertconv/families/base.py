@@ -241,7 +241,7 @@ BERT_MEMORY = MemoryStructure()
 REQUIRED = ("name", "model_type", "architectures", "tied", "build_model", "reference")
 OPTIONAL = ("without_pooler", "pooler_weight", "index_buffers", "config_file", "config_files", "head_descriptions",
             "task_heads", "head_tensors", "hf_config_fields", "runs_in_transformers")
-CAPABILITIES = ("two_towers", "sentencepiece", "original_format", "memory")
+CAPABILITIES = ("two_towers", "sentencepiece", "original_format", "memory", "remote_code")
 SERVICES = ("layout", "architecture", "state_dict_heads", "needs_pooler", "load_model", "numpy_reference_only",
             "reference_heads", "transformers_outputs", "tokenizer_source", "write_tokenizer", "hf_config_extras",
             "tower_of", "checkpoint_name", "to_original_config")
@@ -310,6 +310,9 @@ class Family:
     two_towers: Towers | None = None
     sentencepiece: SentencePieceTokenizer | None = None
     original_format: OriginalFormat | None = None
+    #: modeling code of the family's own, written into Hugging Face directories where
+    #: transformers has no class for it (:class:`bertconv.families.remote_code.RemoteCode`)
+    remote_code: Any = None
     #: the memory estimate's view of the structure
     memory: MemoryStructure = BERT_MEMORY
 

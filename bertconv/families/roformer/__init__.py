@@ -4,7 +4,8 @@ Keras HDF5 files (``layouts.py``).
 
 Transformers' RoFormer has no pooler and no NSP head: a pooler in the source is written anyway
 (every trained weight is kept) and ignored by the class; an NSP head is not exported. NEZHA and
-RoFormer-v2, which look alike on disk, are refused (see ``layouts.py``). Its PyTorch model
+RoFormer-v2, which look alike on disk, are families of their own, detected first; read as RoFormer
+they are refused (see ``layouts.py``). Its PyTorch model
 (``model.py``) and float64 reference (``reference.py``) load only when used; the tokenizer is
 BERT's WordPiece from ``vocab.txt``.
 """

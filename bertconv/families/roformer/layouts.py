@@ -6,10 +6,11 @@ embeddings computed on the fly: its checkpoints hold Google's BERT names *withou
 alone cannot say that a name is missing: :func:`recognise` does). bert4keras writes the same model
 (``build_transformer_model(..., model='roformer')``) as Keras HDF5 with its fixed layer names.
 
-Two relatives are recognised only to be refused, since transformers 5 has no class that computes
-them: NEZHA (Google names without a position table too, but relative positions: its
-``bert_config.json`` says ``use_relative_position``; bert4keras stores the sinusoid table as
-``Embedding-Relative-Position``) and RoFormer-v2 (no biases and no LayerNorm parameters).
+Two relatives are refused here, since RoFormer's classes do not compute them; each is a family of
+its own (``families/nezha``, ``families/roformer_v2``), detected before RoFormer: NEZHA (Google
+names without a position table too, but relative positions: its ``bert_config.json`` says
+``use_relative_position``; bert4keras stores the sinusoid table as ``Embedding-Relative-Position``)
+and RoFormer-v2 (no biases and no LayerNorm parameters).
 
 Transformers' RoFormer has no pooler. A pooler in the source is still written, under
 ``roformer.pooler.dense``, so that no trained weight is lost; the RoFormer classes ignore it.
@@ -148,10 +149,14 @@ def recognise(names: list[str], source: SourceRecords) -> bool:
     return not any(_POSITION_TABLE.search(n) for n in names)
 
 
+#: the families NEZHA and RoFormer-v2 checkpoints are converted by
+_FAMILY_OF = {"NEZHA": "nezha", "RoFormer-v2": "roformer_v2"}
+
+
 def _refuse(model: str, why: str, source: SourceRecords) -> None:
     raise InputError(f"{model} checkpoint: {why}; transformers 5 has no {model} class, and converting it to "
                      f"RoFormer would compute something else", path=source.path,
-                     hint="bertconv does not convert it")
+                     hint=f"it is a family of its own: leave out --family, or pass --family {_FAMILY_OF[model]}")
 
 
 def _sidecar_config(source: SourceRecords) -> dict | None:
