@@ -324,6 +324,76 @@ def test_tensorflow_reference_agrees(tmp_path):
     assert broken.first_diverging == out.layer(1)
 
 
+# ----------------------------------------------------------------------------------- a lean check
+
+
+def test_model_pages_released_after_use_change_no_output(tmp_path):
+    from bertconv.runtime import load_model, run_outputs
+    from bertconv.validation.inputs import make_inputs
+    from bertconv.validation.runners import pages_released_after_use
+
+    converted = write_converted(tmp_path / "c", tf_weights(TINY), TINY, "BertForPreTraining")
+    inputs = make_inputs(TINY["vocab_size"], 2, 16, 0)
+    model = load_model(converted)
+    plain = run_outputs(model, inputs)
+    with pages_released_after_use(model, converted / "model.safetensors") as releasable:
+        released = run_outputs(model, inputs)
+        again = run_outputs(model, inputs)  # the tied word table is read back a second time
+    # the tiny model's large tensors span whole pages: the word table alone is 97 x 32 float32
+    assert releasable >= 4096
+    assert set(released) == set(plain) == set(again)
+    for name in plain:
+        np.testing.assert_array_equal(released[name], plain[name])
+        np.testing.assert_array_equal(again[name], plain[name])
+    after = run_outputs(model, inputs)
+    for name in plain:
+        np.testing.assert_array_equal(after[name], plain[name])
+
+
+def test_weights_in_ordinary_memory_are_never_released(tmp_path):
+    # float16 weights run in float32 are copies in ordinary memory, where dropping pages would zero them
+    from bertconv.runtime import load_model
+    from bertconv.validation.runners import pages_released_after_use
+
+    converted = write_converted(tmp_path / "c", tf_weights(TINY), TINY, "BertForPreTraining",
+                                tamper=lambda s: s.update({k: v.astype(np.float16) for k, v in s.items()}))
+    model = load_model(converted, dtype=torch.float32)
+    with pages_released_after_use(model, converted / "model.safetensors") as releasable:
+        assert releasable == 0
+    with pages_released_after_use(model, tmp_path / "not-mapped.safetensors") as releasable:
+        assert releasable == 0
+
+
+class _ReleasingWeights(dict):
+    """A mapping of the original's arrays that records what the reference says it is done with."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read, self.released = [], []
+
+    def __getitem__(self, name):
+        self.read.append(name)
+        return super().__getitem__(name)
+
+    def release(self, name):
+        self.released.append(name)
+
+
+def test_reference_releases_every_tensor_it_reads_and_computes_the_same():
+    from bertconv.families.bert.reference import reference_forward
+    from bertconv.validation.inputs import make_inputs
+
+    weights = tf_weights(TINY)
+    inputs = make_inputs(TINY["vocab_size"], 2, 16, 0)
+    spy = _ReleasingWeights(weights)
+    released = reference_forward(spy, BertConfig.from_dict(TINY), inputs)
+    plain = reference_forward(dict(weights), BertConfig.from_dict(TINY), inputs)
+    assert set(spy.read) == set(weights)
+    assert set(spy.released) == set(spy.read)
+    for name in plain:
+        np.testing.assert_array_equal(released[name], plain[name])
+
+
 def test_usage_errors(tmp_path):
     weights = tf_weights(TINY)
     converted = write_converted(tmp_path / "c", weights, TINY, "BertForPreTraining")
