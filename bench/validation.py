@@ -11,8 +11,9 @@ cache is warmed first, and one untimed round compiles every revision's bytecode.
     python bench/validation.py                                   # this checkout, 5 rounds
     python bench/validation.py --before /tmp/old-checkout --rounds 7 --sizes base,large
 
-A revision is a checkout's root, run with ``PYTHONPATH`` set to it and ``-m bertconv.cli`` (the
-console script's own entry, with its garbage-collector measures). Checkpoints come from
+A revision is a checkout's root, run from there with ``PYTHONPATH`` set to it and
+``python -P -m bertconv.cli`` (the console script's own entry, with its garbage-collector measures;
+``-P`` so that no other checkout's ``bertconv`` is imported instead). Checkpoints come from
 ``bench/make_checkpoints.py`` (``bench/work/bert-base``, ``bench/work/bert-large``).
 """
 from __future__ import annotations
@@ -61,8 +62,9 @@ def time_once(python: str, root: Path, arguments: list[str], remove: Path | None
     env = {**os.environ, "PYTHONPATH": str(root)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.perf_counter()
-    done = subprocess.run([GNU_TIME, "-v", "-o", str(report), python, "-m", "bertconv.cli", *arguments],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_DIR)
+    # -P: the revision's bertconv from PYTHONPATH, never the one in the current directory
+    done = subprocess.run([GNU_TIME, "-v", "-o", str(report), python, "-P", "-m", "bertconv.cli", *arguments],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
     seconds = time.perf_counter() - started
     text = report.read_text(errors="replace")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
