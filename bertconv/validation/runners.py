@@ -174,7 +174,7 @@ def pages_released_after_use(model, weights_path: Path) -> Iterator[int]:
 
     libc = ctypes.CDLL(None, use_errno=True)
     page = resource.getpagesize()
-    hooks, total = [], 0
+    hooks, releasable = [], set()
     for module in model.modules():
         ranges = []
         for parameter in module.parameters(recurse=False):
@@ -188,14 +188,14 @@ def pages_released_after_use(model, weights_path: Path) -> Iterator[int]:
             if end > begin:
                 ranges.append((begin, end - begin))
         if ranges:
-            total += sum(length for _, length in ranges)
+            releasable.update(ranges)  # a tied weight is released by each module that uses it, counted once
 
             def release(_module, _args, _output, ranges=ranges) -> None:
                 for begin, length in ranges:
                     libc.madvise(ctypes.c_void_p(begin), ctypes.c_size_t(length), _MADV_DONTNEED)
             hooks.append(module.register_forward_hook(release))
     try:
-        yield total
+        yield sum(length for _, length in releasable)
     finally:
         for hook in hooks:
             hook.remove()
