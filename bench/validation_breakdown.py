@@ -8,9 +8,11 @@ Python and NumPy report (``tracemalloc``: the float64 weight copies and activati
 
     python bench/validation_breakdown.py bench/work/bert-base            # one run, a table
     python bench/validation_breakdown.py bench/work/bert-base --json     # the same as JSON
+    python bench/validation_breakdown.py bench/work/bert-base --before /tmp/old --rounds 5
 
-The revision measured is whichever ``bertconv`` is imported (``PYTHONPATH``), so the same script
-measures an older checkout beside this one. Linux only (``/proc``).
+The revision measured is whichever ``bertconv`` is imported (``PYTHONPATH``); with ``--before``
+and ``--rounds`` the script runs itself in fresh interpreters (``python -P``, so ``PYTHONPATH``
+decides), an older checkout and this one in turn, and prints the medians. Linux only (``/proc``).
 """
 from __future__ import annotations
 
@@ -113,20 +115,68 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--before", type=Path, help="another checkout's root, measured beside this one")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="run each revision this many times, each in a fresh interpreter, in turn; medians")
     args = parser.parse_args(argv)
+    if args.rounds:
+        return _rounds(args)
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent / "work") as scratch:
-        rows = measure(args.checkpoint, Path(scratch))
+        rows = measure(args.checkpoint.resolve(), Path(scratch))
     import bertconv
     if args.json:
         print(json.dumps({"bertconv": bertconv.__file__, "rows": rows}))
         return 0
     print(f"bertconv: {bertconv.__file__}")
-    print(f"{'phase':52} {'s':>6} {'RSS after':>10} {'peak':>8} {'peak+':>8} {'traced':>8}")
+    print(_table(rows))
+    return 0
+
+
+def _table(rows: list[dict]) -> str:
     def cell(value) -> str:
         return "" if value is None else f"{value:.0f}"
+    lines = [f"{'phase':52} {'s':>6} {'RSS after':>10} {'peak':>8} {'peak+':>8} {'traced':>8}"]
     for r in rows:
-        print(f"{r['phase'][:52]:52} {r['seconds']:6.3f} {cell(r['rss_after_mb']):>10} {cell(r['peak_rss_mb']):>8} "
-              f"{cell(r['peak_over_start_mb']):>8} {cell(r['traced_peak_mb']):>8}")
+        lines.append(f"{r['phase'][:52]:52} {r['seconds']:6.3f} {cell(r['rss_after_mb']):>10} "
+                     f"{cell(r['peak_rss_mb']):>8} {cell(r['peak_over_start_mb']):>8} {cell(r['traced_peak_mb']):>8}")
+    return "\n".join(lines)
+
+
+def _rounds(args) -> int:
+    """Fresh interpreters, the revisions in turn (their order alternating), medians per phase."""
+    import os
+    import statistics
+    import subprocess
+
+    here = Path(__file__).resolve()
+    revisions = {"after": here.parent.parent}
+    if args.before is not None:
+        revisions = {"before": args.before.resolve(), **revisions}
+    runs: dict[str, list[list[dict]]] = {r: [] for r in revisions}
+    for round_number in range(args.rounds):
+        order = list(revisions) if round_number % 2 == 0 else list(reversed(revisions))
+        for revision in order:
+            env = {**os.environ, "PYTHONPATH": str(revisions[revision])}
+            done = subprocess.run([sys.executable, "-P", str(here), str(args.checkpoint.resolve()), "--json"],
+                                  capture_output=True, text=True, env=env, cwd=revisions[revision], check=True)
+            runs[revision].append(json.loads(done.stdout.strip().splitlines()[-1])["rows"])
+    medians = {}
+    for revision, rounds in runs.items():
+        rows = []
+        for i, first in enumerate(rounds[0]):
+            row = dict(first)
+            for key in ("seconds", "rss_after_mb", "peak_rss_mb", "peak_over_start_mb", "traced_peak_mb"):
+                values = [r[i][key] for r in rounds if r[i][key] is not None]
+                row[key] = statistics.median(values) if values else None
+            rows.append(row)
+        medians[revision] = rows
+    if args.json:
+        print(json.dumps({"revisions": {k: str(v) for k, v in revisions.items()}, "rounds": args.rounds,
+                          "medians": medians, "runs": runs}))
+        return 0
+    for revision, rows in medians.items():
+        print(f"{revision} ({revisions[revision]}), medians of {args.rounds} interleaved runs")
+        print(_table(rows))
     return 0
 
 
