@@ -437,6 +437,23 @@ def test_weights_in_ordinary_memory_are_never_released(tmp_path):
         assert releasable == 0
 
 
+def test_a_few_tokens_run_on_one_cpu_thread_and_the_setting_is_restored(tmp_path, monkeypatch):
+    from bertconv.validation import runners
+
+    before = torch.get_num_threads()
+    seen = []
+    original = runners.pages_released_after_use
+
+    def spy(model, path):
+        seen.append(torch.get_num_threads())
+        return original(model, path)
+    monkeypatch.setattr(runners, "pages_released_after_use", spy)
+    assert check(tmp_path).passed  # 2x16 tokens
+    assert check(tmp_path / "long", batch=3, seq_len=40).passed
+    assert seen == [1, before]
+    assert torch.get_num_threads() == before
+
+
 class _ReleasingWeights(dict):
     """A mapping of the original's arrays that records what the reference says it is done with."""
 

@@ -201,6 +201,28 @@ def pages_released_after_use(model, weights_path: Path) -> Iterator[int]:
             hook.remove()
 
 
+#: Up to this many tokens, a CPU run uses one thread: the default check's products are too small
+#: for torch's threads to share (docs/performance.md), and where the cores are busy with other work
+#: its threads waiting on each other multiplied the forward pass's time several times over.
+ONE_THREAD_TOKENS = 64
+
+
+@contextlib.contextmanager
+def cpu_threads(device, tokens: int) -> Iterator[None]:
+    """torch's intra-op threads for a CPU run of ``tokens`` tokens, restored afterwards."""
+    import torch
+
+    if device.type != "cpu" or tokens > ONE_THREAD_TOKENS:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def run_one(converted: Path, dtype_name: str, device, *, with_transformers: bool, architecture: str,
             family, inputs) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     import torch
@@ -224,7 +246,8 @@ def run_one(converted: Path, dtype_name: str, device, *, with_transformers: bool
             torch.cuda.synchronize(device)
         loaded = time.perf_counter()
         weights_path = resolve_files(converted)[0]
-        with pages_released_after_use(model, weights_path):
+        tokens = int(np.asarray(inputs["input_ids"]).size)
+        with cpu_threads(device, tokens), pages_released_after_use(model, weights_path):
             if with_transformers:
                 outputs = transformers_outputs(model, inputs, device, family)
             else:
