@@ -2,7 +2,7 @@
 ``validate`` alone, on BERT-Base and BERT-Large, for one or two revisions side by side.
 
 Every command runs under GNU ``/usr/bin/time -v`` (peak RSS: its "Maximum resident set size", the
-whole process; wall time measured around it). Rounds are interleaved: each round runs every case of
+whole process; CPU time: its user plus system time; wall time measured around it). Rounds are interleaved: each round runs every case of
 every revision once, the revisions' order alternating from round to round, so that whatever else
 the machine does falls on all of them alike; figures are medians over the rounds. Before each run,
 earlier writes are flushed (``sync``) and the case's previous output removed, untimed. The page
@@ -68,7 +68,8 @@ def time_once(python: str, root: Path, arguments: list[str], remove: Path | None
     seconds = time.perf_counter() - started
     text = report.read_text(errors="replace")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    return {"seconds": seconds, "rss_mb": int(rss.group(1)) * 1024 / MB if rss else None,
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text))
+    return {"seconds": seconds, "cpu_seconds": cpu, "rss_mb": int(rss.group(1)) * 1024 / MB if rss else None,
             "exit": done.returncode, "error": done.stderr.strip().splitlines()[-1:] if done.returncode else []}
 
 
@@ -118,19 +119,22 @@ def main(argv=None) -> int:
 
 
 def _summarise(runs: list[dict]) -> dict:
-    ok = [r for r in runs if r["exit"] == 0] or [{"seconds": float("nan"), "rss_mb": float("nan")}]
+    ok = [r for r in runs if r["exit"] == 0] or [{"seconds": float("nan"), "cpu_seconds": float("nan"),
+                                                  "rss_mb": float("nan")}]
     return {"median_s": statistics.median(r["seconds"] for r in ok), "min_s": min(r["seconds"] for r in ok),
+            "median_cpu_s": statistics.median(r["cpu_seconds"] for r in ok),
             "max_s": max(r["seconds"] for r in ok), "peak_rss_mb": max(r["rss_mb"] for r in ok),
             "failed": sum(r["exit"] != 0 for r in runs), "runs": len(runs)}
 
 
 def render(summary: dict, sizes: list[str]) -> str:
-    lines = ["| revision | case | median s | min-max s | peak RSS MB | runs |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| revision | case | median s | min-max s | median CPU s | peak RSS MB | runs |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for revision, by_key in summary.items():
         for key, s in by_key.items():
             failed = f" ({s['failed']} failed)" if s["failed"] else ""
             lines.append(f"| {revision} | `{key}` | {s['median_s']:.2f} | {s['min_s']:.2f}-{s['max_s']:.2f} | "
-                         f"{s['peak_rss_mb']:.0f} | {s['runs']}{failed} |")
+                         f"{s['median_cpu_s']:.2f} | {s['peak_rss_mb']:.0f} | {s['runs']}{failed} |")
     lines += ["", "| revision | target | measured | result |", "| --- | --- | --- | --- |"]
     for revision, by_key in summary.items():
         for size in sizes:
