@@ -331,6 +331,7 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
             compared = sum(len(run.outputs) for run in v.runs)
             click.echo(f"validation   {v.summary_line()} ({compared} outputs compared with the float64 "
                        f"reference, {v.seconds:.2f} s)")
+            click.echo(f"checked      {v.coverage_line()}")
         else:
             click.echo("validation   none: --no-validate, so nothing was checked against the original "
                        f"(bertconv validate {output} --against {source} checks it)")

@@ -64,9 +64,10 @@ def tf_weights(sizes: dict, heads=("mlm", "nsp"), seed: int = 0) -> dict[str, np
 
 
 def write_converted(directory: Path, weights: dict, sizes: dict, architecture: str, *,
-                    hidden_act: str = "gelu_new", tamper=None) -> Path:
+                    hidden_act: str = "gelu_new", tamper=None, config_changes: dict | None = None) -> Path:
     """A converted Hugging Face directory made straight from the mapping table (what ``tf2pt``
-    writes). ``tamper(state_dict)`` breaks it on purpose before it is written."""
+    writes). ``tamper(state_dict)`` breaks it on purpose before it is written; ``config_changes``
+    break its config.json."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {}
     for name, value in weights.items():
@@ -82,6 +83,7 @@ def write_converted(directory: Path, weights: dict, sizes: dict, architecture: s
               "layer_norm_eps": 1e-12, "bertconv": {"source_hidden_act": sizes["hidden_act"]}}
     if architecture == "BertForSequenceClassification":
         config["id2label"] = {str(i): f"LABEL_{i}" for i in range(NUM_LABELS)}
+    config.update(config_changes or {})
     (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return directory
 
@@ -160,6 +162,77 @@ def test_broken_conversion_fails_at_the_right_output(tmp_path, case):
     assert expected in report.summary_line()
     with pytest.raises(CheckFailed, match=expected):
         report.raise_for_failure()
+
+
+#: The wrong mappings a converter is known to make, each as the converted directory it would
+#: leave: (tamper, config changes, hidden_act, first diverging output). The check's inputs
+#: (``make_validation_inputs``) are chosen so that each of them shows.
+WRONG_MAPPINGS = {
+    "query_key_swapped": (BROKEN["query_key_swapped"][0], None, "gelu_new", out.layer(1)),
+    "kernel_transposed": (BROKEN["value_kernel_untransposed"][0], None, "gelu_new", out.layer(0)),
+    "erf_gelu_for_tanh": (None, None, "gelu", out.layer(0)),
+    # PyTorch's LayerNorm default, in place of modeling.py's 1e-12
+    "layer_norm_epsilon_1e-5": (None, {"layer_norm_eps": 1e-5}, "gelu_new", out.EMBEDDINGS),
+    # the position table one row off: every position reads its neighbour's row
+    "position_table_shifted": (
+        lambda s: s.__setitem__("bert.embeddings.position_embeddings.weight",
+                                np.roll(s["bert.embeddings.position_embeddings.weight"], 1, axis=0)),
+        None, "gelu_new", out.EMBEDDINGS),
+    "segment_table_swapped": (
+        lambda s: s.__setitem__("bert.embeddings.token_type_embeddings.weight",
+                                np.ascontiguousarray(s["bert.embeddings.token_type_embeddings.weight"][::-1])),
+        None, "gelu_new", out.EMBEDDINGS),
+}
+
+
+def _run_check(runner: str, tmp_path, tamper, config_changes, hidden_act):
+    weights = tf_weights(TINY)
+    converted = write_converted(tmp_path / "converted", weights, TINY, "BertForPreTraining",
+                                hidden_act=hidden_act, tamper=tamper, config_changes=config_changes)
+    if runner == "tf2pt":  # the check tf2pt runs before it publishes what it wrote
+        return quick_check(converted, weights, BertConfig.from_dict(TINY))
+    if runner == "transformers":
+        pytest.importorskip("transformers", reason="--with-transformers needs transformers")
+    return validate(converted, against=weights, source_config=BertConfig.from_dict(TINY), device="cpu",
+                    with_transformers=runner == "transformers")
+
+
+@pytest.mark.parametrize("runner", ["tf2pt", "validate", "transformers"])
+@pytest.mark.parametrize("case", list(WRONG_MAPPINGS))
+def test_each_known_wrong_mapping_fails_the_default_check(tmp_path, case, runner):
+    tamper, config_changes, hidden_act, expected = WRONG_MAPPINGS[case]
+    report = _run_check(runner, tmp_path, tamper, config_changes, hidden_act)
+    assert report.inputs["batch"] == 2 and report.inputs["seq_len"] == 16  # the defaults, nothing larger
+    assert not report.passed, report.render()
+    assert report.first_diverging == expected, report.render()
+    run = report.runs[0]
+    upstream = run.outputs[:[o.name for o in run.outputs].index(expected)]
+    assert all(o.passed for o in upstream)
+
+
+@pytest.mark.parametrize("runner", ["tf2pt", "validate", "transformers"])
+def test_the_default_check_passes_the_correct_mapping(tmp_path, runner):
+    report = _run_check(runner, tmp_path, None, None, "gelu_new")
+    assert report.passed, report.render()
+    covered = report.coverage()
+    assert covered["outputs"] == [o.name for o in report.runs[0].outputs]
+    assert covered["tokens"]["padded_rows"] >= 1 and covered["tokens"]["segments"] == [0, 1]
+    assert covered["dtypes"][0]["compute"] == "float32"
+
+
+def test_validation_inputs_cover_what_a_wrong_mapping_breaks():
+    from bertconv.validation.inputs import make_validation_inputs
+
+    for config in (BertConfig.from_dict(TINY), BertConfig.from_dict(BASE)):
+        inputs = make_validation_inputs(config, 2, 16, 0)
+        mask, types = inputs["attention_mask"], inputs["token_type_ids"]
+        assert mask[0].all() and not mask[1].all()  # every position read; padding masked
+        for row in range(2):
+            real = types[row][mask[row] != 0]
+            assert set(np.unique(real)) == {0, 1}  # both segments in every row
+            assert real[0] == 0 and real[-1] == 1  # one switch: the second segment follows the first
+        # no position is padding in every row, so every position's row of the table shows
+        assert mask.max(axis=0).all()
 
 
 @pytest.mark.parametrize("mask_value", [0.0, -1.0, -5.0])
@@ -322,6 +395,93 @@ def test_tensorflow_reference_agrees(tmp_path):
     broken = check(tmp_path / "b", swap(LAYER.format(1) + "output.LayerNorm.weight",
                                         LAYER.format(1) + "output.LayerNorm.bias"), reference="tf")
     assert broken.first_diverging == out.layer(1)
+
+
+# ----------------------------------------------------------------------------------- a lean check
+
+
+def test_model_pages_released_after_use_change_no_output(tmp_path):
+    from bertconv.runtime import load_model, run_outputs
+    from bertconv.validation.inputs import make_inputs
+    from bertconv.validation.runners import pages_released_after_use
+
+    converted = write_converted(tmp_path / "c", tf_weights(TINY), TINY, "BertForPreTraining")
+    inputs = make_inputs(TINY["vocab_size"], 2, 16, 0)
+    model = load_model(converted)
+    plain = run_outputs(model, inputs)
+    with pages_released_after_use(model, converted / "model.safetensors") as releasable:
+        released = run_outputs(model, inputs)
+        again = run_outputs(model, inputs)  # the tied word table is read back a second time
+    # the tiny model's large tensors span whole pages: the word table alone is 97 x 32 float32
+    assert releasable >= 4096
+    assert set(released) == set(plain) == set(again)
+    for name in plain:
+        np.testing.assert_array_equal(released[name], plain[name])
+        np.testing.assert_array_equal(again[name], plain[name])
+    after = run_outputs(model, inputs)
+    for name in plain:
+        np.testing.assert_array_equal(after[name], plain[name])
+
+
+def test_weights_in_ordinary_memory_are_never_released(tmp_path):
+    # float16 weights run in float32 are copies in ordinary memory, where dropping pages would zero them
+    from bertconv.runtime import load_model
+    from bertconv.validation.runners import pages_released_after_use
+
+    converted = write_converted(tmp_path / "c", tf_weights(TINY), TINY, "BertForPreTraining",
+                                tamper=lambda s: s.update({k: v.astype(np.float16) for k, v in s.items()}))
+    model = load_model(converted, dtype=torch.float32)
+    with pages_released_after_use(model, converted / "model.safetensors") as releasable:
+        assert releasable == 0
+    with pages_released_after_use(model, tmp_path / "not-mapped.safetensors") as releasable:
+        assert releasable == 0
+
+
+def test_a_few_tokens_run_on_one_cpu_thread_and_the_setting_is_restored(tmp_path, monkeypatch):
+    from bertconv.validation import runners
+
+    before = torch.get_num_threads()
+    seen = []
+    original = runners.pages_released_after_use
+
+    def spy(model, path):
+        seen.append(torch.get_num_threads())
+        return original(model, path)
+    monkeypatch.setattr(runners, "pages_released_after_use", spy)
+    assert check(tmp_path).passed  # 2x16 tokens
+    assert check(tmp_path / "long", batch=3, seq_len=40).passed
+    assert seen == [1, before]
+    assert torch.get_num_threads() == before
+
+
+class _ReleasingWeights(dict):
+    """A mapping of the original's arrays that records what the reference says it is done with."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read, self.released = [], []
+
+    def __getitem__(self, name):
+        self.read.append(name)
+        return super().__getitem__(name)
+
+    def release(self, name):
+        self.released.append(name)
+
+
+def test_reference_releases_every_tensor_it_reads_and_computes_the_same():
+    from bertconv.families.bert.reference import reference_forward
+    from bertconv.validation.inputs import make_inputs
+
+    weights = tf_weights(TINY)
+    inputs = make_inputs(TINY["vocab_size"], 2, 16, 0)
+    spy = _ReleasingWeights(weights)
+    released = reference_forward(spy, BertConfig.from_dict(TINY), inputs)
+    plain = reference_forward(dict(weights), BertConfig.from_dict(TINY), inputs)
+    assert set(spy.read) == set(weights)
+    assert set(spy.released) == set(spy.read)
+    for name in plain:
+        np.testing.assert_array_equal(released[name], plain[name])
 
 
 def test_usage_errors(tmp_path):

@@ -47,6 +47,10 @@ class CanonicalNamesView(MappingABC):
         """The checkpoint's own names -> shapes (what ``Layout.infer_sizes`` reads)."""
         return {info.name: tuple(info.shape) for info in self._source}
 
+    def release(self, key: str) -> None:
+        """Pass the reference's hint on to the checkpoint, under the checkpoint's own name."""
+        self._source.release(self._where[key][0])
+
     def source_name(self, key: str) -> str:
         """The checkpoint's own name for a canonical name."""
         return self._where[key][0]

@@ -21,7 +21,7 @@ from ..config import BertConfig
 from ..errors import InputError
 from .compare import DEFAULT_TOLERANCES, Tolerance, compare_output, compare_outputs, tolerance_for
 from .golden import load_golden, save_golden_file
-from .inputs import make_validation_inputs, text_inputs
+from .inputs import describe_inputs, make_validation_inputs, text_inputs
 from .references import compute_reference, open_against, reference_config
 from .report import DtypeRun, OutputComparison, ValidationReport
 from .runners import _DEVICE_NAME, DTYPES, exact_float32, resolve_device, run_one, transformers_outputs
@@ -109,9 +109,7 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
         source_label = str(against) if isinstance(against, (str, Path)) else None
     reference_seconds = time.perf_counter() - reference_started
 
-    shape = list(np.asarray(inputs["input_ids"]).shape)
-    padded_rows = int(np.sum(np.asarray(inputs["attention_mask"]).min(axis=1) == 0))
-    input_summary = {"batch": shape[0], "seq_len": shape[1], "padded_rows": padded_rows,
+    input_summary = {**describe_inputs(inputs, config),
                      "seed": seed if golden is None and text is None else None,
                      "text": str(text) if text is not None and golden is None else None}
 

@@ -33,7 +33,35 @@ def _special_ids(vocab_path: Path | None) -> dict[str, int]:
 
 def make_validation_inputs(config: BertConfig, batch: int, seq_len: int, seed: int,
                            vocab_path: Path | None = None) -> dict[str, np.ndarray]:
-    """Deterministic inputs shaped like real ones ([CLS] first, [SEP]s, two segments, padding)."""
+    """Deterministic inputs shaped like real ones ([CLS] first, [SEP]s, two segments, padding).
+
+    The default check (``tf2pt``, ``validate``, ``--with-transformers``) runs 2 rows of 16 tokens:
+    few, because a converted model's weights do the same to every token, so a wrong mapping shows
+    on the first tokens that read the wrong weight, and what it must cover is which weights are read
+    and which code paths run, not how many tokens:
+
+    - every weight of every layer is read by any token (each dense kernel, bias and LayerNorm), and
+      a square kernel transposed or two projections swapped (query for key) give other values for
+      any input that is not symmetric in them; non-square ones fail on their shapes;
+    - every attention head: the heads split each token's projections, so every token exercises
+      every head, and a head permuted or mis-split changes every context vector;
+    - padding: the second row is padded (``make_inputs``), so the attention mask's adder and its
+      constant are used; the first row is not, so no position is padding everywhere;
+    - both segments in every row (a [SEP] ends the first, type 1 follows): both rows of the token
+      type table are read, so a swapped or zeroed segment table shows;
+    - positions 0 to ``seq_len - 1``: a table shifted, reversed or read from the wrong tensor shows
+      from position 0 on; 16 positions are more than the [CLS], [SEP] and padding positions, so a
+      mapping that is right only where those tokens sit still fails (rows past ``seq_len`` are not
+      read: a longer ``--seq-len`` reads them);
+    - the nonlinearities at many points: 2x16 tokens give 32 x intermediate_size GELU inputs per
+      layer, enough of them where the tanh and erf forms differ by more than float32 rounding; a
+      LayerNorm epsilon off by 7 orders of magnitude shows in the embeddings' normalisation;
+    - the heads: the MLM decoder multiplies by every row of the word table (tied), the pooler and
+      NSP read the first token of each row, the span head every token.
+
+    The suite breaks a conversion in each of these ways and checks that this input fails it
+    (``tests/test_validate.py``, ``WRONG_MAPPINGS``).
+    """
     if batch < 1 or seq_len < 1:
         raise InputError(f"batch and seq_len must be at least 1, got {batch} and {seq_len}")
     if seq_len > config.max_position_embeddings:
@@ -41,6 +69,19 @@ def make_validation_inputs(config: BertConfig, batch: int, seq_len: int, seed: i
                          f"{config.max_position_embeddings}")
     ids = {k: v for k, v in _special_ids(vocab_path).items() if v < config.vocab_size}
     return make_inputs(config.vocab_size, batch, seq_len, seed, config.type_vocab_size, **ids)
+
+
+def describe_inputs(inputs, config: BertConfig) -> dict:
+    """What the inputs exercise, for the report: their shape, how many tokens are real (not
+    padding), how many rows are padded, which token types occur among the real tokens and which
+    rows of the position table they read."""
+    mask = np.asarray(inputs["attention_mask"])
+    types = np.asarray(inputs.get("token_type_ids", np.zeros_like(mask)))
+    batch, seq_len = mask.shape
+    return {"batch": int(batch), "seq_len": int(seq_len), "tokens": int(mask.sum()),
+            "padded_rows": int(np.sum(mask.min(axis=1) == 0)),
+            "segments": sorted(int(t) for t in np.unique(types[mask != 0])),
+            "positions": f"0-{seq_len - 1} of {config.max_position_embeddings}"}
 
 
 def text_inputs(path: str | Path, directory: Path | None, config: BertConfig) -> dict[str, np.ndarray]:

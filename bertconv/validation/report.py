@@ -75,10 +75,41 @@ class ValidationReport:
         values = [o.max_abs for run in self.runs if dtype in (None, run.dtype) for o in run.outputs]
         return max(values) if values else float("nan")
 
+    def coverage(self) -> dict[str, Any]:
+        """What the check covered, in the same words whatever made it cheap or dear: the outputs
+        compared, the tokens they were computed on, the dtypes, and what they were held against."""
+        return {"outputs": sorted({o.name for run in self.runs for o in run.outputs},
+                                  key=[o.name for run in self.runs for o in run.outputs].index),
+                "tokens": {k: self.inputs.get(k) for k in ("batch", "seq_len", "tokens", "padded_rows",
+                                                            "segments", "positions") if k in self.inputs},
+                "dtypes": [{"compute": run.dtype, "weights": run.weights_dtype, "runner": run.runner,
+                            "device": run.device} for run in self.runs],
+                "against": self.reference}
+
+    def coverage_line(self) -> str:
+        """The coverage in one line (``tf2pt`` prints it beside its verdict)."""
+        covered = self.coverage()
+        tokens = covered["tokens"]
+        shape = f"{tokens.get('batch')}x{tokens.get('seq_len')} tokens"
+        details = []
+        if tokens.get("tokens") is not None:
+            details.append(f"{tokens['tokens']} real")
+        if tokens.get("padded_rows") is not None:
+            details.append(f"{tokens['padded_rows']} padded row(s)")
+        if tokens.get("segments") is not None:
+            details.append("segment(s) " + ", ".join(map(str, tokens["segments"])))
+        if tokens.get("positions"):
+            details.append(f"positions {tokens['positions']}")
+        if details:
+            shape += f" ({'; '.join(details)})"
+        dtypes = ", ".join(f"{d['compute']} ({d['runner']}, {d['weights']} weights)" for d in covered["dtypes"])
+        return f"{len(covered['outputs'])} outputs on {shape}, in {dtypes}, against {self.reference}"
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["passed"] = self.passed
         d["first_diverging"] = self.first_diverging
+        d["coverage"] = self.coverage()
         return d
 
     def summary_line(self) -> str:
@@ -97,7 +128,8 @@ class ValidationReport:
 
         lines = [f"converted    {self.converted} ({self.architecture})",
                  f"reference    {self.reference}",
-                 "inputs       " + ", ".join(f"{k} {v}" for k, v in self.inputs.items() if v is not None)]
+                 "inputs       " + ", ".join(f"{k} {v}" for k, v in self.inputs.items() if v is not None),
+                 f"covered      {self.coverage_line()}"]
         for run in self.runs:
             memory = f"{run.peak_memory_bytes / 2**20:.0f} MiB {run.memory_measure}"
             lines.append("")

@@ -133,10 +133,102 @@ def _load_with_transformers(path: Path, architecture: str, dtype, device):
     return model.to(device).eval()
 
 
+_MADV_DONTNEED = 4  # Linux's value; mmap.MADV_DONTNEED exists only for maps Python made itself
+
+
+def _file_mappings(path: Path) -> list[tuple[int, int]]:
+    """Address ranges this process has mapped from ``path`` (Linux; empty elsewhere)."""
+    try:
+        target = path.resolve()
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            lines = maps.readlines()
+    except OSError:
+        return []
+    ranges = []
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].rstrip("\n") == str(target):
+            begin, end = (int(x, 16) for x in fields[0].split("-"))
+            ranges.append((begin, end))
+    return ranges
+
+
+@contextlib.contextmanager
+def pages_released_after_use(model, weights_path: Path) -> Iterator[int]:
+    """While the model runs, drop from the process the mapped pages of each module's weights once
+    that module has run, so that the forward pass holds about one layer of the file instead of all
+    of it. The weights stay valid: a page dropped from a file mapping that was never written to is
+    read back from the file (the page cache) when touched again, as the tied word embeddings are
+    by the MLM decoder. Only whole pages inside a parameter that lies in a mapping of
+    ``weights_path`` are dropped; parameters in ordinary memory (cast to another dtype, read from
+    a ``.bin``, moved to a GPU) are left alone, where dropping would lose their values. Yields the
+    number of bytes that may be dropped.
+
+    Hand-written with ctypes: neither torch nor safetensors offers a way to give back the pages
+    of a tensor viewing a mapped file, and Python's mmap module only advises maps it made itself.
+    """
+    mapped = _file_mappings(weights_path) if sys.platform.startswith("linux") else []
+    if not mapped:
+        yield 0
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = resource.getpagesize()
+    hooks, releasable = [], set()
+    for module in model.modules():
+        ranges = []
+        for parameter in module.parameters(recurse=False):
+            if parameter.device.type != "cpu":
+                continue
+            begin = parameter.data_ptr()
+            end = begin + parameter.numel() * parameter.element_size()
+            if not any(low <= begin and end <= high for low, high in mapped):
+                continue
+            begin, end = -(-begin // page) * page, end // page * page  # whole pages inside it only
+            if end > begin:
+                ranges.append((begin, end - begin))
+        if ranges:
+            releasable.update(ranges)  # a tied weight is released by each module that uses it, counted once
+
+            def release(_module, _args, _output, ranges=ranges) -> None:
+                for begin, length in ranges:
+                    libc.madvise(ctypes.c_void_p(begin), ctypes.c_size_t(length), _MADV_DONTNEED)
+            hooks.append(module.register_forward_hook(release))
+    try:
+        yield sum(length for _, length in releasable)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+#: Up to this many tokens, a CPU run uses one thread: the default check's products are too small
+#: for torch's threads to share (docs/performance.md), and where the cores are busy with other work
+#: its threads waiting on each other multiplied the forward pass's time several times over.
+ONE_THREAD_TOKENS = 64
+
+
+@contextlib.contextmanager
+def cpu_threads(device, tokens: int) -> Iterator[None]:
+    """torch's intra-op threads for a CPU run of ``tokens`` tokens, restored afterwards."""
+    import torch
+
+    if device.type != "cpu" or tokens > ONE_THREAD_TOKENS:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def run_one(converted: Path, dtype_name: str, device, *, with_transformers: bool, architecture: str,
             family, inputs) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     import torch
 
+    from ..converted import resolve_files
     from ..runtime import load_model, run_outputs
 
     dtype = _torch_dtype(dtype_name)
@@ -154,10 +246,13 @@ def run_one(converted: Path, dtype_name: str, device, *, with_transformers: bool
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         loaded = time.perf_counter()
-        if with_transformers:
-            outputs = transformers_outputs(model, inputs, device, family)
-        else:
-            outputs = run_outputs(model, inputs)
+        weights_path = resolve_files(converted)[0]
+        tokens = int(np.asarray(inputs["input_ids"]).size)
+        with cpu_threads(device, tokens), pages_released_after_use(model, weights_path):
+            if with_transformers:
+                outputs = transformers_outputs(model, inputs, device, family)
+            else:
+                outputs = run_outputs(model, inputs)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         finished = time.perf_counter()

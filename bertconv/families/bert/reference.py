@@ -14,8 +14,10 @@ is the identity):
   NSP, classifier and SQuAD heads multiply by their ``output_weights`` transposed (already
   ``[out, in]``).
 
-Weights are read one tensor at a time and converted to float64 when used, so that a BERT-Large
-fits in little more memory than its largest tensor and the activations.
+Weights are read one tensor at a time and converted to float64 when used, and each tensor read from
+a memory-mapped checkpoint is released once its float64 copy exists (``release``: its mapped pages
+leave the process), so that a BERT-Large fits in little more memory than its largest tensor and
+the activations, however much of the checkpoint's file it has read.
 """
 from __future__ import annotations
 
@@ -99,7 +101,16 @@ class _Weights:
         return True
 
     def __call__(self, name: str) -> np.ndarray:
-        return self.stored(name).astype(np.float64)
+        widened = self.stored(name).astype(np.float64)
+        self.release(name)  # the float64 copy is all that is used from here on
+        return widened
+
+    def release(self, name: str) -> None:
+        """Tell a memory-mapped source that ``name`` is done with (a hint; arrays already read
+        stay valid, their pages read back from the file on access)."""
+        release = getattr(self._weights, "release", None)
+        if callable(release):
+            release(name)
 
     def stored(self, name: str) -> np.ndarray:
         """The tensor in its stored dtype: for callers that convert only the part they use."""
@@ -286,6 +297,7 @@ def reference_forward(weights: Any, config: BertConfig, inputs: MappingABC, *,
                         "bert/embeddings/word_embeddings")
     x = word[input_ids].astype(np.float64)  # [B, T, H]
     del word
+    get.release("bert/embeddings/word_embeddings")
     token_type = _check_shape(get("bert/embeddings/token_type_embeddings"),
                               (config.type_vocab_size, hidden), "bert/embeddings/token_type_embeddings")
     x += token_type[token_type_ids]
@@ -319,6 +331,7 @@ def reference_forward(weights: Any, config: BertConfig, inputs: MappingABC, *,
         results[out.MLM_LOGITS] = _decode(transform.reshape(-1, hidden), word, bias).reshape(
             batch, seq_len, config.vocab_size)
         del word
+        get.release("bert/embeddings/word_embeddings")
     if "nsp" in chosen:
         results[out.NSP_LOGITS] = _output_weights(pooled, get, "cls/seq_relationship", hidden, 2)
     if "classifier" in chosen:

@@ -121,6 +121,7 @@ def roformer_reference_forward(weights: Any, config: BertConfig, inputs: Mapping
                         "bert/embeddings/word_embeddings")
     x = word[input_ids].astype(np.float64)
     del word
+    get.release("bert/embeddings/word_embeddings")
     segment = _check_shape(get("bert/embeddings/token_type_embeddings"), (config.type_vocab_size, hidden),
                            "bert/embeddings/token_type_embeddings")
     x = _layer_norm(x + segment[token_type_ids], get, "bert/embeddings/LayerNorm", config.layer_norm_eps)
@@ -144,4 +145,6 @@ def roformer_reference_forward(weights: Any, config: BertConfig, inputs: Mapping
         word = get.stored("bert/embeddings/word_embeddings")  # the decoder is the embedding table itself
         results[out.MLM_LOGITS] = _decode(transform.reshape(-1, hidden), word, bias).reshape(
             batch, seq_len, config.vocab_size)
+        del word
+        get.release("bert/embeddings/word_embeddings")
     return results
