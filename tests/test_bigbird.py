@@ -100,3 +100,13 @@ def test_max_encoder_length_full_attention_is_kept(tmp_path):
     source = _with_config(tmp_path, attention_type="original_full", max_encoder_length=4096)
     report = convert(source, tmp_path / "out")
     assert not any("switches itself" in n for n in report.notes)
+
+
+def test_the_tokenizer_loads_without_sentencepiece_and_tokenizes_as_it(converted):
+    transformers = pytest.importorskip("transformers")
+    out, _ = converted
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    cls_id, sep_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
+    recorded = json.loads((SOURCE / "golden.json").read_text())["sentencepiece_ids"]
+    for text, ids in recorded.items():
+        assert tokenizer(text)["input_ids"] == [cls_id, *ids, sep_id], text
