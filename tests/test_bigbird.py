@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bertconv import convert, validate
-from bertconv.errors import ConfigError
+from bertconv.errors import ConfigError, MappingError
 
 SOURCE = Path(__file__).resolve().parent.parent / "fixtures" / "bigbird_pretrain"
 TOLERANCE = 2e-5
@@ -110,3 +110,26 @@ def test_the_tokenizer_loads_without_sentencepiece_and_tokenizes_as_it(converted
     recorded = json.loads((SOURCE / "golden.json").read_text())["sentencepiece_ids"]
     for text, ids in recorded.items():
         assert tokenizer(text)["input_ids"] == [cls_id, *ids, sep_id], text
+
+
+CLASSIFIER = SOURCE.parent / "bigbird_classifier"
+
+
+def test_run_classifier_head_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(MappingError, match="tanh output"):
+        convert(CLASSIFIER, tmp_path / "out")
+
+
+def test_run_classifier_encoder_meets_the_original(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    out = tmp_path / "out"
+    convert(CLASSIFIER, out, head="base")
+    golden = dict(np.load(CLASSIFIER / "golden.npz"))
+    model = transformers.BigBirdModel.from_pretrained(out).eval()
+    ids = {k: torch.tensor(golden[k]).long() for k in ("input_ids", "token_type_ids", "attention_mask")}
+    with torch.no_grad():
+        result = model(**ids)
+    mask = golden["attention_mask"].astype(bool)
+    assert _max_abs(result.last_hidden_state.numpy(), golden["sequence_output"], mask) < TOLERANCE
+    assert _max_abs(result.pooler_output.numpy(), golden["pooled_output"], mask) < TOLERANCE
