@@ -133,3 +133,13 @@ def test_run_classifier_encoder_meets_the_original(tmp_path):
     mask = golden["attention_mask"].astype(bool)
     assert _max_abs(result.last_hidden_state.numpy(), golden["sequence_output"], mask) < TOLERANCE
     assert _max_abs(result.pooler_output.numpy(), golden["pooled_output"], mask) < TOLERANCE
+
+
+def test_inspect_names_family_layout_and_heads(capsys):
+    from bertconv.cli import main
+
+    assert main(["inspect", str(SOURCE), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["family"], report["layout"]) == ("bigbird", "google_bigbird")
+    assert report["heads"] == {"mlm": True, "nsp": True, "classifier": False}
+    assert report["config_file"].endswith("pretrain.config") and not report["config_problems"]
