@@ -122,6 +122,17 @@ class BigBirdLayout(Layout):
         return BertConfig.from_dict({"layer_norm_eps": self.layer_norm_eps, **model, **extra}, path=Path(path))
 
 
+#: a BigBird checkpoint's own names: its encoder's LayerNorm (TensorFlow side), Hugging Face's bare
+#: linear pooler (PyTorch side; BERT's is ``pooler.dense``)
+OWN_NAMES = re.compile(r"^(bert/encoder/LayerNorm/(gamma|beta)|(bert\.)?pooler\.(weight|bias))$")
+
+
+def recognise(names, records) -> bool:
+    """Below their prefixes BigBird's PyTorch names are BERT's, so PyTorch names are BigBird's only
+    with its own pooler (a BigBird state dict without one reads as BERT, which computes the same)."""
+    return any(OWN_NAMES.match(n) for n in names)
+
+
 LAYOUT = BigBirdLayout(
     name="google_bigbird",
     description="google-research/bigbird TF1 checkpoint",
@@ -131,6 +142,7 @@ LAYOUT = BigBirdLayout(
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
     canonical=True,
+    recognise=recognise,
     refused_heads=REFUSED_HEADS,
     assumptions=("the padding mask is input_ids > 0, as bigbird/core computes it: a token id 0 is padding",),
 )
