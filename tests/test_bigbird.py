@@ -124,7 +124,10 @@ def test_run_classifier_encoder_meets_the_original(tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     out = tmp_path / "out"
-    convert(CLASSIFIER, out, head="base")
+    report = convert(CLASSIFIER, out, head="base")
+    # run_classifier.py's AdamWeightDecay slots and global step, recognised by rule
+    assert report.training_state_dropped == {"AdamWeightDecayOptimizer": 41, "AdamWeightDecayOptimizer_1": 41,
+                                             "global_step": 1}
     golden = dict(np.load(CLASSIFIER / "golden.npz"))
     model = transformers.BigBirdModel.from_pretrained(out).eval()
     ids = {k: torch.tensor(golden[k]).long() for k in ("input_ids", "token_type_ids", "attention_mask")}
