@@ -28,7 +28,8 @@ def bigbird_reference_forward(weights, config, inputs, *, heads=None) -> dict[st
         heads = [h for h, names in HEAD_TENSORS.items() if all(get.has(n) for n in names)]
     for head in heads:
         if head not in HEAD_TENSORS:
-            raise InputError(f"the BigBird reference has no head {head!r}", hint=f"choose from {', '.join(HEAD_TENSORS)}")
+            raise InputError(f"the BigBird reference has no head {head!r}",
+                             hint=f"choose from {', '.join(HEAD_TENSORS)}")
     has_pooler = all(get.has(n) for n in _POOLER)
     if "nsp" in heads and not has_pooler:
         raise InputError("head 'nsp' needs the pooler, which is missing", tensor=_POOLER[0])
