@@ -221,7 +221,7 @@ def _describe(source: TensorSource, family: str | None, tower: str | None = None
     elif bound is not None and naming == "pt" and bound.tower and layout is not None and layout.tower != bound.tower:
         # PyTorch names of that model, read through the table the TensorFlow side was bound to
         layout = bound
-        matches = {n: layout.mapping.to_source(n) or layout.mapping.to_source(f"{layout.model_type}.{n}")
+        matches = {n: layout.mapping.to_source(n) or layout.mapping.to_source(f"{layout.family.encoder_prefix}.{n}")
                    for n in names}
         to_source = {n: m.source for n, m in matches.items() if m}
     present = set(names)

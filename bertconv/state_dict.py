@@ -23,7 +23,7 @@ def load_state_dict_strict(model: nn.Module, tensors: dict[str, torch.Tensor], f
     expected = model.state_dict()
     tensors = dict(tensors)
     problems = []
-    prefix = family.model_type + "."
+    prefix = family.encoder_prefix + "."
     bare = not any(n.startswith(prefix) for n in expected)
     if bare and tensors and all(n.startswith(prefix) for n in tensors):
         # a bare encoder saved by others may carry the model-type prefix; accept it when every name has it

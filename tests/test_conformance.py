@@ -74,6 +74,8 @@ FIXTURES: dict[str, tuple[Case, ...]] = {
               Case("nezha_bert4keras_h5/nezha_weights.h5", way_back_refused="mlm_layer_norm_eps")),
     "roformer_v2": (Case("roformer_v2_google", structure_beyond_tensors=_NO_BIASES),
                     Case("roformer_v2_h5/tnews.weights", structure_beyond_tensors=_NO_BIASES)),
+    "bigbird": (Case("bigbird_pretrain"), Case("bigbird_pretrain", {"head": "mlm"}),
+                Case("bigbird_classifier", {"head": "base"})),
 }
 
 CASES = [pytest.param(name, case, id=f"{name}-{case.id}") for name, cases in FIXTURES.items() for case in cases]

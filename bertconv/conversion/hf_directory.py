@@ -42,7 +42,7 @@ def target_names(plan: Plan) -> dict[str, str]:
     """Source name -> name in the written file. A bare encoder is saved without its model-type
     prefix, as Hugging Face saves it."""
     strip = not plan.heads and plan.architecture == plan.family.architectures[frozenset()]
-    prefix = plan.family.model_type + "."
+    prefix = plan.family.encoder_prefix + "."
     return {t.source: (t.target[len(prefix):] if strip and t.target.startswith(prefix) else t.target)
             for t in plan.tensors}
 

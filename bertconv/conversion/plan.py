@@ -395,7 +395,7 @@ def plan_back_conversion(source: TensorSource, source_path: str | Path, *,
         if name in family.tied:
             aliases.append(name)
             continue
-        match = mapping.to_source(name) or mapping.to_source(family.model_type + "." + name)
+        match = mapping.to_source(name) or mapping.to_source(family.encoder_prefix + "." + name)
         if match is None:
             unknown.append(name)
             continue

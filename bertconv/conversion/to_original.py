@@ -89,7 +89,7 @@ def pt2tf(source: str | Path, output: str | Path, options: ConvertOptions | None
         family, notes = plan.family, plan.notes
         for alias in plan.aliases:
             original = family.tied[alias]
-            original = original if original in src else original.removeprefix(family.model_type + ".")
+            original = original if original in src else original.removeprefix(family.encoder_prefix + ".")
             if original not in src:
                 raise MappingError(f"{alias} duplicates {original}, which is missing", path=src.path)
             if not np.array_equal(np.asarray(src.read(alias)), np.asarray(src.read(original))):

@@ -19,6 +19,7 @@ from .base import Family, Layout
 #: BERT's without the position table; its ``recognise`` claims only checkpoints that lack one.
 #: NEZHA's are too, and its config says so (``use_relative_position``); RoFormer-v2's lack the
 #: biases and norm weights as well: both are tried before RoFormer.
+#: BigBird's begin like BERT's too, its marker (the encoder's own LayerNorm) goes before BERT.
 def _albert() -> Family:
     from .albert import FAMILY
     return FAMILY
@@ -39,6 +40,11 @@ def _roformer() -> Family:
     return FAMILY
 
 
+def _bigbird() -> Family:
+    from .bigbird import FAMILY
+    return FAMILY
+
+
 def _bert() -> Family:
     from .bert import FAMILY
     return FAMILY
@@ -51,7 +57,8 @@ def _electra() -> Family:
 
 #: family name -> what loads it, in detection order
 REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "nezha": _nezha, "roformer_v2": _roformer_v2,
-                                             "roformer": _roformer, "bert": _bert, "electra": _electra}
+                                             "roformer": _roformer, "bigbird": _bigbird, "bert": _bert,
+                                             "electra": _electra}
 
 #: user-facing head names accepted by ``--head``, besides ``auto``
 HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
@@ -162,7 +169,7 @@ def source_view(names: Iterable[str], family: str | None = None, *,
             continue
         seen.add(candidate.family.name)
         canonical = candidate.family.layouts[0] if family in (None, candidate.family.name) else candidate
-        prefix = canonical.model_type + "."
+        prefix = canonical.family.encoder_prefix + "."
         to_source = {}
         for n in names:
             for name in (n, prefix + n, canonical.family.tied.get(n)):

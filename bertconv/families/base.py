@@ -239,12 +239,12 @@ BERT_MEMORY = MemoryStructure()
 #: Capabilities: objects a family opts into (None: it has none). Services: what central modules
 #: call, implemented once by the base from the rest.
 REQUIRED = ("name", "model_type", "architectures", "tied", "build_model", "reference")
-OPTIONAL = ("without_pooler", "pooler_weight", "index_buffers", "config_file", "config_files", "head_descriptions",
+OPTIONAL = ("state_dict_prefix", "without_pooler", "pooler_weight", "index_buffers", "config_file", "config_files", "head_descriptions",
             "task_heads", "head_tensors", "hf_config_fields", "runs_in_transformers")
 CAPABILITIES = ("two_towers", "sentencepiece", "original_format", "memory", "remote_code")
 SERVICES = ("layout", "architecture", "state_dict_heads", "needs_pooler", "load_model", "numpy_reference_only",
             "reference_heads", "transformers_outputs", "tokenizer_source", "write_tokenizer", "hf_config_extras",
-            "tower_of", "checkpoint_name", "to_original_config")
+            "tower_of", "checkpoint_name", "to_original_config", "encoder_prefix")
 
 
 class Family:
@@ -279,6 +279,9 @@ class Family:
         raise NotImplementedError
 
     # -- optional facts (the defaults are BERT's) --------------------------------------------------
+    #: the encoder's attribute in Hugging Face's classes, which prefixes its state-dict names, where
+    #: it is not ``model_type`` (BigBird's classes call theirs ``bert``); empty: ``model_type``
+    state_dict_prefix: str = ""
     #: architectures whose Hugging Face class has no pooler, though the checkpoint may have one
     without_pooler: frozenset = frozenset()
     #: the state-dict name of the pooler's weight: a model is built with a pooler when the weights
@@ -335,6 +338,11 @@ class Family:
         return f"<Family {self.name}>"
 
     # -- services -------------------------------------------------------------------------------
+    @property
+    def encoder_prefix(self) -> str:
+        """The first part of the encoder's state-dict names (``bert`` in ``bert.embeddings...``)."""
+        return self.state_dict_prefix or self.model_type
+
     def layout(self, name: str) -> Layout:
         for layout in self.layouts:
             if layout.name == name:
@@ -356,7 +364,7 @@ class Family:
         canonical = self.layouts[0]
         return frozenset(rule.head for rule in canonical.mapping.rules
                          if rule.head and rule.head not in canonical.structural_parts
-                         and (rule.target in names or rule.target.removeprefix(self.model_type + ".") in names))
+                         and (rule.target in names or rule.target.removeprefix(self.encoder_prefix + ".") in names))
 
     def needs_pooler(self, architecture: str) -> bool:
         return bool(self.architecture_heads.get(architecture, frozenset()) & HEADS_NEEDING_POOLER)
@@ -371,7 +379,7 @@ class Family:
 
         pooler = self.pooler_weight
         has_pooler = pooler is not None and (pooler in tensors
-                                             or pooler.removeprefix(self.model_type + ".") in tensors)
+                                             or pooler.removeprefix(self.encoder_prefix + ".") in tensors)
         with torch.device("meta"):
             model = self.build_model(config, architecture, with_pooler=self.needs_pooler(architecture) or has_pooler,
                                      num_labels=num_labels)
@@ -399,14 +407,19 @@ class Family:
     def transformers_outputs(self, model, result) -> dict:
         """Named outputs (``bertconv.outputs``) of a transformers model's forward ``result``
         (``output_hidden_states=True``), for families that ``runs_in_transformers``."""
+        import torch
+
         from .. import outputs as out
 
         hidden = result.hidden_states
         named = {out.EMBEDDINGS: hidden[0], out.SEQUENCE: hidden[-1]}
         named.update({out.layer(i): h for i, h in enumerate(hidden[1:])})
-        encoder = getattr(model, self.model_type, None)
+        encoder = getattr(model, self.encoder_prefix, None)
         if getattr(result, "pooler_output", None) is not None:
             named[out.POOLED] = result.pooler_output
+        elif isinstance(getattr(encoder, "pooler", None), torch.nn.Linear):
+            # a bare linear pooler (BigBird's): the encoder applies it and its tanh to the first token
+            named[out.POOLED] = encoder.activation(encoder.pooler(hidden[-1][:, 0]))
         elif getattr(encoder, "pooler", None) is not None:
             named[out.POOLED] = encoder.pooler(hidden[-1])  # the head classes do not return it
         heads = self.architecture_heads.get(type(model).__name__, frozenset())

@@ -182,7 +182,7 @@ def encoder_shape(path: str | Path, *, family: str | None = None, tower: str | N
 
 def _pytorch_names(names, layout) -> tuple[Any, dict[str, str]]:
     """PyTorch names -> the source names of ``layout``'s table (the prefix optional)."""
-    prefix = layout.model_type + "."
+    prefix = layout.family.encoder_prefix + "."
     to_source = {}
     for name in names:
         for candidate in (name, prefix + name):

@@ -1,0 +1,64 @@
+"""The BigBird family: Hugging Face ``BigBird*`` models from google-research/bigbird's checkpoints
+(``bigbird/pretrain/run_pretraining.py``'s MLM and NSP heads). The config is the flags file the
+scripts save (``pretrain.config``, a JSON of every flag); the tokenizer is the SentencePiece model
+it names.
+
+Only full attention is exported: what the original computes whenever ``max_encoder_length`` is at
+most 512 or ``attention_type`` is ``original_full``. Its block-sparse attention draws each layer's
+random blocks from ``np.random.seed(layer)``, which Hugging Face's class does not reproduce in
+``eval()``; such configs are refused (:mod:`.layouts`).
+"""
+from __future__ import annotations
+
+from ..base import Family, SentencePieceTokenizer
+from .layouts import LAYOUT
+
+HEAD_TENSORS = {
+    "mlm": ("transform/kernel", "transform/bias", "transform/gamma", "transform/beta", "cls/predictions/output_bias"),
+    "nsp": ("cls/seq_relationship/output_weights", "cls/seq_relationship/output_bias"),
+}
+
+
+class BigBirdSentencePiece(SentencePieceTokenizer):
+    # the file pretrain.config's vocab_model_file names, as the releases ship gpt2.model / pegasus.model
+    model_names = ("spiece.model", "gpt2.model", "pegasus.model")
+
+    def write(self, directory, model, *, model_max_length):
+        from .tokenizer import write_bigbird_tokenizer
+        return write_bigbird_tokenizer(directory, model, model_max_length=model_max_length)
+
+
+class BigBirdFamily(Family):
+    name = "bigbird"
+    model_type = "big_bird"
+    state_dict_prefix = "bert"
+    architectures = {
+        frozenset(): "BigBirdModel",
+        frozenset({"mlm", "nsp"}): "BigBirdForPreTraining",
+        frozenset({"mlm"}): "BigBirdForMaskedLM",
+    }
+    tied = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+            "cls.predictions.decoder.bias": "cls.predictions.bias"}
+    pooler_weight = "bert.pooler.weight"
+    config_file = "pretrain.config"
+    config_files = ("pretrain.config", "classifier.config", "config.json")
+    head_tensors = HEAD_TENSORS
+    head_descriptions = {"mlm": "masked LM", "nsp": "next sentence",
+                         "classifier": "sequence classifier (run_classifier.py's: not exported)"}
+    task_heads = frozenset({"classifier"})
+    # full attention always: the layout refuses the configs for which the original computes otherwise
+    hf_config_fields = {"pad_token_id": 0, "attention_type": "original_full", "tie_word_embeddings": True}
+    runs_in_transformers = True
+    sentencepiece = BigBirdSentencePiece()
+
+    def build_model(self, config, architecture, *, with_pooler, num_labels):
+        from .model import build_model
+        return build_model(config, architecture, self.architecture_heads[architecture], with_pooler=with_pooler)
+
+    def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
+        self.numpy_reference_only(kind)
+        from .reference import bigbird_reference_forward
+        return bigbird_reference_forward(weights, config, inputs, heads=heads)
+
+
+FAMILY = BigBirdFamily([LAYOUT])

@@ -1,0 +1,148 @@
+"""google-research/bigbird's TF1 names -> Hugging Face ``BigBird*`` state-dict names.
+
+The encoder is named as google-research/bert names it, with two differences that come from how
+bigbird/core builds its Keras layers: the embeddings' LayerNorm belongs to the encoder stack
+(``bert/encoder/LayerNorm``; in a post-norm model it normalises the embeddings), and the masked-LM
+transform of run_pretraining.py is created outside any scope (``transform/kernel``,
+``transform/gamma``...), while its output bias sits under ``cls/predictions``. The classifier of
+run_classifier.py is ``bert/classifier/{kernel,bias}``, a kernel stored ``[in, out]``.
+
+Hugging Face's BigBird classes keep BERT's module names below ``bert.``, so the targets are BERT's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from ...errors import ConfigError
+from ...mapping import TRANSPOSE as T
+from ...mapping import Mapping, Rule
+from ..base import Layout
+from ..bert.layouts.google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
+
+L = "bert/encoder/layer_{layer}/"
+P = "bert.encoder.layer.{layer}."
+H, I, V = "hidden_size", "intermediate_size", "vocab_size"
+
+RULES = (
+    # source (TensorFlow)                         target (PyTorch)                                shape                        transform  head
+    Rule("bert/embeddings/word_embeddings",      "bert.embeddings.word_embeddings.weight",       (V, H)),
+    Rule("bert/embeddings/position_embeddings",  "bert.embeddings.position_embeddings.weight",   ("max_position_embeddings", H)),
+    Rule("bert/embeddings/token_type_embeddings", "bert.embeddings.token_type_embeddings.weight", ("type_vocab_size", H)),
+    Rule("bert/encoder/LayerNorm/gamma",         "bert.embeddings.LayerNorm.weight",             (H,)),
+    Rule("bert/encoder/LayerNorm/beta",          "bert.embeddings.LayerNorm.bias",               (H,)),
+    Rule(L + "attention/self/query/kernel",      P + "attention.self.query.weight",              (H, H),                      T),
+    Rule(L + "attention/self/query/bias",        P + "attention.self.query.bias",                (H,)),
+    Rule(L + "attention/self/key/kernel",        P + "attention.self.key.weight",                (H, H),                      T),
+    Rule(L + "attention/self/key/bias",          P + "attention.self.key.bias",                  (H,)),
+    Rule(L + "attention/self/value/kernel",      P + "attention.self.value.weight",              (H, H),                      T),
+    Rule(L + "attention/self/value/bias",        P + "attention.self.value.bias",                (H,)),
+    Rule(L + "attention/output/dense/kernel",    P + "attention.output.dense.weight",            (H, H),                      T),
+    Rule(L + "attention/output/dense/bias",      P + "attention.output.dense.bias",              (H,)),
+    Rule(L + "attention/output/LayerNorm/gamma", P + "attention.output.LayerNorm.weight",        (H,)),
+    Rule(L + "attention/output/LayerNorm/beta",  P + "attention.output.LayerNorm.bias",          (H,)),
+    Rule(L + "intermediate/dense/kernel",        P + "intermediate.dense.weight",                (H, I),                      T),
+    Rule(L + "intermediate/dense/bias",          P + "intermediate.dense.bias",                  (I,)),
+    Rule(L + "output/dense/kernel",              P + "output.dense.weight",                      (I, H),                      T),
+    Rule(L + "output/dense/bias",                P + "output.dense.bias",                        (H,)),
+    Rule(L + "output/LayerNorm/gamma",           P + "output.LayerNorm.weight",                  (H,)),
+    Rule(L + "output/LayerNorm/beta",            P + "output.LayerNorm.bias",                    (H,)),
+    Rule("bert/pooler/dense/kernel",             "bert.pooler.weight",                           (H, H),                      T,    "pooler"),
+    Rule("bert/pooler/dense/bias",               "bert.pooler.bias",                             (H,),                        None, "pooler"),
+    # heads
+    Rule("transform/kernel",                     "cls.predictions.transform.dense.weight",       (H, H),                      T,    "mlm"),
+    Rule("transform/bias",                       "cls.predictions.transform.dense.bias",         (H,),                        None, "mlm"),
+    Rule("transform/gamma",                      "cls.predictions.transform.LayerNorm.weight",   (H,),                        None, "mlm"),
+    Rule("transform/beta",                       "cls.predictions.transform.LayerNorm.bias",     (H,),                        None, "mlm"),
+    Rule("cls/predictions/output_bias",          "cls.predictions.bias",                         (V,),                        None, "mlm"),
+    Rule("cls/seq_relationship/output_weights",  "cls.seq_relationship.weight",                  (2, H),                      None, "nsp"),
+    Rule("cls/seq_relationship/output_bias",     "cls.seq_relationship.bias",                    (2,),                        None, "nsp"),
+    Rule("bert/classifier/kernel",               "classifier.out_proj.weight",                   (H, "num_labels"),           T,    "classifier"),
+    Rule("bert/classifier/bias",                 "classifier.out_proj.bias",                     ("num_labels",),             None, "classifier"),
+)
+
+MAPPING = Mapping(RULES)
+
+#: the original's BertModel runs full attention whatever its config says up to this length
+FULL_ATTENTION_UP_TO = 512
+
+#: pretrain.config / classifier.config keys -> BigBirdConfig's (the others are training flags)
+CONFIG_KEYS = {"attention_type": "attention_type", "block_size": "block_size", "num_rand_blocks": "num_random_blocks",
+               "rescale_embedding": "rescale_embeddings", "use_bias": "use_bias", "num_labels": "num_labels"}
+
+#: heads that Hugging Face's BigBird classes compute otherwise than the original
+REFUSED_HEADS = {
+    "classifier": "run_classifier.py puts its kernel on the pooler's tanh output, while Hugging Face's "
+                  "BigBirdForSequenceClassification puts a dense layer with the encoder's activation on the first "
+                  "token, so no BigBirdConfig computes the original's classifier",
+}
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class BigBirdLayout(Layout):
+    """The layout whose config is bigbird/core's flags file: a JSON of every flag
+    (``flags.save``), whose model keys are translated here and the training flags dropped."""
+
+    def read_config(self, path, stored, notes=None):
+        from ...config import BertConfig, read_config_json
+
+        data = read_config_json(path)
+        norm = data.get("norm_type", "postnorm")
+        if norm != "postnorm":
+            raise ConfigError(f"norm_type is {norm!r}: Hugging Face's BigBird classes are post-norm only, so "
+                              "none computes this model", path=Path(path))
+        if data.get("rescale_embedding", False):
+            raise ConfigError("rescale_embedding is true: bertconv does not convert BigBird models that scale "
+                              "their embeddings", path=Path(path))
+        if not data.get("use_bias", True):
+            raise ConfigError("use_bias is false: BigBird models without attention biases are not converted",
+                              path=Path(path))
+        attention = data.get("attention_type", "block_sparse")
+        length = data.get("max_encoder_length")
+        if attention != "original_full":
+            if isinstance(length, int) and length <= FULL_ATTENTION_UP_TO:
+                if notes is not None:
+                    notes.append(f"attention_type original_full: the config says {attention}, but with "
+                                 f"max_encoder_length {length} (at most {FULL_ATTENTION_UP_TO}) the original's "
+                                 "BertModel switches itself to full attention")
+            else:
+                raise ConfigError(
+                    f"attention_type is {attention} with max_encoder_length {length}: the original draws each "
+                    "layer's random blocks with np.random.seed(layer), Hugging Face's BigBird in eval() uses no "
+                    "random blocks, so a converted model would compute something else", path=Path(path),
+                    hint="bertconv converts BigBird models whose max_encoder_length is at most 512 or whose "
+                         "attention_type is original_full")
+        model = {k: data[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                      "intermediate_size", "max_position_embeddings", "type_vocab_size",
+                                      "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
+                                      "initializer_range") if k in data}
+        extra = {target: data[source] for source, target in CONFIG_KEYS.items() if source in data}
+        extra["attention_type"] = "original_full"
+        return BertConfig.from_dict({"layer_norm_eps": self.layer_norm_eps, **model, **extra}, path=Path(path))
+
+
+#: a BigBird checkpoint's own names: its encoder's LayerNorm (TensorFlow side), Hugging Face's bare
+#: linear pooler (PyTorch side; BERT's is ``pooler.dense``)
+OWN_NAMES = re.compile(r"^(bert/encoder/LayerNorm/(gamma|beta)|(bert\.)?pooler\.(weight|bias))$")
+
+
+def recognise(names, records) -> bool:
+    """Below their prefixes BigBird's PyTorch names are BERT's, so PyTorch names are BigBird's only
+    with its own pooler (a BigBird state dict without one reads as BERT, which computes the same)."""
+    return any(OWN_NAMES.match(n) for n in names)
+
+
+LAYOUT = BigBirdLayout(
+    name="google_bigbird",
+    description="google-research/bigbird TF1 checkpoint",
+    mapping=MAPPING,
+    # only bigbird/core puts a LayerNorm directly under the encoder's scope
+    marker=re.compile(r"^bert/encoder/LayerNorm/(gamma|beta)$"),
+    faithful_activation=GOOGLE_ACTIVATIONS,
+    exact_activation=GOOGLE_EXACT_ACTIVATIONS,
+    canonical=True,
+    recognise=recognise,
+    refused_heads=REFUSED_HEADS,
+    assumptions=("the padding mask is input_ids > 0, as bigbird/core computes it: a token id 0 is padding",),
+)
