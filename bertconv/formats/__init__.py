@@ -70,7 +70,7 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
             return pt_found
         if any(p.glob("*.meta")):
             raise CheckpointFormatError(_V1_MESSAGE[0], path=p, hint=_V1_MESSAGE[1])
-        from .tf_bundle import describe_contents
+        from .bundle_location import describe_contents
         raise InputError(f"directory holds no checkpoint bertconv can read; it {describe_contents(p)}",
                          path=p,
                          hint="expected a TF checkpoint (*.index + *.data-*), model.safetensors, "
