@@ -2,6 +2,7 @@
 or ``--json``), progress and messages to stderr. Exit codes: 0 ok, 1 a check failed, 2 bad input."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -10,9 +11,10 @@ import sys
 import click
 
 from . import __version__
-from .errors import BertconvError
+from .errors import BertconvError, Stopped
 from .families import HEAD_CHOICES
 from .inspection import SORT_KEYS
+from .stopping import stopping_on_signals
 
 
 def _kernels_in_use() -> str:
@@ -320,7 +322,12 @@ def diff(a, b, atol, family, tower, step, no_verify_crc, as_json):
 def main(argv=None) -> int:
     state = {"debug": False}  # this call's own: --debug sets it, the handlers below read it
     try:
-        cli.main(args=argv, prog_name="bertconv", standalone_mode=False, obj=state)
+        with stopping_on_signals():
+            cli.main(args=argv, prog_name="bertconv", standalone_mode=False, obj=state)
+    except Stopped as e:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            click.echo(f"bertconv: {e}", err=True)
+        return e.exit_code
     except BertconvError as e:
         if state["debug"]:
             _print_traceback()

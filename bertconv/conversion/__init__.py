@@ -126,7 +126,7 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
                     "bertconv.config": json.dumps(config_json, sort_keys=True)}
         do_lower = None
         if format == "hf":
-            with atomic_dir(output, overwrite=o.overwrite) as tmp:
+            with atomic_dir(output, overwrite=o.overwrite, notes=notes) as tmp:
                 # The configuration and tokenizer files (tens of milliseconds, mostly the tokenizers
                 # library) are written on a thread while the weights stream: the weights' threads
                 # spend their time in the kernel and in compiled copies, without the GIL. Started
@@ -152,7 +152,7 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
                 validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if o.validate else None
         else:
             files = [output.name]
-            with atomic_file(output, overwrite=o.overwrite) as tmp:
+            with atomic_file(output, overwrite=o.overwrite, notes=notes) as tmp:
                 write_weights(plan, src, tmp, dtype=dtype, metadata=metadata, progress=o.progress)
                 write_seconds = time.perf_counter() - started
                 validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if o.validate else None
