@@ -75,6 +75,11 @@ class DataUnavailableError(InputError):
     index alone lists the checkpoint; reading values needs the data. Exit code 2."""
 
 
+class EmptyFileError(DataUnavailableError, CorruptDataError):
+    """A file of 0 bytes where data was expected: a download or copy that never wrote a byte.
+    Both unavailable (fetch it again) and damaged (its size contradicts what names it)."""
+
+
 class Stopped(BaseException):
     """A signal that stops the run (SIGTERM, SIGHUP) arrived: raised in the main thread and
     unwound like KeyboardInterrupt, so that every temporary and lock is removed on the way out.

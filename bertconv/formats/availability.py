@@ -1,13 +1,21 @@
-"""Files a checkpoint needs that are not here: missing, or Git LFS pointers checked out in place
-of the file."""
+"""Files a checkpoint needs that are not here: missing, empty (a download or copy that never
+wrote a byte), or Git LFS pointers checked out in place of the file.
+
+One check for every reader (:func:`unavailable`, :func:`require_available`), run before a file
+is handed to the code that parses its format: a pointer named ``model.safetensors`` would
+otherwise read as an absurd header length, a ``.h5`` as an unreadable HDF5 file, a ``.bin`` as a
+pickle. A TF bundle's data files are checked when its index is opened, and are an error only
+when a tensor stored in them is read (the index alone lists the checkpoint).
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import DataUnavailableError
+from ..errors import DataUnavailableError, EmptyFileError, InputError
 
-__all__ = ["UnavailableData"]
+__all__ = ["UnavailableData", "unavailable", "require_available"]
 
 #: The first line of a Git LFS pointer file (the second is the specification's pre-release name).
 _LFS_SIGNATURES = (b"version https://git-lfs.github.com/spec/v1",
@@ -18,9 +26,9 @@ _LFS_POINTER_LIMIT = 1024
 
 
 class UnavailableData(NamedTuple):
-    """A file the index needs that is not here: ``reason`` is ``"missing"`` or ``"lfs-pointer"``
-    (a Git LFS pointer checked out in place of the file; ``lfs_oid``/``lfs_size`` are the real
-    file's, when the pointer says)."""
+    """A file that is not here: ``reason`` is ``"missing"``, ``"empty"`` (0 bytes) or
+    ``"lfs-pointer"`` (a Git LFS pointer checked out in place of the file; ``lfs_oid``/``lfs_size``
+    are the real file's, when the pointer says)."""
     path: Path
     reason: str
     lfs_oid: str | None = None
@@ -29,15 +37,23 @@ class UnavailableData(NamedTuple):
     def describe(self) -> str:
         if self.reason == "missing":
             return f"{self.path.name} is missing"
+        if self.reason == "empty":
+            return f"{self.path.name} is empty (0 bytes)"
         size = f" to {self.lfs_size:,} bytes" if self.lfs_size is not None else ""
         return f"{self.path.name} is a Git LFS pointer{size}; git lfs pull fetches it"
 
     def error(self, tensor: str | None = None, *, what: str = "data file") -> DataUnavailableError:
-        if self.reason == "missing":
+        """The one-line error; ``what`` names the file's role (``data file``: a TF bundle's)."""
+        if self.reason == "missing" and what == "data file":
             return DataUnavailableError(
                 f"{what} is missing; the index lists the checkpoint, but the values are in this file",
                 path=self.path, tensor=tensor,
                 hint="copy every .data-* file of the checkpoint beside its .index")
+        if self.reason == "missing":
+            return DataUnavailableError(f"no such file (the {what})", path=self.path, tensor=tensor)
+        if self.reason == "empty":
+            return EmptyFileError(f"{what} is empty (0 bytes): a download or copy that did not finish",
+                                  path=self.path, tensor=tensor, hint="download or copy it again")
         details = []
         if self.lfs_oid:
             algorithm, _, digest = self.lfs_oid.partition(":")
@@ -62,3 +78,34 @@ def _lfs_pointer(path: Path, head: bytes) -> UnavailableData | None:
     return UnavailableData(path, "lfs-pointer", fields.get("oid") or None,
                            int(size) if size.isdigit() else None)
 
+
+def unavailable(path: str | Path) -> UnavailableData | None:
+    """What keeps the file at ``path`` from being read (missing, empty, a Git LFS pointer), or
+    None when it is there to be parsed. Reads at most the first kilobyte, of small files only."""
+    path = Path(path)
+    try:
+        size = os.stat(path).st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return UnavailableData(path, "missing")
+    except OSError as err:
+        raise InputError(f"cannot read ({err.strerror})", path=path) from None
+    if size == 0:
+        return UnavailableData(path, "empty")
+    if size >= _LFS_POINTER_LIMIT:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_LFS_POINTER_LIMIT)
+    except IsADirectoryError:
+        return None
+    except OSError as err:
+        raise InputError(f"cannot read ({err.strerror})", path=path) from None
+    return _lfs_pointer(path, head)
+
+
+def require_available(path: str | Path, *, what: str) -> None:
+    """Raise the one-line :class:`~bertconv.errors.DataUnavailableError` if the file at ``path``
+    is missing, empty or a Git LFS pointer; ``what`` names its role (``weights file``)."""
+    found = unavailable(path)
+    if found is not None:
+        raise found.error(what=what)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointFormatError, InputError
+from .availability import require_available
 from .base import TensorInfo, TensorSource
 
 __all__ = ["KerasH5Source"]
@@ -71,6 +72,7 @@ class KerasH5Source(TensorSource):
         super().__init__(path, directory)
         import h5py
 
+        require_available(self.path, what="weights file")
         if not self.path.is_file():
             raise InputError("no such file", path=self.path)
         try:

@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 
 from ..errors import CheckpointFormatError, InputError
+from .availability import require_available, unavailable
 from .base import TensorInfo, TensorSource
 
 __all__ = ["KerasHubSource", "is_keras_hub_preset", "PRESET_CONFIG", "BACKBONE_WEIGHTS", "TASK_WEIGHTS"]
@@ -55,11 +56,14 @@ def is_keras_hub_preset(directory: Path) -> bool:
     directory = Path(directory)
     if not ((directory / PRESET_CONFIG).is_file() and (directory / BACKBONE_WEIGHTS).is_file()):
         return False
+    if unavailable(directory / PRESET_CONFIG) is not None:
+        return True  # a pointer or an empty file: the reader names it, rather than misreading the weights
     name = _registered_name(directory / PRESET_CONFIG)
     return name is not None and name.startswith(_REGISTERED_PREFIXES)
 
 
 def _read_json(path: Path) -> dict:
+    require_available(path, what="preset file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointFormatError, CorruptDataError, InputError, OutputError
+from .availability import require_available
 from .base import WRITE_PIECE_BYTES, TensorInfo, TensorSource, numpy_dtype
 
 if TYPE_CHECKING:  # imported where arrays are made (see numpy_dtype)
@@ -70,6 +71,7 @@ class _SafetensorsFile:
 
     def __init__(self, path: Path):
         self.path = path
+        require_available(path, what="weights file")
         try:
             self._file = open(path, "rb")
         except FileNotFoundError:

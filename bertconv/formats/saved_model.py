@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..errors import CheckpointFormatError, InputError
 from ._wire import WireError
+from .availability import require_available
 from .saved_model_messages import (KerasObject, MetaGraph, SavedObject, _const_value, _keras_object,
                                    parse_keras_metadata, parse_saved_model)
 from .sstable import crc32c
@@ -138,6 +139,7 @@ class SavedModelSource(TFBundleSource):
             self.keras_objects = self._read_keras_objects()
             self._find_encoder()
             return
+        require_available(self.saved_model_path, what="SavedModel file")
         try:
             self.schema_version, self.meta_graphs = parse_saved_model(self.saved_model_path.read_bytes())
         except OSError as err:
@@ -217,6 +219,7 @@ class SavedModelSource(TFBundleSource):
         metadata_path = self.directory / KERAS_METADATA_FILE
         try:
             if metadata_path.is_file():
+                require_available(metadata_path, what="Keras metadata file")
                 try:
                     return parse_keras_metadata(metadata_path.read_bytes())
                 except OSError as err:

@@ -172,6 +172,8 @@ class TFBundleSource(TensorSource):
                 data = f.read()
         except OSError as err:
             raise InputError(f"cannot read ({err.strerror})", path=self.index_path) from None
+        if not data:
+            raise UnavailableData(self.index_path, "empty").error(what="index file")
         if len(data) < _LFS_POINTER_LIMIT:
             pointer = _lfs_pointer(self.index_path, data)
             if pointer is not None:
@@ -195,6 +197,10 @@ class TFBundleSource(TensorSource):
         for key, entry in self._entries.items():
             if not entry.slices:
                 self._check_stored(key, entry)
+        holding_bytes = {e.shard_id for e in self._entries.values() if not e.slices and e.size}
+        for shard_id, unavailable in list(self._unavailable.items()):
+            if unavailable.reason == "empty" and shard_id not in holding_bytes:
+                del self._unavailable[shard_id]  # an empty file for tensors of no bytes is whole
         infos = []
         for key, entry in self._entries.items():
             if key.startswith(b"\x00"):
@@ -247,6 +253,10 @@ class TFBundleSource(TensorSource):
             return None
         except OSError as err:
             raise InputError(f"cannot read ({err.strerror})", path=shard) from None
+        if size == 0:
+            # A copy that never wrote a byte, unless nothing stored there has any (see _load_index).
+            self._unavailable[shard_id] = UnavailableData(shard, "empty")
+            return None
         if size < _LFS_POINTER_LIMIT:
             try:
                 pointer = _lfs_pointer(shard, shard.read_bytes())
