@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from ..errors import CheckpointFormatError, InputError
 from . import _wire
+from .containment import shown
 from .sstable import read_table
 
 __all__ = ["BundleLocation", "locate_bundle", "resolve_prefix", "describe_contents"]
@@ -167,14 +168,14 @@ def _locate_in_directory(directory: Path, step: int | None) -> BundleLocation:
             if basename in bundles:
                 chosen = basename
                 if elsewhere:
-                    notes.append(f"the {_STATE_FILE} file names {named}, outside this directory; "
+                    notes.append(f"the {_STATE_FILE} file names {shown(named)}, outside this directory; "
                                  f"reading {_shown(basename)} from this directory instead")
             else:
                 named_here = BundleLocation(directory, basename)
                 if named_here.file(".meta").is_file() or \
                         (named_here.file("").is_file() and _is_v1_table(named_here.file(""))):
                     raise _v1_error(named_here.file(""))
-                notes.append(f"the {_STATE_FILE} file names {named}, which is not in this directory")
+                notes.append(f"the {_STATE_FILE} file names {shown(named)}, which is not in this directory")
     if chosen is None and step is not None:
         matches = [b for b in bundles if (s := _series_of(b)) is not None and s[1] == step]
         preferred = [b for b in matches if _series_of(b)[0] == preferred_stem]  # type: ignore[index]

@@ -30,6 +30,7 @@ from pathlib import Path
 from ..errors import CheckpointFormatError, InputError
 from ._wire import WireError
 from .availability import require_available
+from .containment import contained
 from .saved_model_messages import (KerasObject, MetaGraph, SavedObject, _const_value, _keras_object,
                                    parse_keras_metadata, parse_saved_model)
 from .sstable import crc32c
@@ -162,8 +163,18 @@ class SavedModelSource(TFBundleSource):
 
     # -- what the directory names ---------------------------------------------------------------
     def _asset_path(self, filename: str) -> Path | None:
-        path = self.directory / ASSETS_DIRECTORY / filename
-        return path if filename and path.is_file() else None
+        """``assets/<filename>`` where it is a file inside the directory (see :mod:`.containment`:
+        one that would lie outside is never opened, and a note says the model named one)."""
+        if not filename:
+            return None
+        path = contained(self.directory, filename, under=ASSETS_DIRECTORY)
+        if path is None:
+            note = (f"{SAVED_MODEL_FILE} names an asset outside the SavedModel directory; it is not "
+                    "read (files of the same role inside the directory are used instead)")
+            if note not in self.notes:
+                self.notes.append(note)
+            return None
+        return path if path.is_file() else None
 
     def _present_assets(self) -> dict[str, Path]:
         found = {}
@@ -183,8 +194,9 @@ class SavedModelSource(TFBundleSource):
         for meta_graph in self._tokenization_graphs():
             tensor = meta_graph.signatures[TOKENIZATION_SIGNATURE].outputs.get(VOCAB_ASSET)
             filename = meta_graph.asset_for_tensor(tensor) if tensor else None
-            if filename and self._asset_path(filename):
-                return self._asset_path(filename)
+            path = self._asset_path(filename) if filename else None
+            if path is not None:
+                return path
         for meta_graph in self.meta_graphs:
             root = self._root(meta_graph)
             asset_node = root.child(VOCAB_ASSET) if root else None
