@@ -89,7 +89,7 @@ class KerasHubSource(TensorSource):
         super().__init__(path, path)
         import h5py
 
-        from .keras_h5 import KerasH5Source
+        from .keras_h5 import KerasH5Source, h5_errors
 
         config = _read_json(self.path / PRESET_CONFIG)
         self.registered_name: str = str(config.get("registered_name"))
@@ -116,7 +116,7 @@ class KerasHubSource(TensorSource):
                     continue
                 reader = KerasH5Source(file, directory=self.path)
                 self._files.append(reader)
-                with h5py.File(file, "r") as h5:
+                with h5_errors(file), h5py.File(file, "r") as h5:
                     names = _stable_names(h5, h5py, prefix)
                 for dataset_path in reader.names():
                     name = names.get(dataset_path, f"{prefix}/{dataset_path}")

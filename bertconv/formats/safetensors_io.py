@@ -123,7 +123,7 @@ class _SafetensorsFile:
             if not isinstance(entry, dict):
                 raise self._fail("header entry is not an object", name)
             code, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-            if code not in DTYPES:
+            if not isinstance(code, str) or code not in DTYPES:
                 raise self._fail(f"dtype {code!r} is not one bertconv reads", name)
             if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
                 raise self._fail(f"shape {shape!r} is not a list of sizes", name)
