@@ -399,7 +399,7 @@ def _tower_of(source: TensorSource) -> str | None:
         else:
             data = json.loads((getattr(source, "metadata", None) or {}).get("bertconv.config", "{}"))
         tower = (data.get("bertconv") or {}).get("tower")
-    except (ConfigError, ValueError, AttributeError):
+    except (ConfigError, ValueError, AttributeError, RecursionError):
         return None
     return tower if isinstance(tower, str) else None
 

@@ -95,6 +95,8 @@ def read_config_json(path: str | Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path) from None
+    except RecursionError:
+        raise ConfigError("JSON nested too deeply to read", path=path) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a JSON object", path=path)
     return data

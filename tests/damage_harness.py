@@ -3,7 +3,7 @@
 Used by ``tests/test_damage.py`` (a few hundred runs) and ``bench/damage.py`` (thousands, figures
 in ``docs/robustness.md``). Each run damages one file of a copy of a fixture in one of the ways
 files get damaged (bits flipped, a run of 0xff, bytes inserted, a cut, a file zeroed, a header or
-footer overwritten, an absurd value in a JSON field), runs one command on it in this process
+footer overwritten, an absurd value in a JSON field, JSON nested deeper than a parser recurses), runs one command on it in this process
 (``bertconv.cli.main``) and restores the file. The outcome rule, as in ``tests/test_corruption.py``:
 a damaged input may convert, list or compare without error (damage the format cannot see, or a
 changed vocabulary line), or end in one of bertconv's own errors; never anything else. A run is
@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 
 DAMAGES = ("bit-flips", "0xff-run", "inserted-bytes", "truncated", "zeroed", "empty", "header",
-           "footer", "absurd-json")
+           "footer", "absurd-json", "deep-json")
+#: how deeply ``deep-json`` nests arrays: deeper than Python's JSON parser recurses
+DEEP_JSON = 100_000
 #: values put in a JSON field by ``absurd-json``
 ABSURD_VALUES = (10 ** 18, -1, 2 ** 64, -(2 ** 63), 1e308, 0, None, True, "", "x" * 300, [], {},
                  [10 ** 12, 10 ** 12], [-5], {"a": [1, {"b": None}]})
@@ -253,6 +255,14 @@ def damage(data: bytes, kind: str, rng: random.Random, filename: str) -> bytes |
         if filename.endswith(".safetensors"):
             return _absurd_safetensors_header(data, rng)
         return None
+    if kind == "deep-json":
+        deep = b"[" * DEEP_JSON
+        if filename.endswith(".json"):
+            return deep
+        if filename.endswith(".safetensors") and size >= 8:
+            (length,) = struct.unpack_from("<Q", data)
+            return struct.pack("<Q", len(deep)) + deep + data[8 + length:]
+        return None
     raise ValueError(kind)
 
 
@@ -330,7 +340,7 @@ def plan_runs(sources: list[Prepared], count: int, seed: int = 0) -> list[tuple[
     runs = []
     for i in range(count):
         source, kind, command = combos[i % len(combos)]
-        candidates = [f for f in source.files if kind != "absurd-json" or f.endswith((".json", ".safetensors"))]
+        candidates = [f for f in source.files if not kind.endswith("-json") or f.endswith((".json", ".safetensors"))]
         if not candidates:
             continue
         runs.append((source, rng.choice(candidates), kind, command, rng.randrange(1 << 30)))
@@ -355,7 +365,7 @@ def suite_runs(sources: list[Prepared], seed: int = 0) -> list[tuple[Prepared, s
     runs = []
     for source in sources:
         for i, kind in enumerate(DAMAGES):
-            candidates = [f for f in source.files if kind != "absurd-json" or f.endswith((".json", ".safetensors"))]
+            candidates = [f for f in source.files if not kind.endswith("-json") or f.endswith((".json", ".safetensors"))]
             if not candidates:
                 continue
             for command in COMMANDS[source.side]:

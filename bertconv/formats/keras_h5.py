@@ -161,7 +161,7 @@ class KerasH5Source(TensorSource):
             return None
         try:
             return json.loads(self._model_config)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
             raise CheckpointFormatError(f"the model_config attribute is not JSON ({e})", path=self.path) from None
 
     def _describe(self) -> list[TensorInfo]:

@@ -44,7 +44,7 @@ _REGISTERED_PREFIXES = ("keras_hub>", "keras_nlp>")
 def _registered_name(config_path: Path) -> str | None:
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     name = data.get("registered_name") if isinstance(data, dict) else None
     return name if isinstance(name, str) else None
@@ -68,7 +68,7 @@ def _read_json(path: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path=path) from None
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         raise CheckpointFormatError(f"not a JSON file ({e})", path=path) from None
     if not isinstance(data, dict):
         raise CheckpointFormatError("expected a JSON object", path=path)

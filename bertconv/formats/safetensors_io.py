@@ -104,7 +104,7 @@ class _SafetensorsFile:
             raise self._fail("header is not a JSON object")
         try:
             header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-        except (UnicodeDecodeError, ValueError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested too deeply
             raise self._fail(f"header is not valid JSON ({e})") from None
         if not isinstance(header, dict):
             raise self._fail("header is not a JSON object")
@@ -225,7 +225,7 @@ class SafetensorsSource(TensorSource):
             index = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError("no such file", path=self.path) from None
-        except (OSError, UnicodeDecodeError, ValueError) as e:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
             raise CheckpointFormatError(f"not a readable safetensors index ({e})", path=self.path) from None
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):

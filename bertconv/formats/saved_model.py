@@ -252,6 +252,10 @@ class SavedModelSource(TFBundleSource):
             where = metadata_path if metadata_path.is_file() else self.saved_model_path
             raise CheckpointFormatError(f"Keras metadata is not JSON ({err.msg} at character {err.pos})",
                                         path=where, hint="the file is damaged; download or copy it again") from None
+        except RecursionError:
+            where = metadata_path if metadata_path.is_file() else self.saved_model_path
+            raise CheckpointFormatError("Keras metadata is JSON nested too deeply to read", path=where,
+                                        hint="the file is damaged; download or copy it again") from None
 
     @functools.cached_property
     def _recorded_casing(self) -> tuple[bool | None, str | None]:

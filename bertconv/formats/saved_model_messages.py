@@ -63,6 +63,9 @@ ASSET_FILE_DEF_TYPE = "type.googleapis.com/tensorflow.AssetFileDef"
 _DT_BOOL, _DT_INT32, _DT_INT64 = 10, 3, 9
 #: bytes per element of the Const dtypes decoded here (in ``tensor_content``)
 _CONST_ITEM_BYTES = {_DT_BOOL: 1, _DT_INT32: 4, _DT_INT64: 8}
+#: the most elements a Const read here holds (a handful: a head count, a shape); a filled tensor
+#: stores one value for all its elements, so its shape alone would say how much to allocate
+_MAX_CONST_VALUES = 1 << 16
 #: TensorProto's value fields: int_val (int32), int64_val, bool_val
 _INT_VAL, _INT64_VAL, _BOOL_VAL = 7, 10, 11
 
@@ -312,6 +315,8 @@ def _const_value(attrs: dict[str, bytes]) -> bool | int | tuple[int, ...] | None
     if dtype not in _CONST_ITEM_BYTES or shape is None or len(shape) > 1:
         return None
     count = shape[0] if shape else 1
+    if not 0 < count <= _MAX_CONST_VALUES:
+        return None  # not a constant read here; and a shape cannot make this allocate beyond the file
     if content:
         width = _CONST_ITEM_BYTES[dtype]
         if len(content) != count * width:

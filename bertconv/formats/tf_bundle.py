@@ -349,9 +349,14 @@ class TFBundleSource(TensorSource):
         if not entry.slices:
             return self._read_stored(key, entry, key)
         dtype = DTYPES[entry.dtype]
+        parts = self._slice_parts(key, entry)
+        for _, part, _ in parts:
+            unavailable = self._unavailable.get(part.shard_id)
+            if unavailable is not None:  # its bytes were never checked against a file
+                raise unavailable.error(name)
         # Safe to allocate: _check_sliced proved the slices (all inside the data files) tile it.
         out = np.empty(entry.shape, dtype=dtype.numpy if dtype.numpy is not None else object)
-        for slice_key, part, index in self._slice_parts(key, entry):
+        for slice_key, part, index in parts:
             out[tuple(slice(a, b) for a, b in index)] = self._read_stored(slice_key, part, key)
         out.flags.writeable = False
         return out
