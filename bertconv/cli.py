@@ -7,6 +7,7 @@ import gc
 import json
 import math
 import sys
+import warnings
 
 import click
 
@@ -322,7 +323,10 @@ def diff(a, b, atol, family, tower, step, no_verify_crc, as_json):
 def main(argv=None) -> int:
     state = {"debug": False}  # this call's own: --debug sets it, the handlers below read it
     try:
-        with stopping_on_signals():
+        with stopping_on_signals(), warnings.catch_warnings():
+            # NumPy's floating-point warnings in bertconv's own numerics (the NaN a damaged file
+            # holds): the checks say what they mean, in their one line
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"bertconv\.")
             cli.main(args=argv, prog_name="bertconv", standalone_mode=False, obj=state)
     except Stopped as e:
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
