@@ -15,7 +15,7 @@ from . import __version__
 from .errors import BertconvError, Stopped
 from .families import HEAD_CHOICES
 from .inspection import SORT_KEYS
-from .stopping import stopping_on_signals
+from .stopping import ignore_stopping_signals, stopping_on_signals
 
 
 def _kernels_in_use() -> str:
@@ -368,6 +368,7 @@ def run() -> int:
 
     torch_import.freeze_after_import = True
     code = main()
+    ignore_stopping_signals()  # the run is over and its exit code stands; only the exit is left
     gc.freeze()
     return code
 

@@ -14,7 +14,7 @@ from typing import Iterator
 
 from .errors import Stopped
 
-__all__ = ["STOPPING_SIGNALS", "stopping_on_signals", "signals_held"]
+__all__ = ["STOPPING_SIGNALS", "stopping_on_signals", "signals_held", "ignore_stopping_signals"]
 
 #: the signals that end a command as SIGINT does: what CI runners, timeout, docker stop, systemd
 #: and job schedulers send, and what a closed terminal sends
@@ -29,11 +29,15 @@ def _raise_stopped(signum, frame) -> None:
     if _held["holding"]:
         _held["pending"] = signum
         return
-    # Once stopping, further signals would only cut the cleanup short.
+    ignore_stopping_signals()  # once stopping, further signals would only cut the cleanup short
+    raise Stopped(signal.Signals(signum).name)
+
+
+def ignore_stopping_signals() -> None:
+    """SIGTERM, SIGHUP and SIGINT ignored from now on (in the main thread; elsewhere nothing)."""
     for each in (*STOPPING_SIGNALS, signal.SIGINT):
         with contextlib.suppress(ValueError, OSError):
             signal.signal(each, signal.SIG_IGN)
-    raise Stopped(signal.Signals(signum).name)
 
 
 @contextlib.contextmanager
@@ -43,7 +47,10 @@ def stopping_on_signals() -> Iterator[None]:
     way out. Outside the main thread (where Python cannot set handlers) the block runs as it is."""
     try:
         previous = {signal.SIGINT: signal.getsignal(signal.SIGINT)}  # stopping ignores it
-        previous.update({each: signal.signal(each, _raise_stopped) for each in STOPPING_SIGNALS})
+        for each in STOPPING_SIGNALS:
+            previous[each] = signal.getsignal(each)
+            if previous[each] != signal.SIG_IGN:  # nohup's choice stands
+                signal.signal(each, _raise_stopped)
     except ValueError:
         yield
         return

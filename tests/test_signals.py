@@ -75,10 +75,10 @@ sys.exit(main(args))
 """
 
 
-def held(stage: str, *args) -> subprocess.Popen:
+def held(stage: str, *args, preexec_fn=None) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-c", HELD_RUN, stage, *map(str, args)], cwd=ROOT,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=preexec_fn)
     line = process.stdout.readline()
     if line.strip() != "holding":
         process.kill()
@@ -163,3 +163,14 @@ def test_the_signal_handlers_are_put_back_after_a_command(capsys, tmp_path):
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     run_cli(capsys, "inspect", fixture_dir("bert_pretrain"))
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_run_started_with_sighup_ignored_goes_on_through_it(tmp_path):
+    """nohup's choice stands: a SIGHUP the process was started ignoring is still ignored."""
+    out = tmp_path / "out"
+    process = held("writing", "tf2pt", fixture_dir("bert_pretrain"), out, "--no-validate", "-q",
+                   preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    process.send_signal(signal.SIGHUP)
+    _, err = process.communicate(input="go\n", timeout=120)
+    assert process.returncode == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
