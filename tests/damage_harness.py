@@ -45,6 +45,7 @@ SOURCES = [
     ("tf-bundle", FIXTURES / "bert_pretrain", ".", "tf"),
     ("tf-bundle-snappy", None, ".", "tf"),  # made from bert_pretrain with a snappy-compressed index
     ("tf2-object-checkpoint", FIXTURES / "garden_v3", ".", "tf"),
+    ("albert-sentencepiece", FIXTURES / "albert_pretrain", ".", "tf"),  # its tokenizer's .model too
     ("saved-model-tf2", FIXTURES / "savedmodel_tf2", ".", "tf"),
     ("hub-module-tf1", FIXTURES / "hub_tf1", ".", "tf"),
     ("tf_model.h5", FIXTURES / "h5", "tf_model.h5", "tf"),
