@@ -98,12 +98,14 @@ class KerasHubSource(TensorSource):
         self.task_class: str | None = None
         task_config = self.path / TASK_CONFIG
         if task_config.is_file():
-            self.task_class = _read_json(task_config).get("class_name")
+            task_class = _read_json(task_config).get("class_name")
+            self.task_class = task_class if isinstance(task_class, str) else None
         self.lower_case: bool | None = None
         self.lower_case_origin: str | None = None
         tokenizer = self.path / TOKENIZER_CONFIG
         if tokenizer.is_file():
-            value = (_read_json(tokenizer).get("config") or {}).get("lowercase")
+            described = _read_json(tokenizer).get("config")
+            value = described.get("lowercase") if isinstance(described, dict) else None
             if isinstance(value, bool):
                 self.lower_case, self.lower_case_origin = value, f"{tokenizer} (config.lowercase)"
         #: stable name -> (the file's reader, the dataset's path in it)
