@@ -26,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BERTCONV = [sys.executable, "-m", "bertconv.cli"]
+#: runs signalled this soon may still be starting the interpreter (see the counts' "before_start")
+STARTUP_S = 2.0
 
 
 def convert(checkpoint: Path, out: Path, extra=()) -> subprocess.Popen:
@@ -62,7 +64,7 @@ def main() -> int:
         figures["undisturbed_s"] = {"seconds": round(length, 2)}
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             name = signal.Signals(signum).name
-            seen = {"runs": 0, "stopped": 0, "finished_first": 0}
+            seen = {"runs": 0, "stopped": 0, "finished_first": 0, "before_start": 0}
             for _ in range(args.runs):
                 out = work / "out"
                 delay = rng.uniform(0, length)
@@ -83,6 +85,11 @@ def main() -> int:
                     seen["stopped"] += 1
                     if out.exists() and not (out / "model.safetensors").is_file():
                         problems.append(f"{name} at {delay:.2f}s: a partial output")
+                elif delay < STARTUP_S and not left and not out.exists() and \
+                        (process.returncode == -signum or "Fatal Python error" in err):
+                    # the interpreter starting or importing, before bertconv's handlers exist:
+                    # the signal's default action, with nothing touched yet
+                    seen["before_start"] += 1
                 else:
                     problems.append(f"{name} at {delay:.2f}s: exit {process.returncode}, stderr {err.strip()[:300]!r}")
                 if out.exists():
