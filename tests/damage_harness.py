@@ -52,6 +52,7 @@ SOURCES = [
     ("bert4keras-h5", FIXTURES / "keras_era" / "bert4keras_bert_saved", "bert_model.h5", "tf"),
     ("keras-bert-h5", FIXTURES / "keras_era" / "keras_bert_pretrain_h5", "bert_weights.h5", "tf"),
     ("keras-hub-preset", FIXTURES / "keras_era" / "keras_hub_backbone", ".", "tf"),
+    ("keras-archive", FIXTURES / "keras_era" / "keras_hub_classifier_archive", "classifier.keras", "tf"),
     ("hf-safetensors", None, ".", "pt"),  # tf2pt of bert_pretrain
     ("safetensors-sharded", None, "model.safetensors.index.json", "pt"),
     ("pytorch_model.bin", None, ".", "pt"),

@@ -168,7 +168,7 @@ class KerasH5Source(TensorSource):
         """Every dataset's listing, each checked to fit in the file (read once, at opening: a
         damaged header then fails here, naming the file, rather than in whatever lists it)."""
         out = []
-        file_size = self.path.stat().st_size
+        file_size = self._h5.id.get_filesize()  # the HDF5 file's own (it may be a window of an archive)
         for name, dataset in self._datasets.items():
             with h5_errors(self.path, name, "dataset"):
                 shape = tuple(int(d) for d in dataset.shape)
@@ -192,7 +192,11 @@ class KerasH5Source(TensorSource):
                                         hint=_DAMAGED)
 
     def _list(self) -> list[TensorInfo]:
-        return list(self._listing)
+        listing = getattr(self, "_listing", None)
+        if listing is None:  # a subclass that indexes its file itself
+            with h5_errors(self.path):
+                listing = self._listing = self._describe()
+        return list(listing)
 
     def _read(self, name: str) -> np.ndarray:
         dataset = self._datasets[name]
