@@ -6,7 +6,12 @@ One run at a time per target: a run holds an exclusive lock (``flock``) on ``.<n
 beside the target from before it looks at the target until its output is in place, and a second
 run on the same target stops at once with an error naming the first. The kernel drops a lock when
 its process ends however it ends, so a temporary (``.<name>.bertconv-tmp-*``) found while holding
-the lock belongs to a run that is gone, and only then is it removed.
+the lock belongs to a run that is gone, and only then is it removed (with a note naming the run
+its lock file recorded: a run killed with SIGKILL leaves that record behind).
+
+SIGTERM and SIGHUP end a command as SIGINT does (:func:`bertconv.stopping.stopping_on_signals`,
+which the CLI installs): the exception unwinds through these context managers, which remove the temporary and
+the lock. Putting the output in place is never cut in two: those signals wait until it is done.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import OutputError
+from .stopping import signals_held
 
 TMP_MARK = ".bertconv-tmp-"
 LOCK_MARK = ".bertconv-lock"
@@ -77,9 +83,20 @@ def check_target(target: Path, *, overwrite: bool, kind: str) -> None:
                 f"exists and is a {'directory' if target.is_dir() else 'file'}, "
                 f"but a {'directory' if want_dir else 'file'} is to be written here",
                 path=target, hint="choose another output path")
-        if not overwrite:
+        if not overwrite and not (want_dir and _is_empty_directory(target)):
             raise OutputError("output already exists", path=target, hint="pass overwrite=True to replace it",
                               cli_hint="pass --overwrite to replace it")
+
+
+def _is_empty_directory(path: Path) -> bool:
+    """An existing empty directory holds nothing to lose: it is replaced without --overwrite."""
+    if path.is_symlink():
+        return False
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def lock_path(target: Path) -> Path:
@@ -87,18 +104,22 @@ def lock_path(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def exclusive_target(target: str | Path) -> Iterator[bool]:
+def exclusive_target(target: str | Path, *, notes: list[str] | None = None) -> Iterator[bool]:
     """Hold the target's lock for the block; yield whether it is held (False only where the
     filesystem keeps no locks: the block then runs unprotected, as it would without this).
+    Holding it, remove the temporaries of runs on this target that are gone (each named in
+    ``notes``, when given).
 
     Raise :class:`OutputError` at once if another run holds it.
     """
     target = Path(target)
     path = lock_path(target)
-    fd = _take_lock(path, target)
-    if fd is None:
+    taken = _take_lock(path, target)
+    if taken is None:
         yield False
         return
+    fd, previous_owner = taken
+    _clean_stale(target, previous_owner, notes)
     try:
         yield True
     finally:
@@ -109,8 +130,10 @@ def exclusive_target(target: str | Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def _take_lock(path: Path, target: Path) -> int | None:
-    """A descriptor of the lock file at ``path``, locked, with this run's description in it."""
+def _take_lock(path: Path, target: Path) -> tuple[int, dict | None] | None:
+    """A descriptor of the lock file at ``path``, locked, with this run's description in it, and
+    the record a run that held it before left there (a run that ends cleanly removes the file,
+    so a record found means that run was killed; the lock being free proves it gone)."""
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -143,9 +166,18 @@ def _take_lock(path: Path, target: Path) -> int | None:
         if named is None or (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
             os.close(fd)  # the run that held it unlinked it before letting go: take the new one
             continue
+        previous = _read_record(fd)
         os.ftruncate(fd, 0)
         os.write(fd, _owner_record())
-        return fd
+        return fd, previous
+
+
+def _read_record(fd: int) -> dict | None:
+    try:
+        record = json.loads(os.pread(fd, 1 << 16, 0))
+        return record if isinstance(record, dict) and isinstance(record.get("pid"), int) else None
+    except (OSError, ValueError):
+        return None
 
 
 def _owner_record() -> bytes:
@@ -175,19 +207,32 @@ def _describe_owner(fd: int) -> str:
     return f"another bertconv run (pid {pid}, started {when}" + (f": {command}" if command else "") + ")"
 
 
-def _clean_stale(target: Path) -> None:
+def _clean_stale(target: Path, previous_owner: dict | None = None, notes: list[str] | None = None) -> None:
     """Remove the temporaries of runs that are gone. Only under the target's lock."""
     prefix = f".{target.name}{TMP_MARK}"
-    for stale in target.parent.glob(prefix + "*"):
+    removed = []
+    for stale in sorted(target.parent.glob(glob_escape(prefix) + "*")):
         with contextlib.suppress(OSError):
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
+            removed.append(stale.name)
+    if removed and notes is not None:
+        who = f"run (pid {previous_owner['pid']})" if previous_owner else "run"
+        shown = ", ".join(removed[:3]) + (f" and {len(removed) - 3} more" if len(removed) > 3 else "")
+        notes.append(f"removed {shown}, left beside the output by an earlier {who} that was killed "
+                     "before it could clean up")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally by ``Path.glob`` (an output may be named ``run[1]``)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def _replace(tmp: Path, target: Path) -> None:
-    try:
-        _rename_into_place(tmp, target)
-    except OSError as e:
-        raise OutputError(f"cannot put the output in place: {e.strerror}", path=target) from None
+    with signals_held():
+        try:
+            _rename_into_place(tmp, target)
+        except OSError as e:
+            raise OutputError(f"cannot put the output in place: {e.strerror}", path=target) from None
 
 
 def _rename_into_place(tmp: Path, target: Path) -> None:
@@ -203,14 +248,14 @@ def _rename_into_place(tmp: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path in the target's directory; rename it to ``target`` on success."""
+def atomic_file(target: str | Path, *, overwrite: bool = False,
+                notes: list[str] | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the target's directory; rename it to ``target`` on success.
+    ``notes`` receives a line for each temporary of a killed run that was removed."""
     target = Path(target)
     check_parent(target)
-    with exclusive_target(target) as locked:
+    with exclusive_target(target, notes=notes):
         check_target(target, overwrite=overwrite, kind="file")
-        if locked:
-            _clean_stale(target)
         try:
             fd, name = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent)
         except OSError as e:
@@ -228,14 +273,14 @@ def atomic_file(target: str | Path, *, overwrite: bool = False) -> Iterator[Path
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside ``target``; rename it to ``target`` on success."""
+def atomic_dir(target: str | Path, *, overwrite: bool = False,
+               notes: list[str] | None = None) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target``; rename it to ``target`` on success.
+    ``notes`` receives a line for each temporary of a killed run that was removed."""
     target = Path(target)
     check_parent(target)
-    with exclusive_target(target) as locked:
+    with exclusive_target(target, notes=notes):
         check_target(target, overwrite=overwrite, kind="dir")
-        if locked:
-            _clean_stale(target)
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
         except OSError as e:
@@ -247,3 +292,4 @@ def atomic_dir(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+

@@ -8,13 +8,15 @@ import json
 import math
 import os
 import sys
+import warnings
 
 import click
 
 from . import __version__, model_card, progress
-from .errors import BertconvError
+from .errors import BertconvError, Stopped
 from .families import HEAD_CHOICES
 from .inspection import SORT_KEYS
+from .stopping import ignore_stopping_signals, stopping_on_signals
 
 
 def _kernels_in_use() -> str:
@@ -452,8 +454,16 @@ def main(argv=None) -> int:
     state = {"debug": False}  # this call's own: --debug sets it, the handlers below read it
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        with _quiet_libraries("--debug" in args), _command_recorded(args):
+        with stopping_on_signals(), warnings.catch_warnings(), _quiet_libraries("--debug" in args), \
+                _command_recorded(args):
+            # NumPy's floating-point warnings in bertconv's own numerics (the NaN a damaged file
+            # holds): the checks say what they mean, in their one line
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"bertconv\.")
             cli.main(args=args, prog_name="bertconv", standalone_mode=False, obj=state)
+    except Stopped as e:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            click.echo(f"bertconv: {e}", err=True)
+        return e.exit_code
     except BertconvError as e:
         if state["debug"]:
             _print_traceback()
@@ -490,6 +500,7 @@ def run() -> int:
 
     torch_import.freeze_after_import = True
     code = main()
+    ignore_stopping_signals()  # the run is over and its exit code stands; only the exit is left
     gc.freeze()
     return code
 

@@ -288,9 +288,9 @@ def _max_abs_difference(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) 
     step = max(1, BLOCK_ELEMENTS // per_row)
     worst, different, within = 0.0, 0, True
     for start in range(0, rows, step):
-        block_a = np.asarray(a[start:start + step]).astype(work)
-        block_b = np.asarray(b[start:start + step]).astype(work)
-        with np.errstate(invalid="ignore", over="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # a NaN of another dtype, widened
+            block_a = np.asarray(a[start:start + step]).astype(work)
+            block_b = np.asarray(b[start:start + step]).astype(work)
             delta = np.abs(block_a - block_b)
             same = (block_a == block_b) | (np.isnan(block_a) & np.isnan(block_b))
         delta[same] = 0.0
@@ -399,7 +399,7 @@ def _tower_of(source: TensorSource) -> str | None:
         else:
             data = json.loads((getattr(source, "metadata", None) or {}).get("bertconv.config", "{}"))
         tower = (data.get("bertconv") or {}).get("tower")
-    except (ConfigError, ValueError, AttributeError):
+    except (ConfigError, ValueError, AttributeError, RecursionError):
         return None
     return tower if isinstance(tower, str) else None
 

@@ -67,6 +67,8 @@ class BertConfig:
                     raise ConfigError(f"field {name!r} must be an integer, got {value!r}", path=path)
             if "float" in str(want) and not isinstance(value, (int, float)):
                 raise ConfigError(f"field {name!r} must be a number, got {value!r}", path=path)
+            if str(want) == "str" and not isinstance(value, str):
+                raise ConfigError(f"field {name!r} must be a string, got {value!r}", path=path)
             kwargs[name] = value
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size"):
@@ -93,6 +95,8 @@ def read_config_json(path: str | Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path=path) from None
+    except RecursionError:
+        raise ConfigError("JSON nested too deeply to read", path=path) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a JSON object", path=path)
     return data

@@ -97,6 +97,9 @@ def _describe(weights_path: Path, config_path: Path | None, names: list[str], me
         architecture = archs[0]
     elif "bertconv.architecture" in metadata:
         architecture = metadata["bertconv.architecture"]
+    if architecture is not None and not isinstance(architecture, str):
+        raise ConfigError(f"architectures must name classes, and its first is {architecture!r}",
+                          path=origin or weights_path)
     if architecture is None:
         architecture = infer_architecture(names, family_of(config_dict))
     family = family_of(config_dict, architecture)

@@ -78,3 +78,20 @@ class CheckFailed(BertconvError):
 class DataUnavailableError(InputError):
     """A tensor's data file is not here: missing, or a Git LFS pointer in place of the file. The
     index alone lists the checkpoint; reading values needs the data. Exit code 2."""
+
+
+class EmptyFileError(DataUnavailableError, CorruptDataError):
+    """A file of 0 bytes where data was expected: a download or copy that never wrote a byte.
+    Both unavailable (fetch it again) and damaged (its size contradicts what names it)."""
+
+
+class Stopped(BaseException):
+    """A signal that stops the run (SIGTERM, SIGHUP) arrived: raised in the main thread and
+    unwound like KeyboardInterrupt, so that every temporary and lock is removed on the way out.
+    Not an ``Exception``: nothing that handles errors may swallow it. Exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, signal_name: str):
+        self.signal_name = signal_name
+        super().__init__(f"stopped by {signal_name}")

@@ -195,3 +195,19 @@ def test_without_file_locks_outputs_are_still_written_and_no_temporary_is_remove
         (tmp / "model.safetensors").write_bytes(b"whole")
     assert (tmp_path / "out" / "model.safetensors").read_bytes() == b"whole"
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "out"]
+
+
+def test_an_empty_output_directory_is_replaced_without_overwrite_and_a_full_one_is_not(tmp_path, capsys):
+    src = fixture_dir("bert_pretrain")
+    out = tmp_path / "out"
+    out.mkdir()
+    rc, _, err = run_cli(capsys, "tf2pt", src, out, "--no-validate", "-q")
+    assert rc == 0, err
+    assert (out / "model.safetensors").is_file()
+    rc, _, err = run_cli(capsys, "tf2pt", src, out, "--no-validate", "-q")
+    assert rc == 2 and "output already exists" in err and "--overwrite" in err, err
+    (tmp_path / "file.safetensors").mkdir()  # empty, but a file is to be written there
+    rc, _, err = run_cli(capsys, "tf2pt", src, tmp_path / "file.safetensors", "--format", "safetensors",
+                         "--no-validate", "-q")
+    assert rc == 2 and "is a directory" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.safetensors", "out"]

@@ -15,7 +15,8 @@ from bertconv.errors import (BertconvError, CheckpointFormatError, CorruptDataEr
                              InputError)
 from bertconv.formats import _wire, open_source
 from bertconv.formats.sstable import block_handles, crc32c, mask_crc, read_table, unmask_crc, write_table
-from bertconv.formats.tf_bundle import TFBundleSource, resolve_prefix
+from bertconv.formats.bundle_location import resolve_prefix
+from bertconv.formats.tf_bundle import TFBundleSource
 from bertconv.formats.tf_bundle_writer import write_tf_bundle
 
 from .conftest import missing_fixture

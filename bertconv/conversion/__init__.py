@@ -136,7 +136,7 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
                     "bertconv.config": json.dumps(config_json, sort_keys=True)}
         do_lower = None
         if format == "hf":
-            with atomic_dir(output, overwrite=o.overwrite) as tmp:
+            with atomic_dir(output, overwrite=o.overwrite, notes=notes) as tmp:
                 # on its own thread, while the weights stream; a SavedModel or preset directory is its files
                 digests = SourceDigests(_files_read(src, plan), expand_directories=src.format_name != "tf-bundle")
                 # The configuration and tokenizer files (tens of milliseconds, mostly the tokenizers
@@ -166,7 +166,7 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
                                                validation), plan, digests, o.torch_hub)
         else:
             files = [output.name]
-            with atomic_file(output, overwrite=o.overwrite) as tmp:
+            with atomic_file(output, overwrite=o.overwrite, notes=notes) as tmp:
                 write_weights(plan, src, tmp, dtype=dtype, metadata=metadata, progress=o.progress)
                 write_seconds = time.perf_counter() - started
                 validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if o.validate else None

@@ -376,7 +376,8 @@ def plan_back_conversion(source: TensorSource, source_path: str | Path, *,
     from ..families import default_family, family_for_model_type
 
     hf, config_path = read_hf_config(source, Path(source_path))
-    architecture = (hf.get("architectures") or [None])[0]
+    archs = hf.get("architectures")
+    architecture = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
     family = family_for_model_type(hf.get("model_type")) if "model_type" in hf else default_family()
     if family is None:
         raise ConfigError(f"model_type is {hf.get('model_type')!r}, which bertconv does not know",

@@ -114,7 +114,7 @@ def pt2tf(source: str | Path, output: str | Path, options: ConvertOptions | None
         files = [f"{prefix}.index", f"{prefix}.data-00000-of-00001", "checkpoint", config_name]
         check_not_reading(output, [p for p in (src.path, plan.config_path, src.sidecar("vocab.txt")) if p])
         checked = 0
-        with atomic_dir(output, overwrite=o.overwrite) as tmp:
+        with atomic_dir(output, overwrite=o.overwrite, notes=notes) as tmp:
             from ..formats.tf_bundle_writer import write_tf_bundle
 
             write_tf_bundle(tmp / prefix, tensors())

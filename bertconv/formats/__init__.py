@@ -70,7 +70,7 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
             return pt_found
         if any(p.glob("*.meta")):
             raise CheckpointFormatError(_V1_MESSAGE[0], path=p, hint=_V1_MESSAGE[1])
-        from .tf_bundle import describe_contents
+        from .bundle_location import describe_contents
         raise InputError(f"directory holds no checkpoint bertconv can read; it {describe_contents(p)}",
                          path=p,
                          hint="expected a TF checkpoint (*.index + *.data-*), model.safetensors, "
@@ -111,7 +111,11 @@ def detect_format(path: str | Path, prefer: str | None = None) -> tuple[str, Pat
     # of that name. The state file named on its own stands for its directory.
     if Path(str(p) + ".index").is_file() or name == "checkpoint":
         return "tf-bundle", p
-    # No telling suffix: look at the bytes.
+    # No telling suffix: look at the bytes (of a file that is there to be looked at).
+    from .availability import unavailable
+    missing = unavailable(p)
+    if missing is not None and missing.reason != "missing":
+        raise missing.error(what="file")
     with open(p, "rb") as f:
         head = f.read(9)
         size = f.seek(0, 2)

@@ -25,19 +25,23 @@ temporary directory kept while the source is open (a conversion reads it by path
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
 import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, InputError
+from ..errors import BertconvError, CheckpointFormatError, InputError
+from .availability import require_available
 from .base import TensorInfo, TensorSource
-from .keras_h5 import KerasH5Source
+from .keras_h5 import KerasH5Source, h5_errors
 from .keras_hub import _stable_names
 
 __all__ = ["KerasArchiveSource", "is_keras_archive", "ARCHIVE_CONFIG", "ARCHIVE_WEIGHTS"]
@@ -50,6 +54,20 @@ ASSETS = "assets/"
 #: extra lengths (the last two say where the member's data begins)
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
+
+
+@contextlib.contextmanager
+def _archive_errors(path: Path) -> Iterator[None]:
+    """zipfile's, zlib's and (on the weights inside) h5py's exceptions on a damaged archive, as
+    bertconv's one-line error naming it."""
+    try:
+        with h5_errors(path, what=".keras archive"):
+            yield
+    except BertconvError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, struct.error) as e:
+        raise CheckpointFormatError(f"not a readable .keras archive ({str(e)[:200]})", path=path,
+                                    hint="the file is damaged; download or copy it again") from None
 
 
 def is_keras_archive(path: Path) -> bool:
@@ -98,7 +116,8 @@ class _MemberH5(KerasH5Source):
         self._h5 = h5file
         self._datasets = {}
         self.layer_names, self.layer_weights, self._model_config = [], {}, None
-        self._index(h5py)
+        with h5_errors(archive_path):
+            self._index(h5py)
 
     def _mapped(self, dataset) -> np.ndarray | None:
         if self._offset is None or dataset.dtype.kind not in "biufc" or dataset.chunks is not None \
@@ -166,6 +185,7 @@ class KerasArchiveSource(TensorSource):
         super().__init__(path)
         import h5py
 
+        require_available(self.path, what="weights file")
         if not self.path.is_file():
             raise InputError("no such file", path=self.path)
         self._scratch: Path | None = None
@@ -176,7 +196,8 @@ class KerasArchiveSource(TensorSource):
         except (OSError, zipfile.BadZipFile) as e:
             raise CheckpointFormatError(f"not a readable .keras archive ({e})", path=self.path) from None
         try:
-            self._open(h5py)
+            with _archive_errors(self.path):
+                self._open(h5py)
         except BaseException:
             self.close()
             raise
@@ -270,7 +291,8 @@ class KerasArchiveSource(TensorSource):
             self._scratch = Path(tempfile.mkdtemp(prefix="bertconv-keras-"))
         target = self._scratch / PurePosixPath(member)
         if not target.is_file():
-            self._archive.extract(member, self._scratch)
+            with _archive_errors(self.path):
+                self._archive.extract(member, self._scratch)
         return target
 
     def close(self) -> None:

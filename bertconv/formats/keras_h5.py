@@ -28,15 +28,43 @@ writes variable-length strings). Groups not listed in ``layer_names`` (tf-keras'
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, InputError
+from ..errors import BertconvError, CheckpointFormatError, InputError
+from .availability import require_available
 from .base import TensorInfo, TensorSource
 
 __all__ = ["KerasH5Source"]
+
+
+#: what h5py raises on a damaged file, besides OSError: the HDF5 library's errors surface as
+#: RuntimeError (a symbol table, an object visit), ValueError and KeyError (a header that decodes
+#: to nonsense), TypeError and UnicodeDecodeError (an attribute of the wrong kind)
+_H5_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError)
+#: how many times its stored size a compressed dataset may expand to (deflate's limit is about
+#: 1032): a damaged dataspace cannot make a read allocate more than the file could hold
+_MAX_EXPANSION = 1100
+_DAMAGED = "the file is damaged; download or copy it again"
+
+
+@contextlib.contextmanager
+def h5_errors(path: Path, tensor: str | None = None, what: str = "HDF5 structure") -> Iterator[None]:
+    """h5py's and the HDF5 library's exceptions on a damaged file, as bertconv's one-line error
+    naming the file (and the dataset)."""
+    try:
+        yield
+    except BertconvError:
+        raise
+    except _H5_ERRORS as e:
+        detail = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise CheckpointFormatError(f"{what} does not read ({detail})", path=path, tensor=tensor,
+                                    hint=_DAMAGED) from None
 
 
 def _dtype_name(dtype: np.dtype) -> str:
@@ -71,11 +99,12 @@ class KerasH5Source(TensorSource):
         super().__init__(path, directory)
         import h5py
 
+        require_available(self.path, what="weights file")
         if not self.path.is_file():
             raise InputError("no such file", path=self.path)
         try:
             self._h5 = h5py.File(self.path, "r")
-        except OSError as e:
+        except _H5_ERRORS as e:
             raise CheckpointFormatError(f"not a readable HDF5 file ({e})", path=self.path) from None
         self._datasets: dict[str, object] = {}
         #: every layer, in the file's ``layer_names`` order (empty for a plain tree)
@@ -84,7 +113,9 @@ class KerasH5Source(TensorSource):
         self.layer_weights: dict[str, list[str]] = {}
         self._model_config: str | None = None
         try:
-            self._index(h5py)
+            with h5_errors(self.path):
+                self._index(h5py)
+                self._listing = self._describe()
         except BaseException:
             self._h5.close()
             raise
@@ -130,17 +161,42 @@ class KerasH5Source(TensorSource):
             return None
         try:
             return json.loads(self._model_config)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
             raise CheckpointFormatError(f"the model_config attribute is not JSON ({e})", path=self.path) from None
 
-    def _list(self) -> list[TensorInfo]:
+    def _describe(self) -> list[TensorInfo]:
+        """Every dataset's listing, each checked to fit in the file (read once, at opening: a
+        damaged header then fails here, naming the file, rather than in whatever lists it)."""
         out = []
+        file_size = self._h5.id.get_filesize()  # the HDF5 file's own (it may be a window of an archive)
         for name, dataset in self._datasets.items():
-            shape = tuple(int(d) for d in dataset.shape)
-            dtype = _dtype_name(dataset.dtype)
-            itemsize = dataset.dtype.itemsize if dtype != "string" else 0
-            out.append(TensorInfo(name, dtype, shape, int(np.prod(shape, dtype=np.int64)) * itemsize))
+            with h5_errors(self.path, name, "dataset"):
+                shape = tuple(int(d) for d in dataset.shape)
+                dtype = _dtype_name(dataset.dtype)
+                itemsize = dataset.dtype.itemsize if dtype != "string" else 0
+                nbytes = math.prod(shape) * itemsize
+                self._check_fits(dataset, name, nbytes, file_size)
+            out.append(TensorInfo(name, dtype, shape, nbytes))
         return out
+
+    def _check_fits(self, dataset, name: str, nbytes: int, file_size: int) -> None:
+        if not nbytes:
+            return
+        stored = dataset.id.get_storage_size()
+        compressed = bool(dataset.compression) or bool(getattr(dataset, "_filters", None))
+        limit = stored * _MAX_EXPANSION if compressed else file_size
+        offset = dataset.id.get_offset() if dataset.chunks is None else None
+        if nbytes > limit or (offset is not None and offset + nbytes > file_size):
+            raise CheckpointFormatError(f"dataset claims {nbytes} bytes (shape {list(dataset.shape)}), more than "
+                                        f"the {file_size}-byte file holds", path=self.path, tensor=name,
+                                        hint=_DAMAGED)
+
+    def _list(self) -> list[TensorInfo]:
+        listing = getattr(self, "_listing", None)
+        if listing is None:  # a subclass that indexes its file itself
+            with h5_errors(self.path):
+                listing = self._listing = self._describe()
+        return list(listing)
 
     def _read(self, name: str) -> np.ndarray:
         dataset = self._datasets[name]
@@ -149,8 +205,9 @@ class KerasH5Source(TensorSource):
             if mapped is not None:
                 return mapped
             array = np.asarray(dataset[()])
-        except OSError as e:
-            raise CheckpointFormatError(f"cannot read dataset ({e})", path=self.path, tensor=name) from None
+        except _H5_ERRORS as e:
+            raise CheckpointFormatError(f"cannot read dataset ({str(e)[:200]})", path=self.path, tensor=name,
+                                        hint=_DAMAGED) from None
         if array.dtype.kind in "SU":
             array = array.astype(object)
         array.flags.writeable = False

@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 
 from ..errors import CheckpointFormatError, InputError
+from .availability import require_available, unavailable
 from .base import TensorInfo, TensorSource
 
 __all__ = ["KerasHubSource", "is_keras_hub_preset", "PRESET_CONFIG", "BACKBONE_WEIGHTS", "TASK_WEIGHTS"]
@@ -43,7 +44,7 @@ _REGISTERED_PREFIXES = ("keras_hub>", "keras_nlp>")
 def _registered_name(config_path: Path) -> str | None:
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     name = data.get("registered_name") if isinstance(data, dict) else None
     return name if isinstance(name, str) else None
@@ -55,16 +56,19 @@ def is_keras_hub_preset(directory: Path) -> bool:
     directory = Path(directory)
     if not ((directory / PRESET_CONFIG).is_file() and (directory / BACKBONE_WEIGHTS).is_file()):
         return False
+    if unavailable(directory / PRESET_CONFIG) is not None:
+        return True  # a pointer or an empty file: the reader names it, rather than misreading the weights
     name = _registered_name(directory / PRESET_CONFIG)
     return name is not None and name.startswith(_REGISTERED_PREFIXES)
 
 
 def _read_json(path: Path) -> dict:
+    require_available(path, what="preset file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path=path) from None
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         raise CheckpointFormatError(f"not a JSON file ({e})", path=path) from None
     if not isinstance(data, dict):
         raise CheckpointFormatError("expected a JSON object", path=path)
@@ -85,7 +89,7 @@ class KerasHubSource(TensorSource):
         super().__init__(path, path)
         import h5py
 
-        from .keras_h5 import KerasH5Source
+        from .keras_h5 import KerasH5Source, h5_errors
 
         config = _read_json(self.path / PRESET_CONFIG)
         self.registered_name: str = str(config.get("registered_name"))
@@ -94,12 +98,14 @@ class KerasHubSource(TensorSource):
         self.task_class: str | None = None
         task_config = self.path / TASK_CONFIG
         if task_config.is_file():
-            self.task_class = _read_json(task_config).get("class_name")
+            task_class = _read_json(task_config).get("class_name")
+            self.task_class = task_class if isinstance(task_class, str) else None
         self.lower_case: bool | None = None
         self.lower_case_origin: str | None = None
         tokenizer = self.path / TOKENIZER_CONFIG
         if tokenizer.is_file():
-            value = (_read_json(tokenizer).get("config") or {}).get("lowercase")
+            described = _read_json(tokenizer).get("config")
+            value = described.get("lowercase") if isinstance(described, dict) else None
             if isinstance(value, bool):
                 self.lower_case, self.lower_case_origin = value, f"{tokenizer} (config.lowercase)"
         #: stable name -> (the file's reader, the dataset's path in it)
@@ -112,7 +118,7 @@ class KerasHubSource(TensorSource):
                     continue
                 reader = KerasH5Source(file, directory=self.path)
                 self._files.append(reader)
-                with h5py.File(file, "r") as h5:
+                with h5_errors(file), h5py.File(file, "r") as h5:
                     names = _stable_names(h5, h5py, prefix)
                 for dataset_path in reader.names():
                     name = names.get(dataset_path, f"{prefix}/{dataset_path}")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointFormatError, CorruptDataError, InputError, OutputError
+from .availability import require_available
 from .base import WRITE_PIECE_BYTES, TensorInfo, TensorSource, numpy_dtype
 
 if TYPE_CHECKING:  # imported where arrays are made (see numpy_dtype)
@@ -70,6 +71,7 @@ class _SafetensorsFile:
 
     def __init__(self, path: Path):
         self.path = path
+        require_available(path, what="weights file")
         try:
             self._file = open(path, "rb")
         except FileNotFoundError:
@@ -102,7 +104,7 @@ class _SafetensorsFile:
             raise self._fail("header is not a JSON object")
         try:
             header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-        except (UnicodeDecodeError, ValueError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested too deeply
             raise self._fail(f"header is not valid JSON ({e})") from None
         if not isinstance(header, dict):
             raise self._fail("header is not a JSON object")
@@ -121,7 +123,7 @@ class _SafetensorsFile:
             if not isinstance(entry, dict):
                 raise self._fail("header entry is not an object", name)
             code, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-            if code not in DTYPES:
+            if not isinstance(code, str) or code not in DTYPES:
                 raise self._fail(f"dtype {code!r} is not one bertconv reads", name)
             if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
                 raise self._fail(f"shape {shape!r} is not a list of sizes", name)
@@ -223,7 +225,7 @@ class SafetensorsSource(TensorSource):
             index = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError("no such file", path=self.path) from None
-        except (OSError, UnicodeDecodeError, ValueError) as e:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
             raise CheckpointFormatError(f"not a readable safetensors index ({e})", path=self.path) from None
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import CheckpointFormatError, InputError
 from ..torch_import import import_torch
+from .availability import require_available
 from .base import TensorInfo, TensorSource
 
 __all__ = ["TorchBinSource"]
@@ -50,9 +51,10 @@ class TorchBinSource(TensorSource):
 
     def __init__(self, path: str | Path, directory: str | Path | None = None):
         super().__init__(path, directory)
-        torch = import_torch()
+        require_available(self.path, what="weights file")  # before torch: a pointer is no pickle
         if not self.path.is_file():
             raise InputError("no such file", path=self.path)
+        torch = import_torch()
         loaded = self._load(torch)
         self._tensors = self._state_dict(loaded, torch)
 

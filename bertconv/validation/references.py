@@ -33,8 +33,15 @@ def open_against(against, verify_crc: bool = True, step: int | None = None):
         if layout is not None:  # bound first: a bound table may no longer be the canonical one (module/)
             layout = layout.for_checkpoint(source.names(), source)
         weights = canonical_view(source, layout) if layout is not None else source
-        return weights, source.close, getattr(weights, "layout", layout)
-    return against, lambda: None, getattr(against, "layout", None)
+        return weights, source.close, _bound_layout(weights) or layout
+    return against, lambda: None, _bound_layout(against)
+
+
+def _bound_layout(weights):
+    """The layout a canonical view is bound to; None for a reader (a Keras .h5 reader's own
+    ``layout`` attribute is the word "keras" or "tree", not a layout)."""
+    layout = getattr(weights, "layout", None)
+    return layout if hasattr(layout, "layer_norm_eps") else None
 
 
 def reference_config(against, converted_dict: dict[str, Any], given, family, layout=None) -> tuple[BertConfig, str]:
@@ -49,7 +56,7 @@ def reference_config(against, converted_dict: dict[str, Any], given, family, lay
     found = sidecar(*family.config_files) if callable(sidecar) else None
     if found is not None:
         # read as the conversion read it (a view's layout is bound to this checkpoint)
-        layout = layout or getattr(against, "layout", None)
+        layout = layout or _bound_layout(against)
         if layout is None:
             config = load_config_file(found)
         else:

@@ -63,7 +63,9 @@ def albert_reference_forward(weights: Any, config: BertConfig, inputs: MappingAB
         raise InputError(f"hidden_act {config.hidden_act!r} is not supported by the reference")
     act = ACTIVATIONS[config.hidden_act]
     extra = config.extra or {}
-    groups, inner = int(extra.get("num_hidden_groups", 1)), int(extra.get("inner_group_num", 1))
+    groups, inner = extra.get("num_hidden_groups", 1), extra.get("inner_group_num", 1)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (groups, inner)):
+        raise InputError(f"num_hidden_groups {groups!r} and inner_group_num {inner!r} must be positive integers")
     eps = config.layer_norm_eps
     hidden, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     width = config.embedding_size or hidden

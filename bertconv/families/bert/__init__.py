@@ -60,7 +60,7 @@ class GoogleBertFormat(OriginalFormat):
             notes.append("hidden_act 'gelu' (exact erf) written as Google's 'gelu', which computes the tanh "
                          "approximation: the TF model's outputs differ slightly from this model's")
             google_act = "gelu"
-        elif act in GOOGLE_ACTIVATION:
+        elif isinstance(act, str) and act in GOOGLE_ACTIVATION:
             google_act = GOOGLE_ACTIVATION[act]
         else:
             raise ConfigError(f"hidden_act {act!r} has no counterpart in google-research/bert "
