@@ -151,7 +151,7 @@ def test_a_pointer_under_a_name_that_says_nothing_is_still_named(tmp_path, capsy
 
 @pytest.mark.skipif(not REAL_POINTER.is_dir(), reason="the published checkpoint with a pointer is not here")
 def test_the_published_pointer_lists_and_then_names_the_pointer(tmp_path, capsys):
-    rc, out, err = run(capsys, "inspect", REAL_POINTER)
+    rc, out, err = run(capsys, "inspect", REAL_POINTER, "--tensors")
     assert rc == 0 and "bert/embeddings/word_embeddings" in out, err
     rc, _, err = run(capsys, "tf2pt", REAL_POINTER, tmp_path / "out", "-q")
     line = _one_line(err)
