@@ -49,9 +49,15 @@ def _electra() -> Family:
     return FAMILY
 
 
+def _convbert() -> Family:
+    from .convbert import FAMILY
+    return FAMILY
+
+
 #: family name -> what loads it, in detection order
 REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "nezha": _nezha, "roformer_v2": _roformer_v2,
-                                             "roformer": _roformer, "bert": _bert, "electra": _electra}
+                                             "roformer": _roformer, "bert": _bert, "convbert": _convbert,
+                                             "electra": _electra}
 
 #: user-facing head names accepted by ``--head``, besides ``auto``
 HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
