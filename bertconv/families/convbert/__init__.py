@@ -10,6 +10,21 @@ from ..electra import ElectraMemory
 from .layouts import DISCRIMINATOR, GENERATOR
 
 
+class ConvBertMemory(ElectraMemory):
+    def structure(self, config):
+        # a layer: attention and convolution heads (half the heads each at BERT's head width), their
+        # separable conv, the output dense over both, a feed-forward of num_groups groups
+        shape = super().structure(config)
+        h, i = int(config["hidden_size"]), int(config["intermediate_size"])
+        heads, ratio = int(config["num_attention_heads"]), int(config["head_ratio"])
+        k, groups = int(config["conv_kernel_size"]), int(config["num_groups"])
+        a = max(1, heads // ratio) * (h // heads)
+        n = max(1, heads // ratio)
+        attention = 4 * (h * a + a) + (k * h + h * a + a) + (a * n * k + n * k) + 2 * a * h + h + 2 * h
+        ffn = 2 * h * i // groups + i + h + 2 * h
+        return {**shape, "layer_weights": attention + ffn}
+
+
 class ConvBertFamily(Family):
     name = "convbert"
     model_type = "convbert"
@@ -26,7 +41,7 @@ class ConvBertFamily(Family):
     head_tensors = {"mlm": ("generator_predictions/dense/kernel",)}
     two_towers = Towers(layouts={"discriminator": DISCRIMINATOR.name, "generator": GENERATOR.name},
                         by_architecture={"ConvBertForMaskedLM": "generator"})
-    memory = ElectraMemory()
+    memory = ConvBertMemory()
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
         from .model import build_model
