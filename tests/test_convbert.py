@@ -67,3 +67,27 @@ def test_a_generator_of_one_attention_head_is_refused_with_the_reason(tmp_path):
     with pytest.raises(MappingError, match="reaches one head.*no ConvBertConfig holds this tower"):
         convert(SMALL_GEN, tmp_path / "g", tower="generator")
     assert not (tmp_path / "g").exists()
+
+
+def test_inspect_names_the_family_and_layout_and_the_left_out_head():
+    from bertconv.inspection import inspect_checkpoint
+
+    report = inspect_checkpoint(PRETRAIN)
+    text = "\n".join(report.render()) if isinstance(report.render(), list) else report.render()
+    assert "family convbert, layout convbert" in text
+    assert "no ConvBERT class in transformers 5" in text
+
+
+def test_a_config_file_must_state_the_convbert_fields(tmp_path):
+    import json
+
+    from bertconv.errors import ConfigError
+
+    stated = {"vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "intermediate_size": 64, "max_position_embeddings": 16, "type_vocab_size": 2, "embedding_size": 16}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(stated))
+    with pytest.raises(ConfigError, match="head_ratio, conv_kernel_size, num_groups"):
+        convert(PRETRAIN, tmp_path / "a", config=config)
+    config.write_text(json.dumps({**stated, "head_ratio": 2, "conv_kernel_size": 5, "num_groups": 2}))
+    assert convert(PRETRAIN, tmp_path / "b", config=config).validation.passed
