@@ -92,17 +92,3 @@ def test_a_config_file_must_state_the_convbert_fields(tmp_path):
     config.write_text(json.dumps({**stated, "head_ratio": 2, "conv_kernel_size": 5, "num_groups": 2}))
     assert convert(PRETRAIN, tmp_path / "b", config=config).validation.passed
 
-
-@pytest.mark.parametrize("name, shape", [("conv1d_depthwise", (5, 6, 1)), ("conv1d_pointwise", (1, 6, 4)),
-                                         ("column", (4,))])
-def test_the_convolution_transforms_go_back_and_state_their_bytes(name, shape):
-    from bertconv.mapping.transforms import TRANSFORMS
-
-    transform = TRANSFORMS[name]
-    array = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
-    moved = transform.apply(array)
-    assert moved.shape == transform.shape(shape) and transform.source_shape(moved.shape) == shape
-    assert np.array_equal(transform.invert(moved, shape), array)
-    matrix = transform.matrix(shape)
-    flat = array.reshape(-1) if matrix is None else array.reshape(matrix).T.reshape(-1)
-    assert np.array_equal(np.ascontiguousarray(moved).reshape(-1), flat)
