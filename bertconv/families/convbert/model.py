@@ -29,7 +29,8 @@ def convbert_fields(config: BertConfig) -> dict[str, int]:
     missing = [f for f in CONVBERT_FIELDS if f not in config.extra]
     if missing:
         raise ConfigError(f"the config states no {', '.join(missing)}",
-                          hint="leave out --config to read them from the weights' shapes, or state them")
+                          hint="leave out --config to read them from the weights' shapes, or state them "
+                               "(the original's linear_groups is num_groups)")
     return {f: int(config.extra[f]) for f in CONVBERT_FIELDS}
 
 
