@@ -68,6 +68,8 @@ FIXTURES: dict[str, tuple[Case, ...]] = {
     ),
     "albert": (Case("albert_pretrain"), Case("albert_hub")),
     "electra": (Case("electra_small"), Case("electra_small", {"tower": "generator"})),
+    "convbert": (Case("convbert_pretrain"), Case("convbert_pretrain", {"tower": "generator"}),
+                 Case("convbert_small_gen")),
     "roformer": (Case("roformer_google"), Case("roformer_bert4keras_ckpt"),
                  Case("keras_era/bert4keras_roformer_h5")),
     "nezha": (Case("nezha_pretrain"), Case("nezha_classifier"),

@@ -55,9 +55,15 @@ def _electra() -> Family:
     return FAMILY
 
 
+def _convbert() -> Family:
+    from .convbert import FAMILY
+    return FAMILY
+
+
 #: family name -> what loads it, in detection order
 REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "nezha": _nezha, "roformer_v2": _roformer_v2,
                                              "roformer": _roformer, "bigbird": _bigbird, "bert": _bert,
+                                             "convbert": _convbert,
                                              "electra": _electra}
 
 #: user-facing head names accepted by ``--head``, besides ``auto``

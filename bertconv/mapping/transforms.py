@@ -179,6 +179,73 @@ class MergeHeads(_MergeHeads):
     rank, transposed = 2, False
 
 
+class Conv1dDepthwise(Transform):
+    """Keras separable conv1d depthwise kernel ``[K, C, 1]`` -> ``nn.Conv1d(groups=C)`` weight ``[C, 1, K]``."""
+
+    name = "conv1d_depthwise"
+
+    def apply(self, array):
+        return array.transpose(1, 2, 0)
+
+    def invert(self, array, source_shape=None):
+        return array.transpose(2, 0, 1)
+
+    def shape(self, shape):
+        return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+    def source_shape(self, shape):
+        return (shape[2], shape[0], shape[1])
+
+    def matrix(self, source_shape):
+        size, channels, one = self._dims(source_shape, 3)
+        if one != 1:
+            raise ValueError(f"{self.name!r} takes a depth multiplier of 1, not {one}")
+        return size, channels
+
+
+class Conv1dPointwise(Transform):
+    """Keras separable conv1d pointwise kernel ``[1, C, O]`` -> ``nn.Conv1d`` weight ``[O, C, 1]``."""
+
+    name = "conv1d_pointwise"
+
+    def apply(self, array):
+        return array.transpose(2, 1, 0)
+
+    def invert(self, array, source_shape=None):
+        return array.transpose(2, 1, 0)
+
+    def shape(self, shape):
+        return tuple(reversed(shape))
+
+    def source_shape(self, shape):
+        return tuple(reversed(shape))
+
+    def matrix(self, source_shape):
+        one, channels, out = self._dims(source_shape, 3)
+        return channels, out
+
+
+class Column(Transform):
+    """A bias ``[O]`` -> the column ``[O, 1]`` a conv1d output is added to."""
+
+    name = "column"
+
+    def apply(self, array):
+        return array.reshape(-1, 1)
+
+    def invert(self, array, source_shape=None):
+        return array.reshape(-1)
+
+    def shape(self, shape):
+        return (*shape, 1)
+
+    def source_shape(self, shape):
+        return tuple(shape[:-1])
+
+    def matrix(self, source_shape):
+        return None
+
+
 def _product(dims) -> int:
     total = 1
     for d in dims:
@@ -188,7 +255,8 @@ def _product(dims) -> int:
 
 #: Every transform a rule may name, by name.
 TRANSFORMS: dict[str, Transform] = {t.name: t for t in (
-    Transpose(), MergeHeadsOutTranspose(), MergeHeadsInTranspose(), MergeHeads())}
+    Transpose(), MergeHeadsOutTranspose(), MergeHeadsInTranspose(), MergeHeads(), Conv1dDepthwise(),
+    Conv1dPointwise(), Column())}
 
 TRANSPOSE = TRANSFORMS["transpose"]
 MERGE_HEADS_OUT_T = TRANSFORMS["merge_heads_out_transpose"]

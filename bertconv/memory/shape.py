@@ -58,6 +58,9 @@ class EncoderShape:
     projection_in_encoder: bool = True
     #: a learned position table among the embeddings (RoFormer's rotary positions have none)
     position_table: bool = True
+    #: weights of one encoder layer where the layer is not BERT's (ConvBERT's convolution heads and
+    #: grouped feed-forward); 0: BERT's
+    layer_weights: int = 0
     #: parameters of the loaded model, counted from the checkpoint's tensors
     parameters: int = 0
     #: the dtype the tensors are stored in
@@ -74,6 +77,8 @@ class EncoderShape:
 
     # parameter counts, part by part, from the structure alone
     def layer_parameters(self) -> int:
+        if self.layer_weights:
+            return self.layer_weights
         h, i = self.hidden, self.intermediate
         return 4 * h * h + 4 * h + 2 * h + 2 * h * i + i + h + 2 * h
 
