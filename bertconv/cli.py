@@ -84,6 +84,15 @@ keep_tokens_option = click.option(
     "--keep-tokens", type=click.Path(), metavar="FILE",
     help="A JSON list of the vocab.txt lines a pruned vocabulary kept, in row order (bert4keras' keep_tokens): "
          "the vocab.txt written holds those tokens.")
+def _settings(ctx, param, value):
+    from .settings import parse_settings
+    return parse_settings(value)
+
+
+#: ``--set key=value``, repeatable, on every command that reads a config (bertconv/settings.py)
+set_option = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", callback=_settings,
+                          help="State a config fact the files lack or get wrong (repeatable); applied to the "
+                               "original's config before it is translated.")
 step_option = click.option("--step", type=click.IntRange(min=0), metavar="N",
                            help="A TensorFlow training directory's model.ckpt-N to read (default: the newest "
                                 "there, or the one its checkpoint file names).")
@@ -217,6 +226,7 @@ def cli():
               help="Order of the tensor list: by name (the default), by size or parameter count (largest first), "
                    "or by dtype.")
 @family_option
+@set_option
 @step_option
 @no_verify_crc_option
 @click.option("--memory", is_flag=True,
@@ -235,7 +245,7 @@ def cli():
               help="--memory: a GPU's memory (16GB) or name (T4, A100-80GB...): does it fit, what batch does.")
 @json_option
 @debug_option
-def inspect(path, stats, pattern, show_tensors, sort, family, step, no_verify_crc, memory, as_json,
+def inspect(path, stats, pattern, show_tensors, sort, family, settings, step, no_verify_crc, memory, as_json,
             **memory_options):
     """What a checkpoint (TF, safetensors, HF directory, .bin, .h5) holds: its format, family,
     heads and config first, then with --tensors every tensor and what it is."""
@@ -255,7 +265,7 @@ def inspect(path, stats, pattern, show_tensors, sort, family, step, no_verify_cr
 
     with _progress(as_json=as_json):
         report = inspect_checkpoint(path, stats=stats, filter=pattern, sort=sort or "name", family=family,
-                                    verify_crc=not no_verify_crc, step=step)
+                                    verify_crc=not no_verify_crc, step=step, settings=settings)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
         return
@@ -281,6 +291,7 @@ def inspect(path, stats, pattern, show_tensors, sort, family, step, no_verify_cr
               help="faithful: the original's tanh GELU (hidden_act gelu_new); exact: erf GELU.")
 @family_option
 @click.option("--config", "config_path", type=click.Path(), help="bert_config.json (default: beside the checkpoint).")
+@set_option
 @click.option("--vocab", "vocab_path", type=click.Path(), help="vocab.txt (default: beside the checkpoint).")
 @keep_tokens_option
 @click.option("--allow-unknown", is_flag=True, help="Drop unrecognised tensors with a warning instead of failing.")
@@ -301,7 +312,7 @@ def inspect(path, stats, pattern, show_tensors, sort, family, step, no_verify_cr
 @quiet_option
 @json_option
 @debug_option
-def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_path, vocab_path, keep_tokens,
+def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_path, settings, vocab_path, keep_tokens,
           allow_unknown, tower, overwrite, no_validate, torch_hub, convert_all, all_steps, jobs, step,
           no_verify_crc, quiet, as_json):
     """Convert a TensorFlow checkpoint to a Hugging Face directory or a .safetensors file, and check
@@ -311,7 +322,7 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
                    lower_case=None if cased is None else not cased, gelu=gelu, family=family,
                    config=config_path, vocab=vocab_path, allow_unknown=allow_unknown, overwrite=overwrite,
                    validate=not no_validate, verify_crc=not no_verify_crc, tower=tower,
-                   keep_tokens=keep_tokens, torch_hub=torch_hub)
+                   keep_tokens=keep_tokens, torch_hub=torch_hub, settings=settings)
     if convert_all or all_steps or jobs is not None:
         if not convert_all:
             raise click.UsageError(f"{'--all-steps' if all_steps else '-j'} goes with --all")
@@ -397,6 +408,7 @@ def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
 @click.option("--with-transformers", is_flag=True,
               help="Run the converted model through transformers (pip install transformers) instead of "
                    "bertconv's own model.")
+@set_option
 @tower_option
 @step_option
 @no_verify_crc_option
@@ -404,7 +416,7 @@ def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
 @json_option
 @debug_option
 def validate(converted, against, golden, save_golden, overwrite, reference, device, dtypes, batch, seq_len, seed,
-             text, atol, with_transformers, tower, step, no_verify_crc, quiet, as_json):
+             text, atol, with_transformers, settings, tower, step, no_verify_crc, quiet, as_json):
     """Run the converted model and compare every output with an independent reference."""
     from .validation import validate as run_validate
 
@@ -414,7 +426,7 @@ def validate(converted, against, golden, save_golden, overwrite, reference, devi
         report = run_validate(converted, against=against, golden=golden, reference=reference, device=device,
                               dtypes=dtypes, batch=batch, seq_len=seq_len, seed=seed, text=text, tolerance=atol,
                               with_transformers=with_transformers, save_golden=save_golden, tower=tower,
-                              verify_crc=not no_verify_crc, overwrite=overwrite, step=step)
+                              verify_crc=not no_verify_crc, overwrite=overwrite, step=step, settings=settings)
     if as_json:
         _emit_json(_clean_floats(report.to_dict()))
     elif not quiet:

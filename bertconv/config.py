@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ConfigError
 
@@ -102,10 +102,16 @@ def read_config_json(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config_file(path: str | Path, *, defaults: dict[str, Any] | None = None) -> BertConfig:
+def load_config_file(path: str | Path, *, defaults: dict[str, Any] | None = None,
+                     prepare: Callable[[dict, Path], dict] | None = None) -> BertConfig:
     """The config a JSON file states; ``defaults`` fills fields the file leaves out (the numerics
-    of the library that wrote the checkpoint, such as its LayerNorm epsilon)."""
-    return BertConfig.from_dict({**(defaults or {}), **read_config_json(path)}, path=Path(path))
+    of the library that wrote the checkpoint, such as its LayerNorm epsilon); ``prepare(data,
+    path)`` turns the original code's config into BertConfig's fields first (``--set``, a
+    family's own keys: :func:`bertconv.settings.original_config`)."""
+    data = read_config_json(path)
+    if prepare is not None:
+        data = prepare(data, Path(path))
+    return BertConfig.from_dict({**(defaults or {}), **data}, path=Path(path))
 
 
 def compare_configs(declared: BertConfig, inferred: dict[str, int]) -> list[str]:

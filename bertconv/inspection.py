@@ -17,6 +17,7 @@ from .formats import open_source
 from .model_card import describe as describe_provenance
 from .model_card import read_provenance, source_directory
 from .mapping import METADATA_NAMES, training_state_kind, transformed_shape
+from .settings import check_known, preparer
 from .vocab import load_vocab
 
 if TYPE_CHECKING:  # NumPy only for --stats and tensor values: listing a checkpoint needs none
@@ -107,7 +108,7 @@ def tensor_stats(array: np.ndarray) -> dict[str, float]:
 
 def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | None = None,
                        sort: str = "name", family: str | None = None, verify_crc: bool = True,
-                       step: int | None = None) -> InspectReport:
+                       step: int | None = None, settings: dict | None = None) -> InspectReport:
     with open_source(path, verify_crc=verify_crc, step=step) as src:
         infos = list(src)
         layout, naming, to_source = source_view((i.name for i in infos), family, source=src)
@@ -183,9 +184,12 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
 
         config_file = src.sidecar(*(layout.family.config_files if layout is not None else Family.config_files))
         problems: list[str] = []
+        if layout is not None:
+            check_known(layout.family, settings)
         if config_file is not None:
             try:
-                declared = load_config_file(config_file)
+                declared = load_config_file(config_file, prepare=preparer(layout.family, settings, notes)
+                                            if layout is not None else None)
                 if heads_guess is not None:  # what the file states, not a guess beside it
                     notes[notes.index(heads_guess)] = (f"num_attention_heads={declared.num_attention_heads}, "
                                                        f"from {Path(config_file).name} (no shape records it)")

@@ -126,7 +126,8 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
                              path=src.path, hint="it is PyTorch already: inspect, validate or diff it")
         src.require_data()  # before planning: a missing data file is named as such, not as missing tensors
         plan = plan_conversion(src, family=o.family, head=o.head, config_path=o.config, vocab_path=o.vocab,
-                               allow_unknown=o.allow_unknown, tower=o.tower, keep_tokens=o.keep_tokens)
+                               allow_unknown=o.allow_unknown, tower=o.tower, keep_tokens=o.keep_tokens,
+                               settings=o.settings)
         _check_labels(labels, plan)
         _refuse_overwriting_source(output, src, plan)
         notes = [*src.notes, *plan.notes]

@@ -47,6 +47,9 @@ class ConvertOptions:
     keep_tokens: str | Path | None = None
     #: also write hubconf.py into the directory, for ``torch.hub.load``
     torch_hub: bool = False
+    #: config facts applied to the original's config before it is translated (``--set``; see
+    #: :mod:`bertconv.settings`)
+    settings: dict | None = None
     # PyTorch -> TensorFlow
     #: write a model whose Hugging Face ``hidden_act`` is the exact erf GELU, which the original
     #: code computes in its tanh form

@@ -12,6 +12,7 @@ from ..families import Family, Layout, candidate_layouts, detect_layout, select_
 from ..formats.base import TensorSource
 from ..mapping import METADATA_NAMES, Match, training_state_kind, transformed_shape
 from ..mapping.transforms import Transform, transform_named
+from ..settings import apply_to, preparer
 from ..vocab import Vocab, check_vocab_size, load_vocab, prune_vocab
 
 
@@ -94,7 +95,17 @@ def select_heads(layout: Layout, present: frozenset, requested: str) -> tuple[fr
 
 
 def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | Path | None,
-                   notes: list[str]) -> tuple[BertConfig, str, dict]:
+                   notes: list[str], settings: dict | None = None) -> tuple[BertConfig, str, dict]:
+    """The original's config (its file's, else inferred from the weights and the source's records),
+    ``settings`` (``--set``) applied to the original code's config before it is translated."""
+    config, origin, facts = _resolve_config(layout, source, config_path=config_path, notes=notes, settings=settings)
+    if not facts.pop("from_file", False):
+        config = apply_to(config, layout.family, settings, notes)
+    return config, origin, facts
+
+
+def _resolve_config(layout: Layout, source: TensorSource, *, config_path: str | Path | None,
+                    notes: list[str], settings: dict | None) -> tuple[BertConfig, str, dict]:
     shapes = {i.name: i.shape for i in source}
     inferred = layout.infer_sizes(shapes) if layout.infer_sizes else {}
     if config_path is None:
@@ -107,7 +118,7 @@ def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | P
     if config_path is not None:
         if stated_heads is not None:
             inferred["num_attention_heads"] = stated_heads
-        config = layout.read_config(config_path, inferred, notes)
+        config = layout.read_config(config_path, inferred, notes, prepare=preparer(layout.family, settings, notes))
         problems = compare_configs(config, inferred)
         if problems:
             raise ConfigError("contradicts the weights: " + "; ".join(problems), path=config_path,
@@ -118,7 +129,7 @@ def resolve_config(layout: Layout, source: TensorSource, *, config_path: str | P
         if disagreeing:
             raise ConfigError("contradicts what the source records: " + "; ".join(disagreeing), path=config_path,
                               hint="use the config released with this checkpoint, or --config")
-        return config, str(config_path), {"num_labels": num_labels}
+        return config, str(config_path), {"num_labels": num_labels, "from_file": True}
     if recorded:
         config, origin = _config_from_records(layout, source, inferred, stated_heads, recorded, notes)
         return config, origin, {"num_labels": num_labels}
@@ -211,7 +222,8 @@ def expected_shape(symbolic: tuple, config: BertConfig, num_labels: int | None) 
 
 def plan_conversion(source: TensorSource, *, family: str | None = None, head: str = "auto", tower: str | None = None,
                     config_path: str | Path | None = None, vocab_path: str | Path | None = None,
-                    allow_unknown: bool = False, keep_tokens: str | Path | None = None) -> Plan:
+                    allow_unknown: bool = False, keep_tokens: str | Path | None = None,
+                    settings: dict | None = None) -> Plan:
     names = source.names()
     # --family forces its layout even where the names do not look like it: the plan then says
     # exactly which tensors are missing or unknown
@@ -237,7 +249,7 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
         else:
             unknown.append(name)
 
-    config, origin, facts = resolve_config(layout, source, config_path=config_path, notes=notes)
+    config, origin, facts = resolve_config(layout, source, config_path=config_path, notes=notes, settings=settings)
     num_labels = facts["num_labels"]
     present = frozenset(layout.heads_present(matches))
     heads, head_notes = select_heads(layout, present, head)

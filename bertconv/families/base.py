@@ -90,6 +90,9 @@ class Layout:
     #: (keras-bert cuts the position table to ``seq_len``; bert4keras' ``keep_tokens`` prunes the
     #: vocabulary): field -> why, in words; the weights' size is taken, with a note
     sizes_from_weights: dict[str, str] = field(default_factory=dict)
+    #: what a Hugging Face config.json states for this checkpoint besides the source config, read
+    #: from it when the layout is bound (TAPAS' aggregation head size: its weights' rows)
+    config_fields: dict[str, Any] = field(default_factory=dict)
     family: "Family | None" = None
 
     def __repr__(self) -> str:
@@ -119,7 +122,8 @@ class Layout:
         the pooler are another model's (ELECTRA's other tower): their sizes are not this one's."""
         return infer_sizes(self.mapping, shapes, fields=SIZE_FIELDS, skip_parts=self.structural_parts - {"pooler"})
 
-    def read_config(self, path, stored: dict[str, int], notes: list[str] | None = None) -> "BertConfig":
+    def read_config(self, path, stored: dict[str, int], notes: list[str] | None = None, *,
+                    prepare=None) -> "BertConfig":
         """A config file as this layout's library wrote it: what the file leaves out is that
         library's default (its LayerNorm epsilon), and the sizes it may store otherwise than its
         config says (:attr:`sizes_from_weights`) are the weights' (``stored``, from
@@ -128,7 +132,7 @@ class Layout:
 
         from ..config import load_config_file
 
-        config = load_config_file(path, defaults={"layer_norm_eps": self.layer_norm_eps})
+        config = load_config_file(path, defaults={"layer_norm_eps": self.layer_norm_eps}, prepare=prepare)
         changes = {}
         for name, why in self.sizes_from_weights.items():
             value, declared = stored.get(name), getattr(config, name)
@@ -308,6 +312,12 @@ class Family:
     #: whether ``validate --with-transformers`` can run this family's models (through
     #: :meth:`transformers_outputs`)
     runs_in_transformers: bool = False
+    #: the keys the original code's config knows, which ``--set`` may state (empty: BertConfig's fields)
+    config_keys: frozenset = frozenset()
+    #: settings the original code takes from its run, not its files: key -> (the code's own
+    #: default, where that default is); used, with a note, where neither the config nor ``--set``
+    #: states them
+    unrecorded_config: dict[str, tuple[Any, str]] = {}
 
     # -- capabilities (None: the family has none) -----------------------------------------------
     two_towers: Towers | None = None
@@ -336,6 +346,15 @@ class Family:
 
     def __repr__(self) -> str:
         return f"<Family {self.name}>"
+
+    def translate_config(self, original: dict) -> dict:
+        """The original code's config (``--set`` applied) -> BertConfig's fields; keys it does not
+        know are kept in ``extra``."""
+        return original
+
+    def validation_inputs(self, inputs: dict, config: "BertConfig") -> dict:
+        """Generated validation inputs made the family's own (TAPAS: seven token-type columns)."""
+        return inputs
 
     # -- services -------------------------------------------------------------------------------
     @property
@@ -468,8 +487,9 @@ class Family:
         return files, lower_case, note
 
     def hf_config_extras(self, layout: Layout) -> dict[str, Any]:
-        """What a Hugging Face config.json of this family states besides the source config."""
-        return dict(self.hf_config_fields)
+        """What a Hugging Face config.json of this family states besides the source config (and
+        the bound layout's facts of one checkpoint)."""
+        return {**self.hf_config_fields, **layout.config_fields}
 
     def tower_of(self, architecture: str, recorded: str | None) -> str | None:
         """For checkpoints of several models: the tower a converted model of ``architecture`` was

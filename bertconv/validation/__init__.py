@@ -36,7 +36,8 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
              device: str = "auto", dtypes=("float32",), batch: int = 2, seq_len: int = 16, seed: int = 0,
              text: str | Path | None = None, tolerance: float | None = None, with_transformers: bool = False,
              save_golden: str | Path | None = None, source_config=None, tower: str | None = None,
-             verify_crc: bool = True, overwrite: bool = False, step: int | None = None) -> ValidationReport:
+             verify_crc: bool = True, overwrite: bool = False, step: int | None = None,
+             settings: dict | None = None) -> ValidationReport:
     """Run the converted model and compare each output with the reference, for each dtype.
 
     ``against``: the original checkpoint (any path ``open_source`` reads; or a TensorSource, or a
@@ -44,6 +45,8 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
     outputs, used instead. ``save_golden`` replaces an existing file only with ``overwrite``.
     ``source_config``: the original's config when ``against`` has no config file beside it.
     ``step``: which ``model.ckpt-N`` of a TensorFlow training directory ``against`` is.
+    ``settings``: config facts applied to the original's config file (``--set``); a setting its
+    files do not record is otherwise the converted model's.
     """
     from ..converted import describe_converted, family_of
 
@@ -91,12 +94,13 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
     else:
         weights, close, layout = open_against(against, verify_crc, step)
         try:
-            ref_config, config_origin = reference_config(weights, config_dict, source_config, family, layout)
+            ref_config, config_origin = reference_config(weights, config_dict, source_config, family, layout,
+                                                         settings=settings, notes=notes)
             if text is not None:
                 inputs = text_inputs(text, directory, config)
             else:
                 vocab = directory / "vocab.txt" if directory else None
-                inputs = make_validation_inputs(config, batch, seq_len, seed, vocab)
+                inputs = family.validation_inputs(make_validation_inputs(config, batch, seq_len, seed, vocab), config)
             reference_outputs = compute_reference(weights, ref_config, inputs, reference, family=family,
                                                   tower=tower, heads=family.reference_heads(weights, architecture))
         finally:

@@ -44,24 +44,30 @@ def _bound_layout(weights):
     return layout if hasattr(layout, "layer_norm_eps") else None
 
 
-def reference_config(against, converted_dict: dict[str, Any], given, family, layout=None) -> tuple[BertConfig, str]:
+def reference_config(against, converted_dict: dict[str, Any], given, family, layout=None, *,
+                     settings: dict | None = None, notes: list[str] | None = None) -> tuple[BertConfig, str]:
     """The original's config: given, or the checkpoint's config file (one of ``family``'s, read
     with the numerics facts of ``layout``, the library that wrote the checkpoint), or (last) the
-    converted model's own config with the source's activation name restored."""
+    converted model's own config with the source's activation name restored. ``settings``
+    (``--set``) apply to a config file; what the files do not record is the converted model's."""
+    from ..settings import preparer
+
+    prepare = preparer(family, settings, notes, stated=converted_dict)
     if isinstance(given, BertConfig):
         return given, "given"
     if given is not None:
-        return load_config_file(given), str(given)
+        return load_config_file(given, prepare=prepare), str(given)
     sidecar = getattr(against, "sidecar", None)
     found = sidecar(*family.config_files) if callable(sidecar) else None
     if found is not None:
         # read as the conversion read it (a view's layout is bound to this checkpoint)
         layout = layout or _bound_layout(against)
         if layout is None:
-            config = load_config_file(found)
+            config = load_config_file(found, prepare=prepare)
         else:
             shapes = against.shapes() if hasattr(against, "shapes") else {}
-            config = layout.read_config(found, layout.infer_sizes(shapes) if layout.sizes_from_weights else {})
+            config = layout.read_config(found, layout.infer_sizes(shapes) if layout.sizes_from_weights else {},
+                                        prepare=prepare)
         meaning = layout.reference_activation.get(config.hidden_act) if layout is not None else None
         if meaning:  # e.g. a Hugging Face config's "gelu" is the erf form
             config = dataclasses.replace(config, hidden_act=meaning)
