@@ -35,8 +35,11 @@ def run_outputs(model: nn.Module, inputs) -> dict[str, np.ndarray]:
     token_type_ids = _as_tensor(inputs.get("token_type_ids", np.zeros(input_ids.shape, np.int64)), param.device)
     attention_mask = _as_tensor(inputs.get("attention_mask", np.ones(input_ids.shape, np.int64)), param.device)
     config = encoder.config
+    # [B, T, columns] token types (TAPAS): the segment column is type_vocab_size's, the family's
+    # model checks its other columns
+    segments = token_type_ids[..., 0] if token_type_ids.ndim == 3 else token_type_ids
     for name, t, upper in (("input_ids", input_ids, config.vocab_size),
-                           ("token_type_ids", token_type_ids, config.type_vocab_size)):
+                           ("token_type_ids", segments, config.type_vocab_size)):
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= upper):
             raise InputError(f"{name} holds values outside [0, {upper})")
     if input_ids.shape[1] > config.max_position_embeddings:

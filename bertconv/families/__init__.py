@@ -14,7 +14,8 @@ from ..formats.base import NO_RECORDS, SourceRecords
 from .base import Family, Layout
 
 #: Detection order. ALBERT's names begin like BERT's (``bert/embeddings``), so its more specific
-#: marker is tried first. ELECTRA comes after BERT: below their prefixes their PyTorch names are
+#: marker is tried first. TAPAS' names are BERT's with numbered token-type tables: before BERT.
+#: ELECTRA comes after BERT: below their prefixes their PyTorch names are
 #: the same, so a bare state dict without ELECTRA's own names reads as BERT. RoFormer's names are
 #: BERT's without the position table; its ``recognise`` claims only checkpoints that lack one.
 #: NEZHA's are too, and its config says so (``use_relative_position``); RoFormer-v2's lack the
@@ -45,6 +46,11 @@ def _bigbird() -> Family:
     return FAMILY
 
 
+def _tapas() -> Family:
+    from .tapas import FAMILY
+    return FAMILY
+
+
 def _bert() -> Family:
     from .bert import FAMILY
     return FAMILY
@@ -62,12 +68,12 @@ def _convbert() -> Family:
 
 #: family name -> what loads it, in detection order
 REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "nezha": _nezha, "roformer_v2": _roformer_v2,
-                                             "roformer": _roformer, "bigbird": _bigbird, "bert": _bert,
-                                             "convbert": _convbert,
+                                             "roformer": _roformer, "tapas": _tapas, "bigbird": _bigbird,
+                                             "bert": _bert, "convbert": _convbert,
                                              "electra": _electra}
 
 #: user-facing head names accepted by ``--head``, besides ``auto``
-HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad")
+HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad", "table_qa")
 
 __all__ = ["Family", "Layout", "REGISTRY", "HEAD_CHOICES", "get_family", "families", "find_layout",
            "detect_layout", "candidate_layouts", "default_family", "source_view", "select_tower", "family_for_model_type", "family_for_architecture",

@@ -1,0 +1,94 @@
+"""The TAPAS family: Hugging Face ``Tapas*`` models from google-research/tapas' TF1 checkpoints
+(pretrained, and the table question-answering and TabFact classifier fine-tunes).
+
+``bert_config.json`` is google-research/bert's with ``type_vocab_size`` a list of the seven
+token-type tables' sizes (TapasConfig's ``type_vocab_sizes``). Two settings that change what the
+model computes live in the run, not the files, and are taken from the original code's defaults
+with a note (``--set`` states them): ``reset_position_index_per_cell`` (False in
+run_task_main.py and tapas_pretraining_model.py; TapasConfig's own default is True) and the cell
+selection ``temperature`` (1.0 in run_task_main.py; each task's hyper-parameters set their own).
+The PyTorch model (``model.py``) and float64 reference (``reference.py``) load only when used; the
+tokenizer files are BERT's WordPiece ones from ``vocab.txt``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ...errors import ConfigError
+from ..base import Family, Layout
+from ..bert import GOOGLE_CONFIG_KEYS
+from .layouts import HEAD_TENSORS, LAYOUT, TOKEN_TYPES
+
+#: what google-research/tapas' runs set and its files do not record: key -> (the code's default, where)
+UNRECORDED = {
+    "reset_position_index_per_cell": (False, "the default of google-research/tapas' run_task_main.py and "
+                                             "tapas_pretraining_model.py"),
+    "temperature": (1.0, "the default of google-research/tapas' run_task_main.py; each task's hyper-parameters "
+                         "set their own, e.g. WTQ 0.0352513"),
+}
+
+
+def _bind(layout: Layout, names: list[str], source=None) -> Layout:
+    """The layout with this checkpoint's aggregation head size (0: none) for config.json."""
+    shape = _stored_shape(source, "output_weights_agg") if "output_weights_agg" in names else None
+    return dataclasses.replace(layout, config_fields={"num_aggregation_labels": int(shape[0]) if shape else 0},
+                               bind=None)
+
+
+def _stored_shape(source, name: str):
+    stored = getattr(source, "stored_shape", None)
+    if stored is not None:
+        return stored(name)
+    info = getattr(source, "info", None)
+    return tuple(info(name).shape) if info is not None else None
+
+
+class TapasFamily(Family):
+    name = "tapas"
+    model_type = "tapas"
+    architectures = {
+        frozenset(): "TapasModel",
+        frozenset({"mlm"}): "TapasForMaskedLM",
+        frozenset({"table_qa"}): "TapasForQuestionAnswering",
+        frozenset({"classifier"}): "TapasForSequenceClassification",
+    }
+    without_pooler = frozenset({"TapasForMaskedLM"})
+    tied = {"cls.predictions.decoder.weight": "tapas.embeddings.word_embeddings.weight",
+            "cls.predictions.decoder.bias": "cls.predictions.bias"}
+    pooler_weight = "tapas.pooler.dense.weight"
+    head_tensors = {h: names for h, names in HEAD_TENSORS.items() if h != "nsp"}
+    head_descriptions = {"mlm": "masked LM", "nsp": "next sentence (no Tapas class has one: not exported)",
+                         "table_qa": "cell selection and aggregation", "classifier": "sequence classifier"}
+    task_heads = frozenset({"table_qa", "classifier"})
+    config_keys = frozenset(GOOGLE_CONFIG_KEYS) | {"softmax_temperature"}
+    unrecorded_config = UNRECORDED
+
+    def translate_config(self, original: dict) -> dict:
+        sizes = original.get("type_vocab_size")
+        if isinstance(sizes, list):
+            if len(sizes) != TOKEN_TYPES or not all(isinstance(s, int) and s > 0 for s in sizes):
+                raise ConfigError(f"type_vocab_size lists {sizes!r}; TAPAS has {TOKEN_TYPES} token-type tables")
+            # BertConfig's type_vocab_size is the segment table, TapasConfig's list all seven
+            original = {**original, "type_vocab_size": sizes[0], "type_vocab_sizes": list(sizes)}
+        temperature = original.get("softmax_temperature", 1.0)
+        if temperature != 1.0:
+            raise ConfigError(f"softmax_temperature is {temperature}: transformers' Tapas has no attention "
+                              "temperature, so no converted model would compute this checkpoint's attention")
+        return original
+
+    def build_model(self, config, architecture, *, with_pooler, num_labels):
+        from .model import build_model
+        return build_model(config, architecture, self.architecture_heads[architecture], num_labels=num_labels,
+                           with_pooler=with_pooler)
+
+    def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
+        self.numpy_reference_only(kind)
+        from .reference import tapas_reference_forward
+        return tapas_reference_forward(weights, config, inputs, heads=heads)
+
+    def validation_inputs(self, inputs, config):
+        from .inputs import table_inputs
+        return table_inputs(inputs, config)
+
+
+FAMILY = TapasFamily([dataclasses.replace(LAYOUT, bind=_bind)])
