@@ -182,7 +182,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                                    f"{DEFAULT_HEAD_SIZE} as in Google's releases")
                     notes.append(heads_guess)
 
-        config_file = src.sidecar(*(layout.family.config_files if layout is not None else Family.config_files))
+        config_file = layout.family.find_config(src) if layout is not None else src.sidecar(*Family.config_files)
         problems: list[str] = []
         if layout is not None:
             check_known(layout.family, settings)

@@ -109,7 +109,7 @@ def _resolve_config(layout: Layout, source: TensorSource, *, config_path: str | 
     shapes = {i.name: i.shape for i in source}
     inferred = layout.infer_sizes(shapes) if layout.infer_sizes else {}
     if config_path is None:
-        config_path = source.sidecar(*layout.family.config_files)
+        config_path = layout.family.find_config(source)
     num_labels = inferred.pop("num_labels", None)
     # Some layouts state the head count in a shape (TF2 Model Garden: [H, heads, head_size]).
     stated_heads = inferred.pop("num_attention_heads", None)

@@ -14,7 +14,8 @@ from ..formats.base import NO_RECORDS, SourceRecords
 from .base import Family, Layout
 
 #: Detection order. ALBERT's names begin like BERT's (``bert/embeddings``), so its more specific
-#: marker is tried first. TAPAS' names are BERT's with numbered token-type tables: before BERT.
+#: marker is tried first. MobileBERT's (bottlenecks, FakeLayerNorm) and TAPAS' names (numbered
+#: token-type tables) are BERT's with more: before BERT.
 #: ELECTRA comes after BERT: below their prefixes their PyTorch names are
 #: the same, so a bare state dict without ELECTRA's own names reads as BERT. RoFormer's names are
 #: BERT's without the position table; its ``recognise`` claims only checkpoints that lack one.
@@ -46,6 +47,11 @@ def _bigbird() -> Family:
     return FAMILY
 
 
+def _mobilebert() -> Family:
+    from .mobilebert import FAMILY
+    return FAMILY
+
+
 def _tapas() -> Family:
     from .tapas import FAMILY
     return FAMILY
@@ -68,8 +74,8 @@ def _convbert() -> Family:
 
 #: family name -> what loads it, in detection order
 REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "nezha": _nezha, "roformer_v2": _roformer_v2,
-                                             "roformer": _roformer, "tapas": _tapas, "bigbird": _bigbird,
-                                             "bert": _bert, "convbert": _convbert,
+                                             "roformer": _roformer, "mobilebert": _mobilebert, "tapas": _tapas,
+                                             "bigbird": _bigbird, "bert": _bert, "convbert": _convbert,
                                              "electra": _electra}
 
 #: user-facing head names accepted by ``--head``, besides ``auto``

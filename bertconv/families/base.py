@@ -297,6 +297,9 @@ class Family:
     config_file: str = "bert_config.json"
     #: config files looked for beside a checkpoint, in order
     config_files: tuple[str, ...] = ("bert_config.json", "config.json")
+    #: where no file of :attr:`config_files` is found: a glob of the names the family's releases
+    #: give their config (MobileBERT names it after the model), used when exactly one file matches
+    config_pattern: str | None = None
     #: how inspect describes each head (and which heads inspect reports present or absent)
     head_descriptions: dict[str, str] = {"mlm": "masked LM", "nsp": "next sentence",
                                          "classifier": "sequence classifier", "squad": "SQuAD span"}
@@ -450,6 +453,17 @@ class Family:
         elif len(heads) == 1:
             named[out.HEAD_OUTPUTS[next(iter(heads))]] = result.logits
         return named
+
+    def find_config(self, source) -> Path | None:
+        """The config file beside a checkpoint: one of :attr:`config_files`, else the one file
+        matching :attr:`config_pattern`."""
+        sidecar = getattr(source, "sidecar", None)
+        found = sidecar(*self.config_files) if callable(sidecar) else None
+        directory = getattr(source, "directory", None)
+        if found is None and self.config_pattern and directory is not None:
+            matches = sorted(p for p in Path(directory).glob(self.config_pattern) if p.is_file())
+            found = matches[0] if len(matches) == 1 else None
+        return found
 
     def tokenizer_source(self, source, vocab) -> Path | None:
         """A tokenizer model the family ships instead of vocab.txt (its ``sentencepiece``), when

@@ -58,7 +58,7 @@ def reference_config(against, converted_dict: dict[str, Any], given, family, lay
     if given is not None:
         return load_config_file(given, prepare=prepare), str(given)
     sidecar = getattr(against, "sidecar", None)
-    found = sidecar(*family.config_files) if callable(sidecar) else None
+    found = family.find_config(against) if callable(sidecar) else None
     if found is not None:
         # read as the conversion read it (a view's layout is bound to this checkpoint)
         layout = layout or _bound_layout(against)

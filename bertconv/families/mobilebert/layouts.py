@@ -1,0 +1,132 @@
+"""google-research's MobileBERT TF1 names -> Hugging Face ``MobileBert*`` state-dict names.
+
+MobileBERT's checkpoints keep BERT's scopes (``bert/embeddings``, ``bert/encoder/layer_N``) and add
+what its structure has: ``embedding_transformation`` (the trigram or narrow word embeddings
+mapped to the hidden width), each layer's ``bottleneck/input`` and, where the key and query
+share it, ``bottleneck/attention``, the stacked feed-forward networks ``ffn_layer_J`` before the
+last one, ``output/bottleneck`` back to the hidden width; its normalisations are ``FakeLayerNorm``
+(``normalization_type: no_norm``, ``x * gamma + beta``) or ``LayerNorm``. Which of these a
+checkpoint has depends on its config, so the table is bound to each checkpoint from its names
+(:func:`bind`). The masked-LM head's ``extra_output_weights`` ([vocab, hidden - embedding]) are
+the output columns beyond the word embeddings: Hugging Face's ``cls.predictions.dense.weight``,
+transposed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from ...mapping import TRANSPOSE as T
+from ...mapping import Mapping, Rule
+from ..base import Layout
+from ..bert.layouts.google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
+
+L = "bert/encoder/layer_{layer}/"
+P = "mobilebert.encoder.layer.{layer}."
+NORMS = ("FakeLayerNorm", "LayerNorm")
+
+
+def _dense(source: str, target: str, head: str | None = None) -> tuple[Rule, ...]:
+    return (Rule(source + "/kernel", target + ".weight", (), T, head), Rule(source + "/bias", target + ".bias", (), None, head))
+
+
+def _norm(source: str, target: str, norm: str) -> tuple[Rule, ...]:
+    return (Rule(f"{source}/{norm}/gamma", target + ".weight"), Rule(f"{source}/{norm}/beta", target + ".bias"))
+
+
+def rules(norm: str, *, transformation: bool, bottleneck: bool, shared_bottleneck: bool, ffn: int,
+          pooler: bool, extra_output: bool) -> tuple[Rule, ...]:
+    """The table of one MobileBERT structure (shapes are checked by the model and the reference,
+    which know the bottleneck widths)."""
+    out = [Rule("bert/embeddings/word_embeddings", "mobilebert.embeddings.word_embeddings.weight"),
+           Rule("bert/embeddings/position_embeddings", "mobilebert.embeddings.position_embeddings.weight"),
+           Rule("bert/embeddings/token_type_embeddings", "mobilebert.embeddings.token_type_embeddings.weight"),
+           *_norm("bert/embeddings", "mobilebert.embeddings.LayerNorm", norm)]
+    if transformation:
+        out += _dense("bert/embeddings/embedding_transformation", "mobilebert.embeddings.embedding_transformation")
+    if bottleneck:
+        out += [*_dense(L + "bottleneck/input/dense", P + "bottleneck.input.dense"),
+                *_norm(L + "bottleneck/input", P + "bottleneck.input.LayerNorm", norm)]
+    if shared_bottleneck:
+        out += [*_dense(L + "bottleneck/attention/dense", P + "bottleneck.attention.dense"),
+                *_norm(L + "bottleneck/attention", P + "bottleneck.attention.LayerNorm", norm)]
+    for name in ("query", "key", "value"):
+        out += _dense(L + f"attention/self/{name}", P + f"attention.self.{name}")
+    out += [*_dense(L + "attention/output/dense", P + "attention.output.dense"),
+            *_norm(L + "attention/output", P + "attention.output.LayerNorm", norm)]
+    for j in range(ffn - 1):
+        out += [*_dense(L + f"ffn_layer_{j}/intermediate/dense", P + f"ffn.{j}.intermediate.dense"),
+                *_dense(L + f"ffn_layer_{j}/output/dense", P + f"ffn.{j}.output.dense"),
+                *_norm(L + f"ffn_layer_{j}/output", P + f"ffn.{j}.output.LayerNorm", norm)]
+    out += [*_dense(L + "intermediate/dense", P + "intermediate.dense"),
+            *_dense(L + "output/dense", P + "output.dense"),
+            *_norm(L + "output", P + "output.LayerNorm", norm)]
+    if bottleneck:
+        out += [*_dense(L + "output/bottleneck/dense", P + "output.bottleneck.dense"),
+                *_norm(L + "output/bottleneck", P + "output.bottleneck.LayerNorm", norm)]
+    if pooler:
+        out += _dense("bert/pooler/dense", "mobilebert.pooler.dense", "pooler")
+    # heads: run_pretraining.py's; the MLM transform's normalisation is a LayerNorm whatever the config says
+    out += [*_dense("cls/predictions/transform/dense", "cls.predictions.transform.dense", "mlm"),
+            Rule("cls/predictions/transform/LayerNorm/gamma", "cls.predictions.transform.LayerNorm.weight", (), None, "mlm"),
+            Rule("cls/predictions/transform/LayerNorm/beta", "cls.predictions.transform.LayerNorm.bias", (), None, "mlm"),
+            Rule("cls/predictions/output_bias", "cls.predictions.bias", (), None, "mlm")]
+    if extra_output:
+        out.append(Rule("cls/predictions/extra_output_weights", "cls.predictions.dense.weight", (), T, "mlm"))
+    out += [Rule("cls/seq_relationship/output_weights", "cls.seq_relationship.weight", (2, "hidden_size"), None, "nsp"),
+            Rule("cls/seq_relationship/output_bias", "cls.seq_relationship.bias", (2,), None, "nsp")]
+    return tuple(out)
+
+
+def structure(names) -> dict:
+    """What a checkpoint's names say of its structure."""
+    names = set(names)
+    ffn = {int(m.group(1)) for n in names for m in [re.search(r"layer_0/ffn_layer_(\d+)/", n)] if m}
+    return {"norm": "FakeLayerNorm" if "bert/embeddings/FakeLayerNorm/gamma" in names else "LayerNorm",
+            "transformation": "bert/embeddings/embedding_transformation/kernel" in names,
+            "bottleneck": "bert/encoder/layer_0/bottleneck/input/dense/kernel" in names,
+            "shared_bottleneck": "bert/encoder/layer_0/bottleneck/attention/dense/kernel" in names,
+            "ffn": (max(ffn) + 2) if ffn else 1,
+            "pooler": "bert/pooler/dense/kernel" in names,
+            "extra_output": "cls/predictions/extra_output_weights" in names}
+
+
+#: the released OPT structure: the table a checkpoint is read through before it is bound
+DEFAULT = {"norm": "FakeLayerNorm", "transformation": True, "bottleneck": True, "shared_bottleneck": True,
+           "ffn": 4, "pooler": False, "extra_output": True}
+
+
+def bind(layout: Layout, names: list[str], source=None) -> Layout:
+    mapping = Mapping(rules(**structure(names)))
+    return dataclasses.replace(layout, mapping=mapping, bind=None)
+
+
+def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict:
+    """The BertConfig fields the shapes determine (MobileBERT's own widths are the config's)."""
+    def dim(name, axis):
+        shape = shapes.get(name)
+        return int(shape[axis]) if shape is not None and len(shape) > axis else None
+
+    layers = {int(m.group(1)) for n in shapes for m in [re.match(r"bert/encoder/layer_(\d+)/", n)] if m}
+    sizes = {"vocab_size": dim("bert/embeddings/word_embeddings", 0),
+             "embedding_size": dim("bert/embeddings/word_embeddings", 1),
+             "hidden_size": dim("bert/embeddings/position_embeddings", 1),
+             "max_position_embeddings": dim("bert/embeddings/position_embeddings", 0),
+             "type_vocab_size": dim("bert/embeddings/token_type_embeddings", 0),
+             "intermediate_size": dim("bert/encoder/layer_0/intermediate/dense/kernel", 1),
+             "num_hidden_layers": (max(layers) + 1) if layers else None}
+    return {k: v for k, v in sizes.items() if v is not None}
+
+
+LAYOUT = Layout(
+    name="google_mobilebert",
+    description="google-research MobileBERT TF1 checkpoint",
+    mapping=Mapping(rules(**DEFAULT)),
+    # only MobileBERT has per-layer bottlenecks or FakeLayerNorm
+    marker=re.compile(r"^bert/(encoder/layer_\d+/bottleneck/|embeddings/FakeLayerNorm/)"),
+    faithful_activation=GOOGLE_ACTIVATIONS,
+    exact_activation=GOOGLE_EXACT_ACTIVATIONS,
+    infer_sizes=infer_sizes,
+    bind=bind,
+    canonical=True,
+)

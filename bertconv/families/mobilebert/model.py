@@ -1,0 +1,280 @@
+"""bertconv's own PyTorch MobileBERT, so that a converted model can be run and checked without
+``transformers``.
+
+The module tree is Hugging Face's ``MobileBert*`` state-dict naming; the numerics are the
+original modeling.py's (2020, the released checkpoints' code):
+
+- embeddings: the word rows (``embedding_size`` wide), with ``trigram_input`` the next, this and
+  the previous token's rows side by side (zeros past the ends), mapped to the hidden width by
+  ``embedding_transformation`` where trigram or a narrower embedding asks for it; then position
+  and token-type rows, then the normalisation;
+- ``no_norm`` is ``x * weight + bias``; ``layer_norm`` a LayerNorm with the config's epsilon in
+  every place (the original's is 1e-12 throughout);
+- each layer: the bottleneck input (and, with a shared key/query bottleneck, its second
+  projection for query and key; the value reads the layer's input), attention over the bottleneck
+  width with ``-10000`` added for padded keys, the stacked feed-forward networks, the last one,
+  then ``output.bottleneck`` back to the hidden width with the layer's input as residual;
+- the pooler is ``tanh(dense(first token))`` with ``classifier_activation``, else the first token;
+- the MLM logits are ``LayerNorm(act(dense(h))) @ [word_embeddings, extra]^T + bias``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ... import outputs as out
+from ...config import BertConfig
+from ...errors import InputError
+from ..bert.model import Embedding, activation, additive_mask
+
+
+def extra(config: BertConfig, name: str, default):
+    return config.extra.get(name, default)
+
+
+class NoNorm(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width))
+
+    def forward(self, x):
+        return x * self.weight + self.bias
+
+
+def norm(config: BertConfig, width: int) -> nn.Module:
+    kind = extra(config, "normalization_type", "layer_norm")
+    if kind == "no_norm":
+        return NoNorm(width)
+    if kind == "layer_norm":
+        return nn.LayerNorm(width, eps=config.layer_norm_eps)
+    raise InputError(f"normalization_type {kind!r} is not one MobileBERT's released checkpoints use",
+                     hint="no_norm or layer_norm")
+
+
+class Dims:
+    def __init__(self, config: BertConfig):
+        self.hidden = config.hidden_size
+        self.embedding = config.embedding_size or config.hidden_size
+        self.bottleneck = extra(config, "use_bottleneck", False)
+        self.inner = extra(config, "intra_bottleneck_size", None) or config.hidden_size if self.bottleneck \
+            else config.hidden_size
+        self.bottleneck_attention = extra(config, "use_bottleneck_attention", False)
+        self.shared = extra(config, "key_query_shared_bottleneck", False)
+        self.ffn = int(extra(config, "num_feedforward_networks", 1))
+        self.trigram = extra(config, "trigram_input", False)
+
+
+class MobileBertEmbeddings(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        d = Dims(config)
+        self.trigram = d.trigram
+        self.transform = d.trigram or d.embedding != d.hidden
+        self.word_embeddings = Embedding(config.vocab_size, d.embedding)
+        if self.transform:
+            self.embedding_transformation = nn.Linear(d.embedding * (3 if d.trigram else 1), d.hidden)
+        self.position_embeddings = Embedding(config.max_position_embeddings, d.hidden)
+        self.token_type_embeddings = Embedding(config.type_vocab_size, d.hidden)
+        self.LayerNorm = norm(config, d.hidden)
+
+    def forward(self, input_ids, token_type_ids):
+        x = self.word_embeddings(input_ids)
+        if self.trigram:
+            x = torch.cat([F.pad(x[:, 1:], (0, 0, 0, 1)), x, F.pad(x[:, :-1], (0, 0, 1, 0))], dim=2)
+        if self.transform:
+            x = self.embedding_transformation(x)
+        x = x + self.position_embeddings.weight[:input_ids.shape[1]].unsqueeze(0)
+        return self.LayerNorm(x + self.token_type_embeddings(token_type_ids))
+
+
+class DenseNorm(nn.Module):
+    def __init__(self, config, n_in, n_out):
+        super().__init__()
+        self.dense = nn.Linear(n_in, n_out)
+        self.LayerNorm = norm(config, n_out)
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, config, d: Dims):
+        super().__init__()
+        self.input = DenseNorm(config, d.hidden, d.inner)
+        if d.shared and not d.bottleneck_attention:
+            self.attention = DenseNorm(config, d.hidden, d.inner)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d: Dims, config: BertConfig, query_width: int, value_width: int):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_size = d.inner // config.num_attention_heads
+        self.query = nn.Linear(query_width, d.inner)
+        self.key = nn.Linear(query_width, d.inner)
+        self.value = nn.Linear(value_width, d.inner)
+
+    def forward(self, q, k, v, mask_adder):
+        batch, seq_len, _ = q.shape
+
+        def heads(t):
+            return t.view(batch, seq_len, self.num_heads, self.head_size).transpose(1, 2)
+
+        scores = torch.matmul(heads(self.query(q)), heads(self.key(k)).transpose(-1, -2)) / math.sqrt(self.head_size)
+        compute = torch.promote_types(scores.dtype, torch.float32)
+        probs = torch.softmax(scores.to(compute) + mask_adder, dim=-1).to(q.dtype)
+        return torch.matmul(probs, heads(self.value(v))).transpose(1, 2).reshape(batch, seq_len, -1)
+
+
+class Attention(nn.Module):
+    def __init__(self, config, d: Dims):
+        super().__init__()
+        from_bottleneck = d.bottleneck and (d.bottleneck_attention or d.shared)
+        query_width = d.inner if from_bottleneck else d.hidden
+        value_width = d.inner if d.bottleneck and d.bottleneck_attention else d.hidden
+        self.self = SelfAttention(d, config, query_width, value_width)
+        self.output = DenseNorm(config, d.inner, d.inner)
+
+
+class FFN(nn.Module):
+    def __init__(self, config, d: Dims):
+        super().__init__()
+        self.intermediate = nn.Module()
+        self.intermediate.dense = nn.Linear(d.inner, config.intermediate_size)
+        self.output = DenseNorm(config, config.intermediate_size, d.inner)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, x):
+        return self.output.LayerNorm(self.output.dense(self.act(self.intermediate.dense(x))) + x)
+
+
+class Output(DenseNorm):
+    def __init__(self, config, d: Dims):
+        super().__init__(config, config.intermediate_size, d.inner)
+        if d.bottleneck:
+            self.bottleneck = DenseNorm(config, d.inner, d.hidden)
+
+
+class MobileBertLayer(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        d = self.dims = Dims(config)
+        self.act = activation(config.hidden_act)
+        if d.bottleneck:
+            self.bottleneck = Bottleneck(config, d)
+        self.attention = Attention(config, d)
+        if d.ffn > 1:
+            self.ffn = nn.ModuleList(FFN(config, d) for _ in range(d.ffn - 1))
+        self.intermediate = nn.Module()
+        self.intermediate.dense = nn.Linear(d.inner, config.intermediate_size)
+        self.output = Output(config, d)
+
+    def forward(self, x, mask_adder):
+        d = self.dims
+        q = k = v = layer_input = x
+        if d.bottleneck:
+            b = self.bottleneck.input
+            layer_input = b.LayerNorm(b.dense(x))
+            if d.bottleneck_attention:
+                q = k = v = layer_input
+            elif d.shared:
+                a = self.bottleneck.attention
+                q = k = a.LayerNorm(a.dense(x))
+        attention = self.attention.self(q, k, v, mask_adder)
+        h = self.attention.output.LayerNorm(self.attention.output.dense(attention) + layer_input)
+        for ffn in self.ffn if d.ffn > 1 else ():
+            h = ffn(h)
+        y = self.output.LayerNorm(self.output.dense(self.act(self.intermediate.dense(h))) + h)
+        if d.bottleneck:
+            y = self.output.bottleneck.LayerNorm(self.output.bottleneck.dense(y) + x)
+        return y
+
+
+class MobileBertEncoder(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(MobileBertLayer(config) for _ in range(config.num_hidden_layers))
+
+
+class MobileBertPooler(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.activate = extra(config, "classifier_activation", True)
+        if self.activate:
+            self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, sequence):
+        first = sequence[:, 0]
+        return torch.tanh(self.dense(first)) if self.activate else first
+
+
+class MobileBertEncoderModel(nn.Module):
+    def __init__(self, config: BertConfig, *, with_pooler: bool = True):
+        super().__init__()
+        self.config = config
+        self.embeddings = MobileBertEmbeddings(config)
+        self.encoder = MobileBertEncoder(config)
+        self.pooler = MobileBertPooler(config) if with_pooler else None
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)
+        results, mask_adder = {out.EMBEDDINGS: x}, additive_mask(attention_mask, x)
+        for i, layer in enumerate(self.encoder.layer):
+            x = layer(x, mask_adder)
+            results[out.layer(i)] = x
+        results[out.SEQUENCE] = x
+        if self.pooler is not None:
+            results[out.POOLED] = self.pooler(x)
+        return results
+
+
+class MobileBertLMPredictionHead(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        d = Dims(config)
+        self.transform = nn.Module()
+        self.transform.dense = nn.Linear(d.hidden, d.hidden)
+        self.transform.LayerNorm = nn.LayerNorm(d.hidden, eps=config.layer_norm_eps)
+        self.act = activation(config.hidden_act)
+        if d.hidden != d.embedding:
+            self.dense = nn.Linear(config.vocab_size, d.hidden - d.embedding, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, sequence, word_embeddings):
+        h = self.transform.LayerNorm(self.act(self.transform.dense(sequence)))
+        table = word_embeddings if not hasattr(self, "dense") else torch.cat([word_embeddings, self.dense.weight.t()], 1)
+        return F.linear(h, table, self.bias)
+
+
+class MobileBertWithHeads(nn.Module):
+    def __init__(self, config: BertConfig, heads: frozenset, *, with_pooler: bool):
+        super().__init__()
+        self.heads = heads
+        self.mobilebert = MobileBertEncoderModel(config, with_pooler=with_pooler)
+        self.cls = nn.Module()
+        if "mlm" in heads:
+            self.cls.predictions = MobileBertLMPredictionHead(config)
+        if "nsp" in heads:
+            self.cls.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        results = self.mobilebert(input_ids, token_type_ids, attention_mask)
+        if "mlm" in self.heads:
+            results[out.MLM_LOGITS] = self.cls.predictions(results[out.SEQUENCE],
+                                                           self.mobilebert.embeddings.word_embeddings.weight)
+        if "nsp" in self.heads:
+            results[out.NSP_LOGITS] = self.cls.seq_relationship(results[out.POOLED])
+        return results
+
+
+def build_model(config: BertConfig, architecture: str, heads: frozenset, *, with_pooler: bool = True) -> nn.Module:
+    activation(config.hidden_act)
+    model = MobileBertEncoderModel(config, with_pooler=with_pooler) if not heads else \
+        MobileBertWithHeads(config, heads, with_pooler=with_pooler)
+    model.architecture, model.heads = architecture, heads
+    return model.eval()

@@ -1,0 +1,105 @@
+"""MobileBERT: checkpoints written and run by google-research's own mobilebert code
+(fixtures/make_mobilebert_fixtures.py) convert to Hugging Face ``MobileBert*`` directories that
+transformers loads offline and that compute the original's outputs on every exported head; a
+``layer_norm`` checkpoint, which no stock MobileBert class computes, is refused; inspect, validate
+and diff know the family."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bertconv.comparison import diff
+from bertconv.conversion import convert
+from bertconv.errors import ConfigError
+from bertconv.families import detect_layout
+from bertconv.formats import open_source
+from bertconv.inspection import inspect_checkpoint
+from bertconv.validation import validate
+
+from .conftest import FIXTURES
+
+TOLERANCE = 2e-5
+OPT = FIXTURES / "mobilebert_opt"
+LAYER_NORM = FIXTURES / "mobilebert_layer_norm"
+
+
+def golden(directory) -> tuple[dict, dict]:
+    data = np.load(directory / "golden.npz")
+    return ({k[len("input/"):]: data[k] for k in data.files if k.startswith("input/")},
+            {k[len("output/"):]: data[k] for k in data.files if k.startswith("output/")})
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    memo = {}
+
+    def make(head: str = "auto"):
+        if head not in memo:
+            out = tmp_path_factory.mktemp(head) / "hf"
+            memo[head] = (out, convert(OPT, out, head=head))
+        return memo[head]
+    return make
+
+
+def worst(ours, theirs, mask) -> float:
+    if ours.ndim >= 2 and ours.shape[:2] == mask.shape:
+        return float(np.abs(ours - theirs)[mask.astype(bool)].max())
+    return float(np.abs(ours - theirs).max())
+
+
+@pytest.mark.parametrize("head, architecture", [("auto", "MobileBertForPreTraining"), ("mlm", "MobileBertForMaskedLM"),
+                                                ("base", "MobileBertModel")])
+def test_transformers_computes_the_originals_outputs(converted, head, architecture):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    out, report = converted(head)
+    assert report.validation is not None and report.validation.passed
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == [architecture]
+    inputs, gold = golden(OPT)
+    model = getattr(transformers, architecture).from_pretrained(out).eval()
+    with torch.no_grad():
+        result = model(**{k: torch.tensor(v) for k, v in inputs.items()}, output_hidden_states=True)
+    ours = {"embeddings": result.hidden_states[0], "sequence_output": result.hidden_states[-1]}
+    ours.update({f"layer_{i}": h for i, h in enumerate(result.hidden_states[1:])})
+    if architecture == "MobileBertForPreTraining":
+        ours["mlm_logits"], ours["nsp_logits"] = result.prediction_logits, result.seq_relationship_logits
+    elif architecture == "MobileBertForMaskedLM":
+        ours["mlm_logits"] = result.logits
+    for name, value in ours.items():
+        assert worst(value.numpy(), gold[name], inputs["attention_mask"]) < TOLERANCE, name
+
+
+def test_config_translated_from_the_originals_keys(converted):
+    out, report = converted()
+    config = json.loads((out / "config.json").read_text())
+    # the original's own keys and defaults, not MobileBertConfig's (whose defaults differ)
+    assert (config["embedding_size"], config["intra_bottleneck_size"], config["num_feedforward_networks"]) == (8, 16, 3)
+    assert config["normalization_type"] == "no_norm" and config["classifier_activation"] is False
+    assert config["use_bottleneck_attention"] is False and config["hidden_act"] == "relu"
+    assert report.config_origin.endswith("uncased_L-2_H-32_B-16_A-4_F-3_OPT.json")
+
+
+def test_layer_norm_checkpoints_are_refused_by_name(tmp_path):
+    with pytest.raises(ConfigError, match="layer_norm.*1e-5.*1e-12"):
+        convert(LAYER_NORM, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_inspect_validate_and_diff(converted):
+    out, _ = converted()
+    report = inspect_checkpoint(OPT)
+    assert (report.family, report.layout) == ("mobilebert", "google_mobilebert")
+    assert report.config_file.endswith("_OPT.json") and not report.config_problems
+    assert validate(out, against=OPT, device="cpu").passed
+    weights = diff(OPT, out / "model.safetensors")
+    assert weights.passed and weights.compared and not weights.missing_in_b and not weights.unexpected_in_b
+
+
+def test_mobilebert_is_not_read_as_bert_and_bert_not_as_mobilebert():
+    with open_source(OPT) as source:
+        assert detect_layout(source.names()).family.name == "mobilebert"
+    with open_source(FIXTURES / "bert_pretrain") as source:
+        assert detect_layout(source.names()).family.name == "bert"
