@@ -23,6 +23,7 @@ from .conftest import FIXTURES
 TOLERANCE = 2e-5
 OPT = FIXTURES / "mobilebert_opt"
 LAYER_NORM = FIXTURES / "mobilebert_layer_norm"
+CLASSIFIER = FIXTURES / "mobilebert_classifier"
 
 
 def golden(directory) -> tuple[dict, dict]:
@@ -70,6 +71,20 @@ def test_transformers_computes_the_originals_outputs(converted, head, architectu
         ours["mlm_logits"] = result.logits
     for name, value in ours.items():
         assert worst(value.numpy(), gold[name], inputs["attention_mask"]) < TOLERANCE, name
+
+
+def test_fine_tuned_classifier_meets_the_original(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    out = tmp_path / "hf"
+    report = convert(CLASSIFIER, out)
+    assert report.validation.passed and report.architecture == "MobileBertForSequenceClassification"
+    inputs, gold = golden(CLASSIFIER)
+    model = transformers.MobileBertForSequenceClassification.from_pretrained(out).eval()
+    assert model.config.num_labels == 3
+    with torch.no_grad():
+        logits = model(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+    assert worst(logits, gold["classifier_logits"], inputs["attention_mask"]) < TOLERANCE
 
 
 def test_config_translated_from_the_originals_keys(converted):

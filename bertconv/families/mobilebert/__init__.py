@@ -37,6 +37,7 @@ class MobileBertFamily(Family):
         frozenset({"mlm", "nsp"}): "MobileBertForPreTraining",
         frozenset({"mlm"}): "MobileBertForMaskedLM",
         frozenset({"nsp"}): "MobileBertForNextSentencePrediction",
+        frozenset({"classifier"}): "MobileBertForSequenceClassification",
     }
     without_pooler = frozenset({"MobileBertForMaskedLM"})
     tied = {"cls.predictions.decoder.weight": "mobilebert.embeddings.word_embeddings.weight",
@@ -45,7 +46,7 @@ class MobileBertFamily(Family):
     config_file = "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"
     # the release names its config after the model (uncased_L-24_H-128_B-512_A-4_F-4_OPT.json)
     config_pattern = "*_L-*_H-*.json"
-    task_heads = frozenset()
+    task_heads = frozenset({"classifier"})
     config_keys = frozenset(GOOGLE_CONFIG_KEYS) | set(ORIGINAL_DEFAULTS)
     memory = MobileBertMemory()
 
@@ -64,7 +65,8 @@ class MobileBertFamily(Family):
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
         from .model import build_model
-        return build_model(config, architecture, self.architecture_heads[architecture], with_pooler=with_pooler)
+        return build_model(config, architecture, self.architecture_heads[architecture], with_pooler=with_pooler,
+                           num_labels=num_labels)
 
     def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
         self.numpy_reference_only(kind)

@@ -74,7 +74,10 @@ def rules(norm: str, *, transformation: bool, bottleneck: bool, shared_bottlenec
     if extra_output:
         out.append(Rule("cls/predictions/extra_output_weights", "cls.predictions.dense.weight", (), T, "mlm"))
     out += [Rule("cls/seq_relationship/output_weights", "cls.seq_relationship.weight", (2, "hidden_size"), None, "nsp"),
-            Rule("cls/seq_relationship/output_bias", "cls.seq_relationship.bias", (2,), None, "nsp")]
+            Rule("cls/seq_relationship/output_bias", "cls.seq_relationship.bias", (2,), None, "nsp"),
+            # run_classifier.py's, on the pooled output, already [labels, hidden]
+            Rule("output_weights", "classifier.weight", ("num_labels", "hidden_size"), None, "classifier"),
+            Rule("output_bias", "classifier.bias", ("num_labels",), None, "classifier")]
     return tuple(out)
 
 
@@ -114,7 +117,8 @@ def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict:
              "max_position_embeddings": dim("bert/embeddings/position_embeddings", 0),
              "type_vocab_size": dim("bert/embeddings/token_type_embeddings", 0),
              "intermediate_size": dim("bert/encoder/layer_0/intermediate/dense/kernel", 1),
-             "num_hidden_layers": (max(layers) + 1) if layers else None}
+             "num_hidden_layers": (max(layers) + 1) if layers else None,
+             "num_labels": dim("output_weights", 0)}
     return {k: v for k, v in sizes.items() if v is not None}
 
 

@@ -15,6 +15,7 @@ original modeling.py's (2020, the released checkpoints' code):
   width with ``-10000`` added for padded keys, the stacked feed-forward networks, the last one,
   then ``output.bottleneck`` back to the hidden width with the layer's input as residual;
 - the pooler is ``tanh(dense(first token))`` with ``classifier_activation``, else the first token;
+- the classifier (run_classifier.py's) reads the pooled output;
 - the MLM logits are ``LayerNorm(act(dense(h))) @ [word_embeddings, extra]^T + bias``.
 """
 from __future__ import annotations
@@ -252,7 +253,7 @@ class MobileBertLMPredictionHead(nn.Module):
 
 
 class MobileBertWithHeads(nn.Module):
-    def __init__(self, config: BertConfig, heads: frozenset, *, with_pooler: bool):
+    def __init__(self, config: BertConfig, heads: frozenset, *, with_pooler: bool, num_labels: int = 2):
         super().__init__()
         self.heads = heads
         self.mobilebert = MobileBertEncoderModel(config, with_pooler=with_pooler)
@@ -261,6 +262,9 @@ class MobileBertWithHeads(nn.Module):
             self.cls.predictions = MobileBertLMPredictionHead(config)
         if "nsp" in heads:
             self.cls.seq_relationship = nn.Linear(config.hidden_size, 2)
+        if "classifier" in heads:
+            del self.cls
+            self.classifier = nn.Linear(config.hidden_size, num_labels)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         results = self.mobilebert(input_ids, token_type_ids, attention_mask)
@@ -269,12 +273,15 @@ class MobileBertWithHeads(nn.Module):
                                                            self.mobilebert.embeddings.word_embeddings.weight)
         if "nsp" in self.heads:
             results[out.NSP_LOGITS] = self.cls.seq_relationship(results[out.POOLED])
+        if "classifier" in self.heads:
+            results[out.CLASSIFIER_LOGITS] = self.classifier(results[out.POOLED])
         return results
 
 
-def build_model(config: BertConfig, architecture: str, heads: frozenset, *, with_pooler: bool = True) -> nn.Module:
+def build_model(config: BertConfig, architecture: str, heads: frozenset, *, with_pooler: bool = True,
+                num_labels: int = 2) -> nn.Module:
     activation(config.hidden_act)
     model = MobileBertEncoderModel(config, with_pooler=with_pooler) if not heads else \
-        MobileBertWithHeads(config, heads, with_pooler=with_pooler)
+        MobileBertWithHeads(config, heads, with_pooler=with_pooler, num_labels=num_labels)
     model.architecture, model.heads = architecture, heads
     return model.eval()

@@ -20,6 +20,7 @@ from ..bert.reference import ACTIVATIONS, _dense, _layer_norm, _softmax, _Weight
 HEAD_TENSORS = {
     "mlm": ("cls/predictions/transform/dense/kernel", "cls/predictions/output_bias"),
     "nsp": ("cls/seq_relationship/output_weights", "cls/seq_relationship/output_bias"),
+    "classifier": ("output_weights", "output_bias"),
 }
 
 
@@ -120,4 +121,6 @@ def mobilebert_reference_forward(weights: Any, config: BertConfig, inputs: Mappi
     if "nsp" in chosen and out.POOLED in results:
         results[out.NSP_LOGITS] = results[out.POOLED] @ get("cls/seq_relationship/output_weights").T + \
             get("cls/seq_relationship/output_bias")
+    if "classifier" in chosen and out.POOLED in results:
+        results[out.CLASSIFIER_LOGITS] = results[out.POOLED] @ get("output_weights").T + get("output_bias")
     return results
