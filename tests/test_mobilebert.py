@@ -109,6 +109,7 @@ def test_inspect_validate_and_diff(converted):
     assert (report.family, report.layout) == ("mobilebert", "google_mobilebert")
     assert report.config_file.endswith("_OPT.json") and not report.config_problems
     assert validate(out, against=OPT, device="cpu").passed
+    assert validate(out, against=OPT, device="cpu", with_transformers=True).passed  # transformers' own class
     weights = diff(OPT, out / "model.safetensors")
     assert weights.passed and weights.compared and not weights.missing_in_b and not weights.unexpected_in_b
 

@@ -47,6 +47,7 @@ class MobileBertFamily(Family):
     # the release names its config after the model (uncased_L-24_H-128_B-512_A-4_F-4_OPT.json)
     config_pattern = "*_L-*_H-*.json"
     task_heads = frozenset({"classifier"})
+    runs_in_transformers = True
     config_keys = frozenset(GOOGLE_CONFIG_KEYS) | set(ORIGINAL_DEFAULTS)
     memory = MobileBertMemory()
 
