@@ -202,3 +202,18 @@ def test_set_applies_to_bert_too(tmp_path):
                      validate=True)
     assert json.loads((tmp_path / "out" / "config.json").read_text())["hidden_act"] == "relu"
     assert any("hidden_act=\"relu\" as --set states" in n for n in report.notes)
+
+
+def test_the_way_back_writes_tapas_own_config_and_names(converted, tmp_path):
+    from bertconv.pt2tf import pt2tf
+
+    out, _ = converted("tapas_wtq")
+    back = tmp_path / "back"
+    report = pt2tf(out, back)
+    written = json.loads((back / "bert_config.json").read_text())
+    assert written["type_vocab_size"] == [3, 8, 8, 2, 8, 8, 10] and "temperature" not in written
+    assert any("temperature=0.0352513 is not written" in n for n in report.notes)
+    again = diff(back, out / "model.safetensors")
+    assert again.passed and len(again.compared) == 51 and not again.shape_mismatches  # scalars stay scalars
+    with open_source(back) as source:
+        assert source.info("output_bias").shape == () and detect_layout(source.names()).family.name == "tapas"

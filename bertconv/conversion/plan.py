@@ -426,7 +426,7 @@ def plan_back_conversion(source: TensorSource, source_path: str | Path, *,
         if not info.is_float:
             problems.append(f"{name} has dtype {info.dtype}, not a floating-point weight")
         shapes[original_name] = _shape_before(match.rule.transform, tuple(info.shape))
-    config = BertConfig.from_dict(original, path=config_path)
+    config = BertConfig.from_dict(family.translate_config(original), path=config_path)
     disagreements = compare_configs(config, {k: v for k, v in layout.infer_sizes(shapes).items()
                                              if k != "num_labels"})
     if disagreements:

@@ -144,7 +144,8 @@ def _original_array(src, tensor: TensorPlan) -> np.ndarray:
     array = np.asarray(src.read(tensor.source))
     if array.dtype != np.float32:
         array = array.astype(np.float32)
-    return np.ascontiguousarray(invert_transform(tensor.transform, array, tensor.target_shape))
+    # np.require, not ascontiguousarray, which turns a scalar (TAPAS' output_bias) 1-d
+    return np.require(invert_transform(tensor.transform, array, tensor.target_shape), requirements="C")
 
 
 def _check_before_publishing(prefix: Path, src, plan: BackPlan) -> int:

@@ -16,7 +16,7 @@ import dataclasses
 
 from ...errors import ConfigError
 from ..base import Family, Layout
-from ..bert import GOOGLE_CONFIG_KEYS
+from ..bert import GOOGLE_CONFIG_KEYS, GoogleBertFormat
 from .layouts import HEAD_TENSORS, LAYOUT, TOKEN_TYPES
 
 #: what google-research/tapas' runs set and its files do not record: key -> (the code's default, where)
@@ -43,6 +43,23 @@ def _stored_shape(source, name: str):
     return tuple(info(name).shape) if info is not None else None
 
 
+class TapasFormat(GoogleBertFormat):
+    """The way back: google-research/tapas' checkpoint and bert_config.json (BERT's, with the
+    seven token-type tables' sizes as its ``type_vocab_size`` list). The settings the files do not
+    record are not written: a run states them."""
+
+    def config(self, hf, config_path, *, allow_exact_gelu, notes):
+        sizes = hf.get("type_vocab_sizes")
+        if not isinstance(sizes, list) or len(sizes) != TOKEN_TYPES:
+            raise ConfigError(f"type_vocab_sizes is {sizes!r}, not {TOKEN_TYPES} sizes", path=config_path)
+        config = super().config({**hf, "type_vocab_size": sizes[0]}, config_path, allow_exact_gelu=allow_exact_gelu,
+                                notes=notes)
+        for key in UNRECORDED:
+            if key in hf:
+                notes.append(f"{key}={hf[key]!r} is not written (google-research/tapas takes it from its run's flags)")
+        return {**config, "type_vocab_size": list(sizes)}
+
+
 class TapasFamily(Family):
     name = "tapas"
     model_type = "tapas"
@@ -62,6 +79,7 @@ class TapasFamily(Family):
     task_heads = frozenset({"table_qa", "classifier"})
     config_keys = frozenset(GOOGLE_CONFIG_KEYS) | {"softmax_temperature"}
     unrecorded_config = UNRECORDED
+    original_format = TapasFormat()
 
     def translate_config(self, original: dict) -> dict:
         sizes = original.get("type_vocab_size")
