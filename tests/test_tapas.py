@@ -28,7 +28,7 @@ WTQ = {"temperature": 0.0352513}
 #: fixture -> (--head, settings, the transformers class)
 CASES = {"tapas_pretrain": ("auto", None, "TapasForMaskedLM"),
          "tapas_wtq": ("auto", WTQ, "TapasForQuestionAnswering"),
-         "tapas_tabfact": ("classifier", None, "TapasForSequenceClassification"),
+         "tapas_tabfact": ("auto", None, "TapasForSequenceClassification"),
          "tapas_base": ("base", None, "TapasModel")}
 
 
@@ -160,9 +160,14 @@ def test_pretraining_checkpoint_state_and_heads(converted):
     assert "adam_m 52, adam_v 52, global_step 1" in summary
 
 
-def test_tabfact_asks_which_task_head(tmp_path):
-    with pytest.raises(MappingError, match="several task heads"):
-        convert(fixture_dir("tapas_tabfact"), tmp_path / "out")
+def test_tabfact_exports_its_classifier_by_default(tmp_path):
+    """TAPAS' classifier model always creates the cell-selection weights: the classifier is the
+    fine-tuned head, the others are left out with a note."""
+    report = convert(fixture_dir("tapas_tabfact"), tmp_path / "out")
+    assert report.architecture == "TapasForSequenceClassification"
+    assert any("table_qa" in n and "left out" in n for n in report.notes)
+    with pytest.raises(MappingError, match="no classifier head"):
+        convert(fixture_dir("tapas_wtq"), tmp_path / "wtq", head="classifier")
 
 
 def test_bert_checkpoints_stay_bert():

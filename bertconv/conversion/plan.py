@@ -74,6 +74,9 @@ def select_heads(layout: Layout, present: frozenset, requested: str) -> tuple[fr
         return frozenset(), notes
     if requested == "auto":
         task = present & layout.family.task_heads
+        # a head whose fine-tuning script always builds another task head's weights too (TAPAS'
+        # classifier model creates the cell-selection weights): that one is the fine-tuned head
+        task -= {other for head in task for other in layout.family.heads_built_beside.get(head, ())}
         if len(task) > 1:
             raise MappingError(f"the checkpoint has several task heads ({', '.join(sorted(task))})",
                                hint="choose one with --head")

@@ -306,6 +306,9 @@ class Family:
     #: heads of fine-tuned task models: ``--head auto`` exports the one present instead of the
     #: pretraining heads
     task_heads: frozenset = frozenset({"classifier", "squad"})
+    #: task head -> task heads whose weights the script that trains it always creates as well,
+    #: untrained: with ``--head auto`` the first is the fine-tuned one
+    heads_built_beside: dict[str, frozenset] = {}
     #: head -> the original's tensors (canonical names) it needs, all of them: the heads the
     #: reference computes for a converted model (empty: every head the original has)
     head_tensors: dict[str, tuple[str, ...]] = {}

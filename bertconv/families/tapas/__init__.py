@@ -77,6 +77,8 @@ class TapasFamily(Family):
     head_descriptions = {"mlm": "masked LM", "nsp": "next sentence (no Tapas class has one: not exported)",
                          "table_qa": "cell selection and aggregation", "classifier": "sequence classifier"}
     task_heads = frozenset({"table_qa", "classifier"})
+    # tapas_classifier_model builds the cell-selection weights whatever the task (TabFact's too)
+    heads_built_beside = {"classifier": frozenset({"table_qa"})}
     config_keys = frozenset(GOOGLE_CONFIG_KEYS) | {"softmax_temperature"}
     unrecorded_config = UNRECORDED
     original_format = TapasFormat()
