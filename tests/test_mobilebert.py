@@ -13,7 +13,7 @@ import pytest
 from bertconv.comparison import diff
 from bertconv.conversion import convert
 from bertconv.errors import ConfigError
-from bertconv.families import detect_layout
+from bertconv.families import detect_layout, source_view
 from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
 from bertconv.validation import validate
@@ -119,3 +119,10 @@ def test_mobilebert_is_not_read_as_bert_and_bert_not_as_mobilebert():
         assert detect_layout(source.names()).family.name == "mobilebert"
     with open_source(FIXTURES / "bert_pretrain") as source:
         assert detect_layout(source.names()).family.name == "bert"
+    # a bare BertModel state dict read backwards: its LayerNorm is not MobileBERT's FakeLayerNorm
+    names = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight", "embeddings.LayerNorm.weight",
+             "encoder.layer.0.attention.self.query.weight", "encoder.layer.0.output.LayerNorm.weight"]
+    layout, side, _ = source_view(names)
+    assert (layout.family.name, side) == ("bert", "pt")
+    layout, side, _ = source_view(["encoder.layer.0.bottleneck.input.dense.weight", *names])
+    assert (layout.family.name, side) == ("mobilebert", "pt")

@@ -122,6 +122,16 @@ def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict:
     return {k: v for k, v in sizes.items() if v is not None}
 
 
+#: names only MobileBERT's checkpoints and state dicts have, on either side (TF or PyTorch)
+_OWN = re.compile(r"(^|[/.])(bottleneck|FakeLayerNorm|embedding_transformation|ffn_layer_\d+|ffn)[/.]|^mobilebert\.")
+
+
+def recognise(names: list[str], source=None) -> bool:
+    """Only names MobileBERT alone has: read backwards through this table, a plain BERT state
+    dict's LayerNorm would otherwise pass for the released structure's FakeLayerNorm."""
+    return any(_OWN.search(n) for n in names)
+
+
 LAYOUT = Layout(
     name="google_mobilebert",
     description="google-research MobileBERT TF1 checkpoint",
@@ -132,5 +142,6 @@ LAYOUT = Layout(
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
     infer_sizes=infer_sizes,
     bind=bind,
+    recognise=recognise,
     canonical=True,
 )
