@@ -78,6 +78,9 @@ FIXTURES: dict[str, tuple[Case, ...]] = {
                     Case("roformer_v2_h5/tnews.weights", structure_beyond_tensors=_NO_BIASES)),
     "bigbird": (Case("bigbird_pretrain"), Case("bigbird_pretrain", {"head": "mlm"}),
                 Case("bigbird_classifier", {"head": "base"})),
+    "tapas": (Case("tapas_pretrain"), Case("tapas_wtq", {"settings": {"temperature": 0.0352513}}),
+              Case("tapas_tabfact")),
+    "mobilebert": (Case("mobilebert_opt"), Case("mobilebert_classifier")),
 }
 
 CASES = [pytest.param(name, case, id=f"{name}-{case.id}") for name, cases in FIXTURES.items() for case in cases]

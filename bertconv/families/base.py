@@ -243,12 +243,14 @@ BERT_MEMORY = MemoryStructure()
 #: Capabilities: objects a family opts into (None: it has none). Services: what central modules
 #: call, implemented once by the base from the rest.
 REQUIRED = ("name", "model_type", "architectures", "tied", "build_model", "reference")
-OPTIONAL = ("state_dict_prefix", "without_pooler", "pooler_weight", "index_buffers", "config_file", "config_files", "head_descriptions",
-            "task_heads", "head_tensors", "hf_config_fields", "runs_in_transformers")
+OPTIONAL = ("state_dict_prefix", "without_pooler", "pooler_weight", "index_buffers", "config_file", "config_files",
+            "head_descriptions", "task_heads", "head_tensors", "hf_config_fields", "runs_in_transformers",
+            "config_pattern", "config_keys", "unrecorded_config", "heads_built_beside", "translate_config",
+            "validation_inputs")
 CAPABILITIES = ("two_towers", "sentencepiece", "original_format", "memory", "remote_code")
 SERVICES = ("layout", "architecture", "state_dict_heads", "needs_pooler", "load_model", "numpy_reference_only",
             "reference_heads", "transformers_outputs", "tokenizer_source", "write_tokenizer", "hf_config_extras",
-            "tower_of", "checkpoint_name", "to_original_config", "encoder_prefix")
+            "tower_of", "checkpoint_name", "to_original_config", "encoder_prefix", "find_config")
 
 
 class Family:

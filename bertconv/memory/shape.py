@@ -61,6 +61,9 @@ class EncoderShape:
     #: weights of one encoder layer where the layer is not BERT's (ConvBERT's convolution heads and
     #: grouped feed-forward); 0: BERT's
     layer_weights: int = 0
+    #: the family's own count of its structure's parameters, where the parts above do not describe
+    #: it (TAPAS' seven token-type tables and table heads, MobileBERT's bottlenecks); None: theirs
+    family_parameters: int | None = None
     #: parameters of the loaded model, counted from the checkpoint's tensors
     parameters: int = 0
     #: the dtype the tensors are stored in
@@ -106,6 +109,8 @@ class EncoderShape:
                 + sum(per_head[h] for h in self.outputs))
 
     def structural_parameters(self) -> int:
+        if self.family_parameters is not None:
+            return self.family_parameters
         return (self.embedding_parameters() + self.projection_parameters()
                 + self.distinct_layers * self.layer_parameters() + sum(self.head_parameters().values()))
 
@@ -144,7 +149,8 @@ def encoder_shape(path: str | Path, *, family: str | None = None, tower: str | N
             from ..conversion.plan import plan_conversion
 
             plan = plan_conversion(src, family=family, tower=tower, allow_unknown=True)
-            config = plan.config.to_dict()
+            # the config.json tf2pt writes states these too (TAPAS' aggregation head size)
+            config = {**plan.family.hf_config_extras(plan.layout), **plan.config.to_dict()}
             config["hidden_act"] = plan.layout.faithful_activation.get(config["hidden_act"], config["hidden_act"])
             if plan.num_labels is not None:
                 config["num_labels"] = plan.num_labels
@@ -217,7 +223,7 @@ def shape_from_config(config: dict[str, Any], *, architecture: str | None = None
     structure = {"layers": int(config["num_hidden_layers"]), "distinct_layers": int(config["num_hidden_layers"]),
                  "embedding_size": hidden, "embedding_projection": False, "ffn_dropout": True,
                  "mlm_width": hidden, "mlm_activation": activation, "projection_in_encoder": True,
-                 **family.memory.structure(config)}
+                 **family.memory.structure({**config, "architectures": [architecture]})}
     shape = EncoderShape(
         family=family.name, architecture=architecture, hidden=hidden,
         heads=int(config["num_attention_heads"]), intermediate=int(config["intermediate_size"]),

@@ -25,8 +25,36 @@ ORIGINAL_DEFAULTS = {"embedding_size": None, "trigram_input": False, "use_bottle
 
 class MobileBertMemory(MemoryStructure):
     def structure(self, config):
-        width = int(config.get("embedding_size") or config["hidden_size"])
-        return {"embedding_size": width, "mlm_width": int(config["hidden_size"])}
+        """The embeddings' own width, and the parameters of the bottlenecked layers counted as
+        they are (Hugging Face's classes: an ``embedding_transformation`` always)."""
+        h, i, v = int(config["hidden_size"]), int(config["intermediate_size"]), int(config["vocab_size"])
+        e = int(config.get("embedding_size") or h)
+        bottleneck = bool(config.get("use_bottleneck", False))
+        inner = int(config.get("intra_bottleneck_size") or h) if bottleneck else h
+        from_bottleneck = bool(config.get("use_bottleneck_attention", False))
+        shared = bool(config.get("key_query_shared_bottleneck", False)) and not from_bottleneck
+        architecture = (config.get("architectures") or ["MobileBertModel"])[0]
+        norm = 2 * inner
+        total = v * e + (int(config.get("max_position_embeddings", 512)) + int(config.get("type_vocab_size", 2))) * h
+        total += 2 * h + (3 * e if config.get("trigram_input", False) else e) * h + h
+        layer = 0
+        if bottleneck:
+            layer += h * inner + inner + norm + (h * inner + inner + norm if shared else 0)
+        query_width = inner if bottleneck and (from_bottleneck or shared) else h
+        value_width = inner if bottleneck and from_bottleneck else h
+        layer += 2 * (query_width * inner + inner) + value_width * inner + inner + inner * inner + inner + norm
+        ffn = inner * i + i + i * inner + inner + norm
+        layer += int(config.get("num_feedforward_networks", 1)) * ffn
+        layer += h * inner + h + 2 * h if bottleneck else 0
+        total += int(config["num_hidden_layers"]) * layer
+        if architecture != "MobileBertForMaskedLM" and config.get("classifier_activation", True):
+            total += h * h + h
+        labels = int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
+        mlm = h * h + h + 2 * h + v + (h - e) * v
+        total += {"MobileBertForPreTraining": mlm + 2 * h + 2, "MobileBertForMaskedLM": mlm,
+                  "MobileBertForNextSentencePrediction": 2 * h + 2,
+                  "MobileBertForSequenceClassification": labels * h + labels}.get(architecture, 0)
+        return {"embedding_size": e, "mlm_width": h, "family_parameters": total}
 
 
 class MobileBertFamily(Family):

@@ -36,11 +36,14 @@ def _norm(source: str, target: str, norm: str) -> tuple[Rule, ...]:
 
 def rules(norm: str, *, transformation: bool, bottleneck: bool, shared_bottleneck: bool, ffn: int,
           pooler: bool, extra_output: bool) -> tuple[Rule, ...]:
-    """The table of one MobileBERT structure (shapes are checked by the model and the reference,
-    which know the bottleneck widths)."""
-    out = [Rule("bert/embeddings/word_embeddings", "mobilebert.embeddings.word_embeddings.weight"),
-           Rule("bert/embeddings/position_embeddings", "mobilebert.embeddings.position_embeddings.weight"),
-           Rule("bert/embeddings/token_type_embeddings", "mobilebert.embeddings.token_type_embeddings.weight"),
+    """The table of one MobileBERT structure. Rows state the shapes BertConfig's fields make;
+    the bottleneck widths are not among them, and are checked by the model and the reference."""
+    out = [Rule("bert/embeddings/word_embeddings", "mobilebert.embeddings.word_embeddings.weight",
+                ("vocab_size", "embedding_size")),
+           Rule("bert/embeddings/position_embeddings", "mobilebert.embeddings.position_embeddings.weight",
+                ("max_position_embeddings", "hidden_size")),
+           Rule("bert/embeddings/token_type_embeddings", "mobilebert.embeddings.token_type_embeddings.weight",
+                ("type_vocab_size", "hidden_size")),
            *_norm("bert/embeddings", "mobilebert.embeddings.LayerNorm", norm)]
     if transformation:
         out += _dense("bert/embeddings/embedding_transformation", "mobilebert.embeddings.embedding_transformation")
@@ -99,34 +102,16 @@ DEFAULT = {"norm": "FakeLayerNorm", "transformation": True, "bottleneck": True, 
            "ffn": 4, "pooler": False, "extra_output": True}
 
 
-def bind(layout: Layout, names: list[str], source=None) -> Layout:
+def bind(layout: Layout, names: list[str], records=None) -> Layout:
     mapping = Mapping(rules(**structure(names)))
     return dataclasses.replace(layout, mapping=mapping, bind=None)
-
-
-def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict:
-    """The BertConfig fields the shapes determine (MobileBERT's own widths are the config's)."""
-    def dim(name, axis):
-        shape = shapes.get(name)
-        return int(shape[axis]) if shape is not None and len(shape) > axis else None
-
-    layers = {int(m.group(1)) for n in shapes for m in [re.match(r"bert/encoder/layer_(\d+)/", n)] if m}
-    sizes = {"vocab_size": dim("bert/embeddings/word_embeddings", 0),
-             "embedding_size": dim("bert/embeddings/word_embeddings", 1),
-             "hidden_size": dim("bert/embeddings/position_embeddings", 1),
-             "max_position_embeddings": dim("bert/embeddings/position_embeddings", 0),
-             "type_vocab_size": dim("bert/embeddings/token_type_embeddings", 0),
-             "intermediate_size": dim("bert/encoder/layer_0/intermediate/dense/kernel", 1),
-             "num_hidden_layers": (max(layers) + 1) if layers else None,
-             "num_labels": dim("output_weights", 0)}
-    return {k: v for k, v in sizes.items() if v is not None}
 
 
 #: names only MobileBERT's checkpoints and state dicts have, on either side (TF or PyTorch)
 _OWN = re.compile(r"(^|[/.])(bottleneck|FakeLayerNorm|embedding_transformation|ffn_layer_\d+|ffn)[/.]|^mobilebert\.")
 
 
-def recognise(names: list[str], source=None) -> bool:
+def recognise(names: list[str], records=None) -> bool:
     """Only names MobileBERT alone has: read backwards through this table, a plain BERT state
     dict's LayerNorm would otherwise pass for the released structure's FakeLayerNorm."""
     return any(_OWN.search(n) for n in names)
@@ -140,7 +125,6 @@ LAYOUT = Layout(
     marker=re.compile(r"^bert/(encoder/layer_\d+/bottleneck/|embeddings/FakeLayerNorm/)"),
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
-    infer_sizes=infer_sizes,
     bind=bind,
     recognise=recognise,
     canonical=True,

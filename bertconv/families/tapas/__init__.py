@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from ...errors import ConfigError
-from ..base import Family, Layout
+from ..base import Family, Layout, MemoryStructure
 from ..bert import GOOGLE_CONFIG_KEYS, GoogleBertFormat
 from .layouts import HEAD_TENSORS, LAYOUT, TOKEN_TYPES
 
@@ -28,19 +28,11 @@ UNRECORDED = {
 }
 
 
-def _bind(layout: Layout, names: list[str], source=None) -> Layout:
+def _bind(layout: Layout, names: list[str], records) -> Layout:
     """The layout with this checkpoint's aggregation head size (0: none) for config.json."""
-    shape = _stored_shape(source, "output_weights_agg") if "output_weights_agg" in names else None
+    shape = records.stored_shape("output_weights_agg") if "output_weights_agg" in names else None
     return dataclasses.replace(layout, config_fields={"num_aggregation_labels": int(shape[0]) if shape else 0},
                                bind=None)
-
-
-def _stored_shape(source, name: str):
-    stored = getattr(source, "stored_shape", None)
-    if stored is not None:
-        return stored(name)
-    info = getattr(source, "info", None)
-    return tuple(info(name).shape) if info is not None else None
 
 
 class TapasFormat(GoogleBertFormat):
@@ -58,6 +50,24 @@ class TapasFormat(GoogleBertFormat):
             if key in hf:
                 notes.append(f"{key}={hf[key]!r} is not written (google-research/tapas takes it from its run's flags)")
         return {**config, "type_vocab_size": list(sizes)}
+
+
+class TapasMemory(MemoryStructure):
+    def structure(self, config):
+        """BERT's structure, with the seven token-type tables and the table heads counted."""
+        h, i, v = int(config["hidden_size"]), int(config["intermediate_size"]), int(config["vocab_size"])
+        architecture = (config.get("architectures") or ["TapasModel"])[0]
+        sizes = config.get("type_vocab_sizes") or [int(config.get("type_vocab_size", 2))]
+        layer = 4 * h * h + 4 * h + 2 * h + 2 * h * i + i + h + 2 * h
+        total = (v + int(config.get("max_position_embeddings", 1024)) + sum(sizes)) * h + 2 * h
+        total += int(config["num_hidden_layers"]) * layer
+        total += 0 if architecture == "TapasForMaskedLM" else h * h + h
+        labels = int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
+        total += {"TapasForMaskedLM": h * h + h + 2 * h + v,
+                  "TapasForSequenceClassification": labels * h + labels,
+                  "TapasForQuestionAnswering": 2 * h + 2 + int(config.get("num_aggregation_labels", 0)) * (h + 1),
+                  }.get(architecture, 0)
+        return {"family_parameters": total}
 
 
 class TapasFamily(Family):
@@ -82,6 +92,7 @@ class TapasFamily(Family):
     config_keys = frozenset(GOOGLE_CONFIG_KEYS) | {"softmax_temperature"}
     unrecorded_config = UNRECORDED
     original_format = TapasFormat()
+    memory = TapasMemory()
 
     def translate_config(self, original: dict) -> dict:
         sizes = original.get("type_vocab_size")

@@ -71,26 +71,6 @@ HEAD_TENSORS = {
 }
 
 
-def infer_sizes(shapes: dict[str, tuple[int, ...]]) -> dict:
-    """Every BertConfig field the shapes determine (``type_vocab_size`` is table 0's, the segment
-    table; the other tables' sizes are the config's list, checked when the model is built)."""
-    def dim(name, axis):
-        shape = shapes.get(name)
-        return int(shape[axis]) if shape is not None and len(shape) > axis else None
-
-    layers = {m.layer for m in map(MAPPING.to_target, shapes) if m is not None and m.layer is not None}
-    sizes = {
-        "vocab_size": dim("bert/embeddings/word_embeddings", 0),
-        "hidden_size": dim("bert/embeddings/word_embeddings", 1),
-        "max_position_embeddings": dim("bert/embeddings/position_embeddings", 0),
-        "type_vocab_size": dim("bert/embeddings/token_type_embeddings_0", 0),
-        "intermediate_size": dim("bert/encoder/layer_0/intermediate/dense/kernel", 1),  # [in, out]
-        "num_hidden_layers": (max(layers) + 1) if layers else None,
-        "num_labels": dim("output_weights_cls", 0),  # [labels, hidden]
-    }
-    return {k: v for k, v in sizes.items() if v is not None}
-
-
 def aggregation_labels(shapes: dict[str, tuple[int, ...]]) -> int:
     """``num_aggregation_labels``: the rows of ``output_weights_agg`` (0 without an aggregation head)."""
     shape = shapes.get("output_weights_agg")
@@ -105,7 +85,6 @@ LAYOUT = Layout(
     marker=re.compile(r"^bert/embeddings/token_type_embeddings_\d+$"),
     faithful_activation=GOOGLE_ACTIVATIONS,
     exact_activation=GOOGLE_EXACT_ACTIVATIONS,
-    infer_sizes=infer_sizes,
     # no Tapas class has the NSP head: a pretraining checkpoint exports its MLM
     pretraining_heads=frozenset({"mlm"}),
     canonical=True,
