@@ -222,7 +222,8 @@ class MemoryStructure:
         """From a Hugging Face config: any of ``layers`` (run per forward), ``distinct_layers``
         (with weights of their own), ``embedding_size``, ``embedding_projection``,
         ``position_table``, ``ffn_dropout``, ``mlm_width``, ``mlm_activation``,
-        ``projection_in_encoder`` (see :class:`bertconv.memory.shape.EncoderShape`)."""
+        ``projection_in_encoder``, ``family_parameters`` (the family's own parameter count, where
+        BERT's parts do not describe its structure; see :class:`bertconv.memory.shape.EncoderShape`)."""
         return {}
 
     def replay_embeddings(self, replay):
