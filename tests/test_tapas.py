@@ -210,7 +210,7 @@ def test_set_applies_to_bert_too(tmp_path):
 
 
 def test_the_way_back_writes_tapas_own_config_and_names(converted, tmp_path):
-    from bertconv.pt2tf import pt2tf
+    from bertconv import pt2tf
 
     out, _ = converted("tapas_wtq")
     back = tmp_path / "back"

@@ -461,13 +461,11 @@ class Family:
         return named
 
     def find_config(self, source) -> Path | None:
-        """The config file beside a checkpoint: one of :attr:`config_files`, else the one file
-        matching :attr:`config_pattern`."""
-        sidecar = getattr(source, "sidecar", None)
-        found = sidecar(*self.config_files) if callable(sidecar) else None
-        directory = getattr(source, "directory", None)
-        if found is None and self.config_pattern and directory is not None:
-            matches = sorted(p for p in Path(directory).glob(self.config_pattern) if p.is_file())
+        """The config file beside a checkpoint (``source``: its records, a TensorSource or a view
+        of one): one of :attr:`config_files`, else the one file matching :attr:`config_pattern`."""
+        found = source.sidecar(*self.config_files)
+        if found is None and self.config_pattern and source.directory is not None:
+            matches = sorted(p for p in Path(source.directory).glob(self.config_pattern) if p.is_file())
             found = matches[0] if len(matches) == 1 else None
         return found
 

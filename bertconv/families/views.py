@@ -58,6 +58,10 @@ class CanonicalNamesView(MappingABC):
     def sidecar(self, *candidates: str):
         return self._source.sidecar(*candidates)
 
+    @property
+    def directory(self):
+        return self._source.directory
+
 
 def canonical_view(source, layout: "Layout"):
     """What the family's reference reads from ``source``: the source itself for the canonical
