@@ -71,12 +71,6 @@ HEAD_TENSORS = {
 }
 
 
-def aggregation_labels(shapes: dict[str, tuple[int, ...]]) -> int:
-    """``num_aggregation_labels``: the rows of ``output_weights_agg`` (0 without an aggregation head)."""
-    shape = shapes.get("output_weights_agg")
-    return int(shape[0]) if shape else 0
-
-
 LAYOUT = Layout(
     name="google_tapas",
     description="google-research/tapas TF1 checkpoint",
