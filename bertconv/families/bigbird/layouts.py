@@ -84,10 +84,12 @@ class BigBirdLayout(Layout):
     """The layout whose config is bigbird/core's flags file: a JSON of every flag
     (``flags.save``), whose model keys are translated here and the training flags dropped."""
 
-    def read_config(self, path, stored, notes=None):
+    def read_config(self, path, stored, notes=None, *, prepare=None):
         from ...config import BertConfig, read_config_json
 
         data = read_config_json(path)
+        if prepare is not None:  # --set, applied to the original's config before it is read
+            data = prepare(data, Path(path))
         norm = data.get("norm_type", "postnorm")
         if norm != "postnorm":
             raise ConfigError(f"norm_type is {norm!r}: Hugging Face's BigBird classes are post-norm only, so "
