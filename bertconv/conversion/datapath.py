@@ -211,7 +211,9 @@ def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[
         for helper in helpers:
             helper.join()
         if failures:
-            raise failures[0]
+            # A stop (a signal, Ctrl-C) lands in this thread and aborts the writer at once, so a
+            # helper's next write may fail and be recorded first; the stop is what happened.
+            raise next((f for f in failures if not isinstance(f, Exception)), failures[0])
         writer.close()
     except BaseException:
         failures.append(RuntimeError("stopped"))  # any helper still running stops at its next tensor
