@@ -85,7 +85,7 @@ def write_sentencepiece_tokenizer_json(directory: Path, model: Path, *, do_lower
                                        keep_accents: bool = False) -> str:
     """tokenizer.json for ALBERT: the Unigram model of ``model`` behind the normalisation that
     albert's tokenization.py applies (quotes unified, accents stripped, lower-cased)."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, models, normalizers
 
     spm = read_sentencepiece(model)
 
@@ -105,6 +105,15 @@ def write_sentencepiece_tokenizer_json(directory: Path, model: Path, *, do_lower
         steps.append(normalizers.Precompiled(spm["charsmap"]))
     steps.append(normalizers.Replace(Regex(" {2,}"), " "))
     tok.normalizer = normalizers.Sequence(steps)
+    return save_unigram_tokenizer(tok, spm, model, directory, SPECIAL_TOKENS)
+
+
+def save_unigram_tokenizer(tok, spm: dict, model: Path, directory: Path, special_tokens: dict[str, str]) -> str:
+    """The steps every BERT-style SentencePiece tokenizer shares after its normalizer: the model's
+    word-boundary marker, [CLS] A [SEP] B [SEP] with segment ids, the special tokens kept whole;
+    saved as ``tokenizer.json`` (its name)."""
+    from tokenizers import AddedToken, decoders, pre_tokenizers, processors
+
     scheme = "always" if spm["add_dummy_prefix"] else "never"
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme)
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=scheme)
@@ -115,7 +124,7 @@ def write_sentencepiece_tokenizer_json(directory: Path, model: Path, *, do_lower
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
         special_tokens=[("[CLS]", index["[CLS]"]), ("[SEP]", index["[SEP]"])])
-    specials = [t for t in dict.fromkeys(SPECIAL_TOKENS.values()) if t in index]
+    specials = [t for t in dict.fromkeys(special_tokens.values()) if t in index]
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     tok.save(str(directory / "tokenizer.json"))
     return "tokenizer.json"

@@ -29,9 +29,9 @@ def write_bigbird_tokenizer(directory: Path, model: Path, *, model_max_length: i
 
 
 def write_tokenizer_json(directory: Path, model: Path) -> str:
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, models, normalizers
 
-    from ..albert.tokenizer import read_sentencepiece
+    from ..albert.tokenizer import read_sentencepiece, save_unigram_tokenizer
 
     spm = read_sentencepiece(model)
     tok = Tokenizer(models.Unigram(spm["pieces"], unk_id=spm["unk_id"], byte_fallback=spm["byte_fallback"]))
@@ -39,17 +39,4 @@ def write_tokenizer_json(directory: Path, model: Path) -> str:
     # SentencePiece's remove_extra_whitespaces, on by default
     steps += [normalizers.Replace(Regex(" {2,}"), " "), normalizers.Strip()]
     tok.normalizer = normalizers.Sequence(steps)
-    scheme = "always" if spm["add_dummy_prefix"] else "never"
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme)
-    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=scheme)
-    index = {piece: i for i, (piece, _) in enumerate(spm["pieces"])}
-    missing = [t for t in ("[CLS]", "[SEP]") if t not in index]
-    if missing:
-        raise VocabError(f"the SentencePiece model lacks {', '.join(missing)}", path=model)
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", index["[CLS]"]), ("[SEP]", index["[SEP]"])])
-    specials = [t for t in dict.fromkeys(SPECIAL_TOKENS.values()) if t in index]
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    tok.save(str(directory / "tokenizer.json"))
-    return "tokenizer.json"
+    return save_unigram_tokenizer(tok, spm, model, directory, SPECIAL_TOKENS)
