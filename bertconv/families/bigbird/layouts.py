@@ -20,6 +20,7 @@ from ...mapping import TRANSPOSE as T
 from ...mapping import Mapping, Rule
 from ..base import Layout
 from ..bert.layouts.google import GOOGLE_ACTIVATIONS, GOOGLE_EXACT_ACTIVATIONS
+from ..bert.layouts.google import RULES as GOOGLE_RULES
 
 L = "bert/encoder/layer_{layer}/"
 P = "bert.encoder.layer.{layer}."
@@ -32,22 +33,8 @@ RULES = (
     Rule("bert/embeddings/token_type_embeddings", "bert.embeddings.token_type_embeddings.weight", ("type_vocab_size", H)),
     Rule("bert/encoder/LayerNorm/gamma",         "bert.embeddings.LayerNorm.weight",             (H,)),
     Rule("bert/encoder/LayerNorm/beta",          "bert.embeddings.LayerNorm.bias",               (H,)),
-    Rule(L + "attention/self/query/kernel",      P + "attention.self.query.weight",              (H, H),                      T),
-    Rule(L + "attention/self/query/bias",        P + "attention.self.query.bias",                (H,)),
-    Rule(L + "attention/self/key/kernel",        P + "attention.self.key.weight",                (H, H),                      T),
-    Rule(L + "attention/self/key/bias",          P + "attention.self.key.bias",                  (H,)),
-    Rule(L + "attention/self/value/kernel",      P + "attention.self.value.weight",              (H, H),                      T),
-    Rule(L + "attention/self/value/bias",        P + "attention.self.value.bias",                (H,)),
-    Rule(L + "attention/output/dense/kernel",    P + "attention.output.dense.weight",            (H, H),                      T),
-    Rule(L + "attention/output/dense/bias",      P + "attention.output.dense.bias",              (H,)),
-    Rule(L + "attention/output/LayerNorm/gamma", P + "attention.output.LayerNorm.weight",        (H,)),
-    Rule(L + "attention/output/LayerNorm/beta",  P + "attention.output.LayerNorm.bias",          (H,)),
-    Rule(L + "intermediate/dense/kernel",        P + "intermediate.dense.weight",                (H, I),                      T),
-    Rule(L + "intermediate/dense/bias",          P + "intermediate.dense.bias",                  (I,)),
-    Rule(L + "output/dense/kernel",              P + "output.dense.weight",                      (I, H),                      T),
-    Rule(L + "output/dense/bias",                P + "output.dense.bias",                        (H,)),
-    Rule(L + "output/LayerNorm/gamma",           P + "output.LayerNorm.weight",                  (H,)),
-    Rule(L + "output/LayerNorm/beta",            P + "output.LayerNorm.bias",                    (H,)),
+    # each layer: Google BERT's rows, the same names on both sides
+    *(rule for rule in GOOGLE_RULES if rule.source.startswith(L)),
     Rule("bert/pooler/dense/kernel",             "bert.pooler.weight",                           (H, H),                      T,    "pooler"),
     Rule("bert/pooler/dense/bias",               "bert.pooler.bias",                             (H,),                        None, "pooler"),
     # heads
