@@ -199,6 +199,19 @@ def embed(model: nn.Module, input_ids, token_type_ids, attention_mask):
     return x, {out.EMBEDDINGS: x}, additive_mask(attention_mask, x)
 
 
+def encode(model: nn.Module, input_ids, token_type_ids, attention_mask) -> dict[str, torch.Tensor]:
+    """A BERT-shaped encoder's whole forward (BERT, TAPAS, MobileBERT): :func:`embed`, each of
+    ``model.encoder.layer`` in turn with its output recorded, and ``model.pooler`` where it has one."""
+    x, results, mask_adder = embed(model, input_ids, token_type_ids, attention_mask)
+    for i, layer in enumerate(model.encoder.layer):
+        x = layer(x, mask_adder)
+        results[out.layer(i)] = x
+    results[out.SEQUENCE] = x
+    if model.pooler is not None:
+        results[out.POOLED] = model.pooler(x)
+    return results
+
+
 class BertEncoderModel(nn.Module):
     """Hugging Face's ``BertModel``: embeddings, encoder, optional pooler."""
 
@@ -210,14 +223,7 @@ class BertEncoderModel(nn.Module):
         self.pooler = BertPooler(config) if with_pooler else None
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
-        x, results, mask_adder = embed(self, input_ids, token_type_ids, attention_mask)
-        for i, layer in enumerate(self.encoder.layer):
-            x = layer(x, mask_adder)
-            results[out.layer(i)] = x
-        results[out.SEQUENCE] = x
-        if self.pooler is not None:
-            results[out.POOLED] = self.pooler(x)
-        return results
+        return encode(self, input_ids, token_type_ids, attention_mask)
 
 
 class BertPredictionHeadTransform(nn.Module):

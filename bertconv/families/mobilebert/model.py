@@ -29,7 +29,7 @@ from torch import nn
 from ... import outputs as out
 from ...config import BertConfig
 from ...errors import InputError
-from ..bert.model import Embedding, activation, additive_mask
+from ..bert.model import Embedding, activation, encode
 
 
 def extra(config: BertConfig, name: str, default):
@@ -219,19 +219,7 @@ class MobileBertEncoderModel(nn.Module):
         self.pooler = MobileBertPooler(config) if with_pooler else None
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)
-        results, mask_adder = {out.EMBEDDINGS: x}, additive_mask(attention_mask, x)
-        for i, layer in enumerate(self.encoder.layer):
-            x = layer(x, mask_adder)
-            results[out.layer(i)] = x
-        results[out.SEQUENCE] = x
-        if self.pooler is not None:
-            results[out.POOLED] = self.pooler(x)
-        return results
+        return encode(self, input_ids, token_type_ids, attention_mask)
 
 
 class MobileBertLMPredictionHead(nn.Module):

@@ -23,7 +23,7 @@ from torch import nn
 from ... import outputs as out
 from ...config import BertConfig
 from ...errors import ConfigError, InputError
-from ..bert.model import BertEncoder, BertLMPredictionHead, BertPooler, Embedding, activation, additive_mask
+from ..bert.model import BertEncoder, BertLMPredictionHead, BertPooler, Embedding, activation, encode
 
 TOKEN_TYPES = 7
 CELL_LOGITS = "cell_logits"                # [B, T] per-token cell selection logits
@@ -96,19 +96,7 @@ class TapasEncoderModel(nn.Module):
         self.pooler = BertPooler(config) if with_pooler else None
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)
-        results, mask_adder = {out.EMBEDDINGS: x}, additive_mask(attention_mask, x)
-        for i, layer in enumerate(self.encoder.layer):
-            x = layer(x, mask_adder)
-            results[out.layer(i)] = x
-        results[out.SEQUENCE] = x
-        if self.pooler is not None:
-            results[out.POOLED] = self.pooler(x)
-        return results
+        return encode(self, input_ids, token_type_ids, attention_mask)
 
 
 class TapasOnlyMLMHead(nn.Module):
