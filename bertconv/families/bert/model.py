@@ -200,15 +200,21 @@ def embed(model: nn.Module, input_ids, token_type_ids, attention_mask):
 
 
 def encode(model: nn.Module, input_ids, token_type_ids, attention_mask) -> dict[str, torch.Tensor]:
-    """A BERT-shaped encoder's whole forward (BERT, TAPAS, MobileBERT): :func:`embed`, each of
-    ``model.encoder.layer`` in turn with its output recorded, and ``model.pooler`` where it has one."""
+    """A BERT-shaped encoder's whole forward (BERT, TAPAS, MobileBERT, ELECTRA, ConvBERT):
+    :func:`embed`, the projection of narrower embeddings where the model has one
+    (``embeddings_project``), each of ``model.encoder.layer`` in turn with its output recorded, and
+    ``model.pooler`` where it has one."""
     x, results, mask_adder = embed(model, input_ids, token_type_ids, attention_mask)
+    project = getattr(model, "embeddings_project", None)
+    if project is not None:
+        x = project(x)
     for i, layer in enumerate(model.encoder.layer):
         x = layer(x, mask_adder)
         results[out.layer(i)] = x
     results[out.SEQUENCE] = x
-    if model.pooler is not None:
-        results[out.POOLED] = model.pooler(x)
+    pooler = getattr(model, "pooler", None)
+    if pooler is not None:
+        results[out.POOLED] = pooler(x)
     return results
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from ... import outputs as out
 from ...config import BertConfig
 from ...errors import ConfigError
-from ..bert.model import BertEmbeddings, activation, embed
+from ..bert.model import BertEmbeddings, activation, encode
 from ..electra.model import ElectraGeneratorPredictions, GeneratorLMHead
 
 #: the ConvBERT fields of a config (Hugging Face's names), none of which has a safe default
@@ -149,14 +149,7 @@ class ConvBertEncoderModel(nn.Module):
         self.encoder = ConvBertEncoder(config, fields)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
-        x, results, mask_adder = embed(self, input_ids, token_type_ids, attention_mask)
-        if hasattr(self, "embeddings_project"):
-            x = self.embeddings_project(x)
-        for i, layer in enumerate(self.encoder.layer):
-            x = layer(x, mask_adder)
-            results[out.layer(i)] = x
-        results[out.SEQUENCE] = x
-        return results
+        return encode(self, input_ids, token_type_ids, attention_mask)
 
 
 class ConvBertForMaskedLM(nn.Module):

@@ -17,7 +17,7 @@ from torch import nn
 
 from ... import outputs as out
 from ...config import BertConfig
-from ..bert.model import BertEmbeddings, BertLayer, activation, embed
+from ..bert.model import BertEmbeddings, BertLayer, activation, encode
 
 class ElectraEncoder(nn.Module):
     def __init__(self, config: BertConfig):
@@ -38,14 +38,7 @@ class ElectraEncoderModel(nn.Module):
         self.encoder = ElectraEncoder(config)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
-        x, results, mask_adder = embed(self, input_ids, token_type_ids, attention_mask)
-        if hasattr(self, "embeddings_project"):
-            x = self.embeddings_project(x)
-        for i, layer in enumerate(self.encoder.layer):
-            x = layer(x, mask_adder)
-            results[out.layer(i)] = x
-        results[out.SEQUENCE] = x
-        return results
+        return encode(self, input_ids, token_type_ids, attention_mask)
 
 
 class ElectraDiscriminatorPredictions(nn.Module):
