@@ -506,11 +506,14 @@ def run() -> int:
     collection over every object still alive (torch's, after a model run) to free nothing the
     exit would not; freezing them first leaves it nothing to walk (docs/performance.md). Not in
     :func:`main`, which tests and scripts call in processes that go on. For the same reason torch's
-    objects are frozen as soon as it is imported (:data:`bertconv.torch_import.freeze_after_import`).
+    objects are frozen as soon as it is imported (:data:`bertconv.torch_import.freeze_after_import`),
+    and a check runs its model in a process of its own that imports torch while this one works
+    (:mod:`bertconv.model_process`): a process that goes on imports torch once and keeps it.
     """
-    from . import torch_import
+    from . import model_process, torch_import
 
     torch_import.freeze_after_import = True
+    model_process.enabled = True
     code = main()
     ignore_stopping_signals()  # the run is over and its exit code stands; only the exit is left
     gc.freeze()

@@ -3,6 +3,7 @@ data path, ``datapath.py``, and the Hugging Face directory's other files, ``hf_d
 then a check of what was written against the original before it gets its final name."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, model_card
+from .. import model_process as model_processes
 from ..atomic import atomic_dir, atomic_file, check_name, check_not_reading
 from ..errors import InputError, OutputError
 from ..formats import open_source
+from ..model_process import RunnerProcess
 from ..model_card import SourceDigests, provenance, write_card, write_hubconf
 from ..progress import activity
 from .datapath import OUTPUT_DTYPES, compiled_data_path_available, native_transpose_available, write_weights
@@ -108,8 +111,7 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
     ``options`` is a :class:`ConvertOptions`; its fields may also be given as keywords
     (``convert(src, out, dtype="float16", validate=False)``), which replace the options' own."""
     o = options_of(options, overrides, function="convert")
-    format, dtype, gelu, labels, lower_case = o.format, o.dtype, o.gelu, o.labels, o.lower_case
-    format = format or format_for_output(output)
+    format = o.format or format_for_output(output)
     if o.torch_hub and format != "hf":
         raise InputError("a PyTorch Hub entry point (hubconf.py) goes in a directory, not beside one file",
                          hint="write a Hugging Face directory (format='hf')",
@@ -120,6 +122,14 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
     started = time.perf_counter()
     output = Path(output)
     check_name(output)
+    with contextlib.ExitStack() as stack:
+        # torch's import, most of the check's time, starts there now and runs beside the conversion
+        model_process = stack.enter_context(RunnerProcess()) if o.validate and model_processes.wanted() else None
+        return _convert(source, output, o, format, started, model_process)
+
+
+def _convert(source, output: Path, o: ConvertOptions, format: str, started: float, model_process) -> ConversionReport:
+    dtype, gelu, labels, lower_case = o.dtype, o.gelu, o.labels, o.lower_case
     with open_source(source, verify_crc=o.verify_crc, prefer="tf", step=o.step) as src:
         if src.format_name not in ("tf-bundle", "keras-h5", "saved-model", "keras-hub", "keras-archive"):
             raise InputError(f"tf2pt converts TensorFlow checkpoints, and this is a {src.format_name} file",
@@ -162,7 +172,8 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
                 if why:
                     notes.append(why)
                 write_seconds = time.perf_counter() - started
-                validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if o.validate else None
+                validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes,
+                                                      model_process) if o.validate else None
                 files += _explain(tmp, _report(source, output, format, plan, src, dtype, files, do_lower, notes,
                                                validation), plan, digests, o.torch_hub)
         else:
@@ -170,7 +181,8 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
             with atomic_file(output, overwrite=o.overwrite, notes=notes) as tmp:
                 write_weights(plan, src, tmp, dtype=dtype, metadata=metadata, progress=o.progress)
                 write_seconds = time.perf_counter() - started
-                validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes) if o.validate else None
+                validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes,
+                                                      model_process) if o.validate else None
 
         report = _report(source, output, format, plan, src, dtype, files, do_lower, notes, validation)
         report.write_seconds = write_seconds
@@ -287,7 +299,8 @@ def _refuse_overwriting_source(output: Path, src, plan: Plan) -> None:
     check_not_reading(output, _files_read(src, plan))
 
 
-def _check_before_publishing(written: Path, src, plan: Plan, dtype: str, gelu: str, notes: list[str]):
+def _check_before_publishing(written: Path, src, plan: Plan, dtype: str, gelu: str, notes: list[str],
+                             model_process=None):
     """Run the written model against the original before it gets its final name: a conversion
     that does not compute what the original computed is never published."""
     import dataclasses
@@ -307,7 +320,8 @@ def _check_before_publishing(written: Path, src, plan: Plan, dtype: str, gelu: s
     elif not layout.canonical and layout.reference_activation.get(config.hidden_act):
         config = dataclasses.replace(config, hidden_act=layout.reference_activation[config.hidden_act])
     with activity("checking against the original"):
-        report = quick_check(written, canonical_view(src, layout), config, dtype=dtype)
+        report = quick_check(written, canonical_view(src, layout), config, dtype=dtype,
+                             model_process=model_process)
     if not report.passed:
         raise CheckFailed(f"the converted model does not match the original ({report.summary_line()}); "
                           "nothing was written", path=src.path,

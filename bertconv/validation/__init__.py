@@ -9,6 +9,7 @@ passes run on), ``references.py`` (the original's outputs), ``runners.py`` (the 
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .. import model_process as model_processes
 from .. import outputs as out
 from ..config import BertConfig
 from ..errors import InputError
@@ -37,7 +39,7 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
              text: str | Path | None = None, tolerance: float | None = None, with_transformers: bool = False,
              save_golden: str | Path | None = None, source_config=None, tower: str | None = None,
              verify_crc: bool = True, overwrite: bool = False, step: int | None = None,
-             settings: dict | None = None) -> ValidationReport:
+             settings: dict | None = None, model_process=None) -> ValidationReport:
     """Run the converted model and compare each output with the reference, for each dtype.
 
     ``against``: the original checkpoint (any path ``open_source`` reads; or a TensorSource, or a
@@ -46,7 +48,10 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
     ``source_config``: the original's config when ``against`` has no config file beside it.
     ``step``: which ``model.ckpt-N`` of a TensorFlow training directory ``against`` is.
     ``settings``: config facts applied to the original's config file (``--set``); a setting its
-    files do not record is otherwise the converted model's.
+    files do not record is otherwise the converted model's. ``model_process``: a
+    :class:`~bertconv.model_process.RunnerProcess` to run the model in (the console script's,
+    importing torch meanwhile); without one, the console script starts its own and a program runs
+    the model in its own process.
     """
     from ..converted import describe_converted, family_of
 
@@ -71,80 +76,103 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
     if not _DEVICE_NAME.match(str(device)):
         resolve_device(device)  # raises the usage error before any work
 
-    # The config only: each run below reads the weights for itself, in its own dtype.
-    config, config_dict, architecture = describe_converted(converted)
-    family = family_of(config_dict, architecture)
-    directory = converted if converted.is_dir() else None
-    notes: list[str] = []
-    tower = _tower(family, config_dict, architecture, tower)
-    if with_transformers and not family.runs_in_transformers:
-        raise InputError(f"--with-transformers runs BERT models; this {family.name} model is run by bertconv's own",
-                         hint="drop --with-transformers")
+    with contextlib.ExitStack() as stack:
+        if model_process is None and model_processes.wanted():
+            # torch's import, most of a check's time, runs there while the reference runs here
+            model_process = stack.enter_context(model_processes.RunnerProcess())
+        # The config only: each run below reads the weights for itself, in its own dtype.
+        config, config_dict, architecture = describe_converted(converted)
+        family = family_of(config_dict, architecture)
+        directory = converted if converted.is_dir() else None
+        notes: list[str] = []
+        tower = _tower(family, config_dict, architecture, tower)
+        if with_transformers and not family.runs_in_transformers:
+            raise InputError(f"--with-transformers runs BERT models; this {family.name} model is run by bertconv's own",
+                             hint="drop --with-transformers")
 
-    reference_started = time.perf_counter()
-    golden_metadata: dict[str, Any] = {}
-    if golden is not None:
-        if text is not None:
-            notes.append("--text ignored: a golden file carries its own inputs")
-        inputs, reference_outputs, golden_metadata = load_golden(golden)
-        description = f"golden outputs {golden}"
-        if golden_metadata.get("reference"):
-            description += f" ({golden_metadata['reference']})"
-        source_label = None
-    else:
-        weights, close, layout = open_against(against, verify_crc, step)
-        try:
-            ref_config, config_origin = reference_config(weights, config_dict, source_config, family, layout,
-                                                         settings=settings, notes=notes)
+        reference_started = time.perf_counter()
+        golden_metadata: dict[str, Any] = {}
+        if golden is not None:
             if text is not None:
-                inputs = text_inputs(text, directory, config)
+                notes.append("--text ignored: a golden file carries its own inputs")
+            inputs, reference_outputs, golden_metadata = load_golden(golden)
+            description = f"golden outputs {golden}"
+            if golden_metadata.get("reference"):
+                description += f" ({golden_metadata['reference']})"
+            source_label = None
+        else:
+            weights, close, layout = open_against(against, verify_crc, step)
+            try:
+                ref_config, config_origin = reference_config(weights, config_dict, source_config, family, layout,
+                                                             settings=settings, notes=notes)
+                if text is not None:
+                    inputs = text_inputs(text, directory, config)
+                else:
+                    vocab = directory / "vocab.txt" if directory else None
+                    inputs = family.validation_inputs(make_validation_inputs(config, batch, seq_len, seed, vocab), config)
+                with _beside(model_process):
+                    reference_outputs = compute_reference(weights, ref_config, inputs, reference, family=family,
+                                                          tower=tower,
+                                                          heads=family.reference_heads(weights, architecture))
+            finally:
+                close()
+            described = against if isinstance(against, (str, Path)) else "the given weights"
+            description = (f"bertconv's {family.name} reference (NumPy, float64)" if reference == "numpy"
+                           else "TensorFlow (float64, eager)") + f" over {described}"
+            if config_origin != "given":
+                notes.append(f"the original's config came from {config_origin}")
+            source_label = str(against) if isinstance(against, (str, Path)) else None
+        reference_seconds = time.perf_counter() - reference_started
+
+        input_summary = {**describe_inputs(inputs, config),
+                         "seed": seed if golden is None and text is None else None,
+                         "text": str(text) if text is not None and golden is None else None}
+
+        saved = None
+        if save_golden is not None:
+            metadata = {"config": config_dict, "seed": seed if text is None else None, "source": source_label,
+                        "reference": reference, "bertconv_version": __version__, "architecture": architecture}
+            save_golden_file(save_golden, inputs, reference_outputs, metadata, overwrite=overwrite)
+            saved = str(save_golden)
+
+        dev = resolve_device(device) if model_process is None else None
+        device_name = str(dev) if dev is not None else device  # the model's process names it
+        runs = []
+        for dtype_name in dtypes:
+            if model_process is None:
+                ours, facts = run_one(converted, dtype_name, dev, with_transformers=with_transformers,
+                                      architecture=architecture, family=family, inputs=inputs)
             else:
-                vocab = directory / "vocab.txt" if directory else None
-                inputs = family.validation_inputs(make_validation_inputs(config, batch, seq_len, seed, vocab), config)
-            reference_outputs = compute_reference(weights, ref_config, inputs, reference, family=family,
-                                                  tower=tower, heads=family.reference_heads(weights, architecture))
-        finally:
-            close()
-        described = against if isinstance(against, (str, Path)) else "the given weights"
-        description = (f"bertconv's {family.name} reference (NumPy, float64)" if reference == "numpy"
-                       else "TensorFlow (float64, eager)") + f" over {described}"
-        if config_origin != "given":
-            notes.append(f"the original's config came from {config_origin}")
-        source_label = str(against) if isinstance(against, (str, Path)) else None
-    reference_seconds = time.perf_counter() - reference_started
+                ours, facts, device_name = model_process.run(converted, dtype_name, device,
+                                                             with_transformers=with_transformers,
+                                                             architecture=architecture, inputs=inputs)
+            tol = tolerance_for(dtype_name, facts["weights_dtype"], tolerance)
+            comparisons, unreferenced, first = compare_outputs(ours, reference_outputs, config.num_hidden_layers, tol)
+            passed = not unreferenced and first is None and bool(comparisons)
+            runs.append(DtypeRun(dtype=dtype_name, device=device_name,
+                                 runner="transformers" if with_transformers else "bertconv.model",
+                                 outputs=comparisons, unreferenced=unreferenced, first_diverging=first,
+                                 passed=passed, **facts))
+        produced = set().union(*(set(o.name for o in run.outputs) | set(run.unreferenced) for run in runs))
+        not_compared = out.ordered(set(reference_outputs) - produced, config.num_hidden_layers)
+        if device_name.startswith("cuda") and "float32" in dtypes:
+            notes.append("float32 on CUDA ran with TF32 disabled (matmul and cuDNN), restored afterwards")
+        return ValidationReport(converted=str(converted), reference=description,
+                                against=source_label, golden=str(golden) if golden is not None else None,
+                                device=device_name, architecture=architecture, inputs=input_summary, runs=runs,
+                                not_compared=not_compared, notes=notes, reference_seconds=reference_seconds,
+                                seconds=time.perf_counter() - started, saved_golden=saved)
 
-    input_summary = {**describe_inputs(inputs, config),
-                     "seed": seed if golden is None and text is None else None,
-                     "text": str(text) if text is not None and golden is None else None}
 
-    saved = None
-    if save_golden is not None:
-        metadata = {"config": config_dict, "seed": seed if text is None else None, "source": source_label,
-                    "reference": reference, "bertconv_version": __version__, "architecture": architecture}
-        save_golden_file(save_golden, inputs, reference_outputs, metadata, overwrite=overwrite)
-        saved = str(save_golden)
+def _beside(model_process):
+    """While a model's process imports torch on one core, the reference's BLAS keeps to the other:
+    a second BLAS thread waiting on a taken core slows the products several times over
+    (docs/performance.md). NumPy cannot set its thread count itself once imported."""
+    if model_process is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
 
-    dev = resolve_device(device)
-    runs = []
-    for dtype_name in dtypes:
-        ours, facts = run_one(converted, dtype_name, dev, with_transformers=with_transformers,
-                              architecture=architecture, family=family, inputs=inputs)
-        tol = tolerance_for(dtype_name, facts["weights_dtype"], tolerance)
-        comparisons, unreferenced, first = compare_outputs(ours, reference_outputs, config.num_hidden_layers, tol)
-        passed = not unreferenced and first is None and bool(comparisons)
-        runs.append(DtypeRun(dtype=dtype_name, device=str(dev),
-                             runner="transformers" if with_transformers else "bertconv.model",
-                             outputs=comparisons, unreferenced=unreferenced, first_diverging=first,
-                             passed=passed, **facts))
-    produced = set().union(*(set(o.name for o in run.outputs) | set(run.unreferenced) for run in runs))
-    not_compared = out.ordered(set(reference_outputs) - produced, config.num_hidden_layers)
-    if dev.type == "cuda" and "float32" in dtypes:
-        notes.append("float32 on CUDA ran with TF32 disabled (matmul and cuDNN), restored afterwards")
-    return ValidationReport(converted=str(converted), reference=description,
-                            against=source_label, golden=str(golden) if golden is not None else None,
-                            device=str(dev), architecture=architecture, inputs=input_summary, runs=runs,
-                            not_compared=not_compared, notes=notes, reference_seconds=reference_seconds,
-                            seconds=time.perf_counter() - started, saved_golden=saved)
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _tower(family, config_dict: dict[str, Any], architecture: str, tower: str | None) -> str | None:
@@ -165,7 +193,7 @@ def _tower(family, config_dict: dict[str, Any], architecture: str, tower: str | 
 
 def quick_check(converted: str | Path, source, config: BertConfig, *, dtype: str = "float32", batch: int = 2,
                 seq_len: int = 16, seed: int = 0, device: str = "cpu",
-                tolerance: float | None = None) -> ValidationReport:
+                tolerance: float | None = None, model_process=None) -> ValidationReport:
     """The check ``tf2pt`` runs on what it has just written: a small batch through the converted
     model against the NumPy reference over the still-open source."""
     seq_len = min(seq_len, config.max_position_embeddings)
@@ -175,4 +203,5 @@ def quick_check(converted: str | Path, source, config: BertConfig, *, dtype: str
         # anyway (see tolerance_for), and CPU half-precision matmuls are slow and add nothing.
         compute = "float32"
     return validate(converted, against=source, reference="numpy", device=device, dtypes=(compute,), batch=batch,
-                    seq_len=seq_len, seed=seed, tolerance=tolerance, source_config=config)
+                    seq_len=seq_len, seed=seed, tolerance=tolerance, source_config=config,
+                    model_process=model_process)

@@ -1,0 +1,198 @@
+"""The converted model run in a process of its own, started before the work that precedes the run.
+
+Most of the console script's check is torch's import (docs/performance.md): Python-level work that
+holds a core, and the GIL, for its whole length, so a thread importing it would stall the
+conversion and the float64 reference rather than run beside them. A child process imports it on
+the other core while this one converts and computes the reference; it then loads the file just
+written, runs the model and sends back only the named outputs and the run's facts.
+
+Only the console script starts one (:data:`enabled`, set by :func:`bertconv.cli.run`): a program
+calling the API imports torch once and keeps it, where a child per call would import it every
+time. Where torch is already imported the model runs in this process.
+
+The messages are a JSON line followed by the raw bytes of each array it lists, with dtype and
+shape in the JSON: nothing is unpickled, not even what our own child sends.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    import numpy as np
+
+from . import errors
+
+#: Set by the console script, whose process runs one command and ends.
+enabled = False
+
+#: the dtypes an array in a message may have: the inputs' integers and the outputs' floats
+_ARRAY_DTYPES = {"<i8", "<i4", "<f8", "<f4", "|b1"}
+
+
+class RunnerProcessFailed(RuntimeError):
+    """The child ended or failed in a way that is not one of bertconv's errors (a bug, a crash)."""
+
+
+def wanted() -> bool:
+    """Whether a check about to run should start a child for its model."""
+    return enabled and "torch" not in sys.modules
+
+
+def send(stream: BinaryIO, header: dict[str, Any], arrays: "dict[str, np.ndarray] | None" = None) -> None:
+    import numpy as np
+
+    arrays = {name: np.ascontiguousarray(array) for name, array in (arrays or {}).items()}
+    header = {**header, "arrays": [{"name": name, "dtype": array.dtype.str, "shape": list(array.shape)}
+                                   for name, array in arrays.items()]}
+    stream.write(json.dumps(header).encode("utf-8") + b"\n")
+    for array in arrays.values():
+        stream.write(memoryview(array).cast("B"))
+    stream.flush()
+
+
+def receive(stream: BinaryIO) -> "tuple[dict[str, Any], dict[str, np.ndarray]]":
+    import numpy as np
+
+    line = stream.readline()
+    if not line:
+        raise EOFError("the other end closed the channel")
+    header = json.loads(line)
+    arrays = {}
+    for entry in header.pop("arrays"):
+        dtype = np.dtype(entry["dtype"])
+        if dtype.str not in _ARRAY_DTYPES:
+            raise RunnerProcessFailed(f"unexpected dtype {entry['dtype']!r} in a message")
+        shape = tuple(int(n) for n in entry["shape"])
+        size = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        data = bytearray(size)  # writable, as arrays handed to torch must be
+        if stream.readinto(data) != size:
+            raise EOFError("the other end closed the channel mid-message")
+        arrays[entry["name"]] = np.frombuffer(data, dtype=dtype).reshape(shape)
+    return header, arrays
+
+
+class RunnerProcess:
+    """A child process that imports torch at once and then runs converted models on request."""
+
+    def __init__(self) -> None:
+        package_root = str(Path(__file__).resolve().parents[1])
+        environment = dict(os.environ)
+        # the child imports this very bertconv, wherever the parent found it
+        environment["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, environment.get("PYTHONPATH")) if p)
+        self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, env=environment)
+
+    def run(self, converted: Path, dtype_name: str, device: str, *, with_transformers: bool,
+            architecture: str, inputs: "dict[str, np.ndarray]") -> "tuple[dict[str, np.ndarray], dict[str, Any], str]":
+        """The model's named outputs (float64), the run's facts and the device it ran on."""
+        import numpy as np
+
+        job = {"converted": str(converted), "dtype": dtype_name, "device": device,
+               "with_transformers": with_transformers, "architecture": architecture}
+        try:
+            send(self._process.stdin, job, {k: np.asarray(v) for k, v in inputs.items()})
+            reply, arrays = receive(self._process.stdout)
+        except (EOFError, BrokenPipeError):
+            code = self._process.wait()
+            raise RunnerProcessFailed(f"the process running the converted model ended (exit code {code})") from None
+        if "error" in reply:
+            raise _error_from(reply["error"])
+        return {name: np.asarray(a, dtype=np.float64) for name, a in arrays.items()}, reply["facts"], reply["device"]
+
+    def close(self, *, at_once: bool = False) -> None:
+        """End the child: it exits when its input closes, or at once (``at_once``: the work it was
+        started for failed or was stopped, and it may still be importing torch)."""
+        process = self._process
+        if process.poll() is None:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
+            try:
+                process.wait(timeout=0 if at_once else 5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stdout.close()
+
+    def __enter__(self) -> "RunnerProcess":
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.close(at_once=exc_type is not None)
+
+
+def start_if_wanted() -> RunnerProcess | None:
+    return RunnerProcess() if wanted() else None
+
+
+def _error_from(error: dict[str, Any]) -> Exception:
+    cls = getattr(errors, error.get("type", ""), None)
+    if isinstance(cls, type) and issubclass(cls, errors.BertconvError):
+        raised = cls(error["message"], path=error.get("path"), tensor=error.get("tensor"),
+                     hint=error.get("hint"), cli_hint=error.get("cli_hint"))
+        return raised
+    return RunnerProcessFailed(f"running the converted model failed: {error.get('message')}\n"
+                               f"{error.get('traceback', '')}".rstrip())
+
+
+def _describe_error(e: BaseException) -> dict[str, Any]:
+    if isinstance(e, errors.BertconvError):
+        return {"type": type(e).__name__, "message": e.message, "path": e.path, "tensor": e.tensor,
+                "hint": e.hint, "cli_hint": e.cli_hint}
+    import traceback
+
+    return {"type": "internal", "message": f"{type(e).__name__}: {e}",
+            "traceback": "".join(traceback.format_exception(e))}
+
+
+def _serve(channel_in: BinaryIO, channel_out: BinaryIO) -> None:
+    from .converted import describe_converted, family_of
+    from .torch_import import import_torch
+    from .validation.runners import resolve_device, run_one
+
+    import_torch()
+    while True:
+        try:
+            job, inputs = receive(channel_in)
+        except EOFError:
+            return
+        try:
+            device = resolve_device(job["device"])
+            converted = Path(job["converted"])
+            _, config_dict, architecture = describe_converted(converted)
+            outputs, facts = run_one(converted, job["dtype"], device, with_transformers=job["with_transformers"],
+                                     architecture=job["architecture"], family=family_of(config_dict, architecture),
+                                     inputs=inputs)
+            send(channel_out, {"facts": facts, "device": str(device)}, outputs)
+        except Exception as e:  # every failure goes back to the parent, which reports it
+            send(channel_out, {"error": _describe_error(e)})
+
+
+def main() -> None:
+    # The parent reports interruptions; a Ctrl-C reaching the whole process group is its to handle,
+    # and this process ends when the parent closes its input.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from . import torch_import
+
+    torch_import.freeze_after_import = True
+    # the messages own the original standard output; anything a library prints goes to stderr
+    channel_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        _serve(sys.stdin.buffer, channel_out)
+    finally:
+        channel_out.flush()
+    # nothing to tear down that the exit would not: skip the interpreter's collection over torch
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
