@@ -24,6 +24,7 @@ _OUTPUT_FIELDS = {
     "mlm": {"logits": "mlm_logits"},
     "mlm,nsp": {"prediction_logits": "mlm_logits", "seq_relationship_logits": "nsp_logits"},
     "classifier": {"logits": "classifier_logits"},
+    "discriminator": {"logits": "discriminator_logits"},
 }
 
 

@@ -10,7 +10,7 @@ original's is dense, activation, LayerNorm, then the tied output), and they have
 projection, no repeated layers (``block_size`` ``1x2``) and no ``d_head`` of its own.
 
 The original's numerics, as kept here: LayerNorm epsilon 1e-8 everywhere; ``"gelu"`` is the tanh
-approximation; scores are ``(q + r_w_bias) . k``, plus ``(q + r_r_bias) . r(i - j)`` with
+approximation (``gelu_new`` here); scores are ``(q + r_w_bias) . k``, plus ``(q + r_r_bias) . r(i - j)`` with
 sinusoid relative positions projected by ``r_kernel`` (computed in the factorized form; the
 original's rel-shift form gives the same numbers), plus the segment bias ``(q + r_s_bias) .
 seg_embed[same]``, all after ``q`` is scaled by ``1/sqrt(d_head)``; the position and segment
@@ -34,7 +34,8 @@ MASK_VALUE = 1e6
 CLS_SEGMENT = 2
 
 ACTIVATIONS = {
-    "gelu": lambda x: F.gelu(x, approximate="tanh"),  # ops.gelu is the tanh form
+    "gelu": F.gelu,  # Hugging Face's "gelu" is the exact erf form
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),  # what the original's "gelu" computes (ops.gelu)
     "relu": F.relu,
     "tanh": torch.tanh,
 }
@@ -325,10 +326,11 @@ class Discriminator(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dense_prediction = nn.Linear(config.hidden_size, 1)
+        self.prediction_weight = nn.Parameter(torch.zeros(config.hidden_size))
+        self.prediction_bias = nn.Parameter(torch.zeros(1))
 
     def forward(self, x):
-        return self.dense_prediction(ACTIVATIONS["gelu"](self.dense(x)))[..., 0]
+        return torch.matmul(ACTIVATIONS["gelu_new"](self.dense(x)), self.prediction_weight) + self.prediction_bias
 
 
 class LanguageModelHead(nn.Module):

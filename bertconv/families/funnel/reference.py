@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError
-from ..bert.reference import _gelu_tanh, _layer_norm, _softmax, _Weights
+from ..bert.reference import _gelu_erf, _gelu_tanh, _layer_norm, _softmax, _Weights
 
 EPS = 1e-8
 SCOPES = {"discriminator": "model", "generator": "generator"}
-_ACT = {"gelu": _gelu_tanh, "relu": lambda x: np.maximum(x, 0), "tanh": np.tanh}
+#: the original's activation names (its "gelu" is the tanh form), and the converted config's
+_ACT = {"gelu": _gelu_tanh, "gelu_new": _gelu_tanh, "gelu_exact": _gelu_erf, "relu": lambda x: np.maximum(x, 0), "tanh": np.tanh}
 _TASK = re.compile(r"^model/([^/]+)/logit/kernel$")
 
 

@@ -1,0 +1,178 @@
+"""laiguokun/Funnel-Transformer's TensorFlow names -> bertconv's ``funnel_original.*`` state-dict names.
+
+A pretraining checkpoint (``pretrain.py``'s ELECTRA objective, as the releases were trained) holds
+two models: the discriminator under ``model/`` (its encoder, decoder and ``binary_proj`` /
+``binary_loss`` head) and the generator under ``generator/`` (the same parts, narrower by
+``width_shrink``, with ``lm_proj`` / ``lm_loss``), both reading the embeddings
+``model/input/*``. A fine-tune (``classifier.py``) holds ``model/`` alone, with
+``sequnece_summary`` (the original's spelling) and ``model/<task>/logit``. One layout per tower;
+the other tower's tensors are recognised and left out. Which layers exist depends on
+``block_size`` (encoder layers ``layer_0..``, decoder layers numbered after them), so each
+checkpoint's table is written out from its names (``bind``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from ...mapping import MERGE_HEADS, MERGE_HEADS_IN_T, MERGE_HEADS_OUT_T
+from ...mapping import TRANSPOSE as T
+from ...mapping import Mapping, Rule
+from ..base import Layout
+
+TOWERS = ("discriminator", "generator")
+SCOPES = {"discriminator": "model", "generator": "generator"}
+OTHER = {"discriminator": "generator_tower", "generator": "discriminator_tower"}
+PREFIX = "funnel_original"
+H, I, V, E = "hidden_size", "intermediate_size", "vocab_size", "embedding_size"
+
+_LAYER = (
+    # source below <scope>/<encoder|decoder>/layer_<n>/, target below <encoder|decoder>.layers.<i>., transform, shape
+    ("rel_attn/q/kernel", "attention.q.weight", MERGE_HEADS_OUT_T, ()),
+    ("rel_attn/k/kernel", "attention.k.weight", MERGE_HEADS_OUT_T, ()),
+    ("rel_attn/k/bias", "attention.k.bias", MERGE_HEADS, ()),
+    ("rel_attn/v/kernel", "attention.v.weight", MERGE_HEADS_OUT_T, ()),
+    ("rel_attn/v/bias", "attention.v.bias", MERGE_HEADS, ()),
+    ("rel_attn/r/kernel", "attention.r.weight", MERGE_HEADS_OUT_T, ()),
+    ("rel_attn/r_w_bias", "attention.r_w_bias", None, ()),
+    ("rel_attn/r_r_bias", "attention.r_r_bias", None, ()),
+    ("rel_attn/r_s_bias", "attention.r_s_bias", None, ()),
+    ("rel_attn/seg_embed", "attention.seg_embed", None, ()),
+    ("rel_attn/o/kernel", "attention.o.weight", MERGE_HEADS_IN_T, ()),
+    ("rel_attn/o/bias", "attention.o.bias", None, (H,)),
+    ("rel_attn/layer_norm/gamma", "attention.layer_norm.weight", None, (H,)),
+    ("rel_attn/layer_norm/beta", "attention.layer_norm.bias", None, (H,)),
+    ("ff/layer_1/kernel", "ffn.linear_1.weight", T, (H, I)),
+    ("ff/layer_1/bias", "ffn.linear_1.bias", None, (I,)),
+    ("ff/layer_2/kernel", "ffn.linear_2.weight", T, (I, H)),
+    ("ff/layer_2/bias", "ffn.linear_2.bias", None, (H,)),
+    ("ff/layer_norm/gamma", "ffn.layer_norm.weight", None, (H,)),
+    ("ff/layer_norm/beta", "ffn.layer_norm.bias", None, (H,)),
+)
+_EMBEDDINGS = (
+    ("model/input/word_embedding/lookup_table", f"{PREFIX}.embeddings.word_embeddings.weight", None, (V, E)),
+    ("model/input/layer_norm/gamma", f"{PREFIX}.embeddings.layer_norm.weight", None, (E,)),
+    ("model/input/layer_norm/beta", f"{PREFIX}.embeddings.layer_norm.bias", None, (E,)),
+)
+_HEADS = {
+    "discriminator": ("discriminator", (
+        ("model/binary_proj/dense/kernel", "discriminator_predictions.dense.weight", T, (H, H)),
+        ("model/binary_proj/dense/bias", "discriminator_predictions.dense.bias", None, (H,)),
+        ("model/binary_loss/weight", "discriminator_predictions.prediction_weight", None, (H,)),
+        ("model/binary_loss/bias", "discriminator_predictions.prediction_bias", None, (1,)),
+    )),
+    "generator": ("mlm", (
+        ("generator/lm_proj/dense/kernel", "lm_head.dense.weight", T, (H, E)),
+        ("generator/lm_proj/dense/bias", "lm_head.dense.bias", None, (E,)),
+        ("generator/lm_proj/layer_norm/gamma", "lm_head.layer_norm.weight", None, (E,)),
+        ("generator/lm_proj/layer_norm/beta", "lm_head.layer_norm.bias", None, (E,)),
+        ("generator/lm_loss/bias", "lm_head.bias", None, (V,)),
+    )),
+}
+#: classifier.py's scope for the task head: ``--cls_scope``, else the task's name in lower case
+DEFAULT_TASK = "classifier"
+_TASK = re.compile(r"^model/([^/]+)/logit/kernel$")
+
+
+def classifier_rules(task: str) -> tuple[Rule, ...]:
+    rows = (("model/sequnece_summary/summary/kernel", "summary.weight", T, (H, H)),
+            ("model/sequnece_summary/summary/bias", "summary.bias", None, (H,)),
+            (f"model/{task}/logit/kernel", "classifier.weight", T, (H, "num_labels")),
+            (f"model/{task}/logit/bias", "classifier.bias", None, ("num_labels",)))
+    return tuple(Rule(s, t, shape, tr, "classifier") for s, t, tr, shape in rows)
+
+
+def _layers(names, scope: str, part: str) -> list[int]:
+    pattern = re.compile(rf"^{scope}/{part}/layer_(\d+)/")
+    return sorted({int(m.group(1)) for n in names for m in [pattern.match(n)] if m})
+
+
+def tower_rules(tower: str, names, head: str | None = None) -> tuple[Rule, ...]:
+    """One tower's rows for a checkpoint with ``names``: embeddings, projection, the encoder and
+    decoder layers present, its head. ``head``: the part every row is in (the other tower's)."""
+    scope = SCOPES[tower]
+    head_name, head_rows = _HEADS[tower]
+    rows = [(s, t, tr, shape, head) for s, t, tr, shape in _EMBEDDINGS]
+    rows += [(f"{scope}/encoder/input_projection/kernel", f"{PREFIX}.encoder.input_projection.weight", T, (E, H), head),
+             (f"{scope}/encoder/input_projection/bias", f"{PREFIX}.encoder.input_projection.bias", None, (H,), head)] \
+        if f"{scope}/encoder/input_projection/kernel" in names else []
+    encoder = _layers(names, scope, "encoder")
+    for i, n in enumerate(encoder):
+        rows += [(f"{scope}/encoder/layer_{n}/{s}", f"{PREFIX}.encoder.layers.{i}.{t}", tr, shape, head)
+                 for s, t, tr, shape in _LAYER]
+    for i, n in enumerate(_layers(names, scope, "decoder")):
+        rows += [(f"{scope}/decoder/layer_{n}/{s}", f"{PREFIX}.decoder.layers.{i}.{t}", tr, shape, head or "decoder")
+                 for s, t, tr, shape in _LAYER]
+    rows += [(s, t, tr, shape, head or head_name) for s, t, tr, shape in head_rows]
+    return tuple(Rule(s, t, shape, tr, part) for s, t, tr, shape, part in rows)
+
+
+def bind(layout: Layout, names: list[str], source) -> Layout:
+    tower = layout.tower
+    present = set(names)
+    if tower == "generator" and not _layers(present, "generator", "encoder"):
+        from ...errors import MappingError
+        raise MappingError("--tower generator: the checkpoint holds no generator (no generator/encoder/layer_* "
+                           "tensors)", hint="a fine-tune keeps only the discriminator's model/; leave out --tower")
+    rules = tower_rules(tower, present)
+    if tower == "discriminator":
+        tasks = sorted({m.group(1) for n in names for m in [_TASK.match(n)] if m})
+        rules += classifier_rules(tasks[0] if tasks else DEFAULT_TASK)
+    mine = {r.source for r in rules}
+    other = TOWERS[1 - TOWERS.index(tower)]
+    if _layers(present, SCOPES[other], "encoder"):
+        rules += tuple(dataclasses.replace(r, target=f"{OTHER[tower]}.{r.target}")
+                       for r in tower_rules(other, present, head=OTHER[tower]) if r.source not in mine)
+    return dataclasses.replace(layout, mapping=Mapping(rules), bind=None)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class FunnelLayout(Layout):
+    """A Funnel tower's layout: a model with the discriminator or generator head runs the decoder
+    too, and the generator's config is the discriminator's narrowed by ``width_shrink``."""
+
+    def exported_parts(self, heads, architecture):
+        parts = super().exported_parts(heads, architecture)
+        return parts | {"decoder"} if heads & {"discriminator", "mlm"} else parts
+
+    def read_config(self, path, stored, notes=None, *, prepare=None):
+        config = super().read_config(path, stored, notes, prepare=prepare)
+        if self.tower != "generator":
+            return config
+        shrink = config.extra.get("width_shrink", 0.25)
+        narrowed = {f: int(getattr(config, f) * shrink)
+                    for f in ("hidden_size", "intermediate_size", "num_attention_heads")}
+        if notes is not None:
+            notes.append(f"the generator's d_model, d_inner and n_head are net_config.json's times width_shrink "
+                         f"{shrink} (pretrain.py's get_generator_config): "
+                         + ", ".join(f"{k}={v}" for k, v in narrowed.items()))
+        return dataclasses.replace(config, **narrowed)
+
+
+MARKER = re.compile(r"^model/input/word_embedding/lookup_table$|^model/encoder/layer_\d+/rel_attn/")
+
+
+def _layout(tower: str) -> Layout:
+    names = {"discriminator": [], "generator": ["generator/encoder/layer_0/x"]}[tower]
+    return FunnelLayout(
+        name="funnel_tf" if tower == "discriminator" else "funnel_tf_generator",
+        description=f"laiguokun/Funnel-Transformer TensorFlow checkpoint ({tower})",
+        mapping=Mapping(tower_rules(tower, names) + (classifier_rules(DEFAULT_TASK) if tower == "discriminator"
+                                                      else ())),
+        marker=MARKER,
+        # ops.gelu is the tanh approximation, ops.layer_norm_op's epsilon 1e-8
+        faithful_activation={"gelu": "gelu_new", "relu": "relu", "tanh": "tanh"},
+        exact_activation={"gelu": "gelu"},
+        layer_norm_eps=1e-8,
+        structural_parts=frozenset({OTHER[tower], "decoder"}),
+        pretraining_heads=frozenset({_HEADS[tower][0]}),
+        tower=tower,
+        canonical=True,
+        head_count_from_head_size=False,
+        bind=bind,
+    )
+
+
+DISCRIMINATOR = _layout("discriminator")
+GENERATOR = _layout("generator")
+LAYOUTS = (DISCRIMINATOR, GENERATOR)
