@@ -43,18 +43,30 @@ def _depths(spec, key):
 
 
 class FunnelMemory(MemoryStructure):
+    """Funnel's parameters by its own structure (heads of ``d_head`` that need not make up
+    d_model, repeated layers, the decoder of the pretraining towers); its layers are replayed as
+    BERT's at full length, an upper bound where blocks run on pooled sequences."""
+
     def structure(self, config):
         hidden, inter = int(config["hidden_size"]), int(config["intermediate_size"])
         width = int(config.get("embedding_size") or hidden)
-        heads, d_head = int(config["num_attention_heads"]), int(config.get("d_head") or 64)
-        inner = heads * d_head
-        layer = 4 * hidden * inner + 2 * inner + 4 * inner + hidden + 2 * hidden * inter + inter + 5 * hidden
-        distinct = sum(size for size, _ in _depths(config.get("block_size", "3_3_3"), "block_size"))
-        decoder = _depths(config.get("decoder_size", "0"), "decoder_size")[0][0] if config.get("with_decoder") else 0
-        params = (int(config["vocab_size"]) * width + 2 * width + (width * hidden + hidden if width != hidden else 0)
-                  + (distinct + decoder) * layer)
-        return {"distinct_layers": distinct, "embedding_size": width, "embedding_projection": width != hidden,
-                "position_table": False, "family_parameters": params}
+        vocab = int(config["vocab_size"])
+        inner = int(config["num_attention_heads"]) * int(config.get("d_head") or 64)
+        layer = 5 * hidden * inner + 7 * inner + 2 * hidden * inter + inter + 6 * hidden
+        blocks = _depths(config.get("block_size", "3_3_3"), "block_size")
+        architecture = (config.get("architectures") or [""])[0]
+        with_decoder = architecture in ("FunnelOriginalForPreTraining", "FunnelOriginalForMaskedLM")
+        size, repeat = _depths(config.get("decoder_size", "0"), "decoder_size")[0] if with_decoder else (0, 0)
+        labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
+        heads = {"FunnelOriginalForPreTraining": hidden * hidden + 2 * hidden + 1,
+                 "FunnelOriginalForMaskedLM": hidden * width + 3 * width + vocab,
+                 "FunnelOriginalForSequenceClassification": hidden * hidden + hidden + (hidden + 1) * labels}
+        distinct = sum(s for s, _ in blocks) + size
+        params = (vocab * width + 2 * width + (width * hidden + hidden if width != hidden else 0)
+                  + distinct * layer + heads.get(architecture, 0))
+        return {"layers": sum(s * r for s, r in blocks) + size * repeat, "distinct_layers": distinct,
+                "embedding_size": width, "embedding_projection": width != hidden, "position_table": False,
+                "family_parameters": params}
 
     def replay_embeddings(self, replay):
         return replay.bert_embeddings(position_table=False)

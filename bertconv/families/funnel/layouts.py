@@ -24,6 +24,8 @@ TOWERS = ("discriminator", "generator")
 SCOPES = {"discriminator": "model", "generator": "generator"}
 OTHER = {"discriminator": "generator_tower", "generator": "discriminator_tower"}
 PREFIX = "funnel_original"
+#: layers per stack in the table of no one checkpoint (the largest release has 30 in its encoder)
+MAX_LAYERS = 48
 H, I, V, E = "hidden_size", "intermediate_size", "vocab_size", "embedding_size"
 
 _LAYER = (
@@ -83,28 +85,49 @@ def classifier_rules(task: str) -> tuple[Rule, ...]:
 
 
 def _layers(names, scope: str, part: str) -> list[int]:
-    pattern = re.compile(rf"^{scope}/{part}/layer_(\d+)/")
+    """The layer numbers under ``<scope>/<part>/layer_<n>/`` (TF names) or ``<prefix>.<part>.layers.<n>.``
+    (PyTorch names) among ``names``."""
+    pattern = re.compile(rf"^{re.escape(scope)}[/.]{part}[/.]layers?[_.](\d+)[/.]")
     return sorted({int(m.group(1)) for n in names for m in [pattern.match(n)] if m})
 
 
-def tower_rules(tower: str, names, head: str | None = None) -> tuple[Rule, ...]:
-    """One tower's rows for a checkpoint with ``names``: embeddings, projection, the encoder and
-    decoder layers present, its head. ``head``: the part every row is in (the other tower's)."""
+def _rows(tower: str, encoder, decoder, *, projection: bool, head: str | None, template: bool = False):
     scope = SCOPES[tower]
     head_name, head_rows = _HEADS[tower]
     rows = [(s, t, tr, shape, head) for s, t, tr, shape in _EMBEDDINGS]
-    rows += [(f"{scope}/encoder/input_projection/kernel", f"{PREFIX}.encoder.input_projection.weight", T, (E, H), head),
-             (f"{scope}/encoder/input_projection/bias", f"{PREFIX}.encoder.input_projection.bias", None, (H,), head)] \
-        if f"{scope}/encoder/input_projection/kernel" in names else []
-    encoder = _layers(names, scope, "encoder")
-    for i, n in enumerate(encoder):
-        rows += [(f"{scope}/encoder/layer_{n}/{s}", f"{PREFIX}.encoder.layers.{i}.{t}", tr, shape, head)
-                 for s, t, tr, shape in _LAYER]
-    for i, n in enumerate(_layers(names, scope, "decoder")):
-        rows += [(f"{scope}/decoder/layer_{n}/{s}", f"{PREFIX}.decoder.layers.{i}.{t}", tr, shape, head or "decoder")
+    if projection:
+        rows += [(f"{scope}/encoder/input_projection/kernel", f"{PREFIX}.encoder.input_projection.weight", T, (E, H),
+                  head),
+                 (f"{scope}/encoder/input_projection/bias", f"{PREFIX}.encoder.input_projection.bias", None, (H,), head)]
+    if template:
+        # PyTorch names read backwards: every layer number a release may have, written out (a
+        # ``{layer}`` row would count the encoder's and the decoder's layers as one stack). The
+        # decoder's TF numbers follow the encoder's, which a table of no one checkpoint cannot
+        # know: counted from 0 here
+        pairs = [(part, i, i, head if part == "encoder" else head or "decoder")
+                 for part in ("encoder", "decoder") for i in range(MAX_LAYERS)]
+    else:
+        pairs = [("encoder", n, i, head) for i, n in enumerate(encoder)]
+        pairs += [("decoder", n, i, head or "decoder") for i, n in enumerate(decoder)]
+    for part, n, i, in_part in pairs:
+        rows += [(f"{scope}/{part}/layer_{n}/{s}", f"{PREFIX}.{part}.layers.{i}.{t}", tr, shape, in_part)
                  for s, t, tr, shape in _LAYER]
     rows += [(s, t, tr, shape, head or head_name) for s, t, tr, shape in head_rows]
     return tuple(Rule(s, t, shape, tr, part) for s, t, tr, shape, part in rows)
+
+
+def tower_rules(tower: str, names, head: str | None = None) -> tuple[Rule, ...]:
+    """One tower's rows for a checkpoint with ``names`` (its TF names, or the PyTorch names of a
+    converted model): embeddings, projection, the encoder and decoder layers present, its head.
+    ``head``: the part every row is in (the other tower's)."""
+    scope = SCOPES[tower]
+    encoder, decoder = _layers(names, scope, "encoder"), _layers(names, scope, "decoder")
+    projection = f"{scope}/encoder/input_projection/kernel" in names
+    if not encoder:  # PyTorch names: the TF numbers are the decoder's after the encoder's
+        encoder = _layers(names, PREFIX, "encoder")
+        decoder = [len(encoder) + i for i in _layers(names, PREFIX, "decoder")]
+        projection = projection or f"{PREFIX}.encoder.input_projection.weight" in names
+    return _rows(tower, encoder, decoder, projection=projection, head=head)
 
 
 def bind(layout: Layout, names: list[str], source) -> Layout:
@@ -153,12 +176,16 @@ MARKER = re.compile(r"^model/input/word_embedding/lookup_table$|^model/encoder/l
 
 
 def _layout(tower: str) -> Layout:
-    names = {"discriminator": [], "generator": ["generator/encoder/layer_0/x"]}[tower]
+    # the table of no one checkpoint: every row of every part, layers as templates, for names
+    # read backwards (PyTorch names); bind writes each checkpoint's own
+    rows = _rows(tower, [], [], projection=True, head=None, template=True)
+    if tower == "discriminator":
+        rows += _rows("generator", [], [], projection=False, head=None)[len(_EMBEDDINGS):]
+        rows += classifier_rules(DEFAULT_TASK)
     return FunnelLayout(
         name="funnel_tf" if tower == "discriminator" else "funnel_tf_generator",
         description=f"laiguokun/Funnel-Transformer TensorFlow checkpoint ({tower})",
-        mapping=Mapping(tower_rules(tower, names) + (classifier_rules(DEFAULT_TASK) if tower == "discriminator"
-                                                      else ())),
+        mapping=Mapping(rows),
         marker=MARKER,
         # ops.gelu is the tanh approximation, ops.layer_norm_op's epsilon 1e-8
         faithful_activation={"gelu": "gelu_new", "relu": "relu", "tanh": "tanh"},

@@ -14,6 +14,7 @@ in inference mode, by another route than ``model.py``:
   only when its whole window is; positions and segment ids take each window's first element;
 - the decoder's input is the last block's output repeated ``2^(blocks - 1)`` times (zeros past
   its end), plus the first block's output;
+- sizes (d_model, n_head, d_head) are read from the tower's own query kernels;
 - heads: ``binary_proj``/``binary_loss`` (discriminator), ``lm_proj``/``lm_loss`` with the word
   embeddings as output weights (generator), ``sequnece_summary`` and the task's ``logit``
   (classifier.py).
@@ -136,8 +137,9 @@ def funnel_reference_forward(weights: Any, config, inputs: MappingABC, *, tower:
     get = _Weights(weights)
     scope = SCOPES[tower]
     act = _ACT[config.hidden_act]
-    d_model, n_head = config.hidden_size, config.num_attention_heads
-    d_head = int(_setting(config, "d_head", 64))
+    # the sizes of this tower are its own tensors' (the generator's are net_config.json's narrowed
+    # by pretrain.py's width_shrink, which no file records)
+    d_model, n_head, d_head = get.stored(f"{scope}/encoder/layer_0/rel_attn/q/kernel").shape
     pool = _Pool(int(_setting(config, "pooling_size", 2)), _setting(config, "pooling_type", "mean"),
                  bool(_setting(config, "truncate_seq", True)))
     pool_q_only = bool(_setting(config, "pool_q_only", True))
