@@ -85,6 +85,10 @@ class FunnelFamily(Family):
                          "generator_tower": "ELECTRA generator (--tower generator)",
                          "discriminator_tower": "ELECTRA discriminator (--tower discriminator)"}
     task_heads = frozenset({"classifier"})
+    #: the tensors each head's reference needs (the classifier's task scope varies: its summary)
+    head_tensors = {"discriminator": ("model/binary_proj/dense/kernel", "model/binary_loss/weight"),
+                    "mlm": ("generator/lm_proj/dense/kernel", "generator/lm_loss/bias"),
+                    "classifier": ("model/sequnece_summary/summary/kernel",)}
     config_keys = NET_CONFIG_KEYS
     unrecorded_config = {
         "truncate_seq": (True, "modeling.py's --truncate_seq flag default"),

@@ -349,13 +349,11 @@ class LanguageModelHead(nn.Module):
         return torch.matmul(self.layer_norm(self.act(self.dense(x))), word_embeddings.t()) + self.bias
 
 
-class Base(nn.Module):
-    def __init__(self, config, with_pooler=False, num_labels=2):
-        super().__init__()
-        self.funnel_original = Encoder(config, with_decoder=False)
+class Base(Encoder):
+    """The bare encoder (its names carry no prefix, as Hugging Face saves a base model's)."""
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
-        return self.funnel_original(input_ids, token_type_ids, attention_mask)
+    def __init__(self, config, with_pooler=False, num_labels=2):
+        super().__init__(config, with_decoder=False)
 
 
 class PreTraining(nn.Module):

@@ -131,7 +131,8 @@ def _layer(query, key, get, scope, act, **kw):
 def funnel_reference_forward(weights: Any, config, inputs: MappingABC, *, tower: str = "discriminator",
                              heads=None) -> dict[str, np.ndarray]:
     """Every named output of one Funnel model (``tower``: the pretraining checkpoint's
-    discriminator or generator; a fine-tune's model is the discriminator's scope)."""
+    discriminator or generator; a fine-tune's model is the discriminator's scope); ``heads``: the
+    heads to compute (None: every one the weights have)."""
     if tower not in SCOPES:
         raise InputError(f"unknown Funnel tower {tower!r}", hint="choose discriminator or generator")
     get = _Weights(weights)
@@ -179,7 +180,10 @@ def funnel_reference_forward(weights: Any, config, inputs: MappingABC, *, tower:
     names = _names(weights)
     decoder_layers = sorted({int(m.group(1)) for n in names
                              for m in [re.match(rf"^{scope}/decoder/layer_(\d+)/", n)] if m})
-    wants_decoder = tower == "generator" or get.has("model/binary_loss/weight")
+    wanted = set(heads) if heads is not None else {"discriminator", "mlm", "classifier"}
+    # the decoder runs under the pretraining heads only (classifier.py builds none)
+    wants_decoder = bool(wanted & {"discriminator", "mlm"}) and (tower == "generator"
+                                                                 or get.has("model/binary_loss/weight"))
     if decoder_layers and wants_decoder:
         length = ids.shape[1]
         stride = 2 ** (len(blocks) - 1)
@@ -196,15 +200,15 @@ def funnel_reference_forward(weights: Any, config, inputs: MappingABC, *, tower:
                 output = _layer(output, output, get, f"{scope}/decoder/layer_{index}", act, pos_q=full["pos"],
                                 pos_k=full["pos"], seg_q=full["seg"], seg_k=full["seg"], key_pad=full["pad"], **kw)
     results["sequence_output"] = output
-    if tower == "generator" and get.has("generator/lm_loss/bias"):
+    if tower == "generator" and "mlm" in wanted and get.has("generator/lm_loss/bias"):
         h = _layer_norm(_dense(output, get, "generator/lm_proj/dense", act), get, "generator/lm_proj/layer_norm", EPS)
         table = get("model/input/word_embedding/lookup_table")
         results["mlm_logits"] = h @ table.T + get("generator/lm_loss/bias")
-    if tower == "discriminator" and get.has("model/binary_loss/weight"):
+    if tower == "discriminator" and "discriminator" in wanted and get.has("model/binary_loss/weight"):
         h = _dense(output, get, "model/binary_proj/dense", _gelu_tanh)
         results["discriminator_logits"] = h @ get("model/binary_loss/weight") + get("model/binary_loss/bias")[0]
     tasks = sorted({m.group(1) for n in names for m in [_TASK.match(n)] if m})
-    if tower == "discriminator" and tasks and get.has("model/sequnece_summary/summary/kernel"):
+    if tower == "discriminator" and "classifier" in wanted and tasks and get.has("model/sequnece_summary/summary/kernel"):
         pooled = _dense(output[:, 0], get, "model/sequnece_summary/summary", np.tanh)
         results["pooled_output"] = pooled
         results["classifier_logits"] = _dense(pooled, get, f"model/{tasks[0]}/logit")
