@@ -89,11 +89,10 @@ class FunnelFamily(Family):
     head_tensors = {"discriminator": ("model/binary_proj/dense/kernel", "model/binary_loss/weight"),
                     "mlm": ("generator/lm_proj/dense/kernel", "generator/lm_loss/bias"),
                     "classifier": ("model/sequnece_summary/summary/kernel",)}
-    config_keys = NET_CONFIG_KEYS
-    unrecorded_config = {
-        "truncate_seq": (True, "modeling.py's --truncate_seq flag default"),
-        "width_shrink": (0.25, "pretrain.py's --width_shrink flag default (the generator's width)"),
-    }
+    #: net_config.json's keys, and pretrain.py's ``width_shrink`` (the generator's width: the
+    #: generator layout uses its flag's default 0.25, with a note, where --set states none)
+    config_keys = NET_CONFIG_KEYS | {"width_shrink"}
+    unrecorded_config = {"truncate_seq": (True, "modeling.py's --truncate_seq flag default")}
     hf_config_fields = {"pad_token_id": 0, "tie_word_embeddings": True}
     two_towers = Towers(layouts={"discriminator": DISCRIMINATOR.name, "generator": GENERATOR.name},
                         by_architecture={"FunnelOriginalForPreTraining": "discriminator",

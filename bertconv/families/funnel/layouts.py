@@ -24,6 +24,8 @@ TOWERS = ("discriminator", "generator")
 SCOPES = {"discriminator": "model", "generator": "generator"}
 OTHER = {"discriminator": "generator_tower", "generator": "discriminator_tower"}
 PREFIX = "funnel_original"
+#: pretrain.py's --width_shrink default: the generator's d_model, d_inner and n_head over the discriminator's
+WIDTH_SHRINK = 0.25
 #: layers per stack in the table of no one checkpoint (the largest release has 30 in its encoder)
 MAX_LAYERS = 48
 H, I, V, E = "hidden_size", "intermediate_size", "vocab_size", "embedding_size"
@@ -162,12 +164,15 @@ class FunnelLayout(Layout):
         config = super().read_config(path, stored, notes, prepare=prepare)
         if self.tower != "generator":
             return config
-        shrink = config.extra.get("width_shrink", 0.25)
+        stated = config.extra.get("width_shrink")
+        shrink = WIDTH_SHRINK if stated is None else stated
         narrowed = {f: int(getattr(config, f) * shrink)
                     for f in ("hidden_size", "intermediate_size", "num_attention_heads")}
         if notes is not None:
+            where = "as --set states" if stated is not None else \
+                "not in the files: pretrain.py's --width_shrink flag default (state it with --set width_shrink=...)"
             notes.append(f"the generator's d_model, d_inner and n_head are net_config.json's times width_shrink "
-                         f"{shrink} (pretrain.py's get_generator_config): "
+                         f"{shrink} ({where}; pretrain.py's get_generator_config): "
                          + ", ".join(f"{k}={v}" for k, v in narrowed.items()))
         return dataclasses.replace(config, **narrowed)
 

@@ -314,7 +314,7 @@ class Encoder(nn.Module):
         hiddens = self.encoder(x, side)
         results.update({f"layer_{i}": h for i, h in enumerate(hiddens)})
         output = hiddens[-1]
-        if self.decoder is not None:
+        if self.decoder is not None and len(self.encoder.blocks) > 1:  # one block: no pooling to undo
             output = self.decoder(hiddens, side, self.encoder.blocks)
         results["sequence_output"] = output
         return results

@@ -184,7 +184,8 @@ def funnel_reference_forward(weights: Any, config, inputs: MappingABC, *, tower:
     # the decoder runs under the pretraining heads only (classifier.py builds none)
     wants_decoder = bool(wanted & {"discriminator", "mlm"}) and (tower == "generator"
                                                                  or get.has("model/binary_loss/weight"))
-    if decoder_layers and wants_decoder:
+    # modeling.py's decoder: the bridge whenever there was pooling, then its layers (maybe none)
+    if wants_decoder and len(blocks) > 1:
         length = ids.shape[1]
         stride = 2 ** (len(blocks) - 1)
         up = np.zeros_like(hiddens[0])
