@@ -21,8 +21,7 @@ from .base import Family, Layout
 #: BERT's without the position table; its ``recognise`` claims only checkpoints that lack one.
 #: NEZHA's are too, and its config says so (``use_relative_position``); RoFormer-v2's lack the
 #: biases and norm weights as well: both are tried before RoFormer.
-#: Funnel-Transformer's generator is under ``generator/encoder/layer_N`` as ELECTRA's is: its own
-#: marker (``model/input/word_embedding``, ``rel_attn``) is tried before ConvBERT's and ELECTRA's.
+#: Funnel's generator/encoder/layer_N names are ELECTRA's too: its own marker goes before ConvBERT and ELECTRA.
 #: BigBird's begin like BERT's too, its marker (the encoder's own LayerNorm) goes before BERT.
 def _albert() -> Family:
     from .albert import FAMILY
