@@ -26,7 +26,7 @@ def check(directory: str, golden_path: str, auto: str) -> dict:
     named.update({name: getattr(result, field) for field, name in FIELDS.items()
                   if getattr(result, field, None) is not None})
     if getattr(result, "logits", None) is not None:
-        named["classifier_logits" if "classifier_logits" in gold else "mlm_logits"] = result.logits
+        named[next((n for n in ("classifier_logits", "discriminator_logits") if n in gold), "mlm_logits")] = result.logits
     attended = gold["attention_mask"].astype(bool)
     worst = {}
     for name, value in named.items():

@@ -81,6 +81,7 @@ FIXTURES: dict[str, tuple[Case, ...]] = {
     "tapas": (Case("tapas_pretrain"), Case("tapas_wtq", {"settings": {"temperature": 0.0352513}}),
               Case("tapas_tabfact")),
     "mobilebert": (Case("mobilebert_opt"), Case("mobilebert_classifier")),
+    "funnel": (Case("funnel_pretrain"), Case("funnel_pretrain", {"tower": "generator"}), Case("funnel_classifier")),
 }
 
 CASES = [pytest.param(name, case, id=f"{name}-{case.id}") for name, cases in FIXTURES.items() for case in cases]

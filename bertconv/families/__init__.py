@@ -21,6 +21,7 @@ from .base import Family, Layout
 #: BERT's without the position table; its ``recognise`` claims only checkpoints that lack one.
 #: NEZHA's are too, and its config says so (``use_relative_position``); RoFormer-v2's lack the
 #: biases and norm weights as well: both are tried before RoFormer.
+#: Funnel's generator/encoder/layer_N names are ELECTRA's too: its own marker goes before ConvBERT and ELECTRA.
 #: BigBird's begin like BERT's too, its marker (the encoder's own LayerNorm) goes before BERT.
 def _albert() -> Family:
     from .albert import FAMILY
@@ -67,6 +68,11 @@ def _electra() -> Family:
     return FAMILY
 
 
+def _funnel() -> Family:
+    from .funnel import FAMILY
+    return FAMILY
+
+
 def _convbert() -> Family:
     from .convbert import FAMILY
     return FAMILY
@@ -75,8 +81,8 @@ def _convbert() -> Family:
 #: family name -> what loads it, in detection order
 REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "nezha": _nezha, "roformer_v2": _roformer_v2,
                                              "roformer": _roformer, "mobilebert": _mobilebert, "tapas": _tapas,
-                                             "bigbird": _bigbird, "bert": _bert, "convbert": _convbert,
-                                             "electra": _electra}
+                                             "bigbird": _bigbird, "bert": _bert, "funnel": _funnel,
+                                             "convbert": _convbert, "electra": _electra}
 
 #: user-facing head names accepted by ``--head``, besides ``auto``
 HEAD_CHOICES = ("auto", "base", "pretraining", "mlm", "nsp", "classifier", "squad", "table_qa")

@@ -24,6 +24,7 @@ _OUTPUT_FIELDS = {
     "mlm": {"logits": "mlm_logits"},
     "mlm,nsp": {"prediction_logits": "mlm_logits", "seq_relationship_logits": "nsp_logits"},
     "classifier": {"logits": "classifier_logits"},
+    "discriminator": {"logits": "discriminator_logits"},
 }
 
 
@@ -134,7 +135,10 @@ def adopt(model, built):
 
 
 def hidden_states(named, config):
-    return (named["embeddings"],) + tuple(named[f"layer_{{i}}"] for i in range(config.num_hidden_layers))
+    states = (named["embeddings"],) + tuple(named[f"layer_{{i}}"] for i in range(config.num_hidden_layers))
+    if named.get("sequence_output") is not None and named["sequence_output"] is not states[-1]:
+        states += (named["sequence_output"],)  # a decoder's output, after the encoder's layers
+    return states
 
 
 class {self.prefix}PreTrainedModel(PreTrainedModel):

@@ -1,0 +1,181 @@
+"""The Funnel-Transformer family (laiguokun/Funnel-Transformer's TensorFlow code): checkpoints of
+its ELECTRA pretraining (discriminator and generator towers, one layout each; ``--tower`` picks)
+and of its classifier fine-tunes, config from ``net_config.json``'s own keys.
+
+transformers 5's ``Funnel*`` classes compute something else for the same weights (mask pooling of
+windows that mix tokens and padding, the masked-LM head, no input projection or repeated layers),
+so a converted directory carries the family's own modeling code (``model.py``, written by
+:mod:`bertconv.families.remote_code`) and loads with ``trust_remote_code=True``. The float64
+reference is ``reference.py``; the tokenizer is WordPiece from the release's vocabulary.
+"""
+from __future__ import annotations
+
+from ..base import Family, MemoryStructure, Towers
+from ..remote_code import RemoteCode
+from .layouts import DISCRIMINATOR, GENERATOR, LAYOUTS
+
+ARCHITECTURES = {
+    frozenset(): "FunnelOriginalBaseModel",
+    frozenset({"discriminator"}): "FunnelOriginalForPreTraining",
+    frozenset({"mlm"}): "FunnelOriginalForMaskedLM",
+    frozenset({"classifier"}): "FunnelOriginalForSequenceClassification",
+}
+#: net_config.json's keys (modeling.py's ModelConfig.keys)
+NET_CONFIG_KEYS = frozenset({"block_size", "vocab_size", "d_embed", "d_model", "n_head", "d_head", "d_inner",
+                             "ff_activation", "dropout", "dropatt", "dropact", "init", "init_std", "init_range",
+                             "rel_attn_type", "separate_cls", "pooling_type", "pooling_size", "pool_q_only",
+                             "decoder_size"})
+#: what the translated config keeps of the original's own settings, read by model.py
+FUNNEL_FIELDS = ("block_size", "decoder_size", "d_head", "separate_cls", "truncate_seq", "pool_q_only",
+                 "pooling_type", "pooling_size", "rel_attn_type")
+
+
+def _depths(spec, key):
+    from ...errors import ConfigError
+    blocks = []
+    for part in str(spec).split("_"):
+        pieces = part.split("x")
+        if len(pieces) > 2 or not all(p.isdigit() and int(p) > 0 for p in pieces):
+            raise ConfigError(f"{key} {spec!r} is not the original's form (sizes joined by '_', each "
+                              "'<layers>' or '<layers>x<repeats>')")
+        blocks.append((int(pieces[0]), int(pieces[1]) if len(pieces) > 1 else 1))
+    return blocks
+
+
+class FunnelMemory(MemoryStructure):
+    """Funnel's parameters by its own structure (heads of ``d_head`` that need not make up
+    d_model, repeated layers, the decoder of the pretraining towers); its layers are replayed as
+    BERT's at full length, an upper bound where blocks run on pooled sequences."""
+
+    def structure(self, config):
+        hidden, inter = int(config["hidden_size"]), int(config["intermediate_size"])
+        width = int(config.get("embedding_size") or hidden)
+        vocab = int(config["vocab_size"])
+        inner = int(config["num_attention_heads"]) * int(config.get("d_head") or 64)
+        layer = 5 * hidden * inner + 7 * inner + 2 * hidden * inter + inter + 6 * hidden
+        blocks = _depths(config.get("block_size", "3_3_3"), "block_size")
+        architecture = (config.get("architectures") or [""])[0]
+        with_decoder = architecture in ("FunnelOriginalForPreTraining", "FunnelOriginalForMaskedLM")
+        size, repeat = _depths(config.get("decoder_size", "0"), "decoder_size")[0] if with_decoder else (0, 0)
+        labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
+        heads = {"FunnelOriginalForPreTraining": hidden * hidden + 2 * hidden + 1,
+                 "FunnelOriginalForMaskedLM": hidden * width + 3 * width + vocab,
+                 "FunnelOriginalForSequenceClassification": hidden * hidden + hidden + (hidden + 1) * labels}
+        distinct = sum(s for s, _ in blocks) + size
+        params = (vocab * width + 2 * width + (width * hidden + hidden if width != hidden else 0)
+                  + distinct * layer + heads.get(architecture, 0))
+        return {"layers": sum(s * r for s, r in blocks) + size * repeat, "distinct_layers": distinct,
+                "embedding_size": width, "embedding_projection": width != hidden, "position_table": False,
+                "family_parameters": params}
+
+    def replay_embeddings(self, replay):
+        return replay.bert_embeddings(position_table=False)
+
+
+class FunnelFamily(Family):
+    name = "funnel"
+    model_type = "funnel_original"
+    architectures = ARCHITECTURES
+    without_pooler = frozenset(ARCHITECTURES.values())
+    tied = {}
+    config_file = "net_config.json"
+    config_files = ("net_config.json", "config.json")
+    head_descriptions = {"discriminator": "ELECTRA discriminator", "mlm": "masked LM (the generator's)",
+                         "classifier": "sequence classifier",
+                         "generator_tower": "ELECTRA generator (--tower generator)",
+                         "discriminator_tower": "ELECTRA discriminator (--tower discriminator)"}
+    task_heads = frozenset({"classifier"})
+    #: the tensors each head's reference needs (the classifier's task scope varies: its summary)
+    head_tensors = {"discriminator": ("model/binary_proj/dense/kernel", "model/binary_loss/weight"),
+                    "mlm": ("generator/lm_proj/dense/kernel", "generator/lm_loss/bias"),
+                    "classifier": ("model/sequnece_summary/summary/kernel",)}
+    #: net_config.json's keys, and pretrain.py's ``width_shrink`` (the generator's width: the
+    #: generator layout uses its flag's default 0.25, with a note, where --set states none)
+    config_keys = NET_CONFIG_KEYS | {"width_shrink"}
+    unrecorded_config = {"truncate_seq": (True, "modeling.py's --truncate_seq flag default")}
+    hf_config_fields = {"pad_token_id": 0, "tie_word_embeddings": True}
+    two_towers = Towers(layouts={"discriminator": DISCRIMINATOR.name, "generator": GENERATOR.name},
+                        by_architecture={"FunnelOriginalForPreTraining": "discriminator",
+                                         "FunnelOriginalForMaskedLM": "generator"})
+    memory = FunnelMemory()
+    remote_code = RemoteCode(
+        name="funnel_original", prefix="FunnelOriginal", model_type="funnel_original",
+        model_module="bertconv.families.funnel.model",
+        classes={"FunnelOriginalBaseModel": "Base", "FunnelOriginalForPreTraining": "PreTraining",
+                 "FunnelOriginalForMaskedLM": "MaskedLM", "FunnelOriginalForSequenceClassification": "SequenceClassification"},
+        heads={"FunnelOriginalBaseModel": "", "FunnelOriginalForPreTraining": "discriminator",
+               "FunnelOriginalForMaskedLM": "mlm", "FunnelOriginalForSequenceClassification": "classifier"},
+        auto={"AutoModel": "FunnelOriginalBaseModel", "AutoModelForPreTraining": "FunnelOriginalForPreTraining",
+              "AutoModelForMaskedLM": "FunnelOriginalForMaskedLM",
+              "AutoModelForSequenceClassification": "FunnelOriginalForSequenceClassification"},
+        config_fields={"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 18, "num_attention_heads": 12,
+                       "intermediate_size": 3072, "hidden_act": "gelu_new", "embedding_size": None,
+                       "initializer_range": 0.02, "block_size": "6_6_6", "decoder_size": "2", "d_head": 64,
+                       "separate_cls": True, "truncate_seq": True, "pool_q_only": True, "pooling_type": "mean",
+                       "pooling_size": 2, "rel_attn_type": "factorized", "with_pooler": False},
+    )
+
+    def translate_config(self, original):
+        from ...errors import ConfigError
+        if "d_model" not in original:
+            return original  # already in BertConfig's fields (a converted model's config.json)
+        if original.get("rel_attn_type", "factorized") not in ("factorized", "rel_shift"):
+            raise ConfigError(f"rel_attn_type {original['rel_attn_type']!r}: bertconv converts Funnel models with "
+                              "relative attention (factorized or rel_shift), not absolute position embeddings")
+        if original.get("separate_cls", True) is not True:
+            raise ConfigError("separate_cls false: the original's two relative-attention forms (factorized, "
+                              "rel_shift) place the pooled positions differently then; bertconv converts "
+                              "separate_cls true models (every release)")
+        if original.get("pooling_type", "mean") not in ("mean", "max"):
+            raise ConfigError(f"pooling_type {original['pooling_type']!r} is none of the original's mean, max")
+        if original.get("ff_activation", "gelu") not in ("gelu", "relu", "tanh"):
+            raise ConfigError(f"ff_activation {original['ff_activation']!r} is none of the original's gelu, relu, tanh")
+        blocks = _depths(original.get("block_size", "3_3_3"), "block_size")
+        _depths(original.get("decoder_size", "0"), "decoder_size")
+        d_model = int(original["d_model"])
+        known = {"vocab_size": int(original["vocab_size"]), "hidden_size": d_model,
+                 "embedding_size": int(original.get("d_embed", d_model)),
+                 "num_attention_heads": int(original["n_head"]), "intermediate_size": int(original["d_inner"]),
+                 "hidden_act": original.get("ff_activation", "gelu"),
+                 "num_hidden_layers": sum(size * repeat for size, repeat in blocks),
+                 # relative positions only: no table bounds the length; 512 is the releases' longest input
+                 "max_position_embeddings": 512,
+                 # segment ids 0 and 1, and 2 for [CLS] (data_utils.py's seg_id_cls)
+                 "type_vocab_size": 3,
+                 "hidden_dropout_prob": float(original.get("dropout", 0.1)),
+                 "attention_probs_dropout_prob": float(original.get("dropatt", 0.1)),
+                 "initializer_range": float(original.get("init_std", 0.02)),
+                 "layer_norm_eps": 1e-8}
+        defaults = {"block_size": "3_3_3", "decoder_size": "0", "d_head": 64, "separate_cls": True,
+                    "truncate_seq": True, "pool_q_only": True, "pooling_type": "mean", "pooling_size": 2,
+                    "rel_attn_type": "factorized"}
+        funnel = {k: original.get(k, defaults[k]) for k in FUNNEL_FIELDS}
+        rest = {k: v for k, v in original.items() if k not in NET_CONFIG_KEYS and k not in funnel and k not in known}
+        return {**known, **funnel, **rest}
+
+    def validation_inputs(self, inputs, config):
+        # the original's data pipeline gives [CLS] segment id 2 (seg_id_cls), which its attention reads
+        inputs = dict(inputs)
+        types = inputs["token_type_ids"].copy()
+        types[:, 0] = 2
+        inputs["token_type_ids"] = types
+        return inputs
+
+    def build_model(self, config, architecture, *, with_pooler, num_labels):
+        from .model import ARCHITECTURES as CLASSES
+        from ...errors import InputError
+
+        if architecture not in CLASSES:
+            raise InputError(f"unknown architecture {architecture!r}", hint=f"choose one of {', '.join(CLASSES)}")
+        model = CLASSES[architecture](config, num_labels=num_labels)
+        model.heads = self.architecture_heads[architecture]
+        model.architecture = architecture
+        return model.eval()
+
+    def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
+        self.numpy_reference_only(kind)
+        from .reference import funnel_reference_forward
+        return funnel_reference_forward(weights, config, inputs, tower=tower or "discriminator", heads=heads)
+
+
+FAMILY = FunnelFamily(LAYOUTS)
