@@ -52,7 +52,7 @@ def send(stream: BinaryIO, header: dict[str, Any], arrays: "dict[str, np.ndarray
                                    for name, array in arrays.items()]}
     stream.write(json.dumps(header).encode("utf-8") + b"\n")
     for array in arrays.values():
-        stream.write(memoryview(array).cast("B"))
+        stream.write(memoryview(array.reshape(-1).view(np.uint8)))
     stream.flush()
 
 
@@ -171,6 +171,8 @@ def _serve(channel_in: BinaryIO, channel_out: BinaryIO) -> None:
             outputs, facts = run_one(converted, job["dtype"], device, with_transformers=job["with_transformers"],
                                      architecture=job["architecture"], family=family_of(config_dict, architecture),
                                      inputs=inputs)
+            if facts["memory_measure"] == "process peak RSS":
+                facts["memory_measure"] = "peak RSS of the model's own process"
             send(channel_out, {"facts": facts, "device": str(device)}, outputs)
         except Exception as e:  # every failure goes back to the parent, which reports it
             send(channel_out, {"error": _describe_error(e)})
