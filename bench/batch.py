@@ -8,7 +8,9 @@ user runs it. Prints one line per run (wall time, the CPU time of the conversion
 machine's load average when it started) and the medians; the figures go to docs/benchmarks.md.
 
 ``--sizes medium``: twelve larger checkpoints (hidden 256 and 512), each as a cased and an uncased
-variant, so that the conversions' own work outweighs the workers' start-up.
+variant, so that the conversions' own work outweighs the workers' start-up. ``--sizes google``: the 24
+shapes Google's miniatures have (hidden 128 to 768, 2 to 12 layers, vocabulary 30522: BERT-Tiny to
+BERT-Base; 3.1 GB), as a user converting that release holds them.
 
     python bench/batch.py                      # bench/work/miniatures, 3 rounds
     python bench/batch.py --rounds 5 --jobs 1,2,4
@@ -31,7 +33,9 @@ from make_checkpoints import COMMON_CONFIG, WORK_DIR, is_complete, write_checkpo
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = (2, 4, 6, 8, 10, 12)
 #: hidden sizes, vocabulary size and casings of each release
-RELEASES = {"tiny": ((64, 128, 192, 256), 4096, ("uncased",)), "medium": ((256, 512), 8192, ("cased", "uncased"))}
+RELEASES = {"tiny": ((64, 128, 192, 256), 4096, ("uncased",)), "medium": ((256, 512), 8192, ("cased", "uncased")),
+            # the shapes of Google's 24 miniatures themselves (BERT-Tiny to BERT-Base), their vocabulary's size
+            "google": ((128, 256, 512, 768), 30522, ("uncased",))}
 
 
 def release_configs(sizes: str) -> dict[str, dict]:
@@ -93,7 +97,7 @@ def main(argv=None) -> int:
                         help="every worker's torch and BLAS on one thread (by default a worker gets the CPU "
                              "count divided by the jobs)")
     args = parser.parse_args(argv)
-    args.release = args.release or WORK_DIR / ("miniatures" if args.sizes == "tiny" else f"release-{args.sizes}")
+    args.release = args.release or WORK_DIR / {"tiny": "miniatures"}.get(args.sizes, f"release-{args.sizes}")
     write_release(args.release, args.sizes)
     jobs = [int(j) for j in args.jobs.split(",")]
     results: dict[int, list[dict]] = {j: [] for j in jobs}
