@@ -87,7 +87,9 @@ def _with_config(tmp_path, **changes) -> Path:
 
 
 @pytest.mark.parametrize("changes, match", [
-    ({"max_encoder_length": 4096}, "random blocks"),
+    ({"max_encoder_length": 4096}, r"block-sparse, drawing each layer's random blocks once for 4096 tokens with "
+                                   r"np\.random\.seed\(layer index\); transformers' BigBird in eval\(\) attends block 0 "
+                                   "in place of every random block"),
     ({"norm_type": "prenorm"}, "post-norm only"),
     ({"rescale_embedding": True}, "scale"),
 ])

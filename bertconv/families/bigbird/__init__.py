@@ -5,8 +5,9 @@ it names.
 
 Only full attention is exported: what the original computes whenever ``max_encoder_length`` is at
 most 512 or ``attention_type`` is ``original_full``. Its block-sparse attention draws each layer's
-random blocks from ``np.random.seed(layer)``, which Hugging Face's class does not reproduce in
-``eval()``; such configs are refused (:mod:`.layouts`).
+random blocks once, for ``max_encoder_length`` tokens, from ``np.random.seed(layer index)``;
+transformers' class in ``eval()`` attends block 0 in place of every random block (and draws for
+the input's own length in training); such configs are refused (:mod:`.layouts`).
 """
 from __future__ import annotations
 

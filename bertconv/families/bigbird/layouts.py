@@ -97,9 +97,10 @@ class BigBirdLayout(Layout):
                                  "BertModel switches itself to full attention")
             else:
                 raise ConfigError(
-                    f"attention_type is {attention} with max_encoder_length {length}: the original draws each "
-                    "layer's random blocks with np.random.seed(layer), Hugging Face's BigBird in eval() uses no "
-                    "random blocks, so a converted model would compute something else", path=Path(path),
+                    f"attention_type is {attention} with max_encoder_length {length}: the original attends "
+                    f"block-sparse, drawing each layer's random blocks once for {length} tokens with "
+                    "np.random.seed(layer index); transformers' BigBird in eval() attends block 0 in place of "
+                    "every random block, so a converted model would compute something else", path=Path(path),
                     hint="bertconv converts BigBird models whose max_encoder_length is at most 512 or whose "
                          "attention_type is original_full")
         model = {k: data[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
