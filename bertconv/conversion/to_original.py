@@ -98,7 +98,7 @@ def pt2tf(source: str | Path, output: str | Path, options: ConvertOptions | None
                                    path=src.path)
         if plan.buffers:
             notes.append(f"ignored {len(plan.buffers)} index buffer(s) (not weights): {', '.join(plan.buffers)}")
-        if "pooler" not in plan.parts:
+        if family.pooler_weight and "pooler" not in plan.parts:  # a family without one (RoFormer-v2) says nothing
             notes.append("no pooler in the source: google-research/bert's BertModel always builds one, so "
                          "restoring this checkpoint there needs the pooler left out of the restore")
         widened = sorted({src.info(t.source).dtype for t in plan.tensors} - {"float32"})
