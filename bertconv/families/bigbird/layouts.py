@@ -56,7 +56,8 @@ FULL_ATTENTION_UP_TO = 512
 
 #: pretrain.config / classifier.config keys -> BigBirdConfig's (the others are training flags)
 CONFIG_KEYS = {"attention_type": "attention_type", "block_size": "block_size", "num_rand_blocks": "num_random_blocks",
-               "rescale_embedding": "rescale_embeddings", "use_bias": "use_bias", "num_labels": "num_labels"}
+               "rescale_embedding": "rescale_embeddings", "use_bias": "use_bias", "num_labels": "num_labels",
+               "max_encoder_length": "max_encoder_length"}
 
 #: heads that Hugging Face's BigBird classes compute otherwise than the original
 REFUSED_HEADS = {
