@@ -87,7 +87,9 @@ def _with_config(tmp_path, **changes) -> Path:
 
 
 @pytest.mark.parametrize("changes, match", [
-    ({"max_encoder_length": 4096}, "random blocks"),
+    ({"max_encoder_length": 4096}, r"block-sparse, drawing each layer's random blocks once for 4096 tokens with "
+                                   r"np\.random\.seed\(layer index\); transformers' BigBird in eval\(\) attends block 0 "
+                                   "in place of every random block"),
     ({"norm_type": "prenorm"}, "post-norm only"),
     ({"rescale_embedding": True}, "scale"),
 ])
@@ -146,3 +148,37 @@ def test_inspect_names_family_layout_and_heads(capsys):
     assert (report["family"], report["layout"]) == ("bigbird", "google_bigbird")
     assert report["heads"] == {"mlm": True, "nsp": True, "classifier": False}
     assert report["config_file"].endswith("pretrain.config") and not report["config_problems"]
+
+
+def test_the_way_back_writes_bigbirds_checkpoint_and_flags(converted, tmp_path):
+    """pt2tf writes model.ckpt and the model flags of pretrain.config as run_pretraining.py saves
+    them (full attention: what the converted model computes), and the SentencePiece model."""
+    from bertconv import diff, pt2tf
+
+    out, _ = converted
+    back = tmp_path / "back"
+    report = pt2tf(out, back)
+    assert "spiece.model" in report.files
+    flags = json.loads((back / "pretrain.config").read_text())
+    original = json.loads((SOURCE / "pretrain.config").read_text())
+    assert flags["attention_type"] == "original_full" and flags["scope"] == "bert"
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+                "max_position_embeddings", "max_encoder_length", "block_size", "num_rand_blocks", "hidden_act",
+                "norm_type", "use_bias", "rescale_embedding"):
+        assert flags[key] == original[key], key
+    assert (back / "spiece.model").read_bytes() == (SOURCE / "spiece.model").read_bytes()
+    again = diff(SOURCE, back)
+    assert again.passed and len(again.compared) == 46 and not again.missing_in_b and not again.unexpected_in_b
+
+
+def test_the_way_back_refuses_block_sparse_hugging_face_configs(converted, tmp_path):
+    from bertconv import pt2tf
+
+    out, _ = converted
+    copy = tmp_path / "hf"
+    shutil.copytree(out, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "attention_type": "block_sparse"}))
+    with pytest.raises(ConfigError, match="block 0 in place of every random block"):
+        pt2tf(copy, tmp_path / "back")
+    assert not (tmp_path / "back").exists()

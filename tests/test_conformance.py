@@ -80,7 +80,7 @@ FIXTURES: dict[str, tuple[Case, ...]] = {
                 Case("bigbird_classifier", {"head": "base"})),
     "tapas": (Case("tapas_pretrain"), Case("tapas_wtq", {"settings": {"temperature": 0.0352513}}),
               Case("tapas_tabfact")),
-    "mobilebert": (Case("mobilebert_opt"), Case("mobilebert_classifier")),
+    "mobilebert": (Case("mobilebert_opt"), Case("mobilebert_classifier"), Case("mobilebert_layer_norm")),
     "funnel": (Case("funnel_pretrain"), Case("funnel_pretrain", {"tower": "generator"}), Case("funnel_classifier")),
 }
 

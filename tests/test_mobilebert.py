@@ -1,8 +1,9 @@
 """MobileBERT: checkpoints written and run by google-research's own mobilebert code
 (fixtures/make_mobilebert_fixtures.py) convert to Hugging Face ``MobileBert*`` directories that
 transformers loads offline and that compute the original's outputs on every exported head; a
-``layer_norm`` checkpoint, which no stock MobileBert class computes, is refused; inspect, validate
-and diff know the family."""
+``layer_norm`` checkpoint, which no stock MobileBert class computes, converts to a directory
+carrying MobileBERT's own modeling code, loaded with trust_remote_code in a fresh process;
+inspect, validate and diff know the family."""
 from __future__ import annotations
 
 import json
@@ -12,13 +13,13 @@ import pytest
 
 from bertconv.comparison import diff
 from bertconv.conversion import convert
-from bertconv.errors import ConfigError
 from bertconv.families import detect_layout, source_view
 from bertconv.formats import open_source
 from bertconv.inspection import inspect_checkpoint
 from bertconv.validation import validate
 
 from .conftest import FIXTURES
+from .remote_code_run import imported_modules, run_remote
 
 TOLERANCE = 2e-5
 OPT = FIXTURES / "mobilebert_opt"
@@ -97,10 +98,82 @@ def test_config_translated_from_the_originals_keys(converted):
     assert report.config_origin.endswith("uncased_L-2_H-32_B-16_A-4_F-3_OPT.json")
 
 
-def test_layer_norm_checkpoints_are_refused_by_name(tmp_path):
-    with pytest.raises(ConfigError, match="layer_norm.*1e-5.*1e-12"):
-        convert(LAYER_NORM, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+#: layer_norm architecture -> (tf2pt's --head, the auto class that loads it)
+LAYER_NORM_CLASSES = {"MobileBertForPreTraining": ("auto", "AutoModelForPreTraining"),
+                      "MobileBertForMaskedLM": ("mlm", "AutoModelForMaskedLM"),
+                      "MobileBertModel": ("base", "AutoModel")}
+
+
+@pytest.fixture(scope="module")
+def layer_norm(tmp_path_factory):
+    """The layer_norm fixture converted with each head, and what transformers computes from each
+    directory through its own modeling code (one fresh process), by architecture."""
+    made = {}
+    for architecture, (head, _) in LAYER_NORM_CLASSES.items():
+        out = tmp_path_factory.mktemp(f"layer_norm_{head}") / "hf"
+        made[architecture] = (out, convert(LAYER_NORM, out, head=head))
+    inputs, gold = golden(LAYER_NORM)
+    flat = tmp_path_factory.mktemp("layer_norm_golden") / "golden.npz"
+    np.savez(flat, **inputs, **gold)
+    checks = [(made[a][0], flat, auto) for a, (_, auto) in LAYER_NORM_CLASSES.items()]
+    results = run_remote(checks, tmp_path_factory.mktemp("remote"))
+    return {a: (*made[a], r) for a, r in zip(LAYER_NORM_CLASSES, results)}
+
+
+@pytest.mark.parametrize("architecture", list(LAYER_NORM_CLASSES))
+def test_layer_norm_checkpoints_run_mobileberts_own_code(layer_norm, architecture):
+    """transformers 5's MobileBert has epsilon 1e-5 in two LayerNorms where the original has
+    1e-12: the directory carries MobileBERT's own modeling code, which meets the original."""
+    out, report, result = layer_norm[architecture]
+    assert report.architecture == architecture and report.validation.passed
+    assert any("trust_remote_code" in n and "1e-5" in n for n in report.notes)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "mobilebert_layer_norm" and config["layer_norm_eps"] == 1e-12
+    assert config["auto_map"][LAYER_NORM_CLASSES[architecture][1]] == f"modeling_mobilebert.{architecture}"
+    assert {"modeling_mobilebert.py", "configuration_mobilebert.py"} <= set(report.files)
+    assert result["class"] == architecture and result["module"].startswith("transformers_modules")
+    expected = {"embeddings", "layer_0", "layer_1", "sequence_output"}
+    expected |= {"mlm_logits"} if architecture != "MobileBertModel" else {"pooled_output"}
+    expected |= {"nsp_logits"} if architecture == "MobileBertForPreTraining" else set()
+    assert set(result["worst"]) == expected, result
+    assert max(result["worst"].values()) < TOLERANCE, result
+
+
+def test_layer_norm_directory_is_refused_without_trust_remote_code(layer_norm):
+    """Never a stock class silently off: without trust_remote_code transformers refuses it."""
+    transformers = pytest.importorskip("transformers")
+    out, _, _ = layer_norm["MobileBertForPreTraining"]
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        transformers.AutoModelForPreTraining.from_pretrained(out)
+
+
+def test_layer_norm_directory_reads_back_as_mobilebert(layer_norm):
+    out, _, _ = layer_norm["MobileBertForPreTraining"]
+    assert validate(out, against=LAYER_NORM, device="cpu").passed
+    weights = diff(LAYER_NORM, out / "model.safetensors")
+    assert weights.passed and weights.compared and not weights.missing_in_b and not weights.unexpected_in_b
+    # no embedding_transformation where the original has none (transformers' class always builds one)
+    from safetensors.numpy import load_file
+    assert not any("embedding_transformation" in k for k in load_file(out / "model.safetensors"))
+
+
+def test_no_norm_directories_keep_transformers_class(converted):
+    out, report = converted()
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "mobilebert" and "auto_map" not in config
+    assert not any(f.startswith("modeling_") for f in report.files)
+
+
+def test_modeling_file_is_the_model_module_and_imports_only_torch_and_transformers(layer_norm):
+    from pathlib import Path
+
+    import bertconv.families.mobilebert.model as model
+
+    out, _, _ = layer_norm["MobileBertForPreTraining"]
+    text = (out / "modeling_mobilebert.py").read_text()
+    assert Path(model.__file__).read_text() in text  # one source of truth, word for word
+    imported = imported_modules(text)
+    assert imported <= {"torch", "transformers", "math", "dataclasses", "typing", "."}, imported
 
 
 def test_inspect_validate_and_diff(converted):

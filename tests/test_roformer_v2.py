@@ -146,3 +146,19 @@ def test_v1_and_bert_are_not_read_as_v2():
     if h5.is_file():
         with open_source(h5) as source:
             assert detect_layout(source.names(), source=source).family.name == "roformer"
+
+
+def test_the_way_back_writes_the_releases_format(conversions, tmp_path):
+    """pt2tf writes what the release is: Google's names for the kernels and tables, and a
+    bert_config.json equal to the release's own."""
+    from bertconv import pt2tf
+
+    source, _, _, output, _ = conversions["google"]
+    back = tmp_path / "back"
+    report = pt2tf(output, back)
+    assert json.loads((back / "bert_config.json").read_text()) == json.loads((source / "bert_config.json").read_text())
+    assert not any("pooler" in n for n in report.notes)
+    compared = diff(source, back)
+    assert compared.passed and len(compared.compared) == 14 and not compared.missing_in_b and not compared.unexpected_in_b
+    with open_source(back) as written:
+        assert detect_layout(written.names(), source=written).name == "google_roformer_v2"

@@ -98,7 +98,7 @@ def pt2tf(source: str | Path, output: str | Path, options: ConvertOptions | None
                                    path=src.path)
         if plan.buffers:
             notes.append(f"ignored {len(plan.buffers)} index buffer(s) (not weights): {', '.join(plan.buffers)}")
-        if "pooler" not in plan.parts:
+        if family.pooler_weight and "pooler" not in plan.parts:  # a family without one (RoFormer-v2) says nothing
             notes.append("no pooler in the source: google-research/bert's BertModel always builds one, so "
                          "restoring this checkpoint there needs the pooler left out of the restore")
         widened = sorted({src.info(t.source).dtype for t in plan.tensors} - {"float32"})
@@ -122,9 +122,14 @@ def pt2tf(source: str | Path, output: str | Path, options: ConvertOptions | None
                                             f'all_model_checkpoint_paths: "{prefix}"\n', encoding="utf-8")
             (tmp / config_name).write_text(json.dumps(plan.original_config, indent=2) + "\n", encoding="utf-8")
             vocab = src.sidecar("vocab.txt")
+            # a SentencePiece family's model (BigBird's spiece.model), where there is no vocab.txt
+            pieces = family.sentencepiece.find(src) if vocab is None and family.sentencepiece is not None else None
             if vocab is not None:
                 shutil.copyfile(vocab, tmp / "vocab.txt")
                 files.append("vocab.txt")
+            elif pieces is not None:
+                shutil.copyfile(pieces, tmp / pieces.name)
+                files.append(pieces.name)
             else:
                 notes.append("no vocab.txt beside the weights: none written")
             if o.validate:

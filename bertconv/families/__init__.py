@@ -150,7 +150,9 @@ def default_family() -> Family:
 
 def family_for_model_type(model_type: str | None) -> Family | None:
     """The family a Hugging Face config's ``model_type`` names (None: none bertconv knows)."""
-    return next((f for f in families() if f.model_type == model_type), None) if model_type else None
+    # a family's own modeling code may name its own model_type (MobileBERT's layer_norm checkpoints)
+    return next((f for f in families() if model_type in (f.model_type, getattr(f.remote_code, "model_type", None))),
+                None) if model_type else None
 
 
 def family_for_architecture(architecture: str) -> Family | None:

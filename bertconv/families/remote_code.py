@@ -16,7 +16,7 @@ import importlib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 #: per head set, the transformers output fields and the named output (``bertconv.outputs``) each holds
 _OUTPUT_FIELDS = {
@@ -25,6 +25,7 @@ _OUTPUT_FIELDS = {
     "mlm,nsp": {"prediction_logits": "mlm_logits", "seq_relationship_logits": "nsp_logits"},
     "classifier": {"logits": "classifier_logits"},
     "discriminator": {"logits": "discriminator_logits"},
+    "nsp": {"logits": "nsp_logits"},
 }
 
 
@@ -56,6 +57,11 @@ class RemoteCode:
     pooler_weight: str | None = None
     #: bumped whenever the written code computes something else
     version: int = 1
+    #: the configs (config.json's fields) that need this code, where transformers has a class
+    #: that computes the family's other checkpoints (None: every config)
+    applies: Callable[[dict], bool] | None = None
+    #: the state-dict prefix of the encoder in the head classes (None: ``model_type``)
+    base_model_prefix: str | None = None
 
     # -- the files ------------------------------------------------------------------------------
     def model_source(self) -> str:
@@ -143,7 +149,7 @@ def hidden_states(named, config):
 
 class {self.prefix}PreTrainedModel(PreTrainedModel):
     config_class = {self.prefix}Config
-    base_model_prefix = {self.model_type!r}
+    base_model_prefix = {self.base_model_prefix or self.model_type!r}
 
     def _init_weights(self, module):
         # only weights a directory lacks are drawn: every converted one is loaded over them
@@ -169,7 +175,11 @@ class {self.prefix}PreTrainedModel(PreTrainedModel):
         """Writes both files into ``directory`` and states them in ``config_json`` (``auto_map``,
         whether the weights, named ``tensor_names``, have a pooler, the fields the source's
         ``layout`` fixes, and the configuration's fields the conversion left unset); returns the
-        files' names."""
+        files' names (none where the config is not one that :attr:`applies`). ``model_type``
+        becomes the code's own, so that transformers without ``trust_remote_code`` refuses the
+        directory rather than run a stock class of the family on it."""
+        if self.applies is not None and not self.applies(config_json):
+            return []
         files = {f"configuration_{self.name}.py": self.configuration_source(),
                  f"modeling_{self.name}.py": self.modeling_source()}
         for name, text in files.items():
@@ -177,11 +187,13 @@ class {self.prefix}PreTrainedModel(PreTrainedModel):
         if "with_pooler" in self.config_fields:
             names = set(tensor_names)
             pooler = self.pooler_weight or ""
-            config_json["with_pooler"] = pooler in names or pooler.removeprefix(self.model_type + ".") in names
+            bare = pooler.removeprefix((self.base_model_prefix or self.model_type) + ".")
+            config_json["with_pooler"] = pooler in names or bare in names
         for key, value in self.layout_fields.get(layout, {}).items():
             config_json.setdefault(key, value)
         for key, value in self.config_fields.items():
             config_json.setdefault(key, value)
+        config_json["model_type"] = self.model_type
         config_json["auto_map"] = self.auto_map()
         return list(files)
 

@@ -5,12 +5,13 @@ it names.
 
 Only full attention is exported: what the original computes whenever ``max_encoder_length`` is at
 most 512 or ``attention_type`` is ``original_full``. Its block-sparse attention draws each layer's
-random blocks from ``np.random.seed(layer)``, which Hugging Face's class does not reproduce in
-``eval()``; such configs are refused (:mod:`.layouts`).
+random blocks once, for ``max_encoder_length`` tokens, from ``np.random.seed(layer index)``;
+transformers' class in ``eval()`` attends block 0 in place of every random block (and draws for
+the input's own length in training); such configs are refused (:mod:`.layouts`).
 """
 from __future__ import annotations
 
-from ..base import Family, SentencePieceTokenizer
+from ..base import Family, OriginalFormat, SentencePieceTokenizer
 from .layouts import LAYOUT
 
 HEAD_TENSORS = {
@@ -26,6 +27,47 @@ class BigBirdSentencePiece(SentencePieceTokenizer):
     def write(self, directory, model, *, model_max_length):
         from .tokenizer import write_bigbird_tokenizer
         return write_bigbird_tokenizer(directory, model, model_max_length=model_max_length)
+
+
+#: the model flags bigbird/core's BertModel reads (with ``scope``), as run_pretraining.py saves them
+MODEL_FLAGS = ("attention_probs_dropout_prob", "attention_type", "block_size", "hidden_act", "hidden_dropout_prob",
+               "hidden_size", "initializer_range", "intermediate_size", "max_encoder_length",
+               "max_position_embeddings", "norm_type", "num_attention_heads", "num_hidden_layers", "num_rand_blocks",
+               "rescale_embedding", "scope", "type_vocab_size", "use_bias", "use_gradient_checkpointing",
+               "vocab_size")
+
+
+class BigBirdFormat(OriginalFormat):
+    """The way back: google-research/bigbird's checkpoint and the flags file run_pretraining.py
+    saves (``pretrain.config``: its model flags), with full attention, which is what a converted
+    model computes."""
+
+    checkpoint_name = "model.ckpt"
+    config_file = "pretrain.config"
+
+    def config(self, hf, config_path, *, allow_exact_gelu, notes):
+        from ...errors import ConfigError
+        from ..bert import GoogleBertFormat
+
+        attention = hf.get("attention_type", "block_sparse")
+        if attention != "original_full":
+            raise ConfigError(f"attention_type is {attention}: transformers' BigBird in eval() attends block 0 in "
+                              "place of every random block, which bigbird/core never computes", path=config_path,
+                              hint="pt2tf writes BigBird models with attention_type original_full")
+        if hf.get("rescale_embeddings") or not hf.get("use_bias", True):
+            raise ConfigError("rescale_embeddings true or use_bias false: bertconv writes only the BigBird models it "
+                              "converts", path=config_path)
+        google = GoogleBertFormat().config(hf, config_path, allow_exact_gelu=allow_exact_gelu, notes=notes)
+        length = hf.get("max_encoder_length")
+        if length is None:
+            length = google["max_position_embeddings"]
+            notes.append(f"max_encoder_length {length} (the position table's length): config.json does not say "
+                         "the length the original ran at; with full attention any length computes the same")
+        flags = {**google, "attention_type": "original_full", "block_size": hf.get("block_size", 64),
+                 "num_rand_blocks": hf.get("num_random_blocks", 3), "rescale_embedding": False, "use_bias": True,
+                 "norm_type": "postnorm", "scope": "bert", "use_gradient_checkpointing": False,
+                 "max_encoder_length": length}
+        return {k: flags[k] for k in sorted(flags) if k in MODEL_FLAGS}
 
 
 class BigBirdFamily(Family):
@@ -50,6 +92,7 @@ class BigBirdFamily(Family):
     hf_config_fields = {"pad_token_id": 0, "attention_type": "original_full", "tie_word_embeddings": True}
     runs_in_transformers = True
     sentencepiece = BigBirdSentencePiece()
+    original_format = BigBirdFormat()
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
         from .model import build_model

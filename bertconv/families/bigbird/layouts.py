@@ -56,7 +56,8 @@ FULL_ATTENTION_UP_TO = 512
 
 #: pretrain.config / classifier.config keys -> BigBirdConfig's (the others are training flags)
 CONFIG_KEYS = {"attention_type": "attention_type", "block_size": "block_size", "num_rand_blocks": "num_random_blocks",
-               "rescale_embedding": "rescale_embeddings", "use_bias": "use_bias", "num_labels": "num_labels"}
+               "rescale_embedding": "rescale_embeddings", "use_bias": "use_bias", "num_labels": "num_labels",
+               "max_encoder_length": "max_encoder_length"}
 
 #: heads that Hugging Face's BigBird classes compute otherwise than the original
 REFUSED_HEADS = {
@@ -97,9 +98,10 @@ class BigBirdLayout(Layout):
                                  "BertModel switches itself to full attention")
             else:
                 raise ConfigError(
-                    f"attention_type is {attention} with max_encoder_length {length}: the original draws each "
-                    "layer's random blocks with np.random.seed(layer), Hugging Face's BigBird in eval() uses no "
-                    "random blocks, so a converted model would compute something else", path=Path(path),
+                    f"attention_type is {attention} with max_encoder_length {length}: the original attends "
+                    f"block-sparse, drawing each layer's random blocks once for {length} tokens with "
+                    "np.random.seed(layer index); transformers' BigBird in eval() attends block 0 in place of "
+                    "every random block, so a converted model would compute something else", path=Path(path),
                     hint="bertconv converts BigBird models whose max_encoder_length is at most 512 or whose "
                          "attention_type is original_full")
         model = {k: data[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",

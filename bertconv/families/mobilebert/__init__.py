@@ -4,17 +4,26 @@ TF1 checkpoints (``mobilebert/``: bottlenecks, stacked feed-forward networks, ``
 Its config file is named like the release (``uncased_L-24_H-128_B-512_A-4_F-4_OPT.json``); its keys
 are BERT's plus MobileBERT's own, which transformers' MobileBertConfig names alike but defaults
 otherwise, so every one is written out with the original code's default where the file leaves it
-out. Checkpoints with ``normalization_type: layer_norm`` are refused: transformers 5's MobileBert
-builds two of its LayerNorms with epsilon 1e-5 whatever ``layer_norm_eps`` says, where the
-original uses 1e-12 (docs/compatibility.md gives the measured miss). The model (``model.py``) and
-the float64 reference (``reference.py``) load only when used; the tokenizer is BERT's WordPiece.
+out. Checkpoints with ``normalization_type: layer_norm`` are not computed by any stock class:
+transformers 5's MobileBert builds the embeddings' LayerNorm and each layer's ``output.LayerNorm``
+with epsilon 1e-5 whatever ``layer_norm_eps`` says, where the original uses 1e-12
+(docs/compatibility.md gives the measured miss). Their directories carry MobileBERT's own
+modeling code instead (``model.py``, written by :mod:`bertconv.families.remote_code`, model_type
+``mobilebert_layer_norm``), loaded with ``trust_remote_code=True``; ``no_norm`` checkpoints (the
+released OPT ones) keep transformers' classes. The float64 reference is ``reference.py``; the
+tokenizer is BERT's WordPiece.
 """
 from __future__ import annotations
 
 from ...errors import ConfigError
 from ..base import Family, MemoryStructure
 from ..bert import GOOGLE_CONFIG_KEYS
+from ..remote_code import RemoteCode
 from .layouts import LAYOUT
+
+#: the model_type of a directory carrying MobileBERT's own modeling code (layer_norm checkpoints):
+#: transformers without trust_remote_code refuses it rather than run its MobileBert on it
+LAYER_NORM_MODEL_TYPE = "mobilebert_layer_norm"
 
 #: modeling.py's BertConfig defaults for MobileBERT's own keys (None: the hidden width)
 ORIGINAL_DEFAULTS = {"embedding_size": None, "trigram_input": False, "use_bottleneck": False,
@@ -26,7 +35,8 @@ ORIGINAL_DEFAULTS = {"embedding_size": None, "trigram_input": False, "use_bottle
 class MobileBertMemory(MemoryStructure):
     def structure(self, config):
         """The embeddings' own width, and the parameters of the bottlenecked layers counted as
-        they are (Hugging Face's classes: an ``embedding_transformation`` always)."""
+        they are (Hugging Face's classes build an ``embedding_transformation`` always, MobileBERT's
+        own code for layer_norm checkpoints only where trigram or a narrower embedding uses it)."""
         h, i, v = int(config["hidden_size"]), int(config["intermediate_size"]), int(config["vocab_size"])
         e = int(config.get("embedding_size") or h)
         bottleneck = bool(config.get("use_bottleneck", False))
@@ -36,7 +46,11 @@ class MobileBertMemory(MemoryStructure):
         architecture = (config.get("architectures") or ["MobileBertModel"])[0]
         norm = 2 * inner
         total = v * e + (int(config.get("max_position_embeddings", 512)) + int(config.get("type_vocab_size", 2))) * h
-        total += 2 * h + (3 * e if config.get("trigram_input", False) else e) * h + h
+        trigram = bool(config.get("trigram_input", False))
+        own_code = config.get("normalization_type") == "layer_norm"
+        total += 2 * h
+        if not own_code or trigram or e != h:
+            total += (3 * e if trigram else e) * h + h
         layer = 0
         if bottleneck:
             layer += h * inner + inner + norm + (h * inner + inner + norm if shared else 0)
@@ -78,6 +92,28 @@ class MobileBertFamily(Family):
     runs_in_transformers = True
     config_keys = frozenset(GOOGLE_CONFIG_KEYS) | set(ORIGINAL_DEFAULTS)
     memory = MobileBertMemory()
+    remote_code = RemoteCode(
+        name="mobilebert", prefix="MobileBertLayerNorm", model_type=LAYER_NORM_MODEL_TYPE,
+        model_module="bertconv.families.mobilebert.model",
+        classes={"MobileBertModel": "Encoder", "MobileBertForPreTraining": "PreTraining",
+                 "MobileBertForMaskedLM": "MaskedLM", "MobileBertForNextSentencePrediction": "NextSentencePrediction",
+                 "MobileBertForSequenceClassification": "SequenceClassification"},
+        heads={"MobileBertModel": "", "MobileBertForPreTraining": "mlm,nsp", "MobileBertForMaskedLM": "mlm",
+               "MobileBertForNextSentencePrediction": "nsp", "MobileBertForSequenceClassification": "classifier"},
+        auto={"AutoModel": "MobileBertModel", "AutoModelForPreTraining": "MobileBertForPreTraining",
+              "AutoModelForMaskedLM": "MobileBertForMaskedLM",
+              "AutoModelForNextSentencePrediction": "MobileBertForNextSentencePrediction",
+              "AutoModelForSequenceClassification": "MobileBertForSequenceClassification"},
+        # every one is written to config.json; the defaults are modeling.py's BertConfig's
+        config_fields={"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                       "intermediate_size": 3072, "hidden_act": "gelu_new", "max_position_embeddings": 512,
+                       "type_vocab_size": 16, "layer_norm_eps": 1e-12, "initializer_range": 0.02,
+                       **ORIGINAL_DEFAULTS, "with_pooler": True},
+        pooler_weight="mobilebert.pooler.dense.weight",
+        # only layer_norm checkpoints: transformers' own MobileBert computes no_norm ones
+        applies=lambda config: config.get("normalization_type") == "layer_norm",
+        base_model_prefix="mobilebert",
+    )
 
     def translate_config(self, original: dict) -> dict:
         data = {**ORIGINAL_DEFAULTS, **original}
@@ -85,17 +121,23 @@ class MobileBertFamily(Family):
             data["embedding_size"] = data.get("hidden_size")
         if data["intra_bottleneck_size"] is None:
             data["intra_bottleneck_size"] = data.get("hidden_size")
-        if data["normalization_type"] == "layer_norm":
-            raise ConfigError("normalization_type is layer_norm: transformers 5's MobileBert computes two of its "
-                              "LayerNorms with epsilon 1e-5 whatever layer_norm_eps says, where the original uses "
-                              "1e-12, so no stock MobileBert class computes this checkpoint",
-                              hint="only no_norm MobileBERT checkpoints (the released OPT ones) are converted")
+        if data["normalization_type"] not in ("no_norm", "layer_norm"):
+            raise ConfigError(f"normalization_type is {data['normalization_type']!r}; MobileBERT's modeling.py "
+                              "knows no_norm and layer_norm", hint="correct it with --set normalization_type=...")
         return data
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
-        from .model import build_model
-        return build_model(config, architecture, self.architecture_heads[architecture], with_pooler=with_pooler,
-                           num_labels=num_labels)
+        from ...errors import InputError
+        from ..bert.model import activation
+        from .model import ARCHITECTURES as CLASSES
+
+        if architecture not in CLASSES:
+            raise InputError(f"unknown architecture {architecture!r}", hint=f"choose one of {', '.join(CLASSES)}")
+        activation(config.hidden_act)  # an unknown one is bertconv's error, before the model's
+        model = CLASSES[architecture](config, with_pooler=with_pooler, num_labels=num_labels)
+        model.heads = self.architecture_heads[architecture]
+        model.architecture = architecture
+        return model.eval()
 
     def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
         self.numpy_reference_only(kind)

@@ -97,14 +97,24 @@ def structure(names) -> dict:
             "extra_output": "cls/predictions/extra_output_weights" in names}
 
 
-#: the released OPT structure: the table a checkpoint is read through before it is bound
+#: the released OPT structure, and a pooler (run_classifier's fine-tunes with classifier_activation
+#: have one): the table a checkpoint is read through before it is bound, and the one PyTorch
+#: names are read back through
 DEFAULT = {"norm": "FakeLayerNorm", "transformation": True, "bottleneck": True, "shared_bottleneck": True,
-           "ffn": 4, "pooler": False, "extra_output": True}
+           "ffn": 4, "pooler": True, "extra_output": True}
+
+
+#: why a layer_norm checkpoint's directory carries MobileBERT's own modeling code
+LAYER_NORM_NOTE = ("normalization_type layer_norm: transformers 5's MobileBert builds the embeddings' LayerNorm and "
+                   "each layer's output.LayerNorm with epsilon 1e-5 whatever layer_norm_eps says, where the original "
+                   "uses 1e-12; the directory carries MobileBERT's own modeling code (model_type "
+                   "mobilebert_layer_norm): load it with trust_remote_code=True")
 
 
 def bind(layout: Layout, names: list[str], records=None) -> Layout:
-    mapping = Mapping(rules(**structure(names)))
-    return dataclasses.replace(layout, mapping=mapping, bind=None)
+    found = structure(names)
+    said = (LAYER_NORM_NOTE,) if found["norm"] == "LayerNorm" else ()
+    return dataclasses.replace(layout, mapping=Mapping(rules(**found)), bind=None, assumptions=said)
 
 
 #: names only MobileBERT's checkpoints and state dicts have, on either side (TF or PyTorch)

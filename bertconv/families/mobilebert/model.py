@@ -1,13 +1,20 @@
 """bertconv's own PyTorch MobileBERT, so that a converted model can be run and checked without
 ``transformers``.
 
+This module imports only torch: it is written as it is into the ``modeling_mobilebert.py`` of a
+converted ``layer_norm`` directory (bertconv/families/remote_code.py; transformers 5's MobileBert
+builds two of its LayerNorms with epsilon 1e-5 whatever ``layer_norm_eps`` says), so it must stay
+self-contained. It reads a configuration's fields as attributes (transformers' configs) or from
+``extra`` (bertconv's BertConfig keeps MobileBERT's own keys there).
+
 The module tree is Hugging Face's ``MobileBert*`` state-dict naming; the numerics are the
 original modeling.py's (2020, the released checkpoints' code):
 
 - embeddings: the word rows (``embedding_size`` wide), with ``trigram_input`` the next, this and
   the previous token's rows side by side (zeros past the ends), mapped to the hidden width by
-  ``embedding_transformation`` where trigram or a narrower embedding asks for it; then position
-  and token-type rows, then the normalisation;
+  ``embedding_transformation`` where trigram or a narrower embedding asks for it (only then does
+  the module exist: the original has no such weights otherwise); then position and token-type
+  rows, then the normalisation;
 - ``no_norm`` is ``x * weight + bias``; ``layer_norm`` a LayerNorm with the config's epsilon in
   every place (the original's is 1e-12 throughout);
 - each layer: the bottleneck input (and, with a shared key/query bottleneck, its second
@@ -18,22 +25,51 @@ original modeling.py's (2020, the released checkpoints' code):
 - the classifier (run_classifier.py's) reads the pooled output;
 - the MLM logits are ``LayerNorm(act(dense(h))) @ [word_embeddings, extra]^T + bias``.
 """
-from __future__ import annotations
-
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ... import outputs as out
-from ...config import BertConfig
-from ...errors import InputError
-from ..bert.model import Embedding, activation, encode
+#: modeling.py's (2020) additive value for padded keys
+ATTENTION_MASK_VALUE = -10000.0
+
+ACTIVATIONS = {
+    "gelu": F.gelu,  # Hugging Face's "gelu" is the exact erf form
+    "gelu_python": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),  # the tanh form google-research's "gelu" computes
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "silu": F.silu,
+    "swish": F.silu,
+    "linear": lambda x: x,
+}
 
 
-def extra(config: BertConfig, name: str, default):
-    return config.extra.get(name, default)
+def activation(name):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"hidden_act {name!r} is not supported; known: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def extra(config, name, default):
+    """A MobileBERT field: bertconv's BertConfig keeps them in ``extra``, transformers' configs
+    as attributes."""
+    own = getattr(config, "extra", None)
+    if isinstance(own, dict) and name in own:
+        return own[name]
+    value = getattr(config, name, None)
+    return default if value is None else value
+
+
+class Embedding(nn.Embedding):
+    """``nn.Embedding`` that draws no values on the meta device (the weights are loaded next)."""
+
+    def reset_parameters(self):
+        if self.weight.device.type != "meta":
+            super().reset_parameters()
 
 
 class NoNorm(nn.Module):
@@ -46,20 +82,19 @@ class NoNorm(nn.Module):
         return x * self.weight + self.bias
 
 
-def norm(config: BertConfig, width: int) -> nn.Module:
+def norm(config, width):
     kind = extra(config, "normalization_type", "layer_norm")
     if kind == "no_norm":
         return NoNorm(width)
     if kind == "layer_norm":
         return nn.LayerNorm(width, eps=config.layer_norm_eps)
-    raise InputError(f"normalization_type {kind!r} is not one MobileBERT's released checkpoints use",
-                     hint="no_norm or layer_norm")
+    raise ValueError(f"normalization_type {kind!r} is not one of MobileBERT's (no_norm, layer_norm)")
 
 
 class Dims:
-    def __init__(self, config: BertConfig):
+    def __init__(self, config):
         self.hidden = config.hidden_size
-        self.embedding = config.embedding_size or config.hidden_size
+        self.embedding = extra(config, "embedding_size", None) or config.hidden_size
         self.bottleneck = extra(config, "use_bottleneck", False)
         self.inner = extra(config, "intra_bottleneck_size", None) or config.hidden_size if self.bottleneck \
             else config.hidden_size
@@ -70,7 +105,7 @@ class Dims:
 
 
 class MobileBertEmbeddings(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config):
         super().__init__()
         d = Dims(config)
         self.trigram = d.trigram
@@ -108,7 +143,7 @@ class Bottleneck(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, d: Dims, config: BertConfig, query_width: int, value_width: int):
+    def __init__(self, d: Dims, config, query_width: int, value_width: int):
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.head_size = d.inner // config.num_attention_heads
@@ -158,7 +193,7 @@ class Output(DenseNorm):
 
 
 class MobileBertLayer(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config):
         super().__init__()
         d = self.dims = Dims(config)
         self.act = activation(config.hidden_act)
@@ -193,13 +228,13 @@ class MobileBertLayer(nn.Module):
 
 
 class MobileBertEncoder(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config):
         super().__init__()
         self.layer = nn.ModuleList(MobileBertLayer(config) for _ in range(config.num_hidden_layers))
 
 
 class MobileBertPooler(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config):
         super().__init__()
         self.activate = extra(config, "classifier_activation", True)
         if self.activate:
@@ -210,8 +245,11 @@ class MobileBertPooler(nn.Module):
         return torch.tanh(self.dense(first)) if self.activate else first
 
 
-class MobileBertEncoderModel(nn.Module):
-    def __init__(self, config: BertConfig, *, with_pooler: bool = True):
+class Encoder(nn.Module):
+    """The encoder (Hugging Face's ``MobileBertModel``): a dict of named outputs, ``embeddings``,
+    ``layer_<i>``, ``sequence_output`` and, with a pooler, ``pooled_output``."""
+
+    def __init__(self, config, with_pooler=True, num_labels=2):
         super().__init__()
         self.config = config
         self.embeddings = MobileBertEmbeddings(config)
@@ -219,11 +257,26 @@ class MobileBertEncoderModel(nn.Module):
         self.pooler = MobileBertPooler(config) if with_pooler else None
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
-        return encode(self, input_ids, token_type_ids, attention_mask)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)
+        results = {"embeddings": x}
+        # the mask in at least float32, as the padded keys' -10000 needs
+        compute = torch.promote_types(x.dtype, torch.float32)
+        mask_adder = ((1.0 - attention_mask.to(compute)) * ATTENTION_MASK_VALUE)[:, None, None, :]
+        for i, layer in enumerate(self.encoder.layer):
+            x = layer(x, mask_adder)
+            results[f"layer_{i}"] = x
+        results["sequence_output"] = x
+        if getattr(self, "pooler", None) is not None:
+            results["pooled_output"] = self.pooler(x)
+        return results
 
 
 class MobileBertLMPredictionHead(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config):
         super().__init__()
         d = Dims(config)
         self.transform = nn.Module()
@@ -240,36 +293,58 @@ class MobileBertLMPredictionHead(nn.Module):
         return F.linear(h, table, self.bias)
 
 
-class MobileBertWithHeads(nn.Module):
-    def __init__(self, config: BertConfig, heads: frozenset, *, with_pooler: bool, num_labels: int = 2):
+class WithHeads(nn.Module):
+    """The encoder and the heads named in ``HEADS`` (run_pretraining.py's ``cls``, run_classifier.py's
+    classifier). What runs is read from the modules present, so that a transformers class that
+    adopts these modules runs this forward as it is."""
+
+    HEADS = frozenset()
+
+    def __init__(self, config, with_pooler=True, num_labels=2):
         super().__init__()
-        self.heads = heads
-        self.mobilebert = MobileBertEncoderModel(config, with_pooler=with_pooler)
-        self.cls = nn.Module()
-        if "mlm" in heads:
-            self.cls.predictions = MobileBertLMPredictionHead(config)
-        if "nsp" in heads:
-            self.cls.seq_relationship = nn.Linear(config.hidden_size, 2)
+        heads = self.HEADS
+        # the heads on the pooled output always have a pooler (without classifier_activation, the
+        # first token as it is: no weights that say so)
+        self.mobilebert = Encoder(config, with_pooler=with_pooler or bool(heads & {"nsp", "classifier"}))
         if "classifier" in heads:
-            del self.cls
             self.classifier = nn.Linear(config.hidden_size, num_labels)
+        else:
+            self.cls = nn.Module()
+            if "mlm" in heads:
+                self.cls.predictions = MobileBertLMPredictionHead(config)
+            if "nsp" in heads:
+                self.cls.seq_relationship = nn.Linear(config.hidden_size, 2)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         results = self.mobilebert(input_ids, token_type_ids, attention_mask)
-        if "mlm" in self.heads:
-            results[out.MLM_LOGITS] = self.cls.predictions(results[out.SEQUENCE],
-                                                           self.mobilebert.embeddings.word_embeddings.weight)
-        if "nsp" in self.heads:
-            results[out.NSP_LOGITS] = self.cls.seq_relationship(results[out.POOLED])
-        if "classifier" in self.heads:
-            results[out.CLASSIFIER_LOGITS] = self.classifier(results[out.POOLED])
+        cls = getattr(self, "cls", None)
+        if cls is not None and getattr(cls, "predictions", None) is not None:
+            results["mlm_logits"] = cls.predictions(results["sequence_output"],
+                                                    self.mobilebert.embeddings.word_embeddings.weight)
+        if cls is not None and getattr(cls, "seq_relationship", None) is not None:
+            results["nsp_logits"] = cls.seq_relationship(results["pooled_output"])
+        if getattr(self, "classifier", None) is not None:
+            results["classifier_logits"] = self.classifier(results["pooled_output"])
         return results
 
 
-def build_model(config: BertConfig, architecture: str, heads: frozenset, *, with_pooler: bool = True,
-                num_labels: int = 2) -> nn.Module:
-    activation(config.hidden_act)
-    model = MobileBertEncoderModel(config, with_pooler=with_pooler) if not heads else \
-        MobileBertWithHeads(config, heads, with_pooler=with_pooler, num_labels=num_labels)
-    model.architecture, model.heads = architecture, heads
-    return model.eval()
+class PreTraining(WithHeads):
+    HEADS = frozenset({"mlm", "nsp"})
+
+
+class MaskedLM(WithHeads):
+    HEADS = frozenset({"mlm"})
+
+
+class NextSentencePrediction(WithHeads):
+    HEADS = frozenset({"nsp"})
+
+
+class SequenceClassification(WithHeads):
+    HEADS = frozenset({"classifier"})
+
+
+#: Hugging Face architecture -> the class above that computes it
+ARCHITECTURES = {"MobileBertModel": Encoder, "MobileBertForPreTraining": PreTraining,
+                 "MobileBertForMaskedLM": MaskedLM, "MobileBertForNextSentencePrediction": NextSentencePrediction,
+                 "MobileBertForSequenceClassification": SequenceClassification}

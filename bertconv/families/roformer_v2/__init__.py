@@ -9,9 +9,40 @@ comes with it. The float64 reference is ``reference.py``; the tokenizer is BERT'
 """
 from __future__ import annotations
 
-from ..base import Family, MemoryStructure
+from ..base import Family, MemoryStructure, OriginalFormat
 from ..remote_code import RemoteCode
 from .layouts import LAYER_NORM_EPS, LAYOUTS
+
+#: Hugging Face's activation names -> bert4keras' (its "gelu" is the exact erf form, as Hugging Face's)
+BERT4KERAS_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "swish", "tanh": "tanh", "linear": "linear"}
+#: the keys of the release's bert_config.json (what bert4keras' build_transformer_model reads)
+RELEASE_CONFIG_KEYS = ("attention_probs_dropout_prob", "hidden_dropout_prob", "hidden_size", "initializer_range",
+                       "intermediate_size", "max_position_embeddings", "num_attention_heads", "num_hidden_layers",
+                       "type_vocab_size", "vocab_size")
+
+
+class RoFormerV2Format(OriginalFormat):
+    """The way back: the release's own format, a TF checkpoint of Google's names for the kernels and
+    tables (what bert4keras' save_weights_as_checkpoint writes, and bert4keras loads with
+    ``model='roformer_v2'``), and its bert_config.json."""
+
+    checkpoint_name = "bert_model.ckpt"
+    config_file = "bert_config.json"
+
+    def config(self, hf, config_path, *, allow_exact_gelu, notes):
+        from ...errors import ConfigError
+
+        eps = hf.get("layer_norm_eps", LAYER_NORM_EPS)
+        if eps != LAYER_NORM_EPS:
+            raise ConfigError(f"layer_norm_eps is {eps}; bert4keras' RoFormer-v2 norm uses {LAYER_NORM_EPS} "
+                              "(K.epsilon()) and its config has no key for another", path=config_path)
+        act = hf.get("hidden_act", "relu")
+        if act not in BERT4KERAS_ACTIVATIONS:
+            raise ConfigError(f"hidden_act {act!r} has no counterpart in bert4keras "
+                              f"(it knows {', '.join(BERT4KERAS_ACTIVATIONS)})", path=config_path)
+        config = {k: hf[k] for k in RELEASE_CONFIG_KEYS if k in hf}
+        config["hidden_act"] = BERT4KERAS_ACTIVATIONS[act]
+        return {k: config[k] for k in sorted(config)}
 
 
 class RoFormerV2Memory(MemoryStructure):
@@ -39,6 +70,7 @@ class RoFormerV2Family(Family):
     head_tensors = {"classifier": ("classifier/kernel", "classifier/bias")}
     hf_config_fields = {"pad_token_id": 0, "tie_word_embeddings": True}
     memory = RoFormerV2Memory()
+    original_format = RoFormerV2Format()
     remote_code = RemoteCode(
         name="roformer_v2", prefix="RoFormerV2", model_type="roformer_v2",
         model_module="bertconv.families.roformer_v2.model",
