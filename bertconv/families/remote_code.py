@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,8 @@ class {self.prefix}PreTrainedModel(PreTrainedModel):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 '''
-        own = sorted({f for fields in self.head_outputs.values() for f in fields})
+        declared = set(re.findall(r"^    (\w+): Optional", glue, flags=re.M))
+        own = sorted({f for fields in self.head_outputs.values() for f in fields} - declared)
         glue = glue.replace("{extra_fields}", "".join(f"    {f}: Optional[torch.FloatTensor] = None\n" for f in own))
         return header + self.model_source() + glue + "".join(classes)
 

@@ -79,7 +79,8 @@ class CanineFamily(Family):
                        "max_position_embeddings": 16384, "layer_norm_eps": 1e-12, "initializer_range": 0.02,
                        "downsampling_rate": 4, "upsampling_kernel_size": 4, "num_hash_functions": 8,
                        "num_hash_buckets": 16384, "local_transformer_stride": 128, "with_pooler": True},
-        head_outputs={"squad": {"answer_type_logits": "answer_type_logits"}},
+        head_outputs={"squad": {"last_hidden_state": "sequence_output", "pooler_output": "pooled_output",
+                                "answer_type_logits": "answer_type_logits"}},
         pooler_weight="canine.pooler.dense.weight",
     )
 
