@@ -248,3 +248,29 @@ def test_refusals_are_one_clear_line(conversions, tmp_path, capsys):
     assert len(errors) == 3 and "--head mlm" in errors[0] and "pt2tf writes no canine" in errors[1]
     assert "num_hash_functions is 3" in errors[2]
     assert not any((tmp_path / n).exists() for n in ("mlm", "back", "out"))
+
+
+def test_the_releases_pretraining_heads_are_recognised_and_left_out(tmp_path):
+    """CANINE-C's and CANINE-S's checkpoints keep their pretraining heads (transformers' converter
+    skipped the ``cls``, ``autoregressive_decoder`` and ``char_output_weights`` scopes); no
+    released code computes them: they are named and not exported, their slots are training state."""
+    import shutil
+
+    from bertconv.formats import open_source
+    from bertconv.formats.tf_bundle_writer import write_tf_bundle
+
+    source = tmp_path / "release"
+    source.mkdir()
+    shutil.copy(fixture("canine_model") / "canine_config.json", source)
+    with open_source(fixture("canine_model")) as src:
+        tensors = [(n, src.read(n)) for n in src.names()]
+    heads = [("cls/predictions/output_bias", np.zeros(8, np.float32)),
+             ("autoregressive_decoder/dense/kernel", np.ones((16, 16), np.float32)),
+             ("autoregressive_decoder/dense/kernel/adam_m", np.ones((16, 16), np.float32)),
+             ("char_output_weights", np.ones((8, 16), np.float32))]
+    write_tf_bundle(source / "canine_model.ckpt", tensors + heads)
+    report = inspect_checkpoint(source)
+    assert report.heads.get("pretraining") and "pretraining heads" in report.render()
+    converted = convert(source, tmp_path / "out")
+    assert converted.architecture == "CanineModel" and len(converted.heads_dropped) == 3
+    assert converted.training_state_dropped == {"adam_m": 1} and not converted.unknown_dropped

@@ -61,7 +61,9 @@ class CanineFamily(Family):
     index_buffers = re.compile(r"^(\w+\.)?char_embeddings\.(position_ids|token_type_ids)$")
     config_file = "canine_config.json"
     config_files = ("canine_config.json", "model_config.json")
-    head_descriptions = {"squad": "TyDi QA span and answer type"}
+    head_descriptions = {"squad": "TyDi QA span and answer type",
+                         "pretraining": "pretraining heads (CANINE-C's character decoder, CANINE-S's subword "
+                                        "prediction: no released code computes them, never exported)"}
     task_heads = frozenset({"squad"})
     head_tensors = HEAD_TENSORS
     config_keys = frozenset(ORIGINAL_DEFAULTS)

@@ -114,12 +114,24 @@ def hash_tables(names) -> int:
     return count
 
 
+#: the part of the released checkpoints' pretraining heads: CANINE-C's autoregressive character
+#: decoder, CANINE-S's subword prediction (the scopes transformers' converter skipped); no released
+#: code builds or computes them, so they are recognised and never exported
+PRETRAINING = "pretraining"
+_PRETRAINING_SCOPE = re.compile(r"^(cls/(?!tydi/)|autoregressive_decoder/|char_output_weights)")
+
+
 def _bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     """The table with the hash-table rows this checkpoint holds (a table past the last is
-    unknown, a missing one fails as missing against the config's num_hash_functions)."""
+    unknown, a missing one fails as missing against the config's num_hash_functions), and a row
+    for each tensor of the pretraining heads it holds."""
     count = max(hash_tables(names), 1)
     extra = {HASH_TABLE.format(k) for k in range(count, MAX_HASH_FUNCTIONS)}
-    mapping = Mapping(tuple(r for r in RULES if r.source not in extra))
+    present = set(names)
+    # below another tensor's name is that tensor's optimizer slot (no weight is named below another)
+    heads = tuple(Rule(n, "pretraining." + n.replace("/", "."), (), None, PRETRAINING) for n in sorted(names)
+                  if _PRETRAINING_SCOPE.match(n) and not ("/" in n and n.rsplit("/", 1)[0] in present))
+    mapping = Mapping(tuple(r for r in RULES if r.source not in extra) + heads)
     return dataclasses.replace(layout, mapping=mapping, bind=None)
 
 
