@@ -112,6 +112,18 @@ def provenance(report, sources: list[dict[str, Any]], *, version: str, command_l
             "notes": report.notes, "validation": checked, "torch_hub": torch_hub}
 
 
+def _loader(family: str, architecture: str) -> str:
+    """How transformers loads the directory: the class, or (a family's own modeling code) the auto
+    class that reaches it through ``trust_remote_code``."""
+    from .families import REGISTRY, get_family
+
+    remote = get_family(family).remote_code if family in REGISTRY else None
+    auto = next((a for a, arch in remote.auto.items() if arch == architecture), None) if remote else None
+    if auto is None:
+        return f'{architecture}.from_pretrained("path/to/this/directory")'
+    return f'{auto}.from_pretrained("path/to/this/directory", trust_remote_code=True)'
+
+
 def render(facts: dict[str, Any], *, model_type: str) -> str:
     """The card's text."""
     architecture = facts["architecture"]
@@ -123,7 +135,7 @@ def render(facts: dict[str, Any], *, model_type: str) -> str:
     how = f"`{command_line}`" if command_line else "the Python API (`bertconv.convert`)"
     lines += [f"Converted by bertconv {facts['bertconv_version']} with {how}, from `{facts['source']}`. "
               "Load it with `transformers`:", "", "```python", "import transformers", "",
-              f"model = transformers.{architecture}.from_pretrained(\"path/to/this/directory\")",
+              f"model = transformers.{_loader(facts['family'], architecture)}",
               "tokenizer = transformers.AutoTokenizer.from_pretrained(\"path/to/this/directory\")", "```", ""]
     if facts.get("torch_hub"):
         lines += ["or with PyTorch Hub (`hubconf.py`): `torch.hub.load(\"path/or/owner/repo\", \"model\")` "

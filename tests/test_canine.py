@@ -98,6 +98,9 @@ def test_converts_with_its_own_modeling_code(converted):
     assert (config["num_hash_functions"], config["downsampling_rate"], config["local_transformer_stride"]) == (4, 4, 8)
     assert config["auto_map"][auto] == f"modeling_canine.{architecture}"
     assert {"modeling_canine.py", "configuration_canine.py", "tokenizer_config.json"} <= set(report.files)
+    # the model card loads it as transformers must, through its own code
+    assert f"transformers.{auto}.from_pretrained(" in (output / "README.md").read_text()
+    assert "trust_remote_code=True" in (output / "README.md").read_text()
 
 
 def test_adam_slots_are_training_state(converted):
