@@ -132,7 +132,15 @@ def _bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     heads = tuple(Rule(n, "pretraining." + n.replace("/", "."), (), None, PRETRAINING) for n in sorted(names)
                   if _PRETRAINING_SCOPE.match(n) and not ("/" in n and n.rsplit("/", 1)[0] in present))
     mapping = Mapping(tuple(r for r in RULES if r.source not in extra) + heads)
-    return dataclasses.replace(layout, mapping=mapping, bind=None)
+    return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=NOTES)
+
+
+#: what every conversion says of the directory it writes
+NOTES = ("CANINE's own modeling code, loaded with trust_remote_code=True: transformers' Canine* gives a local-"
+         "attention window of padding only uniform weights (the original weighs its keys by their scores, "
+         "-10000 added), which reaches the real characters before it through the upsampling convolution",
+         "the character position table keeps the original's max_positions rows (transformers' Canine* sizes it "
+         "by num_hash_buckets)")
 
 
 #: bert_modeling.get_activation(): its "gelu" is the tanh approximation
