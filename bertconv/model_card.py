@@ -112,6 +112,17 @@ def provenance(report, sources: list[dict[str, Any]], *, version: str, command_l
             "notes": report.notes, "validation": checked, "torch_hub": torch_hub}
 
 
+def _loader(family: str, architecture: str, directory: str) -> str:
+    """How transformers loads ``directory``: the class, or (a family's own modeling code) the auto
+    class that reaches it through ``trust_remote_code``."""
+    from .families import REGISTRY, get_family
+
+    remote = get_family(family).remote_code if family in REGISTRY else None
+    auto = next((a for a, arch in remote.auto.items() if arch == architecture), None) if remote else None
+    return f"{architecture}.from_pretrained({directory}" if auto is None else \
+        f"{auto}.from_pretrained({directory}, trust_remote_code=True"
+
+
 def render(facts: dict[str, Any], *, model_type: str) -> str:
     """The card's text."""
     architecture = facts["architecture"]
@@ -120,10 +131,11 @@ def render(facts: dict[str, Any], *, model_type: str) -> str:
     lines += [f"- {_yaml_scalar(tag)}" for tag in dict.fromkeys(tags)]
     lines += ["---", "", f"# {architecture}, converted from TensorFlow", ""]
     command_line = facts["command"]
+    load = _loader(facts["family"], architecture, '"path/to/this/directory"')
     how = f"`{command_line}`" if command_line else "the Python API (`bertconv.convert`)"
     lines += [f"Converted by bertconv {facts['bertconv_version']} with {how}, from `{facts['source']}`. "
               "Load it with `transformers`:", "", "```python", "import transformers", "",
-              f"model = transformers.{architecture}.from_pretrained(\"path/to/this/directory\")",
+              f"model = transformers.{load})",
               "tokenizer = transformers.AutoTokenizer.from_pretrained(\"path/to/this/directory\")", "```", ""]
     if facts.get("torch_hub"):
         lines += ["or with PyTorch Hub (`hubconf.py`): `torch.hub.load(\"path/or/owner/repo\", \"model\")` "
@@ -264,7 +276,7 @@ def model(**kwargs):
     """The converted {architecture}, with this directory's weights and config."""
     import transformers
 
-    return transformers.{architecture}.from_pretrained(_HERE, **kwargs)
+    return transformers.{loader}
 
 
 def tokenizer(**kwargs):
@@ -275,10 +287,11 @@ def tokenizer(**kwargs):
 '''
 
 
-def write_hubconf(directory: Path, *, architecture: str, version: str) -> str:
+def write_hubconf(directory: Path, *, architecture: str, version: str, family: str = "") -> str:
     """hubconf.py into ``directory``; returns its name."""
     if not architecture.isidentifier():
         raise ValueError(f"not a class name: {architecture!r}")
-    (directory / HUBCONF_NAME).write_text(HUBCONF.format(architecture=architecture, version=version),
+    loader = _loader(family, architecture, "_HERE") + ", **kwargs)"
+    (directory / HUBCONF_NAME).write_text(HUBCONF.format(architecture=architecture, version=version, loader=loader),
                                           encoding="utf-8")
     return HUBCONF_NAME

@@ -12,7 +12,7 @@ import transformers
 
 #: transformers output field -> the golden file's name for it
 FIELDS = {"prediction_logits": "mlm_logits", "seq_relationship_logits": "nsp_logits",
-          "pooler_output": "pooled_output"}
+          "pooler_output": "pooled_output", "answer_type_logits": "answer_type_logits"}
 
 
 def check(directory: str, golden_path: str, auto: str) -> dict:
@@ -23,6 +23,10 @@ def check(directory: str, golden_path: str, auto: str) -> dict:
                        token_type_ids=torch.tensor(gold["token_type_ids"]), output_hidden_states=True)
     named = {"embeddings": result.hidden_states[0], "sequence_output": result.hidden_states[-1]}
     named.update({f"layer_{i}": h for i, h in enumerate(result.hidden_states[1:])})
+    if getattr(result, "last_hidden_state", None) is not None:  # CANINE's is over characters, its layers not
+        named["sequence_output"] = result.last_hidden_state
+    if getattr(result, "start_logits", None) is not None:
+        named["span_logits"] = torch.stack([result.start_logits, result.end_logits], dim=-1)
     named.update({name: getattr(result, field) for field, name in FIELDS.items()
                   if getattr(result, field, None) is not None})
     if getattr(result, "logits", None) is not None:

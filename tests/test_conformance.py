@@ -82,6 +82,7 @@ FIXTURES: dict[str, tuple[Case, ...]] = {
               Case("tapas_tabfact")),
     "mobilebert": (Case("mobilebert_opt"), Case("mobilebert_classifier"), Case("mobilebert_layer_norm")),
     "funnel": (Case("funnel_pretrain"), Case("funnel_pretrain", {"tower": "generator"}), Case("funnel_classifier")),
+    "canine": (Case("canine_model"), Case("canine_tydi"), Case("canine_tydi", {"head": "base"})),
 }
 
 CASES = [pytest.param(name, case, id=f"{name}-{case.id}") for name, cases in FIXTURES.items() for case in cases]

@@ -15,7 +15,8 @@ from bertconv.mapping.transforms import TRANSFORMS, TRANSPOSE, transform_named
 #: a source shape each transform takes
 SOURCE_SHAPES = {"transpose": (5, 7), "merge_heads_out_transpose": (6, 3, 4),
                  "merge_heads_in_transpose": (3, 4, 6), "merge_heads": (3, 4),
-                 "conv1d_depthwise": (5, 6, 1), "conv1d_pointwise": (1, 6, 4), "column": (4,)}
+                 "conv1d_depthwise": (5, 6, 1), "conv1d_pointwise": (1, 6, 4), "conv1d_kernel": (1, 6, 4),
+                 "column": (4,)}
 
 
 def test_every_registered_transform_has_a_shape_here():

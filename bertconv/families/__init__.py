@@ -23,6 +23,8 @@ from .base import Family, Layout
 #: biases and norm weights as well: both are tried before RoFormer.
 #: Funnel's generator/encoder/layer_N names are ELECTRA's too: its own marker goes before ConvBERT and ELECTRA.
 #: BigBird's begin like BERT's too, its marker (the encoder's own LayerNorm) goes before BERT.
+#: CANINE's names (hash tables, character encoders) are no other family's, but a bare CANINE state
+#: dict's ``encoder.layer.N`` reads as BERT's or RoFormer's: it is tried first.
 def _albert() -> Family:
     from .albert import FAMILY
     return FAMILY
@@ -73,13 +75,19 @@ def _funnel() -> Family:
     return FAMILY
 
 
+def _canine() -> Family:
+    from .canine import FAMILY
+    return FAMILY
+
+
 def _convbert() -> Family:
     from .convbert import FAMILY
     return FAMILY
 
 
 #: family name -> what loads it, in detection order
-REGISTRY: dict[str, Callable[[], Family]] = {"albert": _albert, "nezha": _nezha, "roformer_v2": _roformer_v2,
+REGISTRY: dict[str, Callable[[], Family]] = {"canine": _canine,
+                                             "albert": _albert, "nezha": _nezha, "roformer_v2": _roformer_v2,
                                              "roformer": _roformer, "mobilebert": _mobilebert, "tapas": _tapas,
                                              "bigbird": _bigbird, "bert": _bert, "funnel": _funnel,
                                              "convbert": _convbert, "electra": _electra}

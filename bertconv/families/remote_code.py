@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +27,16 @@ _OUTPUT_FIELDS = {
     "classifier": {"logits": "classifier_logits"},
     "discriminator": {"logits": "discriminator_logits"},
     "nsp": {"logits": "nsp_logits"},
+    # a span head's start and end logits: channels 0 and 1 of ``span_logits``
+    "squad": {"start_logits": "span_logits[..., 0]", "end_logits": "span_logits[..., 1]"},
 }
+
+
+def _read_output(named: str) -> str:
+    """The expression reading an output field from the model's dict: a named output, or a part of
+    one (``span_logits[..., 0]``)."""
+    name, bracket, index = named.partition("[")
+    return f"named.get({name!r})" if not bracket else f"named[{name!r}][{index}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,9 @@ class RemoteCode:
     #: layout name -> configuration fields its library fixes where the source config says nothing
     #: (bert4keras' NEZHA: its MLM head's own LayerNorm epsilon)
     layout_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: heads -> further output fields of the family's own heads -> the named output each holds
+    #: (CANINE's TyDi QA answer types)
+    head_outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     #: the state-dict name of the pooler's weight (None: the family has no pooler): a
     #: directory's config says whether its weights have one
     pooler_weight: str | None = None
@@ -82,8 +95,8 @@ class RemoteCode:
         classes = []
         for architecture, core in self.classes.items():
             heads = self.heads[architecture]
-            fields = _OUTPUT_FIELDS[heads]
-            outputs = "".join(f"            {f}=named.get({named!r}),\n" for f, named in fields.items())
+            fields = {**_OUTPUT_FIELDS[heads], **self.head_outputs.get(heads, {})}
+            outputs = "".join(f"            {f}={_read_output(named)},\n" for f, named in fields.items())
             classes.append(f'''
 
 class {architecture}({self.prefix}PreTrainedModel):
@@ -131,7 +144,9 @@ class {self.prefix}ModelOutput(ModelOutput):
     logits: Optional[torch.FloatTensor] = None
     prediction_logits: Optional[torch.FloatTensor] = None
     seq_relationship_logits: Optional[torch.FloatTensor] = None
-    hidden_states: Optional[tuple] = None
+    start_logits: Optional[torch.FloatTensor] = None
+    end_logits: Optional[torch.FloatTensor] = None
+{{extra_fields}}    hidden_states: Optional[tuple] = None
 
 
 def adopt(model, built):
@@ -164,6 +179,9 @@ class {self.prefix}PreTrainedModel(PreTrainedModel):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 '''
+        declared = set(re.findall(r"^    (\w+): Optional", glue, flags=re.M))
+        own = sorted({f for fields in self.head_outputs.values() for f in fields} - declared)
+        glue = glue.replace("{extra_fields}", "".join(f"    {f}: Optional[torch.FloatTensor] = None\n" for f in own))
         return header + self.model_source() + glue + "".join(classes)
 
     def auto_map(self) -> dict[str, str]:

@@ -225,6 +225,30 @@ class Conv1dPointwise(Transform):
         return channels, out
 
 
+class Conv1dKernel(Transform):
+    """A Keras/``tf.layers`` conv1d kernel ``[width, in, out]`` -> ``nn.Conv1d`` weight ``[out, in, width]``."""
+
+    name = "conv1d_kernel"
+
+    def apply(self, array):
+        return array.transpose(2, 1, 0)
+
+    def invert(self, array, source_shape=None):
+        return array.transpose(2, 1, 0)
+
+    def shape(self, shape):
+        return tuple(reversed(shape))
+
+    def source_shape(self, shape):
+        return tuple(reversed(shape))
+
+    def matrix(self, source_shape):
+        width, channels, out = self._dims(source_shape, 3)
+        if width != 1:  # three axes reversed are no transpose of a matrix
+            raise ValueError(f"{self.name!r} of width {width} is not a matrix transpose")
+        return channels, out
+
+
 class Column(Transform):
     """A bias ``[O]`` -> the column ``[O, 1]`` a conv1d output is added to."""
 
@@ -256,12 +280,13 @@ def _product(dims) -> int:
 #: Every transform a rule may name, by name.
 TRANSFORMS: dict[str, Transform] = {t.name: t for t in (
     Transpose(), MergeHeadsOutTranspose(), MergeHeadsInTranspose(), MergeHeads(), Conv1dDepthwise(),
-    Conv1dPointwise(), Column())}
+    Conv1dPointwise(), Conv1dKernel(), Column())}
 
 TRANSPOSE = TRANSFORMS["transpose"]
 MERGE_HEADS_OUT_T = TRANSFORMS["merge_heads_out_transpose"]
 MERGE_HEADS_IN_T = TRANSFORMS["merge_heads_in_transpose"]
 MERGE_HEADS = TRANSFORMS["merge_heads"]
+CONV1D_KERNEL = TRANSFORMS["conv1d_kernel"]
 #: transforms whose inverse needs the source shape
 SHAPE_AWARE = frozenset(t for t in TRANSFORMS.values() if t.needs_source_shape)
 

@@ -1,0 +1,127 @@
+"""The CANINE family (google-research/language ``language/canine``): a character-level encoder
+over Unicode codepoints (hash embeddings, a local-attention layer over characters, a strided
+convolution down to molecules, the deep stack, an upsampling convolution and a last layer over
+characters). Releases are ``canine_config.json`` (CanineModelConfig's keys; the TyDi QA README
+calls it ``model_config.json``) beside a TF1 checkpoint; TyDi QA fine-tunes add the span and
+answer-type heads (``squad`` here).
+
+A converted directory carries CANINE's own modeling code (``model.py``, written by
+:mod:`bertconv.families.remote_code`) and loads with ``trust_remote_code=True``: transformers 5's
+``Canine*`` computes something else than the original wherever a local-attention window holds only
+padding (model.py's docstring says how that reaches real characters), and has no answer-type head.
+The float64 reference is ``reference.py``. There is no vocabulary: the tokenizer files are what
+transformers' ``CanineTokenizer`` needs (its special codepoints, ``tokenizer.py``).
+"""
+from __future__ import annotations
+
+import re
+
+from ...errors import ConfigError
+from ..base import Family, MemoryStructure
+from ..remote_code import RemoteCode
+from .layouts import ANSWER_TYPES, HEAD_TENSORS, LAYOUTS, MAX_HASH_FUNCTIONS
+from .tokenizer import LARGEST_CODEPOINT, CodepointTokenizer
+
+#: CanineModelConfig's fields and defaults (modeling.py): a key the file leaves out is this
+ORIGINAL_DEFAULTS = {"downsampling_rate": 4, "upsampling_kernel_size": 4, "num_hash_functions": 8,
+                     "num_hash_buckets": 16384, "local_transformer_stride": 128, "hidden_size": 768,
+                     "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+                     "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+                     "type_vocab_size": 16, "max_positions": 16384, "initializer_range": 0.02}
+#: what a Hugging Face config of CANINE states in CanineModelConfig's place (a converted model's,
+#: read back when validating)
+_HF_NAMES = {"max_position_embeddings": "max_positions"}
+_OWN_FIELDS = ("downsampling_rate", "upsampling_kernel_size", "num_hash_functions", "num_hash_buckets",
+               "local_transformer_stride")
+
+
+class CanineMemory(MemoryStructure):
+    def structure(self, config):
+        """CANINE's parameters as they are: hash tables, the three character-level pieces and
+        the deep stack (the activations are replayed as BERT's layers over the characters)."""
+        h, i = int(config["hidden_size"]), int(config["intermediate_size"])
+        layer = 4 * h * h + 4 * h + 2 * h + 2 * h * i + i + h + 2 * h
+        rate, width = int(config["downsampling_rate"]), int(config["upsampling_kernel_size"])
+        total = int(config["num_hash_buckets"]) * h  # every hash table holds hidden / num_hash_functions columns
+        total += (int(config.get("max_position_embeddings", 16384)) + int(config.get("type_vocab_size", 16))) * h
+        total += 2 * h  # the embeddings' LayerNorm
+        total += (int(config["num_hidden_layers"]) + 2) * layer
+        total += rate * h * h + h + 2 * h + width * 2 * h * h + h + 2 * h + h * h + h
+        if (config.get("architectures") or ["CanineModel"])[0] == "CanineForTyDiQA":
+            total += 2 * h + 2 + ANSWER_TYPES * h + ANSWER_TYPES
+        return {"family_parameters": total}
+
+
+class CanineFamily(Family):
+    name = "canine"
+    model_type = "canine"
+    architectures = {frozenset(): "CanineModel", frozenset({"squad"}): "CanineForTyDiQA"}
+    tied = {}
+    pooler_weight = "canine.pooler.dense.weight"
+    index_buffers = re.compile(r"^(\w+\.)?char_embeddings\.(position_ids|token_type_ids)$")
+    config_file = "canine_config.json"
+    config_files = ("canine_config.json", "model_config.json")
+    head_descriptions = {"squad": "TyDi QA span and answer type",
+                         "pretraining": "pretraining heads (CANINE-C's character decoder, CANINE-S's subword "
+                                        "prediction: no released code computes them, never exported)"}
+    task_heads = frozenset({"squad"})
+    head_tensors = HEAD_TENSORS
+    config_keys = frozenset(ORIGINAL_DEFAULTS)
+    hf_config_fields = {"pad_token_id": 0, "bos_token_id": 0xE000, "eos_token_id": 0xE001,
+                        "tie_word_embeddings": False}
+    sentencepiece = CodepointTokenizer()
+    memory = CanineMemory()
+    remote_code = RemoteCode(
+        name="canine", prefix="Canine", model_type="canine", model_module="bertconv.families.canine.model",
+        classes={"CanineModel": "Encoder", "CanineForTyDiQA": "TyDiQA"},
+        heads={"CanineModel": "", "CanineForTyDiQA": "squad"},
+        auto={"AutoModel": "CanineModel", "AutoModelForQuestionAnswering": "CanineForTyDiQA"},
+        config_fields={"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                       "intermediate_size": 3072, "hidden_act": "gelu_new", "type_vocab_size": 16,
+                       "max_position_embeddings": 16384, "layer_norm_eps": 1e-12, "initializer_range": 0.02,
+                       "downsampling_rate": 4, "upsampling_kernel_size": 4, "num_hash_functions": 8,
+                       "num_hash_buckets": 16384, "local_transformer_stride": 128, "with_pooler": True},
+        head_outputs={"squad": {"last_hidden_state": "sequence_output", "pooler_output": "pooled_output",
+                                "answer_type_logits": "answer_type_logits"}},
+        pooler_weight="canine.pooler.dense.weight",
+    )
+
+    def translate_config(self, original: dict) -> dict:
+        """CanineModelConfig's keys (a key the file leaves out is its default, as the original
+        reads it) -> BertConfig's: ``max_positions`` is the position table's size; every codepoint
+        is an input id."""
+        data = {_HF_NAMES.get(k, k): v for k, v in original.items()}
+        data = {**ORIGINAL_DEFAULTS, **data}
+        hashes, hidden = data["num_hash_functions"], data["hidden_size"]
+        if not isinstance(hashes, int) or not 0 < hashes <= MAX_HASH_FUNCTIONS or hidden % hashes:
+            raise ConfigError(f"num_hash_functions is {hashes!r}; CANINE's hash embeddings take 1 to "
+                              f"{MAX_HASH_FUNCTIONS} functions that divide hidden_size {hidden}")
+        for key in _OWN_FIELDS:
+            if not isinstance(data[key], int) or data[key] < 1:
+                raise ConfigError(f"{key} is {data[key]!r}, not a positive integer")
+        data["max_position_embeddings"] = data.pop("max_positions")
+        data["vocab_size"] = LARGEST_CODEPOINT + 1
+        return data
+
+    def validation_inputs(self, inputs, config):
+        from .tokenizer import codepoint_inputs
+        return codepoint_inputs(inputs)
+
+    def build_model(self, config, architecture, *, with_pooler, num_labels):
+        from ...errors import InputError
+        from .model import ARCHITECTURES as CLASSES
+
+        if architecture not in CLASSES:
+            raise InputError(f"unknown architecture {architecture!r}", hint=f"choose one of {', '.join(CLASSES)}")
+        model = CLASSES[architecture](config, with_pooler=with_pooler, num_labels=num_labels)
+        model.heads = self.architecture_heads[architecture]
+        model.architecture = architecture
+        return model.eval()
+
+    def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
+        self.numpy_reference_only(kind)
+        from .reference import canine_reference_forward
+        return canine_reference_forward(weights, config, inputs, heads=heads)
+
+
+FAMILY = CanineFamily(LAYOUTS)
