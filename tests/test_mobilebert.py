@@ -157,6 +157,16 @@ def test_layer_norm_directory_reads_back_as_mobilebert(layer_norm):
     assert not any("embedding_transformation" in k for k in load_file(out / "model.safetensors"))
 
 
+def test_with_transformers_runs_a_layer_norm_directorys_own_code(layer_norm):
+    """--with-transformers loads the directory as a user does: through its auto_map, whose code
+    meets the original, never the stock class (epsilon 1e-5 in two LayerNorms)."""
+    pytest.importorskip("transformers")
+    out, _, _ = layer_norm["MobileBertForPreTraining"]
+    report = validate(out, against=LAYER_NORM, device="cpu", with_transformers=True)
+    assert report.passed and report.runs[0].runner == "transformers"
+    assert report.worst_max_abs() < TOLERANCE
+
+
 def test_no_norm_directories_keep_transformers_class(converted):
     out, report = converted()
     config = json.loads((out / "config.json").read_text())

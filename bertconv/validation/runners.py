@@ -124,13 +124,35 @@ def _load_with_transformers(path: Path, architecture: str, dtype, device):
                          hint="pip install transformers") from None
     if not path.is_dir():
         raise InputError("--with-transformers loads a Hugging Face directory, not a bare file", path=path)
-    cls = getattr(transformers, architecture, None)
-    if cls is None:
-        raise InputError(f"transformers has no class {architecture}", path=path)
     # transformers 5 names the argument ``dtype``; 4.x called it ``torch_dtype``
-    dtype_arg = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    model = cls.from_pretrained(str(path), attn_implementation="eager", **{dtype_arg: dtype})
+    arguments = {"dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype": dtype}
+    auto_class = _auto_class_of(path, architecture)
+    if auto_class is not None:
+        # The directory carries its own modeling code (the stock class would compute something
+        # else): run it as a user loads it.
+        cls = getattr(transformers, auto_class)
+        arguments["trust_remote_code"] = True
+    else:
+        cls = getattr(transformers, architecture, None)
+        if cls is None:
+            raise InputError(f"transformers has no class {architecture}", path=path)
+    model = cls.from_pretrained(str(path), attn_implementation="eager", **arguments)
     return model.to(device).eval()
+
+
+def _auto_class_of(path: Path, architecture: str) -> str | None:
+    """The transformers auto class that loads ``architecture`` from the directory's own modeling
+    code (config.json's ``auto_map``), or None where it has none."""
+    import json
+
+    try:
+        auto_map = json.loads((path / "config.json").read_text(encoding="utf-8")).get("auto_map") or {}
+    except (OSError, ValueError):
+        return None
+    for auto_class, reference in auto_map.items():
+        if auto_class != "AutoConfig" and str(reference).rsplit(".", 1)[-1] == architecture:
+            return auto_class
+    return None
 
 
 _MADV_DONTNEED = 4  # Linux's value; mmap.MADV_DONTNEED exists only for maps Python made itself
