@@ -202,7 +202,7 @@ def inspect_checkpoint(path: str | Path, *, stats: bool = False, filter: str | N
                                                       if k != "num_labels" and k not in stored_otherwise})
             except BertconvError as e:
                 problems = [str(e)]
-        vocab_file = src.sidecar("vocab.txt")
+        vocab_file = src.sidecar(*(layout.family.wordpiece.file_names if layout is not None else ("vocab.txt",)))
         vocab_size = None
         if vocab_file is not None:
             try:

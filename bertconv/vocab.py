@@ -4,13 +4,35 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import VocabError
 
 SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                   "cls_token": "[CLS]", "mask_token": "[MASK]"}
+
+
+@dataclass(frozen=True)
+class WordPieceConvention:
+    """How a family's releases ship their WordPiece vocabulary and how its models read it: the
+    file's names, the special tokens, the segment id of the first token. The defaults are
+    google-research/bert's."""
+
+    #: the vocabulary's file names beside a checkpoint, in order of preference
+    file_names: tuple[str, ...] = ("vocab.txt",)
+    #: Hugging Face's name of each special token -> the token
+    special_tokens: dict[str, str] = field(default_factory=lambda: dict(SPECIAL_TOKENS))
+    #: the token type id of the classification token (the other tokens of the first segment: 0)
+    cls_token_type_id: int = 0
+    #: the longest word the original's WordPiece splits; longer words are the unknown token
+    max_input_chars_per_word: int = 100
+    #: tokenizer_config.json's class: one that keeps tokenizer.json's model and template as written
+    tokenizer_class: str = "BertTokenizer"
+
+
+#: google-research/bert's
+BERT_WORDPIECE = WordPieceConvention()
 #: a line (token) with an ASCII capital that is not a bracketed special token like [CLS]
 _CAPITALISED_PIECE = re.compile(r"^(?!\[[^\]\n]+\]$)[^\n]*[A-Z][^\n]*$", re.M)
 
@@ -118,7 +140,8 @@ def infer_lower_case(vocab: Vocab | None, names: list[str]) -> tuple[bool, str]:
     return True, "vocab.txt has no capitalised word pieces"
 
 
-def write_tokenizer_files(directory: Path, vocab: Vocab, *, do_lower_case: bool, model_max_length: int) -> list[str]:
+def write_tokenizer_files(directory: Path, vocab: Vocab, *, do_lower_case: bool, model_max_length: int,
+                          convention: WordPieceConvention = BERT_WORDPIECE) -> list[str]:
     """Write vocab.txt, tokenizer.json, tokenizer_config.json and special_tokens_map.json."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
@@ -126,31 +149,36 @@ def write_tokenizer_files(directory: Path, vocab: Vocab, *, do_lower_case: bool,
     # A vocabulary pruned for fine-tuning (bert4keras' keep_tokens) may drop [MASK]: the tokenizer
     # then has no mask token, rather than one whose id the embeddings lack. A whole vocab.txt
     # without it is not BERT's.
-    special = {k: t for k, t in SPECIAL_TOKENS.items() if k != "mask_token" or t in index or vocab.kept_by is None}
+    special = {k: t for k, t in convention.special_tokens.items()
+               if k != "mask_token" or t in index or vocab.kept_by is None}
     missing = [t for t in special.values() if t not in index]
     if missing:
+        required = " ".join(t for k, t in convention.special_tokens.items() if k != "mask_token")
         raise VocabError(f"lacks the special tokens {', '.join(missing)}", path=vocab.path,
-                         hint="a BERT WordPiece vocabulary has [PAD] [UNK] [CLS] [SEP] (and [MASK])")
+                         hint=f"this family's WordPiece vocabulary has {required} (and "
+                              f"{convention.special_tokens['mask_token']})")
     (directory / "vocab.txt").write_text("\n".join(vocab.tokens) + "\n", encoding="utf-8")
 
     # The normaliser and pre-tokeniser reproduce google-research/bert's BasicTokenizer: control
     # characters dropped, whitespace unified, CJK characters split apart, accents stripped exactly
-    # when lower-casing, then split on whitespace and punctuation; WordPiece caps words at 100 chars.
-    tok = Tokenizer(models.WordPiece(vocab=index, unk_token="[UNK]", max_input_chars_per_word=100))
+    # when lower-casing, then split on whitespace and punctuation.
+    unk, cls, sep = special["unk_token"], special["cls_token"], special["sep_token"]
+    tok = Tokenizer(models.WordPiece(vocab=index, unk_token=unk,
+                                     max_input_chars_per_word=convention.max_input_chars_per_word))
     tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                 strip_accents=None, lowercase=do_lower_case)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    cls_id, sep_id = index["[CLS]"], index["[SEP]"]
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+        single=f"{cls}:{convention.cls_token_type_id} $A:0 {sep}:0",
+        pair=f"{cls}:{convention.cls_token_type_id} $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, index[cls]), (sep, index[sep])])
     tok.decoder = decoders.WordPiece(prefix="##")
     from tokenizers import AddedToken
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special.values()])
     tok.save(str(directory / "tokenizer.json"))
 
     tokenizer_config = {
-        "tokenizer_class": "BertTokenizer",
+        "tokenizer_class": convention.tokenizer_class,
         "do_lower_case": do_lower_case,
         "strip_accents": None,
         "tokenize_chinese_chars": True,
@@ -159,6 +187,8 @@ def write_tokenizer_files(directory: Path, vocab: Vocab, *, do_lower_case: bool,
         "clean_up_tokenization_spaces": False,
         **special,
         **({} if "mask_token" in special else {"mask_token": None}),
+        # the models read token types: transformers 5's generic class returns none unless told
+        "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
     }
     _write_json(directory / "tokenizer_config.json", tokenizer_config)
     _write_json(directory / "special_tokens_map.json", special)

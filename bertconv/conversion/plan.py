@@ -305,7 +305,7 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
 
     vocab = None
     if vocab_path is None:
-        vocab_path = source.sidecar("vocab.txt")
+        vocab_path = source.sidecar(*layout.family.wordpiece.file_names)
     if vocab_path is not None:
         vocab = load_vocab(vocab_path)
         if keep_tokens is not None:
@@ -321,7 +321,8 @@ def plan_conversion(source: TensorSource, *, family: str | None = None, head: st
                          path=keep_tokens, hint="pass --vocab with the vocab.txt the list was made from")
     tokenizer_model = layout.family.tokenizer_source(source, vocab) if vocab is None else None
     if vocab is None and tokenizer_model is None:
-        notes.append("no vocab.txt beside the checkpoint: weights converted, no tokenizer written (pass --vocab)")
+        notes.append(f"no {layout.family.wordpiece.file_names[0]} beside the checkpoint: weights converted, "
+                     "no tokenizer written (pass --vocab)")
 
     tensors.sort(key=lambda t: _target_order(t.target))
     ignored = [t.target for t in tensors if t.head in ignored_parts]

@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..formats.base import NO_RECORDS, SourceRecords
 from ..config import SIZE_FIELDS
 from ..mapping import Mapping, infer_sizes
+from ..vocab import BERT_WORDPIECE, WordPieceConvention
 
 if TYPE_CHECKING:
     from ..config import BertConfig
@@ -247,7 +248,7 @@ REQUIRED = ("name", "model_type", "architectures", "tied", "build_model", "refer
 OPTIONAL = ("state_dict_prefix", "without_pooler", "pooler_weight", "index_buffers", "config_file", "config_files",
             "head_descriptions", "task_heads", "head_tensors", "hf_config_fields", "runs_in_transformers",
             "config_pattern", "config_keys", "unrecorded_config", "heads_built_beside", "translate_config",
-            "validation_inputs")
+            "validation_inputs", "wordpiece")
 CAPABILITIES = ("two_towers", "sentencepiece", "original_format", "memory", "remote_code")
 SERVICES = ("layout", "architecture", "state_dict_heads", "needs_pooler", "load_model", "numpy_reference_only",
             "reference_heads", "transformers_outputs", "tokenizer_source", "write_tokenizer", "hf_config_extras",
@@ -327,6 +328,9 @@ class Family:
     #: default, where that default is); used, with a note, where neither the config nor ``--set``
     #: states them
     unrecorded_config: dict[str, tuple[Any, str]] = {}
+    #: its releases' WordPiece vocabulary: the file's names, the special tokens, the segment id its
+    #: models read at the classification token (Funnel: ``<cls>``, type 2)
+    wordpiece: WordPieceConvention = BERT_WORDPIECE
 
     # -- capabilities (None: the family has none) -----------------------------------------------
     two_towers: Towers | None = None
@@ -362,7 +366,14 @@ class Family:
         return original
 
     def validation_inputs(self, inputs: dict, config: "BertConfig") -> dict:
-        """Generated validation inputs made the family's own (TAPAS: seven token-type columns)."""
+        """Generated validation inputs made the family's own (TAPAS: seven token-type columns);
+        by default the classification token gets its segment id (:attr:`wordpiece`)."""
+        if not self.wordpiece.cls_token_type_id:
+            return inputs
+        inputs = dict(inputs)
+        types = inputs["token_type_ids"].copy()
+        types[:, 0] = self.wordpiece.cls_token_type_id
+        inputs["token_type_ids"] = types
         return inputs
 
     # -- services -------------------------------------------------------------------------------
@@ -470,8 +481,8 @@ class Family:
         return found
 
     def tokenizer_source(self, source, vocab) -> Path | None:
-        """A tokenizer model the family ships instead of vocab.txt (its ``sentencepiece``), when
-        no vocabulary was found."""
+        """A tokenizer model the family ships instead of a WordPiece vocabulary (its
+        ``sentencepiece``), when none was found."""
         return self.sentencepiece.find(source) if self.sentencepiece is not None else None
 
     def write_tokenizer(self, directory: Path, plan, lower_case: bool | None) -> tuple[list[str], bool | None,
@@ -495,13 +506,15 @@ class Family:
             note = f"do_lower_case={lower_case} (recorded in {plan.recorded_lower_case_origin}; override with " \
                    "--cased/--uncased)"
         elif lower_case is None:
-            hints = [str(Path(plan.source_path).resolve()), str(plan.vocab.path.resolve().parent)]
+            # the vocabulary's own name may say (Funnel's vocab.uncased.txt)
+            hints = [str(Path(plan.source_path).resolve()), str(plan.vocab.path.resolve())]
             lower_case, why = infer_lower_case(plan.vocab, hints)
             note = f"do_lower_case={lower_case} ({why}; override with --cased/--uncased)"
         elif recorded is not None and recorded != lower_case:
             note = f"do_lower_case={lower_case} as asked, although {plan.recorded_lower_case_origin} records {recorded}"
         files = write_tokenizer_files(directory, plan.vocab, do_lower_case=lower_case,
-                                      model_max_length=plan.config.max_position_embeddings)
+                                      model_max_length=plan.config.max_position_embeddings,
+                                      convention=self.wordpiece)
         return files, lower_case, note
 
     def hf_config_extras(self, layout: Layout) -> dict[str, Any]:

@@ -24,11 +24,23 @@ def _special_ids(vocab_path: Path | None) -> dict[str, int]:
     except (OSError, UnicodeDecodeError):
         return {}
     index = {t.strip(): i for i, t in enumerate(tokens)}
+    named = _special_tokens(vocab_path.parent)
     found = {}
-    for key, token in (("cls_id", "[CLS]"), ("sep_id", "[SEP]"), ("pad_id", "[PAD]")):
+    for key, token in (("cls_id", named.get("cls_token", "[CLS]")), ("sep_id", named.get("sep_token", "[SEP]")),
+                       ("pad_id", named.get("pad_token", "[PAD]"))):
         if token in index:
             found[key] = index[token]
     return found
+
+
+def _special_tokens(directory: Path) -> dict:
+    """The special tokens a converted directory's tokenizer names (special_tokens_map.json; a
+    family's may not be BERT's [CLS]...), empty where it names none."""
+    with contextlib.suppress(OSError, ValueError):
+        named = json.loads((directory / "special_tokens_map.json").read_text(encoding="utf-8"))
+        if isinstance(named, dict):
+            return {k: v for k, v in named.items() if isinstance(v, str)}
+    return {}
 
 
 def make_validation_inputs(config: BertConfig, batch: int, seq_len: int, seed: int,
@@ -101,8 +113,9 @@ def text_inputs(path: str | Path, directory: Path | None, config: BertConfig) ->
                          hint="validate a Hugging Face directory, or use generated inputs")
     tokenizer = _tokenizer(directory)
     tokenizer.enable_truncation(max_length=config.max_position_embeddings)
-    pad_id = tokenizer.token_to_id("[PAD]")
-    tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+    pad_token = _special_tokens(directory).get("pad_token", "[PAD]")
+    pad_id = tokenizer.token_to_id(pad_token)
+    tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token=pad_token)
     pairs = [tuple(line.split("\t", 1)) if "\t" in line else line for line in lines]
     encodings = tokenizer.encode_batch(pairs)
     as_array = lambda attr: np.array([getattr(e, attr) for e in encodings], dtype=np.int64)  # noqa: E731
