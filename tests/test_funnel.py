@@ -14,7 +14,7 @@ import pytest
 
 from bertconv.comparison import diff
 from bertconv.conversion import convert
-from bertconv.errors import ConfigError, MappingError
+from bertconv.errors import ConfigError, MappingError, VocabError
 from bertconv.families import get_family
 from bertconv.inspection import inspect_checkpoint
 from bertconv.validation import validate
@@ -270,3 +270,67 @@ def test_set_states_truncate_seq(tmp_path):
     assert report.validation.passed
     assert json.loads((tmp_path / "out" / "config.json").read_text())["truncate_seq"] is False
     assert "truncate_seq=false as --set states" in report.notes
+
+
+def original_pair(a: list[int], b: list[int], length: int) -> tuple[list[int], list[int]]:
+    """classifier_utils.py's convert_single_example, written out: <cls> a <sep> b <sep>, segment ids
+    seg_id_cls 2, then seg_id_a 0 and seg_id_b 1 each through its <sep>, padded with pad_id 0 and
+    seg_id_pad 0."""
+    ids = [2] + a + [3] + b + [3]
+    types = [2] + [0] * (len(a) + 1) + [1] * (len(b) + 1)
+    return ids + [0] * (length - len(ids)), types + [0] * (length - len(types))
+
+
+def test_the_tokenizer_gives_the_originals_segment_ids(conversions):
+    """vocab.uncased.txt (the releases' name, <cls>...) becomes tokenizer files that transformers 5
+    loads with AutoTokenizer: a pair gets the original's ids and segment ids, 2 at <cls>."""
+    import transformers
+
+    _, output, report = conversions["classifier"]
+    assert {"vocab.txt", "tokenizer.json", "tokenizer_config.json"} <= set(report.files)
+    assert "do_lower_case=True ('uncased' in 'vocab.uncased.txt'; override with --cased/--uncased)" in report.notes
+    # AutoTokenizer reads config.json first: the tokenizer needs none of the directory's code
+    tokenizer = transformers.AutoTokenizer.from_pretrained(output, local_files_only=True, trust_remote_code=False)
+    vocab = (fixture("funnel_classifier") / "vocab.uncased.txt").read_text().split()
+    ids = {token: i for i, token in enumerate(vocab)}
+    assert (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.mask_token_id,
+            tokenizer.unk_token_id) == (2, 3, 0, 4, 1) and len(tokenizer) == len(vocab)
+    encoded = tokenizer(["TOK5 tok6", "tok9"], ["tok7", "tok8 tok10 tok11"], padding=True)
+    first = original_pair([ids["tok5"], ids["tok6"]], [ids["tok7"]], 7)
+    second = original_pair([ids["tok9"]], [ids["tok8"], ids["tok10"], ids["tok11"]], 7)
+    assert encoded["input_ids"] == [first[0], second[0]]
+    assert encoded["token_type_ids"] == [first[1], second[1]]
+    assert encoded["attention_mask"][0] == [1] * 6 + [0]
+    # the original's WordpieceTokenizer splits words of up to 200 characters (FunnelTokenizer: 100)
+    assert tokenizer.backend_tokenizer.model.max_input_chars_per_word == 200
+
+
+def test_validation_inputs_use_funnels_special_tokens(conversions, tmp_path):
+    from bertconv.config import read_config_json
+    from bertconv.config import BertConfig
+    from bertconv.validation.inputs import make_validation_inputs, text_inputs
+
+    _, output, _ = conversions["discriminator"]
+    config = BertConfig.from_dict(read_config_json(output / "config.json"))
+    inputs = get_family("funnel").validation_inputs(make_validation_inputs(config, 2, 16, 0, output / "vocab.txt"),
+                                                    config)
+    assert (inputs["input_ids"][:, 0] == 2).all() and (inputs["token_type_ids"][:, 0] == 2).all()
+    real = inputs["input_ids"][inputs["attention_mask"] == 1]
+    assert 1 not in real and 4 not in real and (inputs["input_ids"][1][inputs["attention_mask"][1] == 0] == 0).all()
+    text = tmp_path / "pairs.txt"
+    text.write_text("tok5 tok6\ttok7\n")
+    encoded = text_inputs(text, output, config)
+    assert encoded["input_ids"].tolist() == [[2, 10, 11, 3, 12, 3]]
+    assert encoded["token_type_ids"].tolist() == [[2, 0, 0, 0, 1, 1]]
+
+
+def test_a_vocabulary_named_on_the_command_line_or_lacking_funnels_tokens(tmp_path):
+    source = fixture("funnel_classifier")
+    report = convert(source, tmp_path / "named", vocab=source / "vocab.uncased.txt")
+    assert "tokenizer.json" in report.files and report.validation.passed
+    bert_like = tmp_path / "vocab.txt"
+    bert_like.write_text((source / "vocab.uncased.txt").read_text().replace("<cls>", "[CLS]"))
+    with pytest.raises(VocabError, match=r"lacks the special tokens <cls>") as raised:
+        convert(source, tmp_path / "out", vocab=bert_like)
+    assert "\n" not in str(raised.value) and "<sep>" in raised.value.hint
+    assert not (tmp_path / "out").exists()

@@ -6,10 +6,12 @@ transformers 5's ``Funnel*`` classes compute something else for the same weights
 windows that mix tokens and padding, the masked-LM head, no input projection or repeated layers),
 so a converted directory carries the family's own modeling code (``model.py``, written by
 :mod:`bertconv.families.remote_code`) and loads with ``trust_remote_code=True``. The float64
-reference is ``reference.py``; the tokenizer is WordPiece from the release's vocabulary.
+reference is ``reference.py``; the tokenizer is WordPiece from the release's ``vocab.uncased.txt``
+(:attr:`FunnelFamily.wordpiece`).
 """
 from __future__ import annotations
 
+from ...vocab import WordPieceConvention
 from ..base import Family, MemoryStructure, Towers
 from ..remote_code import RemoteCode
 from .layouts import DISCRIMINATOR, GENERATOR, LAYOUTS
@@ -94,6 +96,16 @@ class FunnelFamily(Family):
     config_keys = NET_CONFIG_KEYS | {"width_shrink"}
     unrecorded_config = {"truncate_seq": (True, "modeling.py's --truncate_seq flag default")}
     hf_config_fields = {"pad_token_id": 0, "tie_word_embeddings": True}
+    #: the releases' vocab.uncased.txt with XLNet's special tokens; the original's data pipeline
+    #: gives <cls> segment id 2 (data_utils.py's seg_id_cls), which its attention reads, and its
+    #: WordpieceTokenizer splits words of up to 200 characters. transformers 5's FunnelTokenizer
+    #: rebuilds its WordPiece model from vocab.txt with 100: the files name the generic class,
+    #: which keeps tokenizer.json as written
+    wordpiece = WordPieceConvention(
+        file_names=("vocab.uncased.txt", "vocab.cased.txt", "vocab.txt"),
+        special_tokens={"unk_token": "<unk>", "sep_token": "<sep>", "pad_token": "<pad>", "cls_token": "<cls>",
+                        "mask_token": "<mask>"},
+        cls_token_type_id=2, max_input_chars_per_word=200, tokenizer_class="PreTrainedTokenizerFast")
     two_towers = Towers(layouts={"discriminator": DISCRIMINATOR.name, "generator": GENERATOR.name},
                         by_architecture={"FunnelOriginalForPreTraining": "discriminator",
                                          "FunnelOriginalForMaskedLM": "generator"})
@@ -152,14 +164,6 @@ class FunnelFamily(Family):
         funnel = {k: original.get(k, defaults[k]) for k in FUNNEL_FIELDS}
         rest = {k: v for k, v in original.items() if k not in NET_CONFIG_KEYS and k not in funnel and k not in known}
         return {**known, **funnel, **rest}
-
-    def validation_inputs(self, inputs, config):
-        # the original's data pipeline gives [CLS] segment id 2 (seg_id_cls), which its attention reads
-        inputs = dict(inputs)
-        types = inputs["token_type_ids"].copy()
-        types[:, 0] = 2
-        inputs["token_type_ids"] = types
-        return inputs
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
         from .model import ARCHITECTURES as CLASSES
