@@ -400,7 +400,7 @@ def plan_back_conversion(source: TensorSource, source_path: str | Path, *,
                           path=config_path, hint="pt2tf converts Hugging Face BERT models")
     notes: list[str] = []
     original = family.to_original_config(hf, config_path, allow_exact_gelu=allow_exact_gelu, notes=notes)
-    layout = family.layouts[0]
+    layout = family.original_format.table(family, source.names())
     mapping = layout.mapping
 
     matches: dict[str, tuple[str, Match]] = {}      # original name -> (PyTorch name, match)
@@ -429,7 +429,7 @@ def plan_back_conversion(source: TensorSource, source_path: str | Path, *,
         info = source.info(name)
         if not info.is_float:
             problems.append(f"{name} has dtype {info.dtype}, not a floating-point weight")
-        shapes[original_name] = _shape_before(match.rule.transform, tuple(info.shape))
+        shapes[original_name] = _shape_before(match.rule.transform, tuple(info.shape), hf.get("num_attention_heads"))
     config = BertConfig.from_dict(family.translate_config(original), path=config_path)
     disagreements = compare_configs(config, {k: v for k, v in layout.infer_sizes(shapes).items()
                                              if k != "num_labels"})
@@ -454,13 +454,15 @@ def plan_back_conversion(source: TensorSource, source_path: str | Path, *,
                     sorted(aliases), sorted(buffers), notes)
 
 
-def _shape_before(transform, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The source-side shape of a target tensor of ``shape``: what the table's transform maps to it."""
+def _shape_before(transform, shape: tuple[int, ...], heads=None) -> tuple[int, ...]:
+    """The source-side shape of a target tensor of ``shape``: what the table's transform maps to it
+    (a head-merging one: split by the config's head count ``heads``)."""
     transform = transform_named(transform)
     if transform is None:
         return shape
-    before = transform.source_shape(shape)
+    before = transform.source_shape(shape, heads=heads) if transform.needs_source_shape else transform.source_shape(shape)
     if before is None:
-        # a head count is in no PyTorch shape; the canonical tables, which the way back reads, merge none
-        raise MappingError(f"the way back through {transform} needs the head count, which no shape states")
+        # a head count is in no PyTorch shape: the config's splits it
+        raise MappingError(f"the way back through {transform} needs the head count, which no shape states and "
+                           "config.json does not give")
     return before

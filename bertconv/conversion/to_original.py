@@ -139,7 +139,7 @@ def pt2tf(source: str | Path, output: str | Path, options: ConvertOptions | None
         heads = sorted(p for p in plan.parts if p != "pooler")
     return Pt2TfReport(source=str(source), output=str(output), architecture=plan.architecture, heads=heads,
                        tensors_written=len(plan.tensors), parameters=parameters,
-                       hidden_act=plan.original_config["hidden_act"], files=files,
+                       hidden_act=plan.config.hidden_act, files=files,
                        aliases_checked=plan.aliases, buffers_ignored=plan.buffers, notes=notes,
                        seconds=time.perf_counter() - started, tensors_checked=checked)
 

@@ -214,6 +214,11 @@ class OriginalFormat:
         """A Hugging Face config.json -> the original code's config."""
         raise NotImplementedError
 
+    def table(self, family: "Family", names: list[str]) -> Layout:
+        """The layout whose table the way back reads for a model with these state-dict names: the
+        canonical one (a family whose names depend on the checkpoint binds it to them)."""
+        return family.layouts[0]
+
 
 class MemoryStructure:
     """What a memory estimate needs to know of a family's structure beyond BERT's (the default:

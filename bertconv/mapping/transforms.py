@@ -149,6 +149,19 @@ class _MergeHeads(Transform):
             return None
         return self._matrix_of(self._dims(source_shape, self.rank))
 
+    def source_shape(self, shape, heads: int | None = None):
+        """With the head count (a config's), the source shape is known: the one whose target shape
+        is ``shape``."""
+        if heads is None or not heads:
+            return None
+        if self.rank == 2:
+            candidate = (heads, shape[0] // heads) if len(shape) == 1 else None
+        elif self.name == "merge_heads_out_transpose":
+            candidate = (shape[1], heads, shape[0] // heads) if len(shape) == 2 else None
+        else:
+            candidate = (heads, shape[1] // heads, shape[0]) if len(shape) == 2 else None
+        return candidate if candidate is not None and self.shape(candidate) == tuple(shape) else None
+
 
 class MergeHeadsOutTranspose(_MergeHeads):
     """Query/key/value kernel ``[in, heads, head_size]`` -> ``[in, out]`` -> transposed."""

@@ -12,9 +12,9 @@ reference is ``reference.py``; the tokenizer is WordPiece from the release's ``v
 from __future__ import annotations
 
 from ...vocab import WordPieceConvention
-from ..base import Family, MemoryStructure, Towers
+from ..base import Family, MemoryStructure, OriginalFormat, Towers
 from ..remote_code import RemoteCode
-from .layouts import DISCRIMINATOR, GENERATOR, LAYOUTS
+from .layouts import DEFAULT_TASK, DISCRIMINATOR, GENERATOR, LAYOUTS, PREFIX
 
 ARCHITECTURES = {
     frozenset(): "FunnelOriginalBaseModel",
@@ -30,6 +30,10 @@ NET_CONFIG_KEYS = frozenset({"block_size", "vocab_size", "d_embed", "d_model", "
 #: what the translated config keeps of the original's own settings, read by model.py
 FUNNEL_FIELDS = ("block_size", "decoder_size", "d_head", "separate_cls", "truncate_seq", "pool_q_only",
                  "pooling_type", "pooling_size", "rel_attn_type")
+#: net_config.json's training settings, kept as they are for the way back (ModelConfig needs every key)
+TRAINING_KEYS = {"dropact": 0.0, "init": "truncated_normal", "init_range": 0.1}
+#: a Hugging Face hidden_act -> ops.py's ff_activation that computes it (its gelu is the tanh form)
+ORIGINAL_ACTIVATION = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "relu", "tanh": "tanh"}
 
 
 def _depths(spec, key):
@@ -74,6 +78,61 @@ class FunnelMemory(MemoryStructure):
         return replay.bert_embeddings(position_table=False)
 
 
+class FunnelTFFormat(OriginalFormat):
+    """The way back: the original's checkpoint (the discriminator's ``model/`` names, a fine-tune's
+    task head) and the net_config.json its ModelConfig.init_from_json reads."""
+
+    checkpoint_name = "model.ckpt"
+    config_file = "net_config.json"
+
+    def table(self, family, names):
+        # the decoder's TF layers are numbered after the encoder's: the table is this model's own.
+        # A bare encoder's names carry no prefix
+        prefixed = [n if n.startswith(PREFIX + ".") else f"{PREFIX}.{n}" for n in names]
+        return family.layouts[0].for_checkpoint(prefixed)
+
+    def config(self, hf, config_path, *, allow_exact_gelu, notes):
+        from ...errors import ConfigError
+
+        if (hf.get("architectures") or [None])[0] == "FunnelOriginalForMaskedLM":
+            raise ConfigError("a generator has no checkpoint of its own in the original's format: pretrain.py "
+                              "keeps it beside the discriminator, whose embeddings it reads", path=config_path,
+                              hint="pt2tf writes a Funnel discriminator, bare encoder or fine-tune")
+        if hf.get("layer_norm_eps", 1e-8) != 1e-8:
+            raise ConfigError(f"layer_norm_eps is {hf['layer_norm_eps']}; the original's LayerNorm uses 1e-8 always",
+                              path=config_path)
+        act = hf.get("hidden_act", "gelu_new")
+        if act == "gelu" and allow_exact_gelu:
+            notes.append("hidden_act 'gelu' (exact erf) written as the original's 'gelu', which computes the tanh "
+                         "approximation: the TF model's outputs differ slightly from this model's")
+        elif act not in ORIGINAL_ACTIVATION:
+            raise ConfigError(f"hidden_act {act!r} has no counterpart in the original's ff_activation (gelu, the tanh "
+                              "form, relu, tanh)", path=config_path,
+                              hint="pass --allow-exact-gelu to write the exact form as the original's gelu anyway"
+                              if act == "gelu" else None)
+        if (hf.get("architectures") or [None])[0] == "FunnelOriginalForSequenceClassification":
+            notes.append(f"the task head is written under model/{DEFAULT_TASK}/ (a converted model does not keep the "
+                         f"task's name): run classifier.py with --cls_scope={DEFAULT_TASK}")
+        if hf.get("truncate_seq", True) is not True:
+            notes.append("truncate_seq false is modeling.py's --truncate_seq flag, which net_config.json does not "
+                         "record: run the original with --truncate_seq=False")
+        hidden = int(hf["hidden_size"])
+        net = {"block_size": hf.get("block_size", "3_3_3"), "vocab_size": int(hf["vocab_size"]),
+               "d_embed": int(hf.get("embedding_size") or hidden), "d_model": hidden,
+               "n_head": int(hf["num_attention_heads"]), "d_head": int(hf.get("d_head", 64)),
+               "d_inner": int(hf["intermediate_size"]), "ff_activation": ORIGINAL_ACTIVATION.get(act, "gelu"),
+               "dropout": hf.get("hidden_dropout_prob", 0.1), "dropatt": hf.get("attention_probs_dropout_prob", 0.1),
+               "init_std": hf.get("initializer_range", 0.02),
+               **{k: hf.get(k, default) for k, default in TRAINING_KEYS.items()},
+               **{k: hf.get(k, self.DEFAULTS[k]) for k in ("rel_attn_type", "separate_cls", "pooling_type",
+                                                            "pooling_size", "pool_q_only", "decoder_size")}}
+        return {k: net[k] for k in sorted(net)}
+
+    #: ModelConfig's own defaults
+    DEFAULTS = {"rel_attn_type": "factorized", "separate_cls": True, "pooling_type": "mean", "pooling_size": 2,
+                "pool_q_only": True, "decoder_size": "0"}
+
+
 class FunnelFamily(Family):
     name = "funnel"
     model_type = "funnel_original"
@@ -110,6 +169,7 @@ class FunnelFamily(Family):
                         by_architecture={"FunnelOriginalForPreTraining": "discriminator",
                                          "FunnelOriginalForMaskedLM": "generator"})
     memory = FunnelMemory()
+    original_format = FunnelTFFormat()
     remote_code = RemoteCode(
         name="funnel_original", prefix="FunnelOriginal", model_type="funnel_original",
         model_module="bertconv.families.funnel.model",
@@ -162,8 +222,9 @@ class FunnelFamily(Family):
                     "truncate_seq": True, "pool_q_only": True, "pooling_type": "mean", "pooling_size": 2,
                     "rel_attn_type": "factorized"}
         funnel = {k: original.get(k, defaults[k]) for k in FUNNEL_FIELDS}
+        kept = {k: original[k] for k in TRAINING_KEYS if k in original}
         rest = {k: v for k, v in original.items() if k not in NET_CONFIG_KEYS and k not in funnel and k not in known}
-        return {**known, **funnel, **rest}
+        return {**known, **funnel, **kept, **rest}
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
         from .model import ARCHITECTURES as CLASSES
