@@ -46,12 +46,19 @@ class SourceDigests:
 
     _CHUNK = 8 << 20
 
-    def __init__(self, files: Iterable[Path], *, expand_directories: bool = True):
+    def __init__(self, files: Iterable[Path], *, expand_directories: bool = True, start: bool = True):
         self.files = _unique_files(files, expand_directories)
         self._digests: dict[Path, str] = {}
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="bertconv-sha256", daemon=True)
-        self._thread.start()
+        self._started = threading.Lock()
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Begin hashing (once; :meth:`result` begins it where nothing else has)."""
+        if self._started.acquire(blocking=False):
+            self._thread.start()
 
     def _run(self) -> None:
         try:
@@ -66,6 +73,7 @@ class SourceDigests:
 
     def result(self) -> list[dict[str, Any]]:
         """``[{"file", "bytes", "sha256"}]`` in the order given."""
+        self.start()
         self._thread.join()
         if self._error is not None:
             raise self._error

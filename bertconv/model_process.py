@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,6 +88,12 @@ class RunnerProcess:
             p for p in (package_root, environment.get("PYTHONPATH")) if p)
         self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, env=environment)
+        self._when_busy: list[Callable[[], None]] = []
+
+    def when_busy(self, work: Callable[[], None]) -> None:
+        """Call ``work`` (which should return at once, e.g. by starting a thread) as soon as a job is
+        sent: from then on this process only waits, and the model's process holds its own core."""
+        self._when_busy.append(work)
 
     def run(self, converted: Path, dtype_name: str, device: str, *, with_transformers: bool,
             architecture: str, inputs: "dict[str, np.ndarray]") -> "tuple[dict[str, np.ndarray], dict[str, Any], str]":
@@ -98,6 +104,8 @@ class RunnerProcess:
                "with_transformers": with_transformers, "architecture": architecture}
         try:
             send(self._process.stdin, job, {k: np.asarray(v) for k, v in inputs.items()})
+            while self._when_busy:
+                self._when_busy.pop(0)()
             reply, arrays = receive(self._process.stdout)
         except (EOFError, BrokenPipeError):
             code = self._process.wait()

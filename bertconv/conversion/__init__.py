@@ -20,7 +20,7 @@ from ..formats import open_source
 from ..model_process import RunnerProcess
 from ..model_card import SourceDigests, provenance, write_card, write_hubconf
 from ..progress import activity
-from .datapath import OUTPUT_DTYPES, compiled_data_path_available, native_transpose_available, write_weights
+from .datapath import CONVERSION_THREADS, OUTPUT_DTYPES, compiled_data_path_available, native_transpose_available, write_weights
 from .hf_directory import hf_config, write_side_files
 from .options import FORMATS, ConvertOptions, options_of
 from .plan import Plan, plan_conversion
@@ -149,7 +149,12 @@ def _convert(source, output: Path, o: ConvertOptions, format: str, started: floa
         if format == "hf":
             with atomic_dir(output, overwrite=o.overwrite, notes=notes) as tmp:
                 # on its own thread, while the weights stream; a SavedModel or preset directory is its files
-                digests = SourceDigests(_files_read(src, plan), expand_directories=src.format_name != "tf-bundle")
+                # where the check's model process imports torch, not beside the conversion and the
+                # reference but once they are done and this process only waits for the model
+                digests = SourceDigests(_files_read(src, plan), expand_directories=src.format_name != "tf-bundle",
+                                        start=model_process is None)
+                if model_process is not None:
+                    model_process.when_busy(digests.start)
                 # The configuration and tokenizer files (tens of milliseconds, mostly the tokenizers
                 # library) are written on a thread while the weights stream: the weights' threads
                 # spend their time in the kernel and in compiled copies, without the GIL. Started
@@ -162,7 +167,8 @@ def _convert(source, output: Path, o: ConvertOptions, format: str, started: floa
                                                 lower_case, name="bertconv-files"))
                 try:
                     write_weights(plan, src, tmp / "model.safetensors", dtype=dtype, metadata=metadata,
-                                  progress=o.progress, once_writing=start_side_files)
+                                  progress=o.progress, once_writing=start_side_files,
+                                  threads=_weights_threads(model_process))
                 except BaseException:
                     for thread in side_files:
                         thread.wait()  # let it finish; the weights' error is the one to report
@@ -179,7 +185,8 @@ def _convert(source, output: Path, o: ConvertOptions, format: str, started: floa
         else:
             files = [output.name]
             with atomic_file(output, overwrite=o.overwrite, notes=notes) as tmp:
-                write_weights(plan, src, tmp, dtype=dtype, metadata=metadata, progress=o.progress)
+                write_weights(plan, src, tmp, dtype=dtype, metadata=metadata, progress=o.progress,
+                              threads=_weights_threads(model_process))
                 write_seconds = time.perf_counter() - started
                 validation = _check_before_publishing(tmp, src, plan, dtype, gelu, notes,
                                                       model_process) if o.validate else None
@@ -188,6 +195,13 @@ def _convert(source, output: Path, o: ConvertOptions, format: str, started: floa
         report.write_seconds = write_seconds
         report.seconds = time.perf_counter() - started
     return report
+
+
+def _weights_threads(model_process) -> int:
+    """The data path's threads: one while the check's model process imports torch, which is the
+    check's critical path, so that it keeps a core to itself (the conversion still ends well
+    before the import does: docs/performance.md)."""
+    return 1 if model_process is not None else CONVERSION_THREADS
 
 
 def format_for_output(output: str | Path) -> str:

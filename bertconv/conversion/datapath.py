@@ -157,9 +157,10 @@ def _prepare_stored(source, tensor, dtype: str, buffers: _Buffers):
 
 
 def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[str, str],
-                  progress: bool = False, once_writing: Callable[[], None] | None = None) -> None:
-    """Stream every planned tensor into one safetensors file. CONVERSION_THREADS threads (this
-    one included) each take the next tensor, read, check and transpose it, and write it at its
+                  progress: bool = False, once_writing: Callable[[], None] | None = None,
+                  threads: int = CONVERSION_THREADS) -> None:
+    """Stream every planned tensor into one safetensors file. ``threads`` threads (this one
+    included) each take the next tensor, read, check and transpose it, and write it at its
     place: memory stays near one tensor per thread, whatever the model's size. ``once_writing``,
     if given, is called when the file is set up and the helpers have started."""
     from ..formats.safetensors_io import SafetensorsWriter
@@ -201,7 +202,7 @@ def write_weights(plan: Plan, source, path: Path, *, dtype: str, metadata: dict[
             failures.append(error)
 
     helpers = [threading.Thread(target=convert_tensors, name=f"bertconv-convert-{i}", daemon=True)
-               for i in range(CONVERSION_THREADS - 1)]
+               for i in range(threads - 1)]
     try:
         for helper in helpers:
             helper.start()
