@@ -216,28 +216,6 @@ class Conv1dDepthwise(Transform):
         return size, channels
 
 
-class Conv1dPointwise(Transform):
-    """Keras separable conv1d pointwise kernel ``[1, C, O]`` -> ``nn.Conv1d`` weight ``[O, C, 1]``."""
-
-    name = "conv1d_pointwise"
-
-    def apply(self, array):
-        return array.transpose(2, 1, 0)
-
-    def invert(self, array, source_shape=None):
-        return array.transpose(2, 1, 0)
-
-    def shape(self, shape):
-        return tuple(reversed(shape))
-
-    def source_shape(self, shape):
-        return tuple(reversed(shape))
-
-    def matrix(self, source_shape):
-        one, channels, out = self._dims(source_shape, 3)
-        return channels, out
-
-
 class Conv1dKernel(Transform):
     """A Keras/``tf.layers`` conv1d kernel ``[width, in, out]`` -> ``nn.Conv1d`` weight ``[out, in, width]``."""
 
@@ -260,6 +238,13 @@ class Conv1dKernel(Transform):
         if width != 1:  # three axes reversed are no transpose of a matrix
             raise ValueError(f"{self.name!r} of width {width} is not a matrix transpose")
         return channels, out
+
+
+class Conv1dPointwise(Conv1dKernel):
+    """Keras separable conv1d pointwise kernel ``[1, C, O]`` -> ``nn.Conv1d`` weight ``[O, C, 1]``:
+    a conv1d kernel of width 1."""
+
+    name = "conv1d_pointwise"
 
 
 class Column(Transform):
