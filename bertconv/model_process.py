@@ -137,16 +137,11 @@ class RunnerProcess:
         self.close(at_once=exc_type is not None)
 
 
-def start_if_wanted() -> RunnerProcess | None:
-    return RunnerProcess() if wanted() else None
-
-
 def _error_from(error: dict[str, Any]) -> Exception:
     cls = getattr(errors, error.get("type", ""), None)
     if isinstance(cls, type) and issubclass(cls, errors.BertconvError):
-        raised = cls(error["message"], path=error.get("path"), tensor=error.get("tensor"),
-                     hint=error.get("hint"), cli_hint=error.get("cli_hint"))
-        return raised
+        return cls(error["message"], path=error.get("path"), tensor=error.get("tensor"),
+                   hint=error.get("hint"), cli_hint=error.get("cli_hint"))
     return RunnerProcessFailed(f"running the converted model failed: {error.get('message')}\n"
                                f"{error.get('traceback', '')}".rstrip())
 
