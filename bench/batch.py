@@ -73,6 +73,9 @@ def run_once(release: Path, output: Path, jobs: int, *, one_thread: bool = False
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if one_thread:
         env.update({variable: "1" for variable in THREAD_VARIABLES})
+    # the previous run's output still in the page cache, being written back: a run that starts
+    # with it would be slowed by the kernel's throttling of writers for the previous run's bytes
+    os.sync()
     load = os.getloadavg()[0]
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "bertconv", "tf2pt", str(release), str(output), "--all",

@@ -229,6 +229,24 @@ WORKER_MODULES = ["bertconv.conversion", "bertconv.validation", "bertconv.runtim
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def largest_first(checkpoints: list[Checkpoint], pending: list[int]) -> list[int]:
+    """The order the pending checkpoints go to the workers: the largest first, so that a run does
+    not end on one large checkpoint converting alone while the other workers sit idle (the
+    report keeps the release's order)."""
+    return sorted(pending, key=lambda i: -source_bytes(checkpoints[i]))
+
+
+def source_bytes(checkpoint: Checkpoint) -> int:
+    """The size of a checkpoint's files: a directory's (a SavedModel's, a release's), a file's,
+    or a bundle prefix's data and index files."""
+    path = Path(checkpoint.source)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.parent.iterdir() if f.name.startswith(path.name + ".") and f.is_file())
+
+
 def _worker_context():
     """A fork server with :data:`WORKER_MODULES` imported (never a fork of this process, which may
     hold threads: a progress bar's), else fresh interpreters."""
@@ -253,7 +271,8 @@ def _run_pool(checkpoints, pending, items, workers, command, options, bar) -> No
     try:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
                                    initargs=(dict(added),))
-        futures = {pool.submit(_convert_one, checkpoints[i], options, command): i for i in pending}
+        futures = {pool.submit(_convert_one, checkpoints[i], options, command): i
+                   for i in largest_first(checkpoints, pending)}
     finally:
         for variable in added:
             os.environ.pop(variable, None)

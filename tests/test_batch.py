@@ -106,3 +106,16 @@ def test_all_refuses_what_it_cannot_do(capsys, tmp_path):
     assert "--all-steps goes with --all" in capsys.readouterr().err
     assert main(["tf2pt", str(tmp_path), str(tmp_path / "o"), "--all"]) == 2
     assert "no TensorFlow checkpoint under this directory" in capsys.readouterr().err
+
+
+def test_the_largest_checkpoints_go_to_the_workers_first(release, tmp_path):
+    from bertconv.batch import largest_first, source_bytes
+
+    checkpoints = find_checkpoints(release, tmp_path / "out", all_steps=True)
+    sizes = {c.name: source_bytes(c) for c in checkpoints}
+    step = release / "run"
+    assert sizes["run/model.ckpt-100"] == sum((step / f"model.ckpt-100{suffix}").stat().st_size
+                                              for suffix in (".index", ".data-00000-of-00001"))
+    assert sizes["uncased_L-2_H-32"] == sum(f.stat().st_size for f in (release / "uncased_L-2_H-32").iterdir())
+    order = [checkpoints[i].name for i in largest_first(checkpoints, list(range(len(checkpoints))))]
+    assert [sizes[name] for name in order] == sorted(sizes.values(), reverse=True)
