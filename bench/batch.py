@@ -4,7 +4,7 @@ directory), written with real TensorFlow by ``bench/make_checkpoints.py``'s writ
 
 The runs alternate (-j 1, -j 2, -j 1, ...), each into a fresh output directory, so that other load
 on the machine weighs on both alike; each run is the installed command in a process of its own, as a
-user runs it. Prints one line per run (wall time, the CPU time of the conversions themselves, the
+user runs it. Prints one line per run (wall time, the CPU time the whole machine spent meanwhile, the
 machine's load average when it started) and the medians; the figures go to docs/benchmarks.md.
 
 ``--sizes medium``: twelve larger checkpoints (hidden 256 and 512), each as a cased and an uncased
@@ -68,6 +68,14 @@ def write_release(directory: Path, sizes: str = "tiny") -> None:
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def busy_seconds() -> float:
+    """The machine's CPU time so far, all cores, idle and I/O wait left out (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        fields = [int(n) for n in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def run_once(release: Path, output: Path, jobs: int, *, one_thread: bool = False) -> dict:
     shutil.rmtree(output, ignore_errors=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -77,6 +85,7 @@ def run_once(release: Path, output: Path, jobs: int, *, one_thread: bool = False
     # with it would be slowed by the kernel's throttling of writers for the previous run's bytes
     os.sync()
     load = os.getloadavg()[0]
+    busy_before = busy_seconds()
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "bertconv", "tf2pt", str(release), str(output), "--all",
                            "-j", str(jobs), "--json"], capture_output=True, text=True, env=env)
@@ -84,8 +93,10 @@ def run_once(release: Path, output: Path, jobs: int, *, one_thread: bool = False
     if done.returncode != 0:
         raise SystemExit(f"-j {jobs} failed ({done.returncode}): {done.stderr.strip()}")
     report = json.loads(done.stdout)
-    peak = max(item["worker_peak_rss"] for item in report["items"])
-    cpu = sum(item["cpu_seconds"] for item in report["items"])  # the conversions', not the start-up's
+    # a worker and its models' process beside it, the largest of each (an upper bound of their sum)
+    peak = max(item["worker_peak_rss"] for item in report["items"]) + max(
+        item.get("model_peak_rss") or 0 for item in report["items"])
+    cpu = busy_seconds() - busy_before  # every process's, start-up included (and anything else running)
     return {"jobs": jobs, "seconds": seconds, "cpu_seconds": cpu, "load": load, "converted": len(report["items"]), "worker_peak_rss": peak,
             "per_checkpoint": statistics.median(item["seconds"] for item in report["items"])}
 
@@ -108,10 +119,10 @@ def main(argv=None) -> int:
         for j in jobs:
             result = run_once(args.release, WORK_DIR / f"{args.release.name}-hf-j{j}", j, one_thread=args.one_thread)
             results[j].append(result)
-            print(f"round {round_number + 1}: -j {j}: {result['seconds']:.1f} s (conversions {result['cpu_seconds']:.1f} CPU-s; "
+            print(f"round {round_number + 1}: -j {j}: {result['seconds']:.1f} s (machine busy {result['cpu_seconds']:.1f} CPU-s; "
                   f"load average {result['load']:.1f} before) for {result['converted']} "
                   f"checkpoints (median {result['per_checkpoint']:.2f} s each; largest worker "
-                  f"{result['worker_peak_rss'] / 2**20:.0f} MiB)", flush=True)
+                  f"{result['worker_peak_rss'] / 2**20:.0f} MiB with its models' process)", flush=True)
     for j in jobs:
         times = [r["seconds"] for r in results[j]]
         print(f"-j {j}: median {statistics.median(times):.1f} s (min {min(times):.1f}, max {max(times):.1f}); "

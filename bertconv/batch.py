@@ -58,6 +58,9 @@ class BatchItem:
     error_cli: str | None = None
     #: the worker's peak resident memory when it finished this one (bytes)
     worker_peak_rss: int | None = None
+    #: the peak resident memory of the worker's process for its checks' models, which runs beside it
+    #: (bytes; None where the model ran in the worker)
+    model_peak_rss: int | None = None
 
 
 @dataclass
@@ -95,10 +98,12 @@ class BatchReport:
         counts = {status: sum(item.status == status for item in self.items)
                   for status in ("converted", "skipped", "failed")}
         peak = max((item.worker_peak_rss or 0 for item in self.items), default=0)
+        model_peak = max((item.model_peak_rss or 0 for item in self.items), default=0)
         lines.append(f"all          {len(self.items)} checkpoint(s) under {self.source} into {self.output}: "
                      + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
                      + (f"; {self.jobs} at once" if self.jobs else "") + f", {self.seconds:.1f} s"
-                     + (f"; largest worker {peak / 2**20:.0f} MiB resident" if peak else ""))
+                     + (f"; largest worker {peak / 2**20:.0f} MiB resident" if peak else "")
+                     + (f", its models' process {model_peak / 2**20:.0f} MiB" if model_peak else ""))
         lines += [f"note         {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -222,8 +227,11 @@ def convert_all(source: str | Path, output: str | Path, *, jobs: int | None = No
 
 
 #: what every worker imports, once, in the fork server the workers are forked from (where the
-#: platform has one), instead of once in each worker
-WORKER_MODULES = ["bertconv.conversion", "bertconv.validation", "bertconv.runtime", "torch"]
+#: platform has one), instead of once in each worker. Not torch: each worker keeps a process of its
+#: own for its checks' models (:func:`bertconv.model_process.keep`), which imports torch while the
+#: worker converts its first checkpoint, where a fork server importing it would hold every worker
+#: back until it is done.
+WORKER_MODULES = ["bertconv.conversion", "bertconv.validation"]
 #: torch's and the BLAS's thread pools, one thread in each worker: the jobs are the parallelism, and
 #: on small models a worker's extra threads cost more than they bring (docs/benchmarks.md)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -270,7 +278,7 @@ def _run_pool(checkpoints, pending, items, workers, command, options, bar) -> No
     os.environ.update(added)
     try:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                                   initargs=(dict(added),))
+                                   initargs=(dict(added), bool(options.get("validate", True))))
         futures = {pool.submit(_convert_one, checkpoints[i], options, command): i
                    for i in largest_first(checkpoints, pending)}
     finally:
@@ -298,10 +306,14 @@ def _progress_line(item: BatchItem) -> str:
             f"validation {item.validation}, {item.seconds:.1f} s")
 
 
-def _start_worker(thread_settings: dict[str, str]) -> None:
+def _start_worker(thread_settings: dict[str, str], validate: bool) -> None:
     """The thread counts in the worker's own environment too (a fork server started earlier, by
-    another call, may not have had them)."""
+    another call, may not have had them); the process for its checks' models started."""
     os.environ.update(thread_settings)
+    if validate:
+        from . import model_process
+
+        model_process.keep()
 
 
 def _convert_one(checkpoint: Checkpoint, options: dict[str, Any], command: str | None) -> BatchItem:
@@ -327,6 +339,8 @@ def _convert_one(checkpoint: Checkpoint, options: dict[str, Any], command: str |
         item.status = "converted"
         item.family, item.architecture, item.parameters = report.family, report.architecture, report.parameters
         item.validation = _validation_words(report.validation)
+        item.model_peak_rss = max((run.peak_memory_bytes for run in (report.validation.runs if report.validation else [])
+                                   if run.memory_measure == "peak RSS of the model's own process"), default=None)
     item.seconds = time.perf_counter() - started
     item.cpu_seconds = time.process_time() - cpu_started
     item.worker_peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

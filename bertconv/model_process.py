@@ -8,20 +8,24 @@ written, runs the model and sends back only the named outputs and the run's fact
 
 Only the console script starts one (:data:`enabled`, set by :func:`bertconv.cli.run`): a program
 calling the API imports torch once and keeps it, where a child per call would import it every
-time. Where torch is already imported the model runs in this process.
+time. Where torch is already imported the model runs in this process. A batch's worker keeps one
+child for all its conversions (:func:`keep`): its first conversion runs while the child imports,
+instead of every worker waiting for torch before its first byte.
 
 The messages are a JSON line followed by the raw bytes of each array it lists, with dtype and
 shape in the JSON: nothing is unpickled, not even what our own child sends.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,9 +43,39 @@ class RunnerProcessFailed(RuntimeError):
     """The child ended or failed in a way that is not one of bertconv's errors (a bug, a crash)."""
 
 
+#: The child this process keeps for all its checks (:func:`keep`), if any.
+_kept: "RunnerProcess | None" = None
+
+
 def wanted() -> bool:
     """Whether a check about to run should start a child for its model."""
     return enabled and "torch" not in sys.modules
+
+
+def keep() -> None:
+    """Start a child now and keep it for every check this process runs (a batch's worker, which
+    converts one checkpoint after another): torch is imported once, beside the first conversion."""
+    global _kept
+    if "torch" not in sys.modules and (_kept is None or not _kept.alive()):
+        _kept = RunnerProcess()
+
+
+@contextlib.contextmanager
+def for_check() -> "Iterator[RunnerProcess | None]":
+    """The child a check runs its model in: the kept one, a new one for this check alone (closed
+    after it), or None where the model runs in this process."""
+    if _kept is not None:
+        keep()  # again, if the kept one ended since (a crash, a kill)
+        try:
+            yield _kept
+        finally:
+            _kept.forget_pending()
+        return
+    if not wanted():
+        yield None
+        return
+    with RunnerProcess() as process:
+        yield process
 
 
 def send(stream: BinaryIO, header: dict[str, Any], arrays: "dict[str, np.ndarray] | None" = None) -> None:
@@ -89,6 +123,29 @@ class RunnerProcess:
         self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, env=environment)
         self._when_busy: list[Callable[[], None]] = []
+        self._ready = False  # torch imported: the child said so
+
+    def alive(self) -> bool:
+        return self._process.poll() is None and not self._process.stdin.closed
+
+    def importing(self) -> bool:
+        """Whether the child is still importing torch (it says when it is done; nothing else is on
+        its channel between jobs, so a look without waiting can only find that)."""
+        if not self._ready and self.alive() and os.name == "posix":  # select() takes no pipe on Windows
+            readable, _, _ = select.select([self._process.stdout], [], [], 0)
+            if readable:
+                self._take_ready()
+        return not self._ready
+
+    def _take_ready(self) -> None:
+        header, _ = receive(self._process.stdout)
+        if not header.get("ready"):
+            raise RunnerProcessFailed(f"the model's process sent {header!r} before any job")
+        self._ready = True
+
+    def forget_pending(self) -> None:
+        """Drop work left for a job that was never sent (the check did not get that far)."""
+        self._when_busy.clear()
 
     def when_busy(self, work: Callable[[], None]) -> None:
         """Call ``work`` (which should return at once, e.g. by starting a thread) as soon as a job is
@@ -106,10 +163,16 @@ class RunnerProcess:
             send(self._process.stdin, job, {k: np.asarray(v) for k, v in inputs.items()})
             while self._when_busy:
                 self._when_busy.pop(0)()
+            if not self._ready:
+                self._take_ready()
             reply, arrays = receive(self._process.stdout)
         except (EOFError, BrokenPipeError):
             code = self._process.wait()
             raise RunnerProcessFailed(f"the process running the converted model ended (exit code {code})") from None
+        except BaseException:
+            # a job sent and its reply not read: the next job would read this one's reply
+            self.close(at_once=True)
+            raise
         if "error" in reply:
             raise _error_from(reply["error"])
         return {name: np.asarray(a, dtype=np.float64) for name, a in arrays.items()}, reply["facts"], reply["device"]
@@ -162,6 +225,7 @@ def _serve(channel_in: BinaryIO, channel_out: BinaryIO) -> None:
     from .validation.runners import resolve_device, run_one
 
     import_torch()
+    send(channel_out, {"ready": True})
     while True:
         try:
             job, inputs = receive(channel_in)

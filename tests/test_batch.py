@@ -67,6 +67,8 @@ def test_converts_all_in_parallel_one_failure_stops_none_and_a_rerun_skips(relea
     assert "FAILED (below)" in rows["broken"]
     assert "failed       broken: " in stdout and "data-00000-of-00001" in stdout
     assert "5 checkpoint(s)" in stdout and "4 converted, 1 failed; 2 at once" in stdout
+    # each worker's checks ran their models in a process of its own beside it, its peak said
+    assert "MiB resident, its models' process " in stdout
     for name in ("uncased_L-2_H-32", "cased/classifier", "run/model.ckpt-100", "run/model.ckpt-200"):
         assert (out / name / "model.safetensors").is_file() and read_provenance(out / name)["validation"]["passed"]
     assert not (out / "broken").exists()

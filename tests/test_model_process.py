@@ -122,3 +122,35 @@ def test_console_script_refuses_a_failing_conversion_without_waiting_for_torch(t
     assert failed.returncode == 2
     assert failed.stderr.startswith("bertconv: error:") and "Traceback" not in failed.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_process_says_when_torch_is_imported():
+    import time
+
+    with RunnerProcess() as process:
+        deadline = time.monotonic() + 120
+        while process.importing() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not process.importing()
+
+
+KEPT_SCRIPT = """
+import json, sys
+from bertconv import convert, model_process
+model_process.keep()
+kept = model_process._kept
+reports = [convert(sys.argv[1], sys.argv[2] + str(n)) for n in range(2)]
+print(json.dumps({"same": model_process._kept is kept, "alive": kept.alive(), "importing": kept.importing(),
+                  "torch_here": "torch" in sys.modules, "passed": [r.validation.passed for r in reports],
+                  "measures": [r.validation.runs[0].memory_measure for r in reports]}))
+"""
+
+
+def test_a_kept_process_serves_every_check_of_a_worker_and_torch_stays_out_of_it(tmp_path):
+    # as a batch's worker does: one process for its checks' models, kept from one conversion to the next
+    done = subprocess.run([sys.executable, "-c", KEPT_SCRIPT, str(fixture_dir("bert_pretrain")), str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert facts == {"same": True, "alive": True, "importing": False, "torch_here": False,
+                     "passed": [True, True], "measures": [OWN_PROCESS, OWN_PROCESS]}

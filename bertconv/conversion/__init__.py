@@ -17,7 +17,6 @@ from .. import model_process as model_processes
 from ..atomic import atomic_dir, atomic_file, check_name, check_not_reading
 from ..errors import InputError, OutputError
 from ..formats import open_source
-from ..model_process import RunnerProcess
 from ..model_card import SourceDigests, provenance, write_card, write_hubconf
 from ..progress import activity
 from .datapath import CONVERSION_THREADS, OUTPUT_DTYPES, compiled_data_path_available, native_transpose_available, write_weights
@@ -124,7 +123,7 @@ def convert(source: str | Path, output: str | Path, options: ConvertOptions | No
     check_name(output)
     with contextlib.ExitStack() as stack:
         # torch's import, most of the check's time, starts there now and runs beside the conversion
-        model_process = stack.enter_context(RunnerProcess()) if o.validate and model_processes.wanted() else None
+        model_process = stack.enter_context(model_processes.for_check()) if o.validate else None
         return _convert(source, output, o, format, started, model_process)
 
 
@@ -201,7 +200,7 @@ def _weights_threads(model_process) -> int:
     """The data path's threads: one while the check's model process imports torch, which is the
     check's critical path, so that it keeps a core to itself (the conversion still ends well
     before the import does: docs/performance.md)."""
-    return 1 if model_process is not None else CONVERSION_THREADS
+    return 1 if model_process is not None and model_process.importing() else CONVERSION_THREADS
 
 
 def format_for_output(output: str | Path) -> str:

@@ -77,9 +77,9 @@ def validate(converted: str | Path, *, against=None, golden: str | Path | None =
         resolve_device(device)  # raises the usage error before any work
 
     with contextlib.ExitStack() as stack:
-        if model_process is None and model_processes.wanted():
+        if model_process is None:
             # torch's import, most of a check's time, runs there while the reference runs here
-            model_process = stack.enter_context(model_processes.RunnerProcess())
+            model_process = stack.enter_context(model_processes.for_check())
         # The config only: each run below reads the weights for itself, in its own dtype.
         config, config_dict, architecture = describe_converted(converted)
         family = family_of(config_dict, architecture)
@@ -168,7 +168,7 @@ def _beside(model_process):
     """While a model's process imports torch on one core, the reference's BLAS keeps to the other:
     a second BLAS thread waiting on a taken core slows the products several times over
     (docs/performance.md). NumPy cannot set its thread count itself once imported."""
-    if model_process is None:
+    if model_process is None or not model_process.importing():
         return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits
 
