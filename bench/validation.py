@@ -3,7 +3,7 @@
 
 Every command runs under GNU ``/usr/bin/time -v`` (peak RSS: the larger of its "Maximum resident
 set size", the largest single process's, and the peak of the summed RSS of all the command's processes,
-sampled every millisecond: the console script's check runs its model in a second process; CPU time: its user plus system time; wall time measured around it). Rounds are interleaved: each round runs every case of
+sampled every 5 ms: the console script's check runs its model in a second process; CPU time: its user plus system time; wall time measured around it). Rounds are interleaved: each round runs every case of
 every revision once, the revisions' order alternating from round to round, so that whatever else
 the machine does falls on all of them alike; figures are medians over the rounds. Before each run,
 earlier writes are flushed (``sync``) and the case's previous output removed, untimed. The page
@@ -42,6 +42,10 @@ RATIO_LIMIT = 3.0
 #: ... under this peak RSS (MB, 10^6 bytes), and validate alone under this many seconds (Base)
 RSS_LIMIT_MB = 700
 VALIDATE_LIMIT_S = 1.5
+#: how often the process tree's resident memory is summed: often enough for a model's load, which
+#: holds its peak for tenths of a second, and not so often that the sampling takes a core's share
+#: from the command it measures (this machine has two)
+SAMPLE_SECONDS = 0.005
 
 
 def cases(size: str, checkpoint: Path, out: Path) -> list[tuple[str, list[str], Path]]:
@@ -85,7 +89,7 @@ def time_once(python: str, root: Path, arguments: list[str], remove: Path | None
 
 
 class TreeRssSampler(threading.Thread):
-    """The peak, over samples a millisecond apart, of the summed resident set of every process
+    """The peak, over samples :data:`SAMPLE_SECONDS` apart, of the summed resident set of every process
     below ``root`` (GNU time's own process excluded: it is the root)."""
 
     def __init__(self, root: int) -> None:
@@ -93,7 +97,7 @@ class TreeRssSampler(threading.Thread):
         self.root, self.peak_mb, self._done = root, 0.0, threading.Event()
 
     def run(self) -> None:
-        while not self._done.wait(0.001):
+        while not self._done.wait(SAMPLE_SECONDS):
             total = sum(_rss_bytes(pid) for pid in _descendants(self.root))
             self.peak_mb = max(self.peak_mb, total / MB)
 

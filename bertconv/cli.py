@@ -12,7 +12,7 @@ import warnings
 
 import click
 
-from . import __version__, model_card, progress
+from . import __version__, model_card, model_process, progress
 from .errors import BertconvError, Stopped
 from .families import HEAD_CHOICES
 from .inspection import SORT_KEYS
@@ -329,6 +329,8 @@ def tf2pt(source, output, fmt, dtype, head, labels, cased, gelu, family, config_
         _tf2pt_all(source, output, options, all_steps=all_steps, jobs=jobs, step=step, quiet=quiet,
                    as_json=as_json)
         return
+    if not no_validate:
+        model_process.start_ahead()
     from .conversion import convert
 
     with _progress(quiet=quiet, as_json=as_json) as shown:
@@ -418,6 +420,7 @@ def pt2tf(source, output, allow_exact_gelu, overwrite, quiet, as_json):
 def validate(converted, against, golden, save_golden, overwrite, reference, device, dtypes, batch, seq_len, seed,
              text, atol, with_transformers, settings, tower, step, no_verify_crc, quiet, as_json):
     """Run the converted model and compare every output with an independent reference."""
+    model_process.start_ahead()
     from .validation import validate as run_validate
 
     if reference == "tf":
@@ -510,11 +513,14 @@ def run() -> int:
     and a check runs its model in a process of its own that imports torch while this one works
     (:mod:`bertconv.model_process`): a process that goes on imports torch once and keeps it.
     """
-    from . import model_process, torch_import
+    from . import torch_import
 
     torch_import.freeze_after_import = True
     model_process.enabled = True
-    code = main()
+    try:
+        code = main()
+    finally:
+        model_process.discard_ahead()
     ignore_stopping_signals()  # the run is over and its exit code stands; only the exit is left
     gc.freeze()
     return code

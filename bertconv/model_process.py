@@ -45,6 +45,8 @@ class RunnerProcessFailed(RuntimeError):
 
 #: The child this process keeps for all its checks (:func:`keep`), if any.
 _kept: "RunnerProcess | None" = None
+#: A child started ahead of the one check this command runs (:func:`start_ahead`), if any.
+_ahead: "RunnerProcess | None" = None
 
 
 def wanted() -> bool:
@@ -60,10 +62,32 @@ def keep() -> None:
         _kept = RunnerProcess()
 
 
+def start_ahead() -> None:
+    """Start the child for the check this command is about to run now, before the imports and the
+    reading that come first: torch's import is the check's critical path."""
+    global _ahead
+    if _ahead is None and wanted():
+        _ahead = RunnerProcess()
+
+
+def discard_ahead() -> None:
+    """End a child started ahead that no check took (the command failed first)."""
+    global _ahead
+    if _ahead is not None:
+        _ahead.close(at_once=True)
+        _ahead = None
+
+
 @contextlib.contextmanager
 def for_check() -> "Iterator[RunnerProcess | None]":
-    """The child a check runs its model in: the kept one, a new one for this check alone (closed
-    after it), or None where the model runs in this process."""
+    """The child a check runs its model in: the kept one, the one started ahead or a new one for
+    this check alone (closed after it), or None where the model runs in this process."""
+    global _ahead
+    if _ahead is not None:
+        process, _ahead = _ahead, None
+        with process:
+            yield process
+        return
     if _kept is not None:
         keep()  # again, if the kept one ended since (a crash, a kill)
         try:
