@@ -311,9 +311,13 @@ def _start_worker(thread_settings: dict[str, str], validate: bool) -> None:
     another call, may not have had them); the process for its checks' models started."""
     os.environ.update(thread_settings)
     if validate:
+        from multiprocessing.util import Finalize
+
         from . import model_process
 
         model_process.keep()
+        # a worker's end skips atexit; multiprocessing's own finalizers still run
+        Finalize(None, model_process.end_kept, exitpriority=10)
 
 
 def _convert_one(checkpoint: Checkpoint, options: dict[str, Any], command: str | None) -> BatchItem:

@@ -62,6 +62,14 @@ def keep() -> None:
         _kept = RunnerProcess()
 
 
+def end_kept() -> None:
+    """End the kept child at once (its process is done with checks; it may still be importing)."""
+    global _kept
+    if _kept is not None:
+        _kept.close(at_once=True)
+        _kept = None
+
+
 def start_ahead() -> None:
     """Start the child for the check this command is about to run now, before the imports and the
     reading that come first: torch's import is the check's critical path."""
@@ -281,8 +289,9 @@ def main() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
         _serve(sys.stdin.buffer, channel_out)
-    finally:
         channel_out.flush()
+    except BrokenPipeError:
+        pass  # the parent has ended, or needs no model run after all: nobody is left to tell
     # nothing to tear down that the exit would not: skip the interpreter's collection over torch
     os._exit(0)
 

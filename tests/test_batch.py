@@ -121,3 +121,15 @@ def test_the_largest_checkpoints_go_to_the_workers_first(release, tmp_path):
     assert sizes["uncased_L-2_H-32"] == sum(f.stat().st_size for f in (release / "uncased_L-2_H-32").iterdir())
     order = [checkpoints[i].name for i in largest_first(checkpoints, list(range(len(checkpoints))))]
     assert [sizes[name] for name in order] == sorted(sizes.values(), reverse=True)
+
+
+def test_a_worker_whose_checkpoints_all_fail_ends_its_models_process_quietly(tmp_path, capfd):
+    # its models' process is still importing torch when the worker is done: ended, nothing printed
+    root = tmp_path / "release"
+    broken = root / "broken"
+    shutil.copytree(fixture_dir("bert_noheads"), broken)
+    (broken / "bert_model.ckpt.data-00000-of-00001").unlink()
+    rc = main(["tf2pt", str(root), str(tmp_path / "out"), "--all", "-j", "1"])
+    captured = capfd.readouterr()
+    assert rc == 2 and "data file is missing" in captured.out
+    assert "Traceback" not in captured.err and "BrokenPipe" not in captured.err
