@@ -87,9 +87,12 @@ def _with_config(tmp_path, **changes) -> Path:
 
 
 @pytest.mark.parametrize("changes, match", [
-    ({"max_encoder_length": 4096}, r"block-sparse, drawing each layer's random blocks once for 4096 tokens with "
-                                   r"np\.random\.seed\(layer index\); transformers' BigBird in eval\(\) attends block 0 "
-                                   "in place of every random block"),
+    # the original's embedding slices the position table by the length its layers run at
+    ({"max_encoder_length": 4096}, "max_position_embeddings 64 is shorter than the 4096 tokens the original's "
+                                   "block-sparse layers run at"),
+    ({"max_encoder_length": 640, "max_position_embeddings": 640, "block_size": 64},
+     r"cannot draw its random blocks \(could not broadcast input array from shape \(0,\) into shape \(2,\)\)"),
+    ({"max_encoder_length": 1024, "attention_type": "simulated_sparse"}, "original_full and block_sparse"),
     ({"norm_type": "prenorm"}, "post-norm only"),
     ({"rescale_embedding": True}, "scale"),
 ])

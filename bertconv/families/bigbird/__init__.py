@@ -3,16 +3,24 @@
 scripts save (``pretrain.config``, a JSON of every flag); the tokenizer is the SentencePiece model
 it names.
 
-Only full attention is exported: what the original computes whenever ``max_encoder_length`` is at
-most 512 or ``attention_type`` is ``original_full``. Its block-sparse attention draws each layer's
-random blocks once, for ``max_encoder_length`` tokens, from ``np.random.seed(layer index)``;
-transformers' class in ``eval()`` attends block 0 in place of every random block (and draws for
-the input's own length in training); such configs are refused (:mod:`.layouts`).
+Full attention (what the original computes whenever ``max_encoder_length`` is at most 512 or
+``attention_type`` is ``original_full``) converts to transformers' own ``BigBird*`` classes.
+Block-sparse models carry BigBird's own modeling code instead (``block_sparse.py``, written by
+:mod:`bertconv.families.remote_code`, model_type ``big_bird_block_sparse``), loaded with
+``trust_remote_code=True``: the original draws each layer's random blocks once, for
+``max_encoder_length`` tokens, from ``np.random.seed(layer index)``, while transformers' class in
+``eval()`` attends block 0 in place of every random block. The float64 reference is
+``reference.py``.
 """
 from __future__ import annotations
 
 from ..base import Family, OriginalFormat, SentencePieceTokenizer
+from ..remote_code import RemoteCode
 from .layouts import LAYOUT
+
+#: the model_type of a directory carrying BigBird's own block-sparse code: transformers without
+#: trust_remote_code refuses it rather than run its BigBird on it
+BLOCK_SPARSE_MODEL_TYPE = "big_bird_block_sparse"
 
 HEAD_TENSORS = {
     "mlm": ("transform/kernel", "transform/bias", "transform/gamma", "transform/beta", "cls/predictions/output_bias"),
@@ -50,7 +58,8 @@ class BigBirdFormat(OriginalFormat):
         from ..bert import GoogleBertFormat
 
         attention = hf.get("attention_type", "block_sparse")
-        if attention != "original_full":
+        own_code = hf.get("model_type") == BLOCK_SPARSE_MODEL_TYPE and attention == "block_sparse"
+        if attention != "original_full" and not own_code:
             raise ConfigError(f"attention_type is {attention}: transformers' BigBird in eval() attends block 0 in "
                               "place of every random block, which bigbird/core never computes", path=config_path,
                               hint="pt2tf writes BigBird models with attention_type original_full")
@@ -63,7 +72,7 @@ class BigBirdFormat(OriginalFormat):
             length = google["max_position_embeddings"]
             notes.append(f"max_encoder_length {length} (the position table's length): config.json does not say "
                          "the length the original ran at; with full attention any length computes the same")
-        flags = {**google, "attention_type": "original_full", "block_size": hf.get("block_size", 64),
+        flags = {**google, "attention_type": attention, "block_size": hf.get("block_size", 64),
                  "num_rand_blocks": hf.get("num_random_blocks", 3), "rescale_embedding": False, "use_bias": True,
                  "norm_type": "postnorm", "scope": "bert", "use_gradient_checkpointing": False,
                  "max_encoder_length": length}
@@ -88,13 +97,69 @@ class BigBirdFamily(Family):
     head_descriptions = {"mlm": "masked LM", "nsp": "next sentence",
                          "classifier": "sequence classifier (run_classifier.py's: not exported)"}
     task_heads = frozenset({"classifier"})
-    # full attention always: the layout refuses the configs for which the original computes otherwise
-    hf_config_fields = {"pad_token_id": 0, "attention_type": "original_full", "tie_word_embeddings": True}
+    # the attention type is the layout's: original_full wherever the original attends in full
+    hf_config_fields = {"pad_token_id": 0, "tie_word_embeddings": True}
     runs_in_transformers = True
+    remote_code = RemoteCode(
+        name="bigbird_block_sparse", prefix="BigBirdBlockSparse", model_type=BLOCK_SPARSE_MODEL_TYPE,
+        model_module="bertconv.families.bigbird.block_sparse",
+        classes={"BigBirdModel": "Encoder", "BigBirdForPreTraining": "PreTraining", "BigBirdForMaskedLM": "MaskedLM"},
+        heads={"BigBirdModel": "", "BigBirdForPreTraining": "mlm,nsp", "BigBirdForMaskedLM": "mlm"},
+        auto={"AutoModel": "BigBirdModel", "AutoModelForPreTraining": "BigBirdForPreTraining",
+              "AutoModelForMaskedLM": "BigBirdForMaskedLM"},
+        # bigbird/core's flags.py defaults (its BERT-base sizes)
+        config_fields={"vocab_size": 50358, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                       "intermediate_size": 3072, "hidden_act": "gelu_new", "max_position_embeddings": 4096,
+                       "type_vocab_size": 2, "layer_norm_eps": 1e-12, "initializer_range": 0.02,
+                       "attention_type": "block_sparse", "max_encoder_length": 4096, "block_size": 16,
+                       "num_random_blocks": 3, "with_pooler": True},
+        pooler_weight="bert.pooler.weight",
+        # only block-sparse models: transformers' own BigBird computes full attention as the original
+        applies=lambda config: config.get("attention_type") == "block_sparse",
+        base_model_prefix="bert",
+    )
     sentencepiece = BigBirdSentencePiece()
     original_format = BigBirdFormat()
 
+    def validation_inputs(self, inputs, config):
+        """A block-sparse model is checked at ``max_encoder_length`` tokens: its layers run at that
+        length whatever the input's, and only tokens past the first blocks are read through
+        random blocks. Each generated row goes on with seeded ids (row 0 to the end, the others
+        to three quarters, then padding), its last segment continued."""
+        if config.extra.get("attention_type") != "block_sparse":
+            return inputs
+        import numpy as np
+
+        length = config.extra["max_encoder_length"]
+        ids, types = inputs["input_ids"], inputs["token_type_ids"]
+        if ids.shape[1] >= length:
+            return inputs
+        rng = np.random.default_rng(0)
+        low = min(5, config.vocab_size - 1)
+        longer = np.zeros((ids.shape[0], length), dtype=ids.dtype)
+        segments = np.zeros_like(longer, dtype=types.dtype)
+        for row in range(ids.shape[0]):
+            kept = int((ids[row] > 0).sum())
+            end = length if row == 0 else (3 * length) // 4
+            longer[row, :kept], segments[row, :kept] = ids[row, :kept], types[row, :kept]
+            longer[row, kept:end] = rng.integers(low, config.vocab_size, end - kept)
+            segments[row, kept:end] = types[row, kept - 1] if kept else 0
+        return {**inputs, "input_ids": longer, "token_type_ids": segments,
+                "attention_mask": (longer > 0).astype(inputs["attention_mask"].dtype)}
+
     def build_model(self, config, architecture, *, with_pooler, num_labels):
+        if config.extra.get("attention_type") == "block_sparse":
+            from ...errors import InputError
+            from ..bert.model import activation
+            from .block_sparse import ARCHITECTURES as CLASSES
+
+            if architecture not in CLASSES:
+                raise InputError(f"unknown architecture {architecture!r}", hint=f"choose one of {', '.join(CLASSES)}")
+            activation(config.hidden_act)  # an unknown one is bertconv's error, before the model's
+            model = CLASSES[architecture](config, with_pooler=with_pooler, num_labels=num_labels)
+            model.heads = self.architecture_heads[architecture]
+            model.architecture = architecture
+            return model.eval()
         from .model import build_model
         return build_model(config, architecture, self.architecture_heads[architecture], with_pooler=with_pooler)
 

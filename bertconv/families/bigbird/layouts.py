@@ -54,6 +54,10 @@ MAPPING = Mapping(RULES)
 #: the original's BertModel runs full attention whatever its config says up to this length
 FULL_ATTENTION_UP_TO = 512
 
+#: flags.py's defaults of the attention flags (a flags file saves every flag; these stand in for a
+#: file that leaves one out)
+ORIGINAL_DEFAULTS = {"attention_type": "block_sparse", "block_size": 16, "num_rand_blocks": 3}
+
 #: pretrain.config / classifier.config keys -> BigBirdConfig's (the others are training flags)
 CONFIG_KEYS = {"attention_type": "attention_type", "block_size": "block_size", "num_rand_blocks": "num_random_blocks",
                "rescale_embedding": "rescale_embeddings", "use_bias": "use_bias", "num_labels": "num_labels",
@@ -88,7 +92,7 @@ class BigBirdLayout(Layout):
         if not data.get("use_bias", True):
             raise ConfigError("use_bias is false: BigBird models without attention biases are not converted",
                               path=Path(path))
-        attention = data.get("attention_type", "block_sparse")
+        attention = data.get("attention_type", ORIGINAL_DEFAULTS["attention_type"])
         length = data.get("max_encoder_length")
         if attention != "original_full":
             if isinstance(length, int) and length <= FULL_ATTENTION_UP_TO:
@@ -96,21 +100,56 @@ class BigBirdLayout(Layout):
                     notes.append(f"attention_type original_full: the config says {attention}, but with "
                                  f"max_encoder_length {length} (at most {FULL_ATTENTION_UP_TO}) the original's "
                                  "BertModel switches itself to full attention")
+                attention = "original_full"
+            elif attention != "block_sparse":
+                raise ConfigError(f"attention_type is {attention!r} with max_encoder_length {length}: bertconv "
+                                  "converts original_full and block_sparse BigBird models", path=Path(path))
             else:
-                raise ConfigError(
-                    f"attention_type is {attention} with max_encoder_length {length}: the original attends "
-                    f"block-sparse, drawing each layer's random blocks once for {length} tokens with "
-                    "np.random.seed(layer index); transformers' BigBird in eval() attends block 0 in place of "
-                    "every random block, so a converted model would compute something else", path=Path(path),
-                    hint="bertconv converts BigBird models whose max_encoder_length is at most 512 or whose "
-                         "attention_type is original_full")
+                data = {**ORIGINAL_DEFAULTS, **data}
+                _check_block_sparse(data, Path(path))
+                if notes is not None:
+                    notes.extend(block_sparse_notes(data))
         model = {k: data[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                                       "intermediate_size", "max_position_embeddings", "type_vocab_size",
                                       "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
                                       "initializer_range") if k in data}
         extra = {target: data[source] for source, target in CONFIG_KEYS.items() if source in data}
-        extra["attention_type"] = "original_full"
+        extra["attention_type"] = attention
         return BertConfig.from_dict({"layer_norm_eps": self.layer_norm_eps, **model, **extra}, path=Path(path))
+
+
+def _check_block_sparse(data: dict, path: Path) -> None:
+    """What the original's BertModel needs to build a block-sparse model: a whole number of
+    blocks (it raises the length to one), a position table that long, and a random plan its
+    attention layer can draw."""
+    from .reference import random_blocks
+
+    length, block, count = data["max_encoder_length"], data["block_size"], data["num_rand_blocks"]
+    for key in ("max_encoder_length", "block_size", "num_rand_blocks", "num_attention_heads"):
+        if not isinstance(data.get(key), int) or data[key] < 1:
+            raise ConfigError(f"{key} is {data.get(key)!r}, not a positive integer", path=path)
+    run_length = -(-length // block) * block
+    if data.get("max_position_embeddings", 0) < run_length:
+        raise ConfigError(f"max_position_embeddings {data.get('max_position_embeddings')} is shorter than the "
+                          f"{run_length} tokens the original's block-sparse layers run at", path=path)
+    try:
+        random_blocks(run_length, block, count, 1, 0)
+    except ValueError as error:
+        raise ConfigError(f"max_encoder_length {length} with block_size {block} and num_rand_blocks "
+                          f"{count}: the original's attention layer cannot draw its random blocks "
+                          f"({error})", path=path) from None
+
+
+def block_sparse_notes(data: dict) -> list[str]:
+    length, block = data["max_encoder_length"], data["block_size"]
+    run_length = -(-length // block) * block
+    raised = "" if run_length == length else f" (raised to {run_length}, a whole number of blocks, as it does)"
+    return [f"attention_type block_sparse: block_size {block}, num_rand_blocks {data['num_rand_blocks']}, each "
+            f"layer's random blocks drawn as the original draws them for {length} tokens{raised} with "
+            "np.random.seed(layer index); BigBird's own modeling code, loaded with trust_remote_code=True "
+            "(transformers' BigBird in eval() attends block 0 in place of every random block)",
+            f"inputs are padded with id 0 to max_encoder_length {length}, as the original's scripts pad every "
+            "input (its layers run at that length only); a longer input is refused"]
 
 
 #: a BigBird checkpoint's own names: its encoder's LayerNorm (TensorFlow side), Hugging Face's bare
