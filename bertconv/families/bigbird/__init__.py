@@ -47,8 +47,8 @@ MODEL_FLAGS = ("attention_probs_dropout_prob", "attention_type", "block_size", "
 
 class BigBirdFormat(OriginalFormat):
     """The way back: google-research/bigbird's checkpoint and the flags file run_pretraining.py
-    saves (``pretrain.config``: its model flags), with full attention, which is what a converted
-    model computes."""
+    saves (``pretrain.config``: its model flags), with the attention the converted model computes:
+    full for transformers' classes, block-sparse for a directory with BigBird's own code."""
 
     checkpoint_name = "model.ckpt"
     config_file = "pretrain.config"
