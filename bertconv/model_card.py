@@ -120,18 +120,27 @@ def provenance(report, sources: list[dict[str, Any]], *, version: str, command_l
             "notes": report.notes, "validation": checked, "torch_hub": torch_hub}
 
 
-def _loader(family: str, architecture: str, directory: str) -> str:
-    """How transformers loads ``directory``: the class, or (a family's own modeling code) the auto
-    class that reaches it through ``trust_remote_code``."""
-    from .families import REGISTRY, get_family
-
-    remote = get_family(family).remote_code if family in REGISTRY else None
-    auto = next((a for a, arch in remote.auto.items() if arch == architecture), None) if remote else None
+def _loader(architecture: str, directory: str, auto_map: dict[str, str] | None) -> str:
+    """How transformers loads ``directory``: the class, or (where its config.json's ``auto_map``
+    names the family's own modeling code for it) the auto class that reaches it through
+    ``trust_remote_code``. The directory says, not the family: one family writes both kinds."""
+    auto = next((a for a, target in (auto_map or {}).items()
+                 if a != "AutoConfig" and target.rsplit(".", 1)[-1] == architecture), None)
     return f"{architecture}.from_pretrained({directory}" if auto is None else \
         f"{auto}.from_pretrained({directory}, trust_remote_code=True"
 
 
-def render(facts: dict[str, Any], *, model_type: str) -> str:
+def auto_map_of(directory: Path) -> dict[str, str] | None:
+    """The ``auto_map`` of the config.json written into ``directory``, if any."""
+    try:
+        config = json.loads((Path(directory) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    return auto_map if isinstance(auto_map, dict) else None
+
+
+def render(facts: dict[str, Any], *, model_type: str, auto_map: dict[str, str] | None = None) -> str:
     """The card's text."""
     architecture = facts["architecture"]
     tags = ["bertconv", "converted-from-tensorflow", facts["family"], model_type]
@@ -139,7 +148,7 @@ def render(facts: dict[str, Any], *, model_type: str) -> str:
     lines += [f"- {_yaml_scalar(tag)}" for tag in dict.fromkeys(tags)]
     lines += ["---", "", f"# {architecture}, converted from TensorFlow", ""]
     command_line = facts["command"]
-    load = _loader(facts["family"], architecture, '"path/to/this/directory"')
+    load = _loader(architecture, '"path/to/this/directory"', auto_map)
     how = f"`{command_line}`" if command_line else "the Python API (`bertconv.convert`)"
     lines += [f"Converted by bertconv {facts['bertconv_version']} with {how}, from `{facts['source']}`. "
               "Load it with `transformers`:", "", "```python", "import transformers", "",
@@ -217,7 +226,8 @@ def _yaml_scalar(text: str) -> str:
 
 def write_card(directory: Path, facts: dict[str, Any], *, model_type: str) -> str:
     """README.md into ``directory``; returns its name."""
-    (directory / CARD_NAME).write_text(render(facts, model_type=model_type), encoding="utf-8")
+    (directory / CARD_NAME).write_text(render(facts, model_type=model_type, auto_map=auto_map_of(directory)),
+                                       encoding="utf-8")
     return CARD_NAME
 
 
@@ -295,11 +305,11 @@ def tokenizer(**kwargs):
 '''
 
 
-def write_hubconf(directory: Path, *, architecture: str, version: str, family: str = "") -> str:
+def write_hubconf(directory: Path, *, architecture: str, version: str) -> str:
     """hubconf.py into ``directory``; returns its name."""
     if not architecture.isidentifier():
         raise ValueError(f"not a class name: {architecture!r}")
-    loader = _loader(family, architecture, "_HERE") + ", **kwargs)"
+    loader = _loader(architecture, "_HERE", auto_map_of(directory)) + ", **kwargs)"
     (directory / HUBCONF_NAME).write_text(HUBCONF.format(architecture=architecture, version=version, loader=loader),
                                           encoding="utf-8")
     return HUBCONF_NAME

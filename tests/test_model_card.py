@@ -15,7 +15,7 @@ from bertconv.cli import main
 from bertconv.conversion import convert
 from bertconv.model_card import pipeline_tag, read_provenance
 
-from .conftest import ROOT, fixture_dir
+from .conftest import FIXTURES, ROOT, fixture_dir
 
 
 def sha256(path) -> str:
@@ -117,3 +117,20 @@ def test_torch_hub_loads_the_directory_in_a_fresh_process(tmp_path):
 def test_torch_hub_needs_a_directory(tmp_path, capsys):
     assert main(["tf2pt", str(fixture_dir("bert_pretrain")), str(tmp_path / "m.safetensors"), "--torch-hub"]) == 2
     assert "name a directory as the output (--format hf), or leave --torch-hub out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fixture, load", [
+    # one family, both kinds: transformers' own class, and the family's own modeling code
+    ("bigbird_pretrain", "transformers.BigBirdForPreTraining.from_pretrained(\"path/to/this/directory\")"),
+    ("bigbird_sparse", "transformers.AutoModelForPreTraining.from_pretrained(\"path/to/this/directory\", "
+                       "trust_remote_code=True)"),
+    ("mobilebert_opt", "transformers.MobileBertForPreTraining.from_pretrained(\"path/to/this/directory\")"),
+])
+def test_the_card_loads_the_class_the_directory_holds(fixture, load, tmp_path):
+    out = tmp_path / "out"
+    convert(FIXTURES / fixture, out, validate=False, torch_hub=True)
+    config = json.loads((out / "config.json").read_text())
+    assert ("trust_remote_code" in load) == ("auto_map" in config)
+    assert f"model = {load}" in (out / "README.md").read_text()
+    assert load.removeprefix("transformers.").replace('"path/to/this/directory"', "_HERE").removesuffix(")") \
+        in (out / "hubconf.py").read_text()

@@ -235,8 +235,7 @@ def _explain(directory: Path, report: ConversionReport, plan: Plan, digests: Sou
     hubconf.py. Returns their names."""
     written = []
     if torch_hub:
-        written.append(write_hubconf(directory, architecture=plan.architecture, version=__version__,
-                                     family=plan.family.name))
+        written.append(write_hubconf(directory, architecture=plan.architecture, version=__version__))
     facts = provenance(report, digests.result(), version=__version__, command_line=model_card.command.get(),
                        torch_hub=torch_hub, num_attention_heads=plan.config.num_attention_heads)
     written.append(write_card(directory, facts, model_type=plan.layout.model_type))
