@@ -400,7 +400,7 @@ def plan_back_conversion(source: TensorSource, source_path: str | Path, *,
                           path=config_path, hint="pt2tf converts Hugging Face BERT models")
     notes: list[str] = []
     original = family.to_original_config(hf, config_path, allow_exact_gelu=allow_exact_gelu, notes=notes)
-    layout = family.original_format.table(family, source.names())
+    layout = family.original_format.table(family, source.names(), original)
     mapping = layout.mapping
 
     matches: dict[str, tuple[str, Match]] = {}      # original name -> (PyTorch name, match)

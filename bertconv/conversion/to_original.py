@@ -98,7 +98,8 @@ def pt2tf(source: str | Path, output: str | Path, options: ConvertOptions | None
                                    path=src.path)
         if plan.buffers:
             notes.append(f"ignored {len(plan.buffers)} index buffer(s) (not weights): {', '.join(plan.buffers)}")
-        if family.pooler_weight and "pooler" not in plan.parts:  # a family without one (RoFormer-v2) says nothing
+        # a family without one (RoFormer-v2), or a structure the original builds none for, says nothing
+        if "pooler" not in plan.parts and any(r.head == "pooler" for r in plan.layout.mapping.rules):
             notes.append("no pooler in the source: google-research/bert's BertModel always builds one, so "
                          "restoring this checkpoint there needs the pooler left out of the restore")
         widened = sorted({src.info(t.source).dtype for t in plan.tensors} - {"float32"})

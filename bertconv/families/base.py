@@ -214,9 +214,10 @@ class OriginalFormat:
         """A Hugging Face config.json -> the original code's config."""
         raise NotImplementedError
 
-    def table(self, family: "Family", names: list[str]) -> Layout:
-        """The layout whose table the way back reads for a model with these state-dict names: the
-        canonical one (a family whose names depend on the checkpoint binds it to them)."""
+    def table(self, family: "Family", names: list[str], original: dict) -> Layout:
+        """The layout whose table the way back reads for a model with these state-dict names and
+        ``original``, the config :meth:`config` wrote: the canonical one (a family whose names
+        depend on the checkpoint binds it to them, or to the structure its config states)."""
         return family.layouts[0]
 
 

@@ -85,7 +85,7 @@ class FunnelTFFormat(OriginalFormat):
     checkpoint_name = "model.ckpt"
     config_file = "net_config.json"
 
-    def table(self, family, names):
+    def table(self, family, names, original):
         # the decoder's TF layers are numbered after the encoder's: the table is this model's own.
         # A bare encoder's names carry no prefix
         prefixed = [n if n.startswith(PREFIX + ".") else f"{PREFIX}.{n}" for n in names]
