@@ -11,15 +11,16 @@ with epsilon 1e-5 whatever ``layer_norm_eps`` says, where the original uses 1e-1
 modeling code instead (``model.py``, written by :mod:`bertconv.families.remote_code`, model_type
 ``mobilebert_layer_norm``), loaded with ``trust_remote_code=True``; ``no_norm`` checkpoints (the
 released OPT ones) keep transformers' classes. The float64 reference is ``reference.py``; the
-tokenizer is BERT's WordPiece.
+tokenizer is BERT's WordPiece. The way back (:class:`MobileBertFormat`) reads the layout's table
+bound to the structure the Hugging Face config states.
 """
 from __future__ import annotations
 
 from ...errors import ConfigError
-from ..base import Family, MemoryStructure
-from ..bert import GOOGLE_CONFIG_KEYS
+from ..base import Family, MemoryStructure, OriginalFormat
+from ..bert import GOOGLE_CONFIG_KEYS, GoogleBertFormat
 from ..remote_code import RemoteCode
-from .layouts import LAYOUT
+from .layouts import LAYOUT, bind_to_config
 
 #: the model_type of a directory carrying MobileBERT's own modeling code (layer_norm checkpoints):
 #: transformers without trust_remote_code refuses it rather than run its MobileBert on it
@@ -30,6 +31,42 @@ ORIGINAL_DEFAULTS = {"embedding_size": None, "trigram_input": False, "use_bottle
                      "intra_bottleneck_size": None, "use_bottleneck_attention": False,
                      "key_query_shared_bottleneck": False, "num_feedforward_networks": 1,
                      "normalization_type": "layer_norm", "classifier_activation": True}
+
+
+#: transformers' MobileBertConfig's defaults for the same keys: what it reads where a config.json
+#: of model_type mobilebert leaves one out
+TRANSFORMERS_DEFAULTS = {"embedding_size": 128, "trigram_input": True, "use_bottleneck": True,
+                         "intra_bottleneck_size": 128, "use_bottleneck_attention": False,
+                         "key_query_shared_bottleneck": True, "num_feedforward_networks": 4,
+                         "normalization_type": "no_norm", "classifier_activation": True}
+
+
+class MobileBertFormat(OriginalFormat):
+    """The way back: google-research's MobileBERT checkpoint (run_pretraining.py's and
+    run_classifier.py's names, the variables of the structure the config states) and a config
+    with every key modeling.py's BertConfig has, as its ``to_json_string`` writes them."""
+
+    #: the releases' checkpoint prefix
+    checkpoint_name = "mobilebert_variables.ckpt"
+    # the run scripts read any name through --bert_config_file; this one is among those tf2pt looks for
+    config_file = "bert_config.json"
+
+    def config(self, hf, config_path, *, allow_exact_gelu, notes):
+        # BERT's keys as google-research/bert's way back writes them: modeling.py's get_activation
+        # and its LayerNorm epsilon (1e-12, in the MLM head whatever the normalisation) are BERT's
+        google = GoogleBertFormat().config(hf, config_path, allow_exact_gelu=allow_exact_gelu, notes=notes)
+        own_code = hf.get("model_type") == LAYER_NORM_MODEL_TYPE
+        defaults = ORIGINAL_DEFAULTS if own_code else TRANSFORMERS_DEFAULTS
+        data = {**google, **{k: hf[k] if hf.get(k) is not None else defaults[k] for k in ORIGINAL_DEFAULTS}}
+        for key in ("embedding_size", "intra_bottleneck_size"):
+            data[key] = int(data[key] if data[key] is not None else data["hidden_size"])
+        if data["normalization_type"] not in ("no_norm", "layer_norm"):
+            raise ConfigError(f"normalization_type is {data['normalization_type']!r}; MobileBERT's modeling.py "
+                              "knows no_norm and layer_norm", path=config_path)
+        return {k: data[k] for k in sorted(data)}
+
+    def table(self, family, names, original):
+        return bind_to_config(family.layouts[0], original)
 
 
 class MobileBertMemory(MemoryStructure):
@@ -92,6 +129,7 @@ class MobileBertFamily(Family):
     runs_in_transformers = True
     config_keys = frozenset(GOOGLE_CONFIG_KEYS) | set(ORIGINAL_DEFAULTS)
     memory = MobileBertMemory()
+    original_format = MobileBertFormat()
     remote_code = RemoteCode(
         name="mobilebert", prefix="MobileBertLayerNorm", model_type=LAYER_NORM_MODEL_TYPE,
         model_module="bertconv.families.mobilebert.model",

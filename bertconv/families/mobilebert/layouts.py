@@ -97,6 +97,23 @@ def structure(names) -> dict:
             "extra_output": "cls/predictions/extra_output_weights" in names}
 
 
+def config_structure(original: dict) -> dict:
+    """What an original config (modeling.py's keys, every one stated) says of the structure: the
+    same facts :func:`structure` reads from a checkpoint's names, as modeling.py and
+    run_pretraining.py decide which variables to create."""
+    hidden, embedding = int(original["hidden_size"]), int(original["embedding_size"])
+    bottleneck = bool(original["use_bottleneck"])
+    return {"norm": "FakeLayerNorm" if original["normalization_type"] == "no_norm" else "LayerNorm",
+            "transformation": bool(original["trigram_input"]) or embedding != hidden,
+            "bottleneck": bottleneck,
+            # the attention's own bottleneck is read only where the inputs' is not
+            "shared_bottleneck": bottleneck and bool(original["key_query_shared_bottleneck"])
+            and not original["use_bottleneck_attention"],
+            "ffn": int(original["num_feedforward_networks"]),
+            "pooler": bool(original["classifier_activation"]),
+            "extra_output": embedding != hidden}
+
+
 #: the released OPT structure, and a pooler (run_classifier's fine-tunes with classifier_activation
 #: have one): the table a checkpoint is read through before it is bound, and the one PyTorch
 #: names are read back through
@@ -115,6 +132,13 @@ def bind(layout: Layout, names: list[str], records=None) -> Layout:
     found = structure(names)
     said = (LAYER_NORM_NOTE,) if found["norm"] == "LayerNorm" else ()
     return dataclasses.replace(layout, mapping=Mapping(rules(**found)), bind=None, assumptions=said)
+
+
+def bind_to_config(layout: Layout, original: dict) -> Layout:
+    """The table of the structure ``original`` states: the way back reads it backwards (the
+    PyTorch names do not say which normalisation a model has, and a model's names that its
+    config's structure lacks are not the original's)."""
+    return dataclasses.replace(layout, mapping=Mapping(rules(**config_structure(original))), bind=None)
 
 
 #: names only MobileBERT's checkpoints and state dicts have, on either side (TF or PyTorch)
