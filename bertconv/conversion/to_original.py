@@ -131,7 +131,7 @@ def pt2tf(source: str | Path, output: str | Path, options: ConvertOptions | None
             elif pieces is not None:
                 shutil.copyfile(pieces, tmp / pieces.name)
                 files.append(pieces.name)
-            else:
+            elif family.original_format.vocabulary:
                 notes.append("no vocab.txt beside the weights: none written")
             if o.validate:
                 checked = _check_before_publishing(tmp / prefix, src, plan)

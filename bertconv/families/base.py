@@ -209,6 +209,8 @@ class OriginalFormat:
     checkpoint_name: str = ""
     #: the config file written beside it
     config_file: str = ""
+    #: whether the original's files hold a vocabulary (CANINE's inputs are codepoints: none)
+    vocabulary: bool = True
 
     def config(self, hf: dict, config_path: Path, *, allow_exact_gelu: bool, notes: list[str]) -> dict:
         """A Hugging Face config.json -> the original code's config."""
