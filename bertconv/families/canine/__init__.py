@@ -10,16 +10,17 @@ A converted directory carries CANINE's own modeling code (``model.py``, written 
 ``Canine*`` computes something else than the original wherever a local-attention window holds only
 padding (model.py's docstring says how that reaches real characters), and has no answer-type head.
 The float64 reference is ``reference.py``. There is no vocabulary: the tokenizer files are what
-transformers' ``CanineTokenizer`` needs (its special codepoints, ``tokenizer.py``).
+transformers' ``CanineTokenizer`` needs (its special codepoints, ``tokenizer.py``). The way back
+(:class:`CanineFormat`) writes the release's checkpoint and canine_config.json.
 """
 from __future__ import annotations
 
 import re
 
 from ...errors import ConfigError
-from ..base import Family, MemoryStructure
+from ..base import Family, MemoryStructure, OriginalFormat
 from ..remote_code import RemoteCode
-from .layouts import ANSWER_TYPES, HEAD_TENSORS, LAYOUTS, MAX_HASH_FUNCTIONS
+from .layouts import ANSWER_TYPES, HEAD_TENSORS, LAYOUTS, MAX_HASH_FUNCTIONS, bind_to_config
 from .tokenizer import LARGEST_CODEPOINT, CodepointTokenizer
 
 #: CanineModelConfig's fields and defaults (modeling.py): a key the file leaves out is this
@@ -33,6 +34,46 @@ ORIGINAL_DEFAULTS = {"downsampling_rate": 4, "upsampling_kernel_size": 4, "num_h
 _HF_NAMES = {"max_position_embeddings": "max_positions"}
 _OWN_FIELDS = ("downsampling_rate", "upsampling_kernel_size", "num_hash_functions", "num_hash_buckets",
                "local_transformer_stride")
+
+
+#: a Hugging Face hidden_act -> bert_modeling.get_activation's name for the same function (its
+#: "gelu" is the tanh form)
+ORIGINAL_ACTIVATION = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "relu": "relu", "tanh": "tanh",
+                       "linear": "linear"}
+#: tf_slim's layer_norm, as bert_modeling.layer_norm calls it: the only epsilon the original has
+LAYER_NORM_EPS = 1e-12
+
+
+class CanineFormat(OriginalFormat):
+    """The way back: the release's format, a checkpoint of modeling.CanineModel's variables (a
+    TyDi QA fine-tune's heads under tydi_modeling.py's names) and the canine_config.json its
+    CanineModelConfig reads, every key stated."""
+
+    checkpoint_name = "canine_model.ckpt"
+    config_file = "canine_config.json"
+    vocabulary = False
+
+    def config(self, hf, config_path, *, allow_exact_gelu, notes):
+        eps = hf.get("layer_norm_eps", LAYER_NORM_EPS)
+        if eps != LAYER_NORM_EPS:
+            raise ConfigError(f"layer_norm_eps is {eps}; CANINE's LayerNorm uses 1e-12 always and "
+                              "canine_config.json has no key for another", path=config_path)
+        act = hf.get("hidden_act", "gelu_new")
+        if act == "gelu" and allow_exact_gelu:
+            notes.append("hidden_act 'gelu' (exact erf) written as the original's 'gelu', which computes the tanh "
+                         "approximation: the TF model's outputs differ slightly from this model's")
+        elif act not in ORIGINAL_ACTIVATION:
+            raise ConfigError(f"hidden_act {act!r} has no counterpart in CANINE's bert_modeling.get_activation "
+                              "(gelu, the tanh form, relu, tanh, linear)", path=config_path,
+                              hint="pass --allow-exact-gelu to write the exact form as the original's gelu anyway"
+                              if act == "gelu" else None)
+        named = {"max_positions": "max_position_embeddings"}
+        config = {k: hf.get(named.get(k, k), default) for k, default in ORIGINAL_DEFAULTS.items()}
+        config["hidden_act"] = ORIGINAL_ACTIVATION.get(act, "gelu")
+        return {k: config[k] for k in sorted(config)}
+
+    def table(self, family, names, original):
+        return bind_to_config(family.layouts[0], original)
 
 
 class CanineMemory(MemoryStructure):
@@ -71,6 +112,7 @@ class CanineFamily(Family):
                         "tie_word_embeddings": False}
     sentencepiece = CodepointTokenizer()
     memory = CanineMemory()
+    original_format = CanineFormat()
     remote_code = RemoteCode(
         name="canine", prefix="Canine", model_type="canine", model_module="bertconv.families.canine.model",
         classes={"CanineModel": "Encoder", "CanineForTyDiQA": "TyDiQA"},

@@ -135,6 +135,13 @@ def _bind(layout: Layout, names: list[str], source: SourceRecords) -> Layout:
     return dataclasses.replace(layout, mapping=mapping, bind=None, assumptions=NOTES)
 
 
+def bind_to_config(layout: Layout, original: dict) -> Layout:
+    """The table with the hash-table rows of ``original``'s num_hash_functions: the way back
+    reads it backwards (a model holds no pretraining head: none is ever exported)."""
+    extra = {HASH_TABLE.format(k) for k in range(int(original["num_hash_functions"]), MAX_HASH_FUNCTIONS)}
+    return dataclasses.replace(layout, mapping=Mapping(tuple(r for r in RULES if r.source not in extra)), bind=None)
+
+
 #: what every conversion says of the directory it writes
 NOTES = ("CANINE's own modeling code, loaded with trust_remote_code=True: transformers' Canine* gives a local-"
          "attention window of padding only uniform weights (the original weighs its keys by their scores, "
