@@ -227,13 +227,29 @@ class MemoryStructure:
     """What a memory estimate needs to know of a family's structure beyond BERT's (the default:
     nothing), and how its forward is replayed operator by operator where it is not BERT's."""
 
+    #: the attention the family's own modeling code always computes (``eager``: the scores
+    #: materialised), whatever the estimate's setting; None: the setting's
+    attention: str | None = None
+
     def structure(self, config: dict) -> dict[str, Any]:
         """From a Hugging Face config: any of ``layers`` (run per forward), ``distinct_layers``
         (with weights of their own), ``embedding_size``, ``embedding_projection``,
         ``position_table``, ``ffn_dropout``, ``mlm_width``, ``mlm_activation``,
         ``projection_in_encoder``, ``family_parameters`` (the family's own parameter count, where
-        BERT's parts do not describe its structure; see :class:`bertconv.memory.shape.EncoderShape`)."""
+        BERT's parts do not describe its structure), ``family_settings`` (what the family's own
+        replay reads; see :class:`bertconv.memory.shape.EncoderShape`)."""
         return {}
+
+    def replay_attention(self, replay, q, k, v, mask):
+        """The attention function of one layer, from its queries, keys and values; returns its
+        output and the attention weights the layer holds until it returns (or None). transformers'
+        (eager or SDPA, as the estimate's setting says) by default."""
+        return replay.attention(q, k, v, mask)
+
+    def replay_mask(self, replay, source):
+        """The attention mask the model makes once for its layers, from the embeddings' output
+        ``source``; returns it. transformers' [batch, seq, seq] by default."""
+        return replay.bert_mask(source)
 
     def replay_embeddings(self, replay):
         """The embeddings' forward on ``replay`` (the estimate's operators,

@@ -35,7 +35,8 @@ outputs (the logits) stay alive until the step is over.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import InputError
@@ -182,6 +183,8 @@ class _Replay:
         self.shape, self.s = shape, s
         #: the family's hooks for the parts it replays otherwise than BERT (MemoryStructure)
         self.structure = get_family(shape.family).memory
+        if self.structure.attention is not None:  # its own modeling code computes attention one way
+            s = replace(s, attention=self.structure.attention)
         self.tl = _Timeline(s.device)
         self.train = s.mode == "train"
         self.cuda = s.device == "cuda"
@@ -193,6 +196,10 @@ class _Replay:
         self.saved: dict[str, list[_Tensor]] = {}
         self.group = "embeddings"
         self.per_layer: dict[str, int] = {}
+        #: layer index -> (tokens, attention scores) it ran over, where not the input's
+        self.layer_sizes: dict[int, tuple[int, int]] = {}
+        #: a family's tensors that a later layer reads (CANINE's character encoding), by name
+        self.held: dict[str, _Tensor] = {}
 
     # ---------------------------------------------------------------------------- bookkeeping
     def save(self, *tensors: _Tensor) -> None:
@@ -208,6 +215,20 @@ class _Replay:
 
     def new(self, numel: int, dtype: str, category: str) -> _Tensor:
         return self.tl.new(numel, dtype, category)
+
+    @contextmanager
+    def at_length(self, seq_len: int, keys: int | None = None):
+        """Operators over sequences of ``seq_len`` positions whose attention reads ``keys`` keys
+        each (default: as many): the layers a family runs shorter than its input (Funnel's pooled
+        blocks, CANINE's molecules) or in windows (CANINE's local attention)."""
+        before = self.s, self.tokens, self.scores
+        self.s = replace(self.s, seq_len=seq_len)
+        self.tokens = self.s.batch * seq_len
+        self.scores = self.s.batch * self.shape.heads * seq_len * (keys or seq_len)
+        try:
+            yield
+        finally:
+            self.s, self.tokens, self.scores = before
 
     # ------------------------------------------------------------------------------ operators
     @staticmethod
@@ -320,7 +341,7 @@ class _Replay:
         fused = self.s.attention == "sdpa" and (self.cuda or not self.train or sh.attention_dropout <= 0)
         if self.s.attention == "sdpa":
             # SDPA takes the bool mask and makes an additive one of the query's dtype, each call
-            conv = self.new(self.s.batch * self.s.seq_len * self.s.seq_len, q.dtype, MASK)
+            conv = self.new(self.scores // sh.heads, q.dtype, MASK)
         if fused:
             out = self.new(t * sh.hidden, q.dtype, ATTENTION_OUT)
             lse = self.new(self.s.batch * sh.heads * self.s.seq_len, "float32", SCORES)
@@ -394,6 +415,12 @@ class _Replay:
     def layer(self, x: _Tensor, index: int, mask: _Tensor) -> _Tensor:
         return self.structure.replay_layer(self, x, index, mask)
 
+    def bert_mask(self, source: _Tensor) -> _Tensor:
+        """The attention mask transformers makes for every layer: [batch, seq, seq], bool for SDPA,
+        else additive in the embeddings' dtype."""
+        s = self.s
+        return self.new(s.batch * s.seq_len * s.seq_len, "bool" if s.attention == "sdpa" else source.dtype, MASK)
+
     def bert_embeddings(self, *, position_table: bool = True) -> _Tensor:
         """BERT's embeddings: word, token type and (``position_table``) position lookups, summed,
         LayerNorm, dropout."""
@@ -416,11 +443,12 @@ class _Replay:
     def bert_layer(self, x: _Tensor, index: int, mask: _Tensor) -> _Tensor:
         """One of BERT's encoder layers (ALBERT's and ELECTRA's alike)."""
         sh, t, h = self.shape, self.tokens, self.shape.hidden
+        self.layer_sizes[index] = (self.tokens, self.scores)
         weights = f"layer{index % sh.distinct_layers}"
         q = self.linear(x, h, h, weights + ".q", QKV, t)
         k = self.linear(x, h, h, weights + ".k", QKV, t)
         v = self.linear(x, h, h, weights + ".v", QKV, t)
-        context, held = self.attention(q, k, v, mask)
+        context, held = self.structure.replay_attention(self, q, k, v, mask)
         self.tl.drop(q, k, v)
         self.group = f"layer {index} attention output"
         dense = self.linear(context, h, h, weights + ".attention_output", HIDDEN, t)
@@ -543,8 +571,7 @@ class _Replay:
             if not sh.projection_in_encoder:  # the model's embedding_output is the projection
                 self.tl.drop(embedding_output)
                 embedding_output = mask_source = self.alias(projected)
-        mask = self.new(s.batch * s.seq_len * s.seq_len,
-                        "bool" if s.attention == "sdpa" else mask_source.dtype, MASK)
+        mask = self.structure.replay_mask(self, mask_source)
         for i in range(sh.layers):
             tl.moment = f"forward: layer {i}"
             self.group = f"layer {i} attention"
@@ -553,7 +580,8 @@ class _Replay:
             x = out
             if i == 0 and self.train:
                 self.per_layer = self._saved_by_component(*(f"layer 0 {part}" for part in _LAYER_PARTS))
-        self.tl.drop(mask, embedding_output)  # the base model returns: only its outputs are left
+        self.tl.drop(mask, embedding_output, *self.held.values())  # the base model returns: its outputs are left
+        self.held.clear()
         tl.moment = "forward: heads"
         self.group = "heads"
         kept = self.heads(x)
@@ -614,8 +642,8 @@ class _Replay:
             tl.spike(tl.nbytes(vocab_rows, "float32") + tl.nbytes(t * sh.mlm_width, "float32"), BACKWARD)
         release("heads")
         stream = tl.new(t * sh.hidden, "float32", BACKWARD)  # the gradient flowing down the layers
-        transients = self._layer_backward_bytes()
         for i in reversed(range(sh.layers)):
+            transients = self._layer_backward_bytes(*self.layer_sizes.get(i, (t, self.scores)))
             for part in reversed(_LAYER_PARTS):  # a layer's backward runs its forward backwards
                 tl.moment = f"backward: layer {i} {part}"
                 grad = grad_of(f"layer {i} {part}", accumulate)
@@ -640,14 +668,14 @@ class _Replay:
         tl.drop(stream)
         self.grads = grads
 
-    def _layer_backward_bytes(self) -> dict[str, int]:
+    def _layer_backward_bytes(self, t: int, scores: int) -> dict[str, int]:
         """What each part of a layer's backward holds beyond the tensors saved for it and the
         gradient flowing down the residual stream: the gradient of the part's input, and for the
         activation its backward's temporaries (gelu_new's chain holds three feed-forward-sized
         gradients at once, a one-operator activation two), for the attention two attention-weight
         gradients at a time through matmul, dropout and softmax (or, for a fused kernel, the
         gradients of q, k and v)."""
-        sh, s, tl, t = self.shape, self.s, self.tl, self.tokens
+        sh, s, tl = self.shape, self.s, self.tl
         grad = self.half or "float32"
         stream = tl.nbytes(t * sh.hidden, "float32")
         chain = 3 if sh.hidden_act == "gelu_new" else 2
@@ -655,7 +683,7 @@ class _Replay:
         if fused:
             attention = 3 * tl.nbytes(t * sh.hidden, grad) + stream
         else:
-            attention = 2 * tl.nbytes(self.scores, "float32") + 2 * stream
+            attention = 2 * tl.nbytes(scores, "float32") + 2 * stream
         return {"feed-forward output": tl.nbytes(t * sh.intermediate, grad) + 2 * stream,
                 "feed-forward": chain * tl.nbytes(t * sh.intermediate, grad) + stream,
                 "attention output": tl.nbytes(t * sh.hidden, grad) + 2 * stream,

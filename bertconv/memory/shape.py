@@ -64,6 +64,8 @@ class EncoderShape:
     #: the family's own count of its structure's parameters, where the parts above do not describe
     #: it (TAPAS' seven token-type tables and table heads, MobileBERT's bottlenecks); None: theirs
     family_parameters: int | None = None
+    #: the family's own settings its replay reads (CANINE's downsampling rate, Funnel's blocks)
+    family_settings: dict[str, Any] = field(default_factory=dict)
     #: parameters of the loaded model, counted from the checkpoint's tensors
     parameters: int = 0
     #: the dtype the tensors are stored in
@@ -223,11 +225,12 @@ def shape_from_config(config: dict[str, Any], *, architecture: str | None = None
     structure = {"layers": int(config["num_hidden_layers"]), "distinct_layers": int(config["num_hidden_layers"]),
                  "embedding_size": hidden, "embedding_projection": False, "ffn_dropout": True,
                  "mlm_width": hidden, "mlm_activation": activation, "projection_in_encoder": True,
+                 "vocab": int(config["vocab_size"]),
                  **family.memory.structure({**config, "architectures": [architecture]})}
     shape = EncoderShape(
         family=family.name, architecture=architecture, hidden=hidden,
         heads=int(config["num_attention_heads"]), intermediate=int(config["intermediate_size"]),
-        vocab=int(config["vocab_size"]), max_positions=int(config.get("max_position_embeddings", 512)),
+        max_positions=int(config.get("max_position_embeddings", 512)),
         type_vocab=int(config.get("type_vocab_size", 2)),
         pooler=architecture not in family.without_pooler, hidden_act=activation,
         hidden_dropout=float(config.get("hidden_dropout_prob", 0.1)),
