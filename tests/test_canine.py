@@ -336,3 +336,24 @@ def test_the_way_back_is_read_by_tensorflow_as_the_original(conversions, tmp_pat
     for name in names:
         a, b = original.get_tensor(name), written.get_tensor(name)
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+
+
+@pytest.mark.parametrize("batch, seq_len", [(64, 48), (8, 40)])
+def test_memory_estimate_replays_the_structure_the_model_runs(conversions, batch, seq_len):
+    """The estimate replays model.py's structure: the local-attention layer over the characters,
+    the deep stack over seq / downsampling_rate molecules, the last layer over the characters, the
+    named outputs kept; its peak meets the measured forward's (a replay of every layer as BERT's
+    over the characters, as before, misses it by a quarter)."""
+    from bertconv.families.canine.model import CanineLayer
+    from bertconv.memory import encoder_shape, estimate
+
+    from .own_code_memory import measured_forward
+
+    _, _, output, _ = conversions["canine_tydi"]
+    peak, runs = measured_forward(output, batch=batch, seq_len=seq_len, layer_type=CanineLayer)
+    config = json.loads((output / "config.json").read_text())
+    molecules = seq_len // config["downsampling_rate"]
+    assert runs == [(seq_len, seq_len), *[(molecules, molecules)] * config["num_hidden_layers"], (seq_len, seq_len)]
+    assert encoder_shape(output).layers == len(runs)
+    row = estimate(output, batch=batch, seq_len=seq_len, device="cpu").rows[0]
+    assert abs(row.peak_bytes / peak - 1) < 0.02, (row.peak_bytes, peak, row.peak_at)

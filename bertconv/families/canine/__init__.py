@@ -23,6 +23,11 @@ from ..remote_code import RemoteCode
 from .layouts import ANSWER_TYPES, HEAD_TENSORS, LAYOUTS, MAX_HASH_FUNCTIONS, bind_to_config
 from .tokenizer import LARGEST_CODEPOINT, CodepointTokenizer
 
+#: the estimate's components (bertconv.memory.estimate's names; families do not import it)
+HIDDEN, MASK = "activations: hidden states", "activations: attention mask"
+QKV, SCORES = "activations: attention q/k/v", "activations: attention scores and probabilities"
+ATTENTION_OUT = "activations: attention output"
+
 #: CanineModelConfig's fields and defaults (modeling.py): a key the file leaves out is this
 ORIGINAL_DEFAULTS = {"downsampling_rate": 4, "upsampling_kernel_size": 4, "num_hash_functions": 8,
                      "num_hash_buckets": 16384, "local_transformer_stride": 128, "hidden_size": 768,
@@ -77,9 +82,17 @@ class CanineFormat(OriginalFormat):
 
 
 class CanineMemory(MemoryStructure):
+    """CANINE's structure as model.py runs it: the local-attention layer over the characters, the
+    downsampling convolution, the deep stack over ``seq / downsampling_rate`` molecules, the
+    upsampling convolution and the last layer over the characters; the masks are one row per
+    sequence, the attention's scores materialised, and every named output (the character
+    encoding, each molecule layer's) kept until the model returns."""
+
+    attention = "eager"
+
     def structure(self, config):
-        """CANINE's parameters as they are: hash tables, the three character-level pieces and
-        the deep stack (the activations are replayed as BERT's layers over the characters)."""
+        """CANINE's parameters as they are (hash tables, the three character-level pieces and the
+        deep stack) and its layers: the deep stack's between the two character layers."""
         h, i = int(config["hidden_size"]), int(config["intermediate_size"])
         layer = 4 * h * h + 4 * h + 2 * h + 2 * h * i + i + h + 2 * h
         rate, width = int(config["downsampling_rate"]), int(config["upsampling_kernel_size"])
@@ -90,7 +103,83 @@ class CanineMemory(MemoryStructure):
         total += rate * h * h + h + 2 * h + width * 2 * h * h + h + 2 * h + h * h + h
         if (config.get("architectures") or ["CanineModel"])[0] == "CanineForTyDiQA":
             total += 2 * h + 2 + ANSWER_TYPES * h + ANSWER_TYPES
-        return {"family_parameters": total}
+        layers = int(config["num_hidden_layers"]) + 2
+        settings = {k: int(config[k]) for k in ("downsampling_rate", "upsampling_kernel_size",
+                                                  "local_transformer_stride")}
+        # no word table: the hash tables' rows (every codepoint is an input id, none a row)
+        return {"family_parameters": total, "layers": layers, "distinct_layers": layers,
+                "vocab": int(config["num_hash_buckets"]), "family_settings": settings}
+
+    def replay_attention(self, replay, q, k, v, mask):
+        """model.py's CanineSelfAttention: the scores, scaled, their masked sum and the
+        ``torch.where`` that keeps it for padded keys, the probabilities: three score-sized
+        tensors alive at the last matmul."""
+        t, h, p = replay.tokens, replay.shape.hidden, replay.scores
+        qc, kc = replay.new(t * h, q.dtype, QKV), replay.new(t * h, k.dtype, QKV)  # matmul's copies
+        scores = replay.new(p, "float32", SCORES)
+        replay.save(qc, kc)
+        replay.tl.drop(qc, kc)
+        scaled = replay.elementwise(scores)
+        replay.tl.drop(scores)
+        masked = replay.add(scaled, mask, SCORES)
+        chosen = replay.elementwise(masked)
+        replay.tl.drop(scaled)
+        probs = replay.softmax(chosen)
+        vc = replay.new(t * h, v.dtype, QKV)
+        replay.save(vc)
+        context = replay.new(t * h, probs.dtype, ATTENTION_OUT)
+        replay.tl.drop(vc)
+        out = replay.new(t * h, context.dtype, ATTENTION_OUT)  # transpose(1, 2).reshape
+        replay.tl.drop(context, masked, chosen, probs)
+        return out, None
+
+    def replay_mask(self, replay, source):
+        # model.py's mask adder: [batch, 1, 1, seq] in float32
+        return replay.new(replay.s.batch * replay.s.seq_len, "float32", MASK)
+
+    def replay_layer(self, replay, x, index, mask):
+        settings, shape = replay.shape.family_settings, replay.shape
+        rate, length, h = settings["downsampling_rate"], replay.s.seq_len, shape.hidden
+        molecules = max(length // rate, 1)
+        if index == 0:
+            # local attention: each window of local_transformer_stride characters attends within itself
+            with replay.at_length(length, keys=min(settings["local_transformer_stride"], length)):
+                encoded = replay.bert_layer(x, index, mask)
+            replay.held["characters"] = replay.alias(encoded)
+            with replay.at_length(molecules):
+                # the conv of width and stride rate: a matmul over each molecule's characters
+                conv = replay.linear(encoded, rate * h, h, "chars_to_molecules", HIDDEN, replay.tokens)
+                activated = replay.activation(conv, shape.hidden_act)
+                replay.tl.drop(conv)
+                joined = replay.elementwise(activated)  # the first character put first
+                replay.tl.drop(activated)
+                out = replay.layer_norm(joined, replay.tokens, HIDDEN)
+                replay.tl.drop(joined)
+                replay.held["molecule mask"] = replay.new(replay.s.batch * molecules, "float32", MASK)
+            replay.tl.drop(encoded)
+            replay.held["initial molecules"] = replay.alias(out)
+            return out
+        if index < shape.layers - 1:
+            with replay.at_length(molecules):
+                out = replay.bert_layer(x, index, replay.held["molecule mask"])
+            replay.held[f"layer {index}"] = replay.alias(out)
+            return out
+        # upsampling: the molecules repeated to every character, beside the characters' encoding
+        t, width = replay.tokens, settings["upsampling_kernel_size"]
+        repeated = replay.new(t * h, x.dtype, HIDDEN)
+        joined = replay.new(2 * t * h, x.dtype, HIDDEN)
+        replay.tl.drop(repeated)
+        padded = replay.new(replay.s.batch * (length + width - 1) * 2 * h, x.dtype, HIDDEN)
+        replay.tl.drop(joined)
+        conv = replay.linear(padded, 2 * h * width, h, "projection", HIDDEN, t)
+        replay.tl.drop(padded)
+        activated = replay.activation(conv, shape.hidden_act)
+        replay.tl.drop(conv)
+        upsampled = replay.layer_norm(activated, t, HIDDEN)
+        replay.tl.drop(activated)
+        out = replay.bert_layer(upsampled, index, mask)
+        replay.tl.drop(upsampled)
+        return out
 
 
 class CanineFamily(Family):
