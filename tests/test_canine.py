@@ -342,8 +342,8 @@ def test_the_way_back_is_read_by_tensorflow_as_the_original(conversions, tmp_pat
 def test_memory_estimate_replays_the_structure_the_model_runs(conversions, batch, seq_len):
     """The estimate replays model.py's structure: the local-attention layer over the characters,
     the deep stack over seq / downsampling_rate molecules, the last layer over the characters, the
-    named outputs kept; its peak meets the measured forward's (a replay of every layer as BERT's
-    over the characters, as before, misses it by a quarter)."""
+    named outputs kept; its peak meets the measured forward's, which a replay of every layer as
+    BERT's over the characters falls short of."""
     from bertconv.families.canine.model import CanineLayer
     from bertconv.memory import encoder_shape, estimate
 

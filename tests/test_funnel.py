@@ -233,6 +233,28 @@ def test_memory_structure_counts_the_tensors(case, conversions):
     assert encoder_shape(source, tower=CASES[case][1]).parameters == shape.parameters
 
 
+@pytest.mark.parametrize("name", [*sorted(CASES), "base"])
+@pytest.mark.parametrize("batch, seq_len", [(8, 128), (4, 65)])
+def test_memory_estimate_replays_the_structure_the_model_runs(conversions, name, batch, seq_len):
+    """The estimate replays model.py's structure: each block after the first at the length its
+    pooling leaves (queries pooled, keys not, in its first layer), the decoder at full length
+    after the bridge, the relative attention's score-sized terms alive together; its peak meets
+    the measured forward's, which a replay of every layer as BERT's at full length falls short of."""
+    from bertconv.families.funnel import layer_runs
+    from bertconv.families.funnel.model import Layer
+    from bertconv.memory import encoder_shape, estimate
+
+    from .own_code_memory import measured_forward
+
+    _, output, _ = conversions[name]
+    peak, runs = measured_forward(output, batch=batch, seq_len=seq_len, layer_type=Layer, vocab=40)
+    shape = encoder_shape(output)
+    assert runs == [(q, k) for q, k, _, _ in layer_runs(shape.family_settings, seq_len)]
+    assert len(runs) == shape.layers and len({q for q, _ in runs}) > 1  # some blocks run shorter
+    row = estimate(output, batch=batch, seq_len=seq_len, device="cpu").rows[0]
+    assert abs(row.peak_bytes / peak - 1) < 0.03, (row.peak_bytes, peak, row.peak_at)
+
+
 def test_modeling_file_is_the_model_module_and_imports_only_torch_and_transformers(conversions):
     import bertconv.families.funnel.model as model
 

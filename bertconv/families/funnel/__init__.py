@@ -48,10 +48,41 @@ def _depths(spec, key):
     return blocks
 
 
+#: the estimate's components (bertconv.memory.estimate's names; families do not import it)
+QKV, SCORES = "activations: attention q/k/v", "activations: attention scores and probabilities"
+ATTENTION_OUT, HIDDEN = "activations: attention output", "activations: hidden states"
+FEED_FORWARD, MASK = "activations: feed-forward", "activations: attention mask"
+EMBEDDINGS = "activations: embeddings"
+
+
+def layer_runs(settings: dict, length: int) -> list[tuple[int, int, bool, bool]]:
+    """Each layer run of model.py's forward over ``length`` positions, in order: (query length,
+    key length, whether the block pools the sequence first, whether it is the decoder's)."""
+    size, truncate = settings["pooling_size"], settings["truncate_seq"]
+    runs, current = [], length
+    for block, (layers, repeat) in enumerate(settings["blocks"]):
+        for run in range(layers * repeat):
+            if block > 0 and run == 0:
+                body = max(current - (2 if truncate else 1), 0)
+                pooled = 1 + -(-body // size)
+                runs.append((pooled, current if settings["pool_q_only"] else pooled, True, False))
+                current = pooled
+            else:
+                runs.append((current, current, False, False))
+    if len(settings["blocks"]) > 1:
+        runs += [(length, length, False, True)] * settings["decoder_runs"]
+    return runs
+
+
 class FunnelMemory(MemoryStructure):
-    """Funnel's parameters by its own structure (heads of ``d_head`` that need not make up
-    d_model, repeated layers, the decoder of the pretraining towers); its layers are replayed as
-    BERT's at full length, an upper bound where blocks run on pooled sequences."""
+    """Funnel's structure as model.py runs it: its parameters (heads of ``d_head`` that need not
+    make up d_model, repeated layers, the decoder of the pretraining towers), every block after
+    the first at the length its pooling leaves (its first layer's queries pooled, its keys not,
+    with ``pool_q_only``), the decoder at full length after the bridge, and the relative
+    attention's score-sized tensors (content, position and segment terms, the scores and the
+    probabilities) alive together; every layer's output is kept until the model returns."""
+
+    attention = "eager"
 
     def structure(self, config):
         hidden, inter = int(config["hidden_size"]), int(config["intermediate_size"])
@@ -70,12 +101,128 @@ class FunnelMemory(MemoryStructure):
         distinct = sum(s for s, _ in blocks) + size
         params = (vocab * width + 2 * width + (width * hidden + hidden if width != hidden else 0)
                   + distinct * layer + heads.get(architecture, 0))
-        return {"layers": sum(s * r for s, r in blocks) + size * repeat, "distinct_layers": distinct,
+        decoder_runs = size * repeat if len(blocks) > 1 else 0  # one block: no pooling to undo
+        settings = {"blocks": blocks, "decoder_runs": decoder_runs, "d_head": int(config.get("d_head") or 64),
+                    "pooling_size": int(config.get("pooling_size", 2)), "truncate_seq": config.get("truncate_seq", True),
+                    "pool_q_only": config.get("pool_q_only", True)}
+        return {"layers": sum(s * r for s, r in blocks) + decoder_runs, "distinct_layers": distinct,
                 "embedding_size": width, "embedding_projection": width != hidden, "position_table": False,
-                "family_parameters": params}
+                "mlm_width": width, "family_parameters": params, "family_settings": settings}
 
     def replay_embeddings(self, replay):
-        return replay.bert_embeddings(position_table=False)
+        # the word rows and their LayerNorm: no positions, no segments
+        word = replay.new(replay.tokens * replay.shape.embedding_size, "float32", EMBEDDINGS)
+        out = replay.layer_norm(word, replay.tokens, EMBEDDINGS)
+        replay.tl.drop(word)
+        return out
+
+    def replay_mask(self, replay, source):
+        # Side's padding: one row per sequence
+        return replay.new(replay.s.batch * replay.s.seq_len, "float32", MASK)
+
+    def replay_layer(self, replay, x, index, mask):
+        settings, sh = replay.shape.family_settings, replay.shape
+        full = replay.s.seq_len
+        queries, keys, pools, decoder = layer_runs(settings, full)[index]
+        batch, h = replay.s.batch, sh.hidden
+        bridge = None
+        if decoder and index == sum(size * repeat for size, repeat in settings["blocks"]):
+            # the last block's output repeated back to full length, padded, the first block's added
+            first = settings["blocks"][0][0] * settings["blocks"][0][1] - 1
+            repeated = replay.new(batch * full * h, x.dtype, HIDDEN)
+            padded = replay.new(batch * full * h, x.dtype, HIDDEN)
+            replay.tl.drop(repeated)
+            joined = replay.new(batch * full * h, x.dtype, HIDDEN)
+            replay.tl.drop(padded)
+            x = bridge = replay.add(joined, replay.held[f"run {first}"], HIDDEN)
+            replay.tl.drop(joined)
+        pooled = None
+        if pools:
+            with replay.at_length(queries):
+                padded = replay.new(batch * (queries - 1) * settings["pooling_size"] * h, x.dtype, HIDDEN)
+                summed = replay.new(replay.tokens * h, x.dtype, HIDDEN)
+                replay.tl.drop(padded)
+                divided = replay.elementwise(summed)
+                replay.tl.drop(summed)
+                pooled = replay.elementwise(divided)  # [CLS] put first
+                replay.tl.drop(divided)
+        with replay.at_length(queries, keys=keys):
+            out = self._layer(replay, pooled if pooled is not None else x, x, index, keys)
+        replay.tl.drop(pooled, bridge)
+        replay.held[f"run {index}"] = replay.alias(out)
+        return out
+
+    def _layer(self, replay, query, key, index, keys):
+        """model.py's Layer over ``query`` attending to ``key``: RelativeAttention, then FeedForward."""
+        sh, settings = replay.shape, replay.shape.family_settings
+        t, h, p, batch = replay.tokens, sh.hidden, replay.scores, replay.s.batch
+        replay.layer_sizes[index] = (t, p)
+        inner, weights = sh.heads * settings["d_head"], f"layer{index}"
+        key_rows = batch * keys
+        queries = t // batch
+        # the structure: sinusoids of both sides, the segments' comparisons, the [CLS] mask
+        structure = [replay.new(2 * (queries + keys) * (h // 2), "float32", HIDDEN),
+                     replay.new(t * keys, "bool", MASK), replay.new(queries * keys, "float32", MASK)]
+        projected = replay.linear(query, h, inner, weights + ".q", QKV, t)
+        q = replay.elementwise(projected)  # times the scale
+        replay.tl.drop(projected)
+        k = replay.linear(key, h, inner, weights + ".k", QKV, key_rows)
+        v = replay.linear(key, h, inner, weights + ".v", QKV, key_rows)
+
+        def einsum(left: int, right: int, out: int):
+            """An einsum as bmm: its operands copied to contiguous batches, the product new."""
+            a, b = replay.new(left, "float32", QKV), replay.new(right, "float32", QKV)
+            replay.save(a, b)
+            product = replay.new(out, "float32", SCORES)
+            replay.tl.drop(a, b)
+            return product
+
+        biased = replay.elementwise(q)
+        content = einsum(t * inner, key_rows * inner, p)
+        replay.tl.drop(biased)
+        biased = replay.elementwise(q)
+        qr = replay.new(t * sh.heads * h, "float32", QKV)  # (q + r_r_bias) r_kernel^T
+        replay.tl.drop(biased)
+        position = None
+        for _ in range(4):  # sin and cos of each side against the two halves
+            factor = replay.new(t * sh.heads * (h // 2), "float32", QKV)
+            term = einsum(t * sh.heads * (h // 2), 0, p)
+            replay.tl.drop(factor)
+            if position is None:
+                position = term
+            else:
+                summed = replay.add(position, term, SCORES)
+                replay.tl.drop(position, term)
+                position = summed
+        biased = replay.elementwise(q)
+        segment_scores = replay.new(t * sh.heads * 2, "float32", SCORES)
+        replay.tl.drop(biased)
+        segment = replay.new(p, "float32", SCORES)  # torch.where over the segment pairs
+        both = replay.add(position, segment, SCORES)
+        kept = replay.elementwise(both)  # times not_cls
+        replay.tl.drop(both)
+        scores = replay.add(content, kept, SCORES)
+        replay.tl.drop(kept)
+        masked = replay.add(scores, replay.new(key_rows, "float32", MASK), SCORES)
+        replay.tl.drop(scores)
+        probs = replay.softmax(masked)
+        context = einsum(0, key_rows * inner, t * inner)  # the probabilities are contiguous already
+        output = replay.linear(context, inner, h, weights + ".o", HIDDEN, t)
+        residual = replay.add(query, output, HIDDEN)
+        replay.tl.drop(output)
+        attended = replay.layer_norm(residual, t, HIDDEN)
+        replay.tl.drop(residual, q, k, v, content, qr, position, segment_scores, segment, masked, probs, context)
+        replay.tl.drop(*structure)
+        first = replay.linear(attended, h, sh.intermediate, weights + ".linear_1", FEED_FORWARD, t)
+        activated = replay.activation(first, "gelu" if sh.hidden_act.startswith("gelu") else sh.hidden_act)
+        replay.tl.drop(first)
+        second = replay.linear(activated, sh.intermediate, h, weights + ".linear_2", HIDDEN, t)
+        replay.tl.drop(activated)
+        residual = replay.add(attended, second, HIDDEN)
+        replay.tl.drop(second, attended)
+        out = replay.layer_norm(residual, t, HIDDEN)
+        replay.tl.drop(residual)
+        return out
 
 
 class FunnelTFFormat(OriginalFormat):
