@@ -308,8 +308,12 @@ def _progress_line(item: BatchItem) -> str:
 
 def _start_worker(thread_settings: dict[str, str], validate: bool) -> None:
     """The thread counts in the worker's own environment too (a fork server started earlier, by
-    another call, may not have had them); the process for its checks' models started."""
+    another call, may not have had them), its data path on one thread, and the process for its
+    checks' models started."""
     os.environ.update(thread_settings)
+    from . import conversion
+
+    conversion.data_path_threads = 1
     if validate:
         from multiprocessing.util import Finalize
 

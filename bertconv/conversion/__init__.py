@@ -196,11 +196,17 @@ def _convert(source, output: Path, o: ConvertOptions, format: str, started: floa
     return report
 
 
+#: The data path's threads in this process. A batch's worker sets one: there a conversion's second
+#: thread gained nothing (the writes into the page cache are the limit) and took a core's share from
+#: the other jobs and from the models' process beside it (docs/benchmarks.md).
+data_path_threads = CONVERSION_THREADS
+
+
 def _weights_threads(model_process) -> int:
     """The data path's threads: one while the check's model process imports torch, which is the
     check's critical path, so that it keeps a core to itself (the conversion still ends well
     before the import does: docs/performance.md)."""
-    return 1 if model_process is not None and model_process.importing() else CONVERSION_THREADS
+    return 1 if model_process is not None and model_process.importing() else data_path_threads
 
 
 def format_for_output(output: str | Path) -> str:
