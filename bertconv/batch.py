@@ -347,7 +347,8 @@ def _convert_one(checkpoint: Checkpoint, options: dict[str, Any], command: str |
         item.status = "converted"
         item.family, item.architecture, item.parameters = report.family, report.architecture, report.parameters
         item.validation = _validation_words(report.validation)
-        item.model_peak_rss = max((run.peak_memory_bytes for run in (report.validation.runs if report.validation else [])
+        runs = report.validation.runs if report.validation else []
+        item.model_peak_rss = max((run.peak_memory_bytes for run in runs
                                    if run.memory_measure == "peak RSS of the model's own process"), default=None)
     item.seconds = time.perf_counter() - started
     item.cpu_seconds = time.process_time() - cpu_started

@@ -274,8 +274,8 @@ OPTIONAL = ("state_dict_prefix", "without_pooler", "pooler_weight", "index_buffe
             "config_pattern", "config_keys", "unrecorded_config", "heads_built_beside", "translate_config",
             "validation_inputs", "wordpiece")
 CAPABILITIES = ("two_towers", "sentencepiece", "original_format", "memory", "remote_code")
-SERVICES = ("layout", "architecture", "state_dict_heads", "needs_pooler", "load_model", "numpy_reference_only",
-            "reference_heads", "transformers_outputs", "tokenizer_source", "write_tokenizer", "hf_config_extras",
+SERVICES = ("layout", "architecture", "state_dict_heads", "needs_pooler", "load_model", "own_model",
+            "numpy_reference_only", "reference_heads", "transformers_outputs", "tokenizer_source", "write_tokenizer", "hf_config_extras",
             "tower_of", "checkpoint_name", "to_original_config", "encoder_prefix", "find_config")
 
 
@@ -448,6 +448,16 @@ class Family:
                                      num_labels=num_labels)
         load_state_dict_strict(model, tensors, self, path=path)
         return model
+
+    def own_model(self, classes: dict[str, Any], architecture: str, config, **keywords):
+        """A model of the family's own classes (architecture -> class; ``keywords`` go to the class),
+        in eval mode, carrying its heads and class name as the runtime reads them."""
+        if architecture not in classes:
+            raise InputError(f"unknown architecture {architecture!r}", hint=f"choose one of {', '.join(classes)}")
+        model = classes[architecture](config, **keywords)
+        model.heads = self.architecture_heads.get(architecture, frozenset())
+        model.architecture = architecture
+        return model.eval()
 
     def numpy_reference_only(self, kind: str) -> None:
         """For :meth:`reference` of a family without a TensorFlow oracle."""

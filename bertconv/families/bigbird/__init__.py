@@ -149,17 +149,12 @@ class BigBirdFamily(Family):
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
         if config.extra.get("attention_type") == "block_sparse":
-            from ...errors import InputError
             from ..bert.model import activation
-            from .block_sparse import ARCHITECTURES as CLASSES
+            from .block_sparse import ARCHITECTURES
 
-            if architecture not in CLASSES:
-                raise InputError(f"unknown architecture {architecture!r}", hint=f"choose one of {', '.join(CLASSES)}")
             activation(config.hidden_act)  # an unknown one is bertconv's error, before the model's
-            model = CLASSES[architecture](config, with_pooler=with_pooler, num_labels=num_labels)
-            model.heads = self.architecture_heads[architecture]
-            model.architecture = architecture
-            return model.eval()
+            return self.own_model(ARCHITECTURES, architecture, config, with_pooler=with_pooler,
+                                  num_labels=num_labels)
         from .model import build_model
         return build_model(config, architecture, self.architecture_heads[architecture], with_pooler=with_pooler)
 

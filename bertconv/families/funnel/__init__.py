@@ -374,15 +374,9 @@ class FunnelFamily(Family):
         return {**known, **funnel, **kept, **rest}
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
-        from .model import ARCHITECTURES as CLASSES
-        from ...errors import InputError
+        from .model import ARCHITECTURES
 
-        if architecture not in CLASSES:
-            raise InputError(f"unknown architecture {architecture!r}", hint=f"choose one of {', '.join(CLASSES)}")
-        model = CLASSES[architecture](config, num_labels=num_labels)
-        model.heads = self.architecture_heads[architecture]
-        model.architecture = architecture
-        return model.eval()
+        return self.own_model(ARCHITECTURES, architecture, config, num_labels=num_labels)
 
     def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
         self.numpy_reference_only(kind)

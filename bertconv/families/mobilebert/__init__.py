@@ -165,17 +165,11 @@ class MobileBertFamily(Family):
         return data
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
-        from ...errors import InputError
         from ..bert.model import activation
-        from .model import ARCHITECTURES as CLASSES
+        from .model import ARCHITECTURES
 
-        if architecture not in CLASSES:
-            raise InputError(f"unknown architecture {architecture!r}", hint=f"choose one of {', '.join(CLASSES)}")
         activation(config.hidden_act)  # an unknown one is bertconv's error, before the model's
-        model = CLASSES[architecture](config, with_pooler=with_pooler, num_labels=num_labels)
-        model.heads = self.architecture_heads[architecture]
-        model.architecture = architecture
-        return model.eval()
+        return self.own_model(ARCHITECTURES, architecture, config, with_pooler=with_pooler, num_labels=num_labels)
 
     def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
         self.numpy_reference_only(kind)

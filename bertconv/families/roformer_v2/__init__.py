@@ -86,15 +86,11 @@ class RoFormerV2Family(Family):
     )
 
     def build_model(self, config, architecture, *, with_pooler, num_labels):
-        from ...errors import InputError
-        from .model import ARCHITECTURES as CLASSES
+        from .model import ARCHITECTURES
 
-        if architecture not in CLASSES:
-            raise InputError(f"unknown architecture {architecture!r}", hint=f"choose one of {', '.join(CLASSES)}")
-        model = CLASSES[architecture](config, num_labels=num_labels)
-        model.heads = self.architecture_heads.get(architecture, frozenset({"mlm"}))
-        model.architecture = architecture
-        return model.eval()
+        model = self.own_model(ARCHITECTURES, architecture, config, num_labels=num_labels)
+        model.heads = model.heads or frozenset({"mlm"})
+        return model
 
     def reference(self, weights, config, inputs, *, heads=None, tower=None, kind="numpy"):
         self.numpy_reference_only(kind)
