@@ -216,6 +216,25 @@ class OriginalFormat:
         """A Hugging Face config.json -> the original code's config."""
         raise NotImplementedError
 
+    @staticmethod
+    def tanh_gelu_activation(hf: dict, known: dict[str, str], config_path: Path, *, allow_exact_gelu: bool,
+                             notes: list[str], where: str) -> str:
+        """The original's name for ``hf``'s hidden_act, for originals whose ``gelu`` is the tanh form
+        (``known``: transformers' names -> the original's). transformers' exact ``gelu`` only with
+        ``allow_exact_gelu``, said in a note; another is an error naming ``where`` it is looked up."""
+        from ..errors import ConfigError
+
+        act = hf.get("hidden_act", "gelu_new")
+        if act == "gelu" and allow_exact_gelu:
+            notes.append("hidden_act 'gelu' (exact erf) written as the original's 'gelu', which computes the tanh "
+                         "approximation: the TF model's outputs differ slightly from this model's")
+            return "gelu"
+        if act not in known:
+            raise ConfigError(f"hidden_act {act!r} has no counterpart in {where}", path=config_path,
+                              hint="pass --allow-exact-gelu to write the exact form as the original's gelu anyway"
+                              if act == "gelu" else None)
+        return known[act]
+
     def table(self, family: "Family", names: list[str], original: dict) -> Layout:
         """The layout whose table the way back reads for a model with these state-dict names and
         ``original``, the config :meth:`config` wrote: the canonical one (a family whose names

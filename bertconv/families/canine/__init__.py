@@ -63,18 +63,12 @@ class CanineFormat(OriginalFormat):
         if eps != LAYER_NORM_EPS:
             raise ConfigError(f"layer_norm_eps is {eps}; CANINE's LayerNorm uses 1e-12 always and "
                               "canine_config.json has no key for another", path=config_path)
-        act = hf.get("hidden_act", "gelu_new")
-        if act == "gelu" and allow_exact_gelu:
-            notes.append("hidden_act 'gelu' (exact erf) written as the original's 'gelu', which computes the tanh "
-                         "approximation: the TF model's outputs differ slightly from this model's")
-        elif act not in ORIGINAL_ACTIVATION:
-            raise ConfigError(f"hidden_act {act!r} has no counterpart in CANINE's bert_modeling.get_activation "
-                              "(gelu, the tanh form, relu, tanh, linear)", path=config_path,
-                              hint="pass --allow-exact-gelu to write the exact form as the original's gelu anyway"
-                              if act == "gelu" else None)
+        act = self.tanh_gelu_activation(hf, ORIGINAL_ACTIVATION, config_path, allow_exact_gelu=allow_exact_gelu,
+                                        notes=notes, where="CANINE's bert_modeling.get_activation (gelu, the tanh "
+                                                           "form, relu, tanh, linear)")
         named = {"max_positions": "max_position_embeddings"}
         config = {k: hf.get(named.get(k, k), default) for k, default in ORIGINAL_DEFAULTS.items()}
-        config["hidden_act"] = ORIGINAL_ACTIVATION.get(act, "gelu")
+        config["hidden_act"] = act
         return {k: config[k] for k in sorted(config)}
 
     def table(self, family, names, original):

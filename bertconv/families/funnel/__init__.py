@@ -248,15 +248,9 @@ class FunnelTFFormat(OriginalFormat):
         if hf.get("layer_norm_eps", 1e-8) != 1e-8:
             raise ConfigError(f"layer_norm_eps is {hf['layer_norm_eps']}; the original's LayerNorm uses 1e-8 always",
                               path=config_path)
-        act = hf.get("hidden_act", "gelu_new")
-        if act == "gelu" and allow_exact_gelu:
-            notes.append("hidden_act 'gelu' (exact erf) written as the original's 'gelu', which computes the tanh "
-                         "approximation: the TF model's outputs differ slightly from this model's")
-        elif act not in ORIGINAL_ACTIVATION:
-            raise ConfigError(f"hidden_act {act!r} has no counterpart in the original's ff_activation (gelu, the tanh "
-                              "form, relu, tanh)", path=config_path,
-                              hint="pass --allow-exact-gelu to write the exact form as the original's gelu anyway"
-                              if act == "gelu" else None)
+        act = self.tanh_gelu_activation(hf, ORIGINAL_ACTIVATION, config_path, allow_exact_gelu=allow_exact_gelu,
+                                        notes=notes, where="the original's ff_activation (gelu, the tanh form, "
+                                                           "relu, tanh)")
         if (hf.get("architectures") or [None])[0] == "FunnelOriginalForSequenceClassification":
             notes.append(f"the task head is written under model/{DEFAULT_TASK}/ (a converted model does not keep the "
                          f"task's name): run classifier.py with --cls_scope={DEFAULT_TASK}")
@@ -267,7 +261,7 @@ class FunnelTFFormat(OriginalFormat):
         net = {"block_size": hf.get("block_size", "3_3_3"), "vocab_size": int(hf["vocab_size"]),
                "d_embed": int(hf.get("embedding_size") or hidden), "d_model": hidden,
                "n_head": int(hf["num_attention_heads"]), "d_head": int(hf.get("d_head", 64)),
-               "d_inner": int(hf["intermediate_size"]), "ff_activation": ORIGINAL_ACTIVATION.get(act, "gelu"),
+               "d_inner": int(hf["intermediate_size"]), "ff_activation": act,
                "dropout": hf.get("hidden_dropout_prob", 0.1), "dropatt": hf.get("attention_probs_dropout_prob", 0.1),
                "init_std": hf.get("initializer_range", 0.02),
                **{k: hf.get(k, default) for k, default in TRAINING_KEYS.items()},
