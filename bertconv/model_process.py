@@ -166,7 +166,10 @@ class RunnerProcess:
         if not self._ready and self.alive() and os.name == "posix":  # select() takes no pipe on Windows
             readable, _, _ = select.select([self._process.stdout], [], [], 0)
             if readable:
-                self._take_ready()
+                try:
+                    self._take_ready()
+                except EOFError:
+                    return True  # it ended before torch was in: the job sent to it will say so
         return not self._ready
 
     def _take_ready(self) -> None:

@@ -154,3 +154,11 @@ def test_a_kept_process_serves_every_check_of_a_worker_and_torch_stays_out_of_it
     facts = json.loads(done.stdout)
     assert facts == {"same": True, "alive": True, "importing": False, "torch_here": False,
                      "passed": [True, True], "measures": [OWN_PROCESS, OWN_PROCESS]}
+
+
+def test_a_process_that_died_while_importing_is_not_taken_for_ready():
+    process = RunnerProcess()
+    process._process.kill()
+    process._process.wait()
+    assert process.importing()  # no error here: the job sent to it says that it ended
+    process.close()
