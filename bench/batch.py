@@ -108,8 +108,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", default="1,2", help="comma-separated job counts, alternated each round")
     parser.add_argument("--one-thread", action="store_true",
-                        help="every worker's torch and BLAS on one thread (by default a worker gets the CPU "
-                             "count divided by the jobs)")
+                        help="every worker's torch and BLAS on one thread also where the environment says "
+                             "otherwise (a batch sets one thread for each where it says nothing)")
     args = parser.parse_args(argv)
     args.release = args.release or WORK_DIR / {"tiny": "miniatures"}.get(args.sizes, f"release-{args.sizes}")
     write_release(args.release, args.sizes)

@@ -335,10 +335,13 @@ class BigBirdBlockSparseSelfAttention(nn.Module):
         return context.transpose(1, 2).reshape(batch, length, hidden)
 
 
-class BigBirdSelfOutput(nn.Module):
-    def __init__(self, config):
+class BigBirdDenseAddNorm(nn.Module):
+    """A projection back to the hidden size, the residual added, LayerNorm: the attention's
+    output and the feed-forward's (the same state-dict names under either)."""
+
+    def __init__(self, config, width):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(width, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x, residual):
@@ -349,7 +352,7 @@ class BigBirdAttention(nn.Module):
     def __init__(self, config, layer_index):
         super().__init__()
         self.self = BigBirdBlockSparseSelfAttention(config, layer_index)
-        self.output = BigBirdSelfOutput(config)
+        self.output = BigBirdDenseAddNorm(config, config.hidden_size)
 
     def forward(self, x, mask):
         return self.output(self.self(x, mask), x)
@@ -365,22 +368,12 @@ class BigBirdIntermediate(nn.Module):
         return self.act(self.dense(x))
 
 
-class BigBirdOutput(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-
-    def forward(self, x, residual):
-        return self.LayerNorm(self.dense(x) + residual)
-
-
 class BigBirdLayer(nn.Module):
     def __init__(self, config, layer_index):
         super().__init__()
         self.attention = BigBirdAttention(config, layer_index)
         self.intermediate = BigBirdIntermediate(config)
-        self.output = BigBirdOutput(config)
+        self.output = BigBirdDenseAddNorm(config, config.intermediate_size)
 
     def forward(self, x, mask):
         attention = self.attention(x, mask)
